@@ -1,0 +1,58 @@
+"""One validated build configuration (pydantic), from YAML and command-line flags."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class StandardizeConfig(BaseModel):
+    """How scenes become standardized scene stores."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    spacing: float = Field(0.8, gt=0, description="target slant-range spacing, metres (both axes)")
+    min_spacing: float = Field(0.2, gt=0, description="selection: finest native spacing, m")
+    max_spacing: float = Field(2.0, gt=0, description="selection: coarsest native spacing, m")
+    min_size: int = Field(1024, ge=1, description="smallest output size in pixels (one tile)")
+    chunk_azimuth: int = Field(1024, ge=16, description="azimuth samples per input chunk")
+    chunk_range: int = Field(1024, ge=16, description="range samples per chunk, azimuth pass")
+    store_chunk: int = Field(512, ge=16, description="zarr chunk edge of the stored slc")
+    deskew: bool = Field(True, description="centre each axis's spectrum before cropping")
+    geolocation_bound_m: float = Field(1e-3, gt=0, description="tie-point interpolation bound")
+    tie_point_max_step: int = Field(512, ge=4)
+    hae: float | None = Field(None, description="projection height; None: the SCP's")
+    storage_options: dict[str, Any] = Field(default_factory=dict, exclude=True,
+                                            description="fsspec options (credentials stay out "
+                                                        "of provenance)")
+
+    @model_validator(mode="after")
+    def _spacing_range(self) -> StandardizeConfig:
+        if self.min_spacing > self.max_spacing:
+            raise ValueError(f"min_spacing {self.min_spacing} > max_spacing {self.max_spacing}")
+        return self
+
+    def provenance(self) -> dict[str, Any]:
+        """The parameters that shape the output (no credentials), for attrs and hashes."""
+        return self.model_dump(mode="json")
+
+    def digest(self) -> str:
+        text = json.dumps(self.provenance(), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def load_config(path: str | Path | None = None, **overrides: Any) -> StandardizeConfig:
+    """Config from a YAML file (a `standardize:` section or a flat mapping), then overrides."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        loaded = yaml.safe_load(Path(path).read_text()) or {}
+        if not isinstance(loaded, dict):
+            raise ValueError(f"{path}: expected a mapping of settings")
+        data = dict(loaded.get("standardize", loaded))
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    return StandardizeConfig(**data)

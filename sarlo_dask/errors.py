@@ -1,0 +1,17 @@
+"""Errors that carry what failed, where, and why, as one line."""
+
+from __future__ import annotations
+
+
+class SceneError(Exception):
+    """A scene that cannot be standardized: `where` names the input, `reason` says why."""
+
+    def __init__(self, where: str, reason: str, stage: str = "ingest") -> None:
+        self.where = where
+        self.reason = reason
+        self.stage = stage
+        super().__init__(f"{where}: {reason}")
+
+    def __reduce__(self) -> tuple[type[SceneError], tuple[str, str, str]]:
+        # keep the fields when the error crosses a process boundary (Dask workers)
+        return (SceneError, (self.where, self.reason, self.stage))

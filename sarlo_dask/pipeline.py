@@ -1,0 +1,103 @@
+"""The only module that talks to the Dask client: stages over many scenes, skip and resume.
+
+One scene's failure is recorded with its reason and never stops the others.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from sarlo_dask import __version__
+from sarlo_dask.config import StandardizeConfig
+from sarlo_dask.errors import SceneError
+from sarlo_dask.sicd import open_sicd, scene_id_from_url
+from sarlo_dask.standardize import standardize_scene
+from sarlo_dask.store import exists, remove, scene_marker_url, scene_store_url, write_json
+
+
+@dataclass
+class SceneResult:
+    url: str
+    scene_id: str
+    status: str
+    """done, skipped (already complete) or failed"""
+    reason: str = ""
+    stage: str = ""
+    store: str = ""
+
+    def line(self) -> str:
+        if self.status == "failed":
+            return f"FAILED {self.url}: {self.reason}"
+        return f"{self.status:7s} {self.scene_id} -> {self.store}"
+
+
+def _reason(exc: BaseException) -> tuple[str, str]:
+    if isinstance(exc, SceneError):
+        return exc.reason, exc.stage
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return f"{type(exc).__name__}: {text[:300]}", "standardize"
+
+
+def standardize_scenes(urls: Sequence[str], work: str, cfg: StandardizeConfig, client: Any,
+                       progress: Callable[[list[Any]], None] | None = None) -> list[SceneResult]:
+    """Standardize every scene into {work}/scenes/{scene_id}.zarr, skipping completed ones."""
+    from distributed import as_completed
+
+    so = cfg.storage_options
+    results: list[SceneResult] = []
+    pending: dict[Any, SceneResult] = {}
+    seen: dict[str, str] = {}
+    for url in urls:
+        scene_id = scene_id_from_url(url)
+        store = scene_store_url(work, scene_id)
+        res = SceneResult(url, scene_id, "done", store=store)
+        results.append(res)
+        if scene_id in seen:
+            res.status, res.stage = "failed", "ingest"
+            res.reason = f"duplicate scene id {scene_id!r} (also {seen[scene_id]})"
+            continue
+        seen[scene_id] = url
+        if exists(scene_marker_url(work, scene_id), so):
+            res.status = "skipped"
+            continue
+        try:
+            scene = open_sicd(url, cfg.chunk_azimuth, so)
+            out = standardize_scene(scene, cfg)
+            remove(store, so)  # a partial store from an interrupted run
+            write = out.to_zarr(store, mode="w", compute=False, consolidated=False,
+                                zarr_format=3, storage_options=so or None)
+        except Exception as exc:
+            res.status = "failed"
+            res.reason, res.stage = _reason(exc)
+            continue
+        pending[client.compute(write)] = res
+    if progress is not None and pending:
+        progress(list(pending))
+    for future in as_completed(list(pending)):
+        res = pending[future]
+        try:
+            future.result()
+            write_json(scene_marker_url(work, res.scene_id), {
+                "scene_id": res.scene_id, "source_url": res.url, "store": res.store,
+                "package_version": __version__, "config": cfg.digest()}, so)
+        except Exception as exc:
+            res.status = "failed"
+            res.reason, res.stage = _reason(exc)
+        finally:
+            future.release()
+    return results
+
+
+def summary(results: Sequence[SceneResult]) -> dict[str, Any]:
+    counts = {s: sum(r.status == s for r in results) for s in ("done", "skipped", "failed")}
+    return {"counts": counts, "failures": [asdict(r) for r in results if r.status == "failed"]}
+
+
+def exit_code(results: Sequence[SceneResult]) -> int:
+    """0 all good, 3 some scenes failed while others completed, 4 nothing could be built."""
+    failed = sum(r.status == "failed" for r in results)
+    if failed == 0:
+        return 0
+    return 4 if failed == len(results) else 3

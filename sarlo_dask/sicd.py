@@ -1,0 +1,329 @@
+"""SICD I/O with sarpy: headers, checks, lazy xarray scenes, small metadata helpers.
+
+Naming, written down once: a SICD row is a range sample and a column an azimuth sample
+(Grid.Type RGAZIM, the PFA case). sarpy's ``reader[:, :]`` is (NumRows, NumCols) =
+(range, azimuth). This project's arrays are (azimuth, range): ``slc[azimuth=c, range=r]`` is
+SICD pixel (row=r, col=c).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from sarlo_dask.errors import SceneError
+
+SPEED_OF_LIGHT = 299792458.0
+SICD_PIXEL_TYPES = ("RE32F_IM32F", "RE16I_IM16I", "AMP8I_PHS8I")
+SUPPORTED_FORMATION = ("PFA", "RMA", "RGAZCOMP")
+_KEY_BAD = re.compile(r"[^A-Za-z0-9_-]+")
+
+
+def sanitize_key(text: str) -> str:
+    """Letters, digits, `_` and `-` only (webdataset splits keys at dots)."""
+    key = _KEY_BAD.sub("_", text).strip("_")
+    return key or "scene"
+
+
+def scene_id_from_url(url: str) -> str:
+    name = url.rstrip("/").rsplit("/", 1)[-1]
+    for ext in (".nitf", ".ntf", ".NITF", ".NTF"):
+        if name.endswith(ext):
+            name = name[: -len(ext)]
+            break
+    return sanitize_key(name)
+
+
+def pass_id(sicd: Any) -> str:
+    """A satellite-pass id: collector and collect start to the second."""
+    collector = sicd.CollectionInfo.CollectorName or "unknown"
+    start = np.datetime_as_string(np.datetime64(sicd.Timeline.CollectStart, "s"))
+    return sanitize_key(f"{collector}_{start.replace('-', '').replace(':', '')}")
+
+
+def spectral_weight(k: npt.ArrayLike, bw: float, weight: npt.ArrayLike | None) -> np.ndarray:
+    """Aperture weight at spatial frequencies `k` (cycles/m about KCtr); zero outside |k| < bw/2.
+
+    `weight` is a SICD WgtFunct: samples spread evenly across the impulse-response bandwidth.
+    """
+    k = np.asarray(k, dtype="float64")
+    w = np.ones(2) if weight is None else np.asarray(weight, dtype="float64")
+    inside = np.abs(k) < bw / 2
+    return np.where(inside, np.interp(k, np.linspace(-bw / 2, bw / 2, w.size), w), 0.0)
+
+
+def is_local(url: str) -> bool:
+    return "://" not in url or url.startswith("file://")
+
+
+def local_path(url: str) -> str:
+    return url[len("file://"):] if url.startswith("file://") else url
+
+
+def cache_dir() -> str:
+    return os.environ.get("SARLO_CACHE", os.path.join(tempfile.gettempdir(), "sarlo-cache"))
+
+
+@contextmanager
+def _quiet() -> Iterator[None]:
+    """sarpy logs and warns loudly about NITF tags and deprecations; keep errors only."""
+    import logging
+
+    logger = logging.getLogger("sarpy")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logger.setLevel(level)
+
+
+def fetch(url: str, storage_options: dict[str, Any] | None = None) -> str:
+    """A local path for `url`: itself when local, else a copy in the worker's file cache.
+
+    Pixel reads of an azimuth chunk stride across every NITF row, so remote scenes are
+    copied whole once per worker (fsspec's filecache) rather than read in tiny ranges.
+    """
+    if is_local(url):
+        return local_path(url)
+    import fsspec
+
+    of = fsspec.open(f"filecache::{url}", mode="rb",
+                     filecache={"cache_storage": cache_dir()},
+                     **{url.split("://", 1)[0]: storage_options or {}})
+    with of as f:
+        return str(f.name)
+
+
+def _open_reader(source: Any, where: str) -> Any:
+    """A sarpy SICD reader for a local path or an open binary file object."""
+    from sarpy.io.complex.converter import open_complex
+    from sarpy.io.complex.sicd import SICDReader
+
+    if isinstance(source, str):
+        if not os.path.exists(source):
+            raise SceneError(where, "file not found")
+        if os.path.getsize(source) == 0:
+            raise SceneError(where, "empty file, not a SICD NITF")
+    try:
+        with _quiet():
+            reader = open_complex(source)
+    except Exception as exc:  # sarpy raises many types for bad files
+        raise SceneError(where, f"not a readable SICD NITF ({_one_line(exc)})") from None
+    if not isinstance(reader, SICDReader):
+        raise SceneError(where, f"not a SICD (sarpy reads it as {type(reader).__name__})")
+    return reader
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text[:300]
+
+
+def read_sicd_meta(url: str, storage_options: dict[str, Any] | None = None) -> Any:
+    """The SICD structure of the scene at `url` (sarpy SICDType), or a SceneError.
+
+    Remote scenes are read through an fsspec file object: only the header and the SICD XML
+    are fetched, not the pixels.
+    """
+    if is_local(url):
+        reader = _open_reader(local_path(url), url)
+        try:
+            return reader.sicd_meta.copy()
+        finally:
+            reader.close()
+    import fsspec
+
+    try:
+        with fsspec.open(url, "rb", **(storage_options or {})) as f:
+            if f.size == 0:
+                raise SceneError(url, "empty object, not a SICD NITF")
+            reader = _open_reader(f, url)
+            try:
+                return reader.sicd_meta.copy()
+            finally:
+                reader.close()
+    except SceneError:
+        raise
+    except Exception as exc:
+        raise SceneError(url, f"cannot read ({_one_line(exc)})") from None
+
+
+def check_sicd(sicd: Any, where: str, min_spacing: float, max_spacing: float) -> None:
+    """Refuse what cannot be standardized, with one reason per failure."""
+    img, grid = sicd.ImageData, sicd.Grid
+    if img is None or grid is None or grid.Row is None or grid.Col is None:
+        raise SceneError(where, "missing ImageData or Grid metadata")
+    if img.PixelType not in SICD_PIXEL_TYPES:
+        raise SceneError(where, f"unsupported pixel type {img.PixelType}")
+    algo = sicd.ImageFormation.ImageFormAlgo if sicd.ImageFormation else None
+    if algo not in SUPPORTED_FORMATION:
+        raise SceneError(where, f"unsupported image formation {algo} "
+                                f"(supported: {', '.join(SUPPORTED_FORMATION)})")
+    for name, d in (("Row", grid.Row), ("Col", grid.Col)):
+        if d.SS is None or not d.SS > 0 or not np.isfinite(d.SS):
+            raise SceneError(where, f"degenerate metadata: Grid.{name}.SS = {d.SS}")
+        if d.ImpRespBW is None or not d.ImpRespBW > 0:
+            raise SceneError(where, f"degenerate metadata: Grid.{name}.ImpRespBW = {d.ImpRespBW}")
+        if d.ImpRespBW * d.SS > 1.0 + 1e-6:
+            raise SceneError(where, f"inconsistent metadata: Grid.{name} ImpRespBW*SS = "
+                                    f"{d.ImpRespBW * d.SS:.3f} > 1 (undersampled)")
+        uv = d.UVectECF.get_array() if d.UVectECF is not None else np.zeros(3)
+        if not np.linalg.norm(uv) > 0.5:
+            raise SceneError(where, f"degenerate metadata: Grid.{name}.UVectECF is zero")
+        if d.Sgn not in (-1, 1):
+            raise SceneError(where, f"degenerate metadata: Grid.{name}.Sgn = {d.Sgn}")
+    if sicd.Position is None or sicd.Position.ARPPoly is None:
+        raise SceneError(where, "missing Position.ARPPoly: cannot geolocate")
+    if sicd.GeoData is None or sicd.GeoData.SCP is None:
+        raise SceneError(where, "missing GeoData.SCP: cannot geolocate")
+    if not np.linalg.norm(sicd.GeoData.SCP.ECF.get_array()) > 6.0e6:
+        raise SceneError(where, "degenerate metadata: GeoData.SCP is not on the Earth")
+    for name, ss in (("row (range)", grid.Row.SS), ("column (azimuth)", grid.Col.SS)):
+        if not min_spacing <= ss <= max_spacing:
+            raise SceneError(where, f"native {name} spacing {ss:.3f} m is outside the "
+                                    f"selection range {min_spacing}-{max_spacing} m")
+
+
+def _read_columns(url: str, storage_options: dict[str, Any] | None, c0: int, c1: int
+                  ) -> np.ndarray:
+    """Azimuth samples c0:c1 as (azimuth, range) complex64 in native byte order."""
+    reader = _open_reader(fetch(url, storage_options), url)
+    try:
+        with _quiet():
+            block = reader[:, c0:c1]
+    except Exception as exc:
+        raise SceneError(url, f"pixel read failed for columns {c0}:{c1} "
+                              f"({_one_line(exc)}); truncated file?") from None
+    finally:
+        reader.close()
+    out = np.ascontiguousarray(np.asarray(block).T, dtype=np.complex64)
+    return out
+
+
+def open_sicd(url: str, chunk_azimuth: int = 1024,
+              storage_options: dict[str, Any] | None = None) -> Any:
+    """Open a SICD lazily as an xarray Dataset with `slc` (azimuth, range), chunked over azimuth.
+
+    Coordinates are SICD pixel indices (column for azimuth, row for range); attrs hold the
+    SICD XML, the scene id and the pass id. Nothing but the header is read here.
+    """
+    import dask
+    import dask.array as da
+    import xarray as xr
+
+    sicd = read_sicd_meta(url, storage_options)
+    n_rg, n_az = int(sicd.ImageData.NumRows), int(sicd.ImageData.NumCols)
+    blocks = []
+    for c0 in range(0, n_az, chunk_azimuth):
+        c1 = min(n_az, c0 + chunk_azimuth)
+        task = dask.delayed(_read_columns, pure=True)(url, storage_options, c0, c1)
+        blocks.append(da.from_delayed(task, shape=(c1 - c0, n_rg), dtype=np.complex64))
+    slc = da.concatenate(blocks, axis=0) if blocks else da.zeros((0, n_rg), np.complex64)
+    return xr.Dataset(
+        {"slc": (("azimuth", "range"), slc)},
+        coords={"azimuth": np.arange(n_az) + sicd.ImageData.FirstCol,
+                "range": np.arange(n_rg) + sicd.ImageData.FirstRow},
+        attrs={"sicd_xml": sicd.to_xml_string(tag="SICD"), "scene_id": scene_id_from_url(url),
+               "pass_id": pass_id(sicd), "source_url": url},
+    )
+
+
+def sicd_from_xml(xml: str) -> Any:
+    """Parse SICD XML with sarpy, refusing DTDs and entities first (XXE, billion laughs)."""
+    import defusedxml.ElementTree as safe_et
+    from sarpy.io.complex.sicd_elements.SICD import SICDType
+
+    safe_et.fromstring(xml.encode() if isinstance(xml, str) else xml)
+    with _quiet():
+        return SICDType.from_xml_string(xml)
+
+
+def _kept_power(bw: float, weight: Any, half_band: float) -> float:
+    """Fraction of clutter power that survives keeping |k| < half_band of a weighted band."""
+    k = np.linspace(-bw / 2, bw / 2, 4097)
+    w2 = spectral_weight(k, bw * (1 + 1e-12), weight) ** 2
+    return float(w2[np.abs(k) < half_band].sum() / w2.sum())
+
+
+def _resampled_direction(d: Any, ss_out: float, poly: np.ndarray) -> float:
+    """Update one Grid direction in place; return its clutter power ratio."""
+    from sarpy.io.complex.sicd_elements.blocks import Poly2DType
+
+    bw_out = min(d.ImpRespBW, 1.0 / ss_out)
+    ratio = 1.0
+    if bw_out < d.ImpRespBW:
+        weight = d.WgtFunct if d.WgtFunct is not None else d.define_weight_function()
+        ratio = _kept_power(d.ImpRespBW, weight, bw_out / 2)
+        n = 64 if weight is None else len(weight)
+        new_weight = spectral_weight(np.linspace(-bw_out / 2, bw_out / 2, n) * (1 - 1e-9),
+                                     d.ImpRespBW, weight)
+        d.WgtFunct = new_weight
+        if d.WgtType is not None and d.WgtType.WindowName and \
+                d.WgtType.WindowName.upper() != "UNIFORM":
+            d.WgtType.WindowName = f"TRUNCATED_{d.WgtType.WindowName}"
+        d.ImpRespBW = bw_out
+        d.define_response_widths(populate=True)
+    d.SS = ss_out
+    d.DeltaKCOAPoly = Poly2DType(Coefs=np.atleast_2d(poly))
+    return ratio
+
+
+def resampled_sicd(sicd: Any, plan_row: Any, plan_col: Any, row_poly: np.ndarray,
+                   col_poly: np.ndarray) -> Any:
+    """The SICD structure of the resampled image: grid, pixels, support, corners, radiometry.
+
+    `plan_row` / `plan_col` are the resample.AxisPlan of range / azimuth; the polys are the
+    DeltaKCOAPoly of the written data. Pixel (row, col) of the result is slc[azimuth=col,
+    range=row] of the standardized array.
+    """
+    out = sicd.copy()
+    img, grid = out.ImageData, out.Grid
+    scp_in = (img.SCPPixel.Row, img.SCPPixel.Col)
+    ss_in = (grid.Row.SS, grid.Col.SS)
+    img.NumRows, img.NumCols = plan_row.n_out, plan_col.n_out
+    img.FirstRow, img.FirstCol = 0, 0
+    img.FullImage = (plan_row.n_out, plan_col.n_out)
+    img.SCPPixel = (plan_row.scp_out, plan_col.scp_out)
+    if img.ValidData is not None:
+        verts = img.ValidData.get_array(dtype="float64")
+        new = []
+        for v in verts:
+            r = (v[0] - scp_in[0]) * ss_in[0] / plan_row.ss_out + plan_row.scp_out
+            c = (v[1] - scp_in[1]) * ss_in[1] / plan_col.ss_out + plan_col.scp_out
+            new.append((int(np.clip(round(r), 0, plan_row.n_out - 1)),
+                        int(np.clip(round(c), 0, plan_col.n_out - 1))))
+        img.ValidData = new
+    ratio = _resampled_direction(grid.Row, plan_row.ss_out, row_poly)
+    ratio *= _resampled_direction(grid.Col, plan_col.ss_out, col_poly)
+    rows = (np.array([0, img.NumRows - 1, img.NumRows - 1, 0]) - img.SCPPixel.Row) * grid.Row.SS
+    cols = (np.array([0, 0, img.NumCols - 1, img.NumCols - 1]) - img.SCPPixel.Col) * grid.Col.SS
+    grid.Row.estimate_deltak(rows, cols, populate=True)
+    grid.Col.estimate_deltak(rows, cols, populate=True)
+    rad = out.Radiometric
+    if rad is not None:
+        for name in ("RCSSFPoly", "SigmaZeroSFPoly", "BetaZeroSFPoly", "GammaZeroSFPoly"):
+            poly = getattr(rad, name)
+            if poly is not None:
+                poly.Coefs = poly.Coefs / ratio
+        if rad.BetaZeroSFPoly is not None:
+            rad.RCSSFPoly = None
+            rad._derive_parameters(grid, out.SCPCOA)  # RCS from beta0 and the new pixel area
+        noise = rad.NoiseLevel
+        if noise is not None and noise.NoiseLevelType == "ABSOLUTE" and noise.NoisePoly:
+            noise.NoisePoly.Coefs = noise.NoisePoly.Coefs.copy()
+            noise.NoisePoly.Coefs[0, 0] += 10 * np.log10(ratio)
+    with _quiet():
+        out.define_geo_image_corners(override=True)
+        out.define_geo_valid_data()
+    return out

@@ -1,0 +1,57 @@
+"""The work store on any fsspec URL: layout, and completion markers written last."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import fsspec
+
+
+def join(base: str, *parts: str) -> str:
+    return "/".join([base.rstrip("/"), *parts])
+
+
+def scene_store_url(work: str, scene_id: str) -> str:
+    return join(work, "scenes", f"{scene_id}.zarr")
+
+
+def scene_marker_url(work: str, scene_id: str) -> str:
+    return join(work, "scenes", f"{scene_id}.done.json")
+
+
+def filesystem(url: str, storage_options: dict[str, Any] | None = None) -> tuple[Any, str]:
+    """(fs, path) with listing caches off: a store another process just wrote must be seen."""
+    options = dict(storage_options or {})
+    if url.startswith(("s3://", "s3a://")):
+        options.setdefault("use_listings_cache", False)
+    fs, path = fsspec.core.url_to_fs(url, **options)
+    return fs, path
+
+
+def exists(url: str, storage_options: dict[str, Any] | None = None) -> bool:
+    fs, path = filesystem(url, storage_options)
+    fs.invalidate_cache()
+    return bool(fs.exists(path))
+
+
+def write_json(url: str, content: dict[str, Any],
+               storage_options: dict[str, Any] | None = None) -> None:
+    fs, path = filesystem(url, storage_options)
+    parent = path.rsplit("/", 1)[0]
+    if parent and not url.startswith(("s3://", "s3a://")):
+        fs.makedirs(parent, exist_ok=True)
+    with fs.open(path, "wb") as f:
+        f.write(json.dumps(content, indent=1, sort_keys=True).encode())
+
+
+def read_json(url: str, storage_options: dict[str, Any] | None = None) -> dict[str, Any]:
+    fs, path = filesystem(url, storage_options)
+    with fs.open(path, "rb") as f:
+        return dict(json.loads(f.read()))
+
+
+def remove(url: str, storage_options: dict[str, Any] | None = None) -> None:
+    fs, path = filesystem(url, storage_options)
+    if fs.exists(path):
+        fs.rm(path, recursive=True)
