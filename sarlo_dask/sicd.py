@@ -279,6 +279,22 @@ def _resampled_direction(d: Any, ss_out: float, poly: np.ndarray) -> float:
     return ratio
 
 
+def _narrow_processing_window(sicd: Any) -> None:
+    """PFA: a cropped azimuth band is a sub-aperture; set TStartProc/TEndProc to its times."""
+    pfa, form = sicd.PFA, sicd.ImageFormation
+    if any(v is None for v in (pfa.PolarAngPoly, pfa.Kaz1, pfa.Kaz2, pfa.Krg1, form.TStartProc,
+                               form.TEndProc)):
+        return
+    t = np.linspace(form.TStartProc, form.TEndProc, 4001)
+    angle = pfa.PolarAngPoly(t)
+    order = np.argsort(angle)
+    want = np.arctan(np.array([pfa.Kaz1, pfa.Kaz2]) / pfa.Krg1)
+    if want.min() < angle.min() or want.max() > angle.max():
+        return  # the band was not narrowed in azimuth
+    times = np.interp(want, angle[order], t[order])
+    form.TStartProc, form.TEndProc = float(times.min()), float(times.max())
+
+
 def resampled_sicd(sicd: Any, plan_row: Any, plan_col: Any, row_poly: np.ndarray,
                    col_poly: np.ndarray) -> Any:
     """The SICD structure of the resampled image: grid, pixels, support, corners, radiometry.
@@ -323,7 +339,17 @@ def resampled_sicd(sicd: Any, plan_row: Any, plan_col: Any, row_poly: np.ndarray
         if noise is not None and noise.NoiseLevelType == "ABSOLUTE" and noise.NoisePoly:
             noise.NoisePoly.Coefs = noise.NoisePoly.Coefs.copy()
             noise.NoisePoly.Coefs[0, 0] += 10 * np.log10(ratio)
+    pfa = out.PFA
+    if pfa is not None:  # the image now holds only the kept band of the processed aperture
+        for lo, hi, d in (("Krg1", "Krg2", grid.Row), ("Kaz1", "Kaz2", grid.Col)):
+            half = 0.5 / d.SS
+            if getattr(pfa, lo) is not None:
+                setattr(pfa, lo, max(getattr(pfa, lo), d.KCtr - half))
+            if getattr(pfa, hi) is not None:
+                setattr(pfa, hi, min(getattr(pfa, hi), d.KCtr + half))
+        _narrow_processing_window(out)
     with _quiet():
         out.define_geo_image_corners(override=True)
+        out.GeoData.ValidData = None
         out.define_geo_valid_data()
     return out

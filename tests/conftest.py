@@ -1,0 +1,79 @@
+"""Shared fixtures: simulated SICD scenes (sarpy-written), a 2-process Dask cluster, moto S3."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from sarlo_dask.simulate import SimulationSpec, simulate_scene  # noqa: E402
+
+SHARED_SICD = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "sicd"
+
+SKEW_FINE = ((0.15, 4e-4),)
+SKEW_COARSE = ((0.2, 1e-4),)  # the support wraps across the native Nyquist edge
+CASES = {
+    "fine": SimulationSpec(rows=1024, cols=1024, row_spacing=0.3, col_spacing=0.3, seed=1),
+    "fine_skew": SimulationSpec(rows=1024, cols=1024, row_spacing=0.3, col_spacing=0.3, seed=2,
+                                col_deltakcoa=SKEW_FINE,
+                                collect_start="2025-06-02T10:00:00"),
+    "coarse": SimulationSpec(rows=512, cols=448, row_spacing=1.2, col_spacing=1.1, seed=3,
+                             collect_start="2025-06-03T10:00:00"),
+    "coarse_skew": SimulationSpec(rows=512, cols=448, row_spacing=1.2, col_spacing=1.1, seed=4,
+                                  col_deltakcoa=SKEW_COARSE, collect_start="2025-06-04T10:00:00"),
+}
+
+
+@pytest.fixture(scope="session")
+def scenes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The four acceptance cases: 0.3 m and ~1.2 m, each plain and with a skewed spectrum."""
+    root = tmp_path_factory.mktemp("scenes")
+    out = {}
+    for name, spec in CASES.items():
+        path = root / f"{name}.nitf"
+        simulate_scene(path, spec)
+        out[name] = path
+    return out
+
+
+@pytest.fixture(scope="session")
+def client():
+    """A real LocalCluster with two worker processes."""
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                      dashboard_address=":0") as cluster, Client(cluster) as c:
+        yield c
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """moto's S3 API server on 127.0.0.1 (a free port)."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def s3(s3_server):
+    """storage_options for a clean moto S3 with bucket `sarlo`."""
+    import requests
+    import s3fs
+
+    requests.post(f"{s3_server}/moto-api/reset", timeout=10)
+    s3fs.S3FileSystem.clear_instance_cache()
+    options = {"key": "testing", "secret": "testing",
+               "client_kwargs": {"endpoint_url": s3_server}}
+    fs = s3fs.S3FileSystem(**options)
+    fs.mkdir("sarlo")
+    return options
