@@ -77,15 +77,17 @@ def _quiet() -> Iterator[None]:
     """sarpy logs and warns loudly about NITF tags and deprecations; keep errors only."""
     import logging
 
-    logger = logging.getLogger("sarpy")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
+    loggers = [logging.getLogger(name) for name in ("sarpy", "validation", "sarkit")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.CRITICAL)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             yield
     finally:
-        logger.setLevel(level)
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)
 
 
 def fetch(url: str, storage_options: dict[str, Any] | None = None) -> str:
@@ -119,10 +121,31 @@ def _open_reader(source: Any, where: str) -> Any:
         with _quiet():
             reader = open_complex(source)
     except Exception as exc:  # sarpy raises many types for bad files
+        short = _truncation(source)
+        if short:
+            raise SceneError(where, short) from None
         raise SceneError(where, f"not a readable SICD NITF ({_one_line(exc)})") from None
     if not isinstance(reader, SICDReader):
         raise SceneError(where, f"not a SICD (sarpy reads it as {type(reader).__name__})")
     return reader
+
+
+def _truncation(source: Any) -> str:
+    """'truncated NITF ...' when the NITF header declares more bytes than there are, else ''."""
+    from sarpy.io.general.nitf import NITFDetails
+
+    try:
+        with _quiet():
+            declared = int(NITFDetails(source).nitf_header.FL)
+        if isinstance(source, str):
+            size = os.path.getsize(source)
+        else:
+            size = int(source.seek(0, 2))
+    except Exception:
+        return ""
+    if size < declared:
+        return f"truncated NITF: {size} of the {declared} bytes its header declares"
+    return ""
 
 
 def _one_line(exc: BaseException) -> str:
@@ -189,6 +212,11 @@ def check_sicd(sicd: Any, where: str, min_spacing: float, max_spacing: float) ->
         raise SceneError(where, "missing GeoData.SCP: cannot geolocate")
     if not np.linalg.norm(sicd.GeoData.SCP.ECF.get_array()) > 6.0e6:
         raise SceneError(where, "degenerate metadata: GeoData.SCP is not on the Earth")
+    with _quiet():
+        projectable = sicd.can_project_coordinates()
+    if not projectable:
+        raise SceneError(where, f"incomplete {algo}/{grid.Type} geometry metadata: sarpy cannot "
+                                "project it (cannot geolocate)")
     for name, ss in (("row (range)", grid.Row.SS), ("column (azimuth)", grid.Col.SS)):
         if not min_spacing <= ss <= max_spacing:
             raise SceneError(where, f"native {name} spacing {ss:.3f} m is outside the "

@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from helpers import correlation, deskew, ideal_reference, interior, peak
+from .helpers import correlation, deskew, ideal_reference, interior, peak
 from sarpy.geometry.point_projection import ground_to_image
 
 from sarlo_dask.config import StandardizeConfig
