@@ -10,8 +10,9 @@ import fsspec
 SCENE_SUFFIXES = (".nitf", ".ntf")
 
 
-def expand_inputs(inputs: Iterable[str], storage_options: dict[str, Any] | None = None
-                  ) -> list[str]:
+def expand_inputs(
+    inputs: Iterable[str], storage_options: dict[str, Any] | None = None
+) -> list[str]:
     """Scene URLs from INPUT arguments; a folder or prefix yields its *.nitf / *.ntf files."""
     urls: list[str] = []
     for item in inputs:

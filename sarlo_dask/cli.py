@@ -9,11 +9,18 @@ from typing import Annotated
 
 import typer
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
-                  help="Build SAR-optical-text datasets from SICD scenes on a Dask cluster.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Build SAR-optical-text datasets from SICD scenes on a Dask cluster.",
+)
 
-ClusterOpt = Annotated[str, typer.Option(help="local, local-cuda, slurm, kubernetes, "
-                                              "tcp://HOST:PORT or scheduler-file:PATH")]
+ClusterOpt = Annotated[
+    str,
+    typer.Option(
+        help="local, local-cuda, slurm, kubernetes, tcp://HOST:PORT or scheduler-file:PATH"
+    ),
+]
 
 
 @app.command()
@@ -34,10 +41,19 @@ def simulate(
     """Write a synthetic spotlight PFA SICD with point targets at known ground positions."""
     from sarlo_dask.simulate import SimulationSpec, simulate_scene
 
-    spec = SimulationSpec(rows=rows, cols=cols, row_spacing=spacing, col_spacing=spacing,
-                          oversampling=oversampling, weighting=weighting,
-                          col_deltakcoa=((skew, skew_rate),), n_targets=targets, seed=seed,
-                          lat=lat, lon=lon)
+    spec = SimulationSpec(
+        rows=rows,
+        cols=cols,
+        row_spacing=spacing,
+        col_spacing=spacing,
+        oversampling=oversampling,
+        weighting=weighting,
+        col_deltakcoa=((skew, skew_rate),),
+        n_targets=targets,
+        seed=seed,
+        lat=lat,
+        lon=lon,
+    )
     try:
         truth = simulate_scene(out, spec)
     except ValueError as exc:
@@ -46,8 +62,9 @@ def simulate(
     typer.echo(f"wrote {out} ({rows} x {cols} at {spacing} m, {len(truth['targets'])} targets)")
 
 
-def _run_standardize(inputs: list[str], work: str, cluster: str, workers: int | None,
-                     **settings: object) -> int:
+def _run_standardize(
+    inputs: list[str], work: str, cluster: str, workers: int | None, **settings: object
+) -> int:
     from distributed import progress
 
     from sarlo_dask.catalog import expand_inputs
@@ -64,15 +81,18 @@ def _run_standardize(inputs: list[str], work: str, cluster: str, workers: int | 
     t0 = time.perf_counter()
     with make_client(cluster, n_workers=workers) as client:
         typer.echo(f"dashboard: {client.dashboard_link}")
-        results = standardize_scenes(urls, work, cfg, client,
-                                     progress=lambda futures: progress(futures))
+        results = standardize_scenes(
+            urls, work, cfg, client, progress=lambda futures: progress(futures)
+        )
     typer.echo("")
     for r in results:
         typer.echo(r.line(), err=r.status == "failed")
     s = summary(results)
     c = s["counts"]
-    typer.echo(f"{c['done']} standardized, {c['skipped']} already done, {c['failed']} failed "
-               f"in {time.perf_counter() - t0:.1f} s")
+    typer.echo(
+        f"{c['done']} standardized, {c['skipped']} already done, {c['failed']} failed "
+        f"in {time.perf_counter() - t0:.1f} s"
+    )
     return exit_code(results)
 
 
@@ -87,8 +107,9 @@ def standardize(
     workers: int | None = typer.Option(None, help="local workers (default: CPU count, max 8)"),
 ) -> None:
     """Resample SICD scenes to SPACING in slant range, with geolocation, into WORK/scenes/."""
-    code = _run_standardize(inputs, work, cluster, workers, spacing=spacing, config=config,
-                            min_size=min_size)
+    code = _run_standardize(
+        inputs, work, cluster, workers, spacing=spacing, config=config, min_size=min_size
+    )
     raise typer.Exit(code)
 
 
@@ -110,10 +131,19 @@ def demo(
         n = int(round(1100 * 0.8 / spacing))
         path = inputs / f"sim_scene_{i:03d}.nitf"
         if not path.exists():
-            simulate_scene(path, SimulationSpec(rows=n, cols=n, row_spacing=spacing,
-                                                col_spacing=spacing, col_deltakcoa=skew, seed=i,
-                                                collect_start=f"2025-06-{1 + i:02d}T10:00:00",
-                                                lat=48.71 + 0.05 * i))
+            simulate_scene(
+                path,
+                SimulationSpec(
+                    rows=n,
+                    cols=n,
+                    row_spacing=spacing,
+                    col_spacing=spacing,
+                    col_deltakcoa=skew,
+                    seed=i,
+                    collect_start=f"2025-06-{1 + i:02d}T10:00:00",
+                    lat=48.71 + 0.05 * i,
+                ),
+            )
         typer.echo(f"simulated {path} ({n} x {n} at {spacing} m)")
         urls.append(str(path))
     code = _run_standardize(urls, str(out / "work"), cluster, workers, spacing=0.8)
@@ -122,11 +152,14 @@ def demo(
         from sarlo_dask.store import scene_store_url
 
         first = open_scene_store(scene_store_url(str(out / "work"), "sim_scene_000"))
-        info = {k: first.attrs[k] for k in ("scene_id", "pass_id", "spacing_eff_az",
-                                            "spacing_eff_rg", "tie_point_step")}
+        info = {
+            k: first.attrs[k]
+            for k in ("scene_id", "pass_id", "spacing_eff_az", "spacing_eff_rg", "tie_point_step")
+        }
         typer.echo(f"scene store: {json.dumps(info)}")
-        typer.echo(f"open it with: sarlo_dask.open_scene_store('{out / 'work'}/scenes/"
-                   "sim_scene_000.zarr')")
+        typer.echo(
+            f"open it with: sarlo_dask.open_scene_store('{out / 'work'}/scenes/sim_scene_000.zarr')"
+        )
     raise typer.Exit(code)
 
 

@@ -10,8 +10,9 @@ def local_workers() -> int:
     return max(1, min(os.cpu_count() or 1, 8))
 
 
-def make_client(cluster: str = "local", n_workers: int | None = None,
-                memory_limit: str | None = None) -> Any:
+def make_client(
+    cluster: str = "local", n_workers: int | None = None, memory_limit: str | None = None
+) -> Any:
     """A distributed Client for `cluster`.
 
     local: a LocalCluster of worker processes sized to the machine; local-cuda: dask-cuda, a
@@ -25,22 +26,30 @@ def make_client(cluster: str = "local", n_workers: int | None = None,
     if cluster.startswith("scheduler-file:"):
         return Client(scheduler_file=cluster.split(":", 1)[1])
     if cluster == "local":
-        return Client(LocalCluster(n_workers=n_workers or local_workers(), threads_per_worker=1,
-                                   processes=True, memory_limit=memory_limit or "auto",
-                                   dashboard_address=":0"))
+        return Client(
+            LocalCluster(
+                n_workers=n_workers or local_workers(),
+                threads_per_worker=1,
+                processes=True,
+                memory_limit=memory_limit or "auto",
+                dashboard_address=":0",
+            )
+        )
     if cluster == "local-cuda":
         try:
             from dask_cuda import LocalCUDACluster
         except ImportError:
-            raise SystemExit("--cluster local-cuda needs the gpu extra: "
-                             "pip install 'sarlo-dask[gpu]'") from None
+            raise SystemExit(
+                "--cluster local-cuda needs the gpu extra: pip install 'sarlo-dask[gpu]'"
+            ) from None
         return Client(LocalCUDACluster(resources={"GPU": 1}, rmm_pool_size="50%"))
     if cluster == "slurm":
         try:
             from dask_jobqueue import SLURMCluster
         except ImportError:
-            raise SystemExit("--cluster slurm needs the cluster extra: "
-                             "pip install 'sarlo-dask[cluster]'") from None
+            raise SystemExit(
+                "--cluster slurm needs the cluster extra: pip install 'sarlo-dask[cluster]'"
+            ) from None
         c = SLURMCluster()
         c.scale(n_workers or 1)
         return Client(c)
@@ -48,8 +57,11 @@ def make_client(cluster: str = "local", n_workers: int | None = None,
         try:
             from dask_kubernetes.operator import KubeCluster
         except ImportError:
-            raise SystemExit("--cluster kubernetes needs the cluster extra: "
-                             "pip install 'sarlo-dask[cluster]'") from None
+            raise SystemExit(
+                "--cluster kubernetes needs the cluster extra: pip install 'sarlo-dask[cluster]'"
+            ) from None
         return Client(KubeCluster(name="sarlo", n_workers=n_workers or 1))
-    raise SystemExit(f"unknown --cluster {cluster!r}: use local, local-cuda, slurm, kubernetes, "
-                     "tcp://HOST:PORT or scheduler-file:PATH")
+    raise SystemExit(
+        f"unknown --cluster {cluster!r}: use local, local-cuda, slurm, kubernetes, "
+        "tcp://HOST:PORT or scheduler-file:PATH"
+    )

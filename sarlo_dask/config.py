@@ -27,9 +27,11 @@ class StandardizeConfig(BaseModel):
     geolocation_bound_m: float = Field(1e-3, gt=0, description="tie-point interpolation bound")
     tie_point_max_step: int = Field(512, ge=4)
     hae: float | None = Field(None, description="projection height; None: the SCP's")
-    storage_options: dict[str, Any] = Field(default_factory=dict, exclude=True,
-                                            description="fsspec options (credentials stay out "
-                                                        "of provenance)")
+    storage_options: dict[str, Any] = Field(
+        default_factory=dict,
+        exclude=True,
+        description="fsspec options (credentials stay out of provenance)",
+    )
 
     @model_validator(mode="after")
     def _spacing_range(self) -> StandardizeConfig:

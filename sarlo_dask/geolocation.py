@@ -1,4 +1,4 @@
-"""Geolocation of standardized pixels: sarpy projection on a tie-point grid, sized by an error bound.
+"""Geolocation of standardized pixels: sarpy projection on tie points sized by an error bound.
 
 Dense per-pixel projection costs about a microsecond a point; a tie-point grid projected with
 sarpy and interpolated bilinearly costs almost nothing and, on a smooth constant-height
@@ -14,8 +14,9 @@ from typing import Any
 import numpy as np
 
 
-def project_pixels(sicd: Any, rows: np.ndarray, cols: np.ndarray, hae: float | None = None
-                   ) -> np.ndarray:
+def project_pixels(
+    sicd: Any, rows: np.ndarray, cols: np.ndarray, hae: float | None = None
+) -> np.ndarray:
     """ECEF (N, 3) of SICD pixels (row = range, col = azimuth) at constant height.
 
     The height is the SCP's unless `hae` is given; sarpy iterates to 1e-3 m in blocks of
@@ -46,8 +47,7 @@ def tie_point_axis(n: int, step: int) -> np.ndarray:
     return np.append(axis, n - 1).astype("int64")
 
 
-def project_grid(sicd: Any, az: np.ndarray, rg: np.ndarray, hae: float | None = None
-                 ) -> np.ndarray:
+def project_grid(sicd: Any, az: np.ndarray, rg: np.ndarray, hae: float | None = None) -> np.ndarray:
     """(3, len(az), len(rg)) lat, lon, hae of the tie points az x rg (pixel indices)."""
     cols, rows = np.meshgrid(az, rg, indexing="ij")
     llh = ecf_to_llh(project_pixels(sicd, rows, cols, hae))
@@ -56,7 +56,9 @@ def project_grid(sicd: Any, az: np.ndarray, rg: np.ndarray, hae: float | None = 
 
 def bilinear_centres(grid: np.ndarray) -> np.ndarray:
     """Bilinear interpolation of a (..., A, R) grid at every cell centre."""
-    return 0.25 * (grid[..., :-1, :-1] + grid[..., 1:, :-1] + grid[..., :-1, 1:] + grid[..., 1:, 1:])
+    return 0.25 * (
+        grid[..., :-1, :-1] + grid[..., 1:, :-1] + grid[..., :-1, 1:] + grid[..., 1:, 1:]
+    )
 
 
 @dataclass(frozen=True)
@@ -67,8 +69,9 @@ class StepChoice:
     bound_m: float
 
 
-def interpolation_error(sicd: Any, n_az: int, n_rg: int, step: int, hae: float | None = None
-                        ) -> float:
+def interpolation_error(
+    sicd: Any, n_az: int, n_rg: int, step: int, hae: float | None = None
+) -> float:
     """Largest distance (m) between the bilinear interpolant and sarpy at the cell centres."""
     az, rg = tie_point_axis(n_az, step), tie_point_axis(n_rg, step)
     llh = project_grid(sicd, az, rg, hae)
@@ -81,8 +84,13 @@ def interpolation_error(sicd: Any, n_az: int, n_rg: int, step: int, hae: float |
     return float(np.sqrt((d**2).sum(axis=1)).max())
 
 
-def tie_point_step(sicd: Any, bound_m: float = 1e-3, max_step: int = 512, min_step: int = 4,
-                   hae: float | None = None) -> StepChoice:
+def tie_point_step(
+    sicd: Any,
+    bound_m: float = 1e-3,
+    max_step: int = 512,
+    min_step: int = 4,
+    hae: float | None = None,
+) -> StepChoice:
     """The largest power-of-two step whose measured error is at most half of `bound_m`."""
     n_rg, n_az = int(sicd.ImageData.NumRows), int(sicd.ImageData.NumCols)
     step = max_step
@@ -101,5 +109,7 @@ def geolocate_tie_points(sicd: Any, step: int, hae: float | None = None) -> Any:
     az, rg = tie_point_axis(n_az, step), tie_point_axis(n_rg, step)
     lat, lon, h = project_grid(sicd, az, rg, hae)
     dims = ("tp_azimuth", "tp_range")
-    return xr.Dataset({"lat": (dims, lat), "lon": (dims, lon), "hae": (dims, h)},
-                      coords={"tp_azimuth": az, "tp_range": rg})
+    return xr.Dataset(
+        {"lat": (dims, lat), "lon": (dims, lon), "hae": (dims, h)},
+        coords={"tp_azimuth": az, "tp_range": rg},
+    )

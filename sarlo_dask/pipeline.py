@@ -40,8 +40,13 @@ def _reason(exc: BaseException) -> tuple[str, str]:
     return f"{type(exc).__name__}: {text[:300]}", "standardize"
 
 
-def standardize_scenes(urls: Sequence[str], work: str, cfg: StandardizeConfig, client: Any,
-                       progress: Callable[[list[Any]], None] | None = None) -> list[SceneResult]:
+def standardize_scenes(
+    urls: Sequence[str],
+    work: str,
+    cfg: StandardizeConfig,
+    client: Any,
+    progress: Callable[[list[Any]], None] | None = None,
+) -> list[SceneResult]:
     """Standardize every scene into {work}/scenes/{scene_id}.zarr, skipping completed ones."""
     from distributed import as_completed
 
@@ -66,8 +71,14 @@ def standardize_scenes(urls: Sequence[str], work: str, cfg: StandardizeConfig, c
             scene = open_sicd(url, cfg.chunk_azimuth, so)
             out = standardize_scene(scene, cfg)
             remove(store, so)  # a partial store from an interrupted run
-            write = out.to_zarr(store, mode="w", compute=False, consolidated=False,
-                                zarr_format=3, storage_options=so or None)
+            write = out.to_zarr(
+                store,
+                mode="w",
+                compute=False,
+                consolidated=False,
+                zarr_format=3,
+                storage_options=so or None,
+            )
         except Exception as exc:
             res.status = "failed"
             res.reason, res.stage = _reason(exc)
@@ -79,9 +90,17 @@ def standardize_scenes(urls: Sequence[str], work: str, cfg: StandardizeConfig, c
         res = pending[future]
         try:
             future.result()
-            write_json(scene_marker_url(work, res.scene_id), {
-                "scene_id": res.scene_id, "source_url": res.url, "store": res.store,
-                "package_version": __version__, "config": cfg.digest()}, so)
+            write_json(
+                scene_marker_url(work, res.scene_id),
+                {
+                    "scene_id": res.scene_id,
+                    "source_url": res.url,
+                    "store": res.store,
+                    "package_version": __version__,
+                    "config": cfg.digest(),
+                },
+                so,
+            )
         except Exception as exc:
             res.status = "failed"
             res.reason, res.stage = _reason(exc)

@@ -67,8 +67,7 @@ class AxisPlan:
         return self.first_out + self.ss_out * np.arange(self.n_out)
 
 
-def plan_axis(n_in: int, ss_in: float, first_pixel: int, scp_pixel: int, target: float
-              ) -> AxisPlan:
+def plan_axis(n_in: int, ss_in: float, first_pixel: int, scp_pixel: int, target: float) -> AxisPlan:
     """Plan one axis: n_out = round(n_in * ss_in / target), SCP on an integer output pixel."""
     if n_in < 1 or not ss_in > 0 or not target > 0:
         raise ValueError(f"cannot plan an axis of {n_in} samples at {ss_in} m to {target} m")
@@ -80,8 +79,9 @@ def plan_axis(n_in: int, ss_in: float, first_pixel: int, scp_pixel: int, target:
     return AxisPlan(n_in, ss_in, first_in, n_out, ss_out, -scp_out * ss_out, scp_out)
 
 
-def skew_phase(poly: np.ndarray, axis: int, pos_axis: Any, pos_other: Any, sgn: int,
-               xp: Any = np) -> Any | None:
+def skew_phase(
+    poly: np.ndarray, axis: int, pos_axis: Any, pos_other: Any, sgn: int, xp: Any = np
+) -> Any | None:
     """exp(j sgn 2 pi integral(poly) d axis) on the grid, shaped like the block; None if no skew.
 
     `poly` is a SICD DeltaKCOAPoly indexed [row power][col power]; `axis` is the array axis of
@@ -97,8 +97,9 @@ def skew_phase(poly: np.ndarray, axis: int, pos_axis: Any, pos_other: Any, sgn: 
     return xp.exp(xp.asarray((1j * sgn * 2 * np.pi) * phase).astype(xp.complex64))
 
 
-def off_axis_poly(poly_axis: np.ndarray, poly_other: np.ndarray, axis: int, sgn_axis: int,
-                  sgn_other: int) -> np.ndarray:
+def off_axis_poly(
+    poly_axis: np.ndarray, poly_other: np.ndarray, axis: int, sgn_axis: int, sgn_other: int
+) -> np.ndarray:
     """The other direction's DeltaKCOAPoly after deskewing along `axis` (0 row, 1 col)."""
     integral = polynomial.polyint(np.atleast_2d(poly_axis), axis=axis)
     shift = polynomial.polyder(integral, axis=1 - axis) * (sgn_axis / sgn_other)
@@ -115,8 +116,9 @@ def _bins(n: int) -> np.ndarray:
     return np.concatenate([np.arange(0, half + 1), np.arange(-half, 0)])
 
 
-def resample_axis(block: Any, plan: AxisPlan, axis: int, phase: Any | None = None,
-                  workers: int | None = None) -> Any:
+def resample_axis(
+    block: Any, plan: AxisPlan, axis: int, phase: Any | None = None, workers: int | None = None
+) -> Any:
     """Band-limited resampling of `block` along array axis `axis` as `plan` says.
 
     `phase`, when given, deskews the block first (broadcastable to it). The result is the
@@ -132,30 +134,35 @@ def resample_axis(block: Any, plan: AxisPlan, axis: int, phase: Any | None = Non
     n_in, n_out = plan.n_in, plan.n_out
     if data.shape[axis] != n_in:
         raise ValueError(f"block has {data.shape[axis]} samples along axis {axis}, plan {n_in}")
-    spec = fft.fft(data, axis=axis, **kw)
+    # norm="forward": the forward FFT divides by n_in and the inverse sums, which leaves
+    # the interpolant's values (no separate rescaling pass)
+    spec = fft.fft(data, axis=axis, norm="forward", **kw)
     out_shape = list(data.shape)
     out_shape[axis] = n_out
-    out = xp.zeros(out_shape, dtype=xp.complex64)
+    out = xp.empty(out_shape, dtype=xp.complex64)
     m = min(n_in, n_out)
-    k = _bins(m)
-    src = [slice(None)] * data.ndim
-    dst = [slice(None)] * data.ndim
-    src[axis] = xp.asarray(k % n_in)
-    dst[axis] = xp.asarray(k % n_out)
-    out[tuple(dst)] = spec[tuple(src)]
+    pos, neg = (m - 1) // 2 + 1, (m - 1) // 2  # bins 0..pos-1 and -neg..-1: |k| < m / 2
+
+    def along(sl: slice) -> tuple[slice, ...]:
+        index = [slice(None)] * data.ndim
+        index[axis] = sl
+        return tuple(index)
+
+    out[along(slice(0, pos))] = spec[along(slice(0, pos))]
+    out[along(slice(pos, n_out - neg))] = 0
+    if neg:
+        out[along(slice(n_out - neg, n_out))] = spec[along(slice(n_in - neg, n_in))]
     if n_out > n_in and n_in % 2 == 0:
         # the input's Nyquist bin stands for +n/2 and -n/2 alike: give half to each
-        src[axis] = n_in // 2
-        nyq = spec[tuple(src)] * 0.5
-        for b in (n_in // 2, n_out - n_in // 2):
-            dst[axis] = b
-            out[tuple(dst)] = nyq
+        nyq = spec[along(slice(n_in // 2, n_in // 2 + 1))] * 0.5
+        out[along(slice(n_in // 2, n_in // 2 + 1))] = nyq
+        out[along(slice(n_out - n_in // 2, n_out - n_in // 2 + 1))] = nyq
+    del spec
     if plan.shift:
         freq = np.fft.fftfreq(n_out, d=plan.ss_out)
         ramp = np.exp(2j * np.pi * freq * plan.shift).astype(np.complex64)
         shape = [1] * data.ndim
         shape[axis] = n_out
         out *= xp.asarray(ramp).reshape(shape)
-    result = fft.ifft(out, axis=axis, **kw)
-    result *= np.float32(plan.ratio)
+    result = fft.ifft(out, axis=axis, norm="forward", overwrite_x=True, **kw)
     return result.astype(xp.complex64, copy=False)

@@ -8,6 +8,7 @@ SICD pixel (row=r, col=c).
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import tempfile
@@ -65,7 +66,7 @@ def is_local(url: str) -> bool:
 
 
 def local_path(url: str) -> str:
-    return url[len("file://"):] if url.startswith("file://") else url
+    return url[len("file://") :] if url.startswith("file://") else url
 
 
 def cache_dir() -> str:
@@ -100,17 +101,19 @@ def fetch(url: str, storage_options: dict[str, Any] | None = None) -> str:
         return local_path(url)
     import fsspec
 
-    of = fsspec.open(f"filecache::{url}", mode="rb",
-                     filecache={"cache_storage": cache_dir()},
-                     **{url.split("://", 1)[0]: storage_options or {}})
+    of = fsspec.open(
+        f"filecache::{url}",
+        mode="rb",
+        filecache={"cache_storage": cache_dir()},
+        **{url.split("://", 1)[0]: storage_options or {}},
+    )
     with of as f:
         return str(f.name)
 
 
 def _open_reader(source: Any, where: str) -> Any:
     """A sarpy SICD reader for a local path or an open binary file object."""
-    from sarpy.io.complex.converter import open_complex
-    from sarpy.io.complex.sicd import SICDReader
+    from sarpy.io.complex.sicd import SICDDetails, SICDReader
 
     if isinstance(source, str):
         if not os.path.exists(source):
@@ -119,15 +122,25 @@ def _open_reader(source: Any, where: str) -> Any:
             raise SceneError(where, "empty file, not a SICD NITF")
     try:
         with _quiet():
-            reader = open_complex(source)
+            details = SICDDetails(source)
+            if not details.is_sicd:
+                raise SceneError(where, "a NITF without SICD XML (not a SICD)")
+            reader = SICDReader(details)
+    except SceneError:
+        raise
     except Exception as exc:  # sarpy raises many types for bad files
         short = _truncation(source)
         if short:
             raise SceneError(where, short) from None
         raise SceneError(where, f"not a readable SICD NITF ({_one_line(exc)})") from None
-    if not isinstance(reader, SICDReader):
-        raise SceneError(where, f"not a SICD (sarpy reads it as {type(reader).__name__})")
     return reader
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_reader(path: str, size: int, mtime: float, where: str) -> Any:
+    """One open reader per file and worker: chunk tasks of a scene share its parsed header."""
+    del size, mtime  # part of the cache key: a rewritten file gets a fresh reader
+    return _open_reader(path, where)
 
 
 def _truncation(source: Any) -> str:
@@ -191,16 +204,21 @@ def check_sicd(sicd: Any, where: str, min_spacing: float, max_spacing: float) ->
         raise SceneError(where, f"unsupported pixel type {img.PixelType}")
     algo = sicd.ImageFormation.ImageFormAlgo if sicd.ImageFormation else None
     if algo not in SUPPORTED_FORMATION:
-        raise SceneError(where, f"unsupported image formation {algo} "
-                                f"(supported: {', '.join(SUPPORTED_FORMATION)})")
+        raise SceneError(
+            where,
+            f"unsupported image formation {algo} (supported: {', '.join(SUPPORTED_FORMATION)})",
+        )
     for name, d in (("Row", grid.Row), ("Col", grid.Col)):
         if d.SS is None or not d.SS > 0 or not np.isfinite(d.SS):
             raise SceneError(where, f"degenerate metadata: Grid.{name}.SS = {d.SS}")
         if d.ImpRespBW is None or not d.ImpRespBW > 0:
             raise SceneError(where, f"degenerate metadata: Grid.{name}.ImpRespBW = {d.ImpRespBW}")
         if d.ImpRespBW * d.SS > 1.0 + 1e-6:
-            raise SceneError(where, f"inconsistent metadata: Grid.{name} ImpRespBW*SS = "
-                                    f"{d.ImpRespBW * d.SS:.3f} > 1 (undersampled)")
+            raise SceneError(
+                where,
+                f"inconsistent metadata: Grid.{name} ImpRespBW*SS = "
+                f"{d.ImpRespBW * d.SS:.3f} > 1 (undersampled)",
+            )
         uv = d.UVectECF.get_array() if d.UVectECF is not None else np.zeros(3)
         if not np.linalg.norm(uv) > 0.5:
             raise SceneError(where, f"degenerate metadata: Grid.{name}.UVectECF is zero")
@@ -215,32 +233,39 @@ def check_sicd(sicd: Any, where: str, min_spacing: float, max_spacing: float) ->
     with _quiet():
         projectable = sicd.can_project_coordinates()
     if not projectable:
-        raise SceneError(where, f"incomplete {algo}/{grid.Type} geometry metadata: sarpy cannot "
-                                "project it (cannot geolocate)")
+        raise SceneError(
+            where,
+            f"incomplete {algo}/{grid.Type} geometry metadata: sarpy cannot "
+            "project it (cannot geolocate)",
+        )
     for name, ss in (("row (range)", grid.Row.SS), ("column (azimuth)", grid.Col.SS)):
         if not min_spacing <= ss <= max_spacing:
-            raise SceneError(where, f"native {name} spacing {ss:.3f} m is outside the "
-                                    f"selection range {min_spacing}-{max_spacing} m")
+            raise SceneError(
+                where,
+                f"native {name} spacing {ss:.3f} m is outside the "
+                f"selection range {min_spacing}-{max_spacing} m",
+            )
 
 
-def _read_columns(url: str, storage_options: dict[str, Any] | None, c0: int, c1: int
-                  ) -> np.ndarray:
+def _read_columns(url: str, storage_options: dict[str, Any] | None, c0: int, c1: int) -> np.ndarray:
     """Azimuth samples c0:c1 as (azimuth, range) complex64 in native byte order."""
-    reader = _open_reader(fetch(url, storage_options), url)
+    path = fetch(url, storage_options)
+    stat = os.stat(path)
+    reader = _cached_reader(path, stat.st_size, stat.st_mtime, url)
     try:
         with _quiet():
             block = reader[:, c0:c1]
     except Exception as exc:
-        raise SceneError(url, f"pixel read failed for columns {c0}:{c1} "
-                              f"({_one_line(exc)}); truncated file?") from None
-    finally:
-        reader.close()
+        raise SceneError(
+            url, f"pixel read failed for columns {c0}:{c1} ({_one_line(exc)}); truncated file?"
+        ) from None
     out = np.ascontiguousarray(np.asarray(block).T, dtype=np.complex64)
     return out
 
 
-def open_sicd(url: str, chunk_azimuth: int = 1024,
-              storage_options: dict[str, Any] | None = None) -> Any:
+def open_sicd(
+    url: str, chunk_azimuth: int = 1024, storage_options: dict[str, Any] | None = None
+) -> Any:
     """Open a SICD lazily as an xarray Dataset with `slc` (azimuth, range), chunked over azimuth.
 
     Coordinates are SICD pixel indices (column for azimuth, row for range); attrs hold the
@@ -260,10 +285,16 @@ def open_sicd(url: str, chunk_azimuth: int = 1024,
     slc = da.concatenate(blocks, axis=0) if blocks else da.zeros((0, n_rg), np.complex64)
     return xr.Dataset(
         {"slc": (("azimuth", "range"), slc)},
-        coords={"azimuth": np.arange(n_az) + sicd.ImageData.FirstCol,
-                "range": np.arange(n_rg) + sicd.ImageData.FirstRow},
-        attrs={"sicd_xml": sicd.to_xml_string(tag="SICD"), "scene_id": scene_id_from_url(url),
-               "pass_id": pass_id(sicd), "source_url": url},
+        coords={
+            "azimuth": np.arange(n_az) + sicd.ImageData.FirstCol,
+            "range": np.arange(n_rg) + sicd.ImageData.FirstRow,
+        },
+        attrs={
+            "sicd_xml": sicd.to_xml_string(tag="SICD"),
+            "scene_id": scene_id_from_url(url),
+            "pass_id": pass_id(sicd),
+            "source_url": url,
+        },
     )
 
 
@@ -294,11 +325,15 @@ def _resampled_direction(d: Any, ss_out: float, poly: np.ndarray) -> float:
         weight = d.WgtFunct if d.WgtFunct is not None else d.define_weight_function()
         ratio = _kept_power(d.ImpRespBW, weight, bw_out / 2)
         n = 64 if weight is None else len(weight)
-        new_weight = spectral_weight(np.linspace(-bw_out / 2, bw_out / 2, n) * (1 - 1e-9),
-                                     d.ImpRespBW, weight)
+        new_weight = spectral_weight(
+            np.linspace(-bw_out / 2, bw_out / 2, n) * (1 - 1e-9), d.ImpRespBW, weight
+        )
         d.WgtFunct = new_weight
-        if d.WgtType is not None and d.WgtType.WindowName and \
-                d.WgtType.WindowName.upper() != "UNIFORM":
+        if (
+            d.WgtType is not None
+            and d.WgtType.WindowName
+            and d.WgtType.WindowName.upper() != "UNIFORM"
+        ):
             d.WgtType.WindowName = f"TRUNCATED_{d.WgtType.WindowName}"
         d.ImpRespBW = bw_out
         d.define_response_widths(populate=True)
@@ -310,8 +345,10 @@ def _resampled_direction(d: Any, ss_out: float, poly: np.ndarray) -> float:
 def _narrow_processing_window(sicd: Any) -> None:
     """PFA: a cropped azimuth band is a sub-aperture; set TStartProc/TEndProc to its times."""
     pfa, form = sicd.PFA, sicd.ImageFormation
-    if any(v is None for v in (pfa.PolarAngPoly, pfa.Kaz1, pfa.Kaz2, pfa.Krg1, form.TStartProc,
-                               form.TEndProc)):
+    if any(
+        v is None
+        for v in (pfa.PolarAngPoly, pfa.Kaz1, pfa.Kaz2, pfa.Krg1, form.TStartProc, form.TEndProc)
+    ):
         return
     t = np.linspace(form.TStartProc, form.TEndProc, 4001)
     angle = pfa.PolarAngPoly(t)
@@ -323,8 +360,9 @@ def _narrow_processing_window(sicd: Any) -> None:
     form.TStartProc, form.TEndProc = float(times.min()), float(times.max())
 
 
-def resampled_sicd(sicd: Any, plan_row: Any, plan_col: Any, row_poly: np.ndarray,
-                   col_poly: np.ndarray) -> Any:
+def resampled_sicd(
+    sicd: Any, plan_row: Any, plan_col: Any, row_poly: np.ndarray, col_poly: np.ndarray
+) -> Any:
     """The SICD structure of the resampled image: grid, pixels, support, corners, radiometry.
 
     `plan_row` / `plan_col` are the resample.AxisPlan of range / azimuth; the polys are the
@@ -345,8 +383,12 @@ def resampled_sicd(sicd: Any, plan_row: Any, plan_col: Any, row_poly: np.ndarray
         for v in verts:
             r = (v[0] - scp_in[0]) * ss_in[0] / plan_row.ss_out + plan_row.scp_out
             c = (v[1] - scp_in[1]) * ss_in[1] / plan_col.ss_out + plan_col.scp_out
-            new.append((int(np.clip(round(r), 0, plan_row.n_out - 1)),
-                        int(np.clip(round(c), 0, plan_col.n_out - 1))))
+            new.append(
+                (
+                    int(np.clip(round(r), 0, plan_row.n_out - 1)),
+                    int(np.clip(round(c), 0, plan_col.n_out - 1)),
+                )
+            )
         img.ValidData = new
     ratio = _resampled_direction(grid.Row, plan_row.ss_out, row_poly)
     ratio *= _resampled_direction(grid.Col, plan_col.ss_out, col_poly)

@@ -55,7 +55,9 @@ class SimulationSpec:
     core_name: str = field(default="")
 
     def skewed(self) -> bool:
-        return bool(np.any(np.asarray(self.col_deltakcoa)) or np.any(np.asarray(self.row_deltakcoa)))
+        return bool(
+            np.any(np.asarray(self.col_deltakcoa)) or np.any(np.asarray(self.row_deltakcoa))
+        )
 
 
 @dataclass(frozen=True)
@@ -129,7 +131,10 @@ def build_sicd(spec: SimulationSpec, collect_duration: float | None = None) -> A
 
     def direction(ss: float, bw: float, kctr: float, poly: Any) -> Any:
         d = Grid.DirParamType(
-            SS=ss, ImpRespBW=bw, Sgn=-1, KCtr=kctr,
+            SS=ss,
+            ImpRespBW=bw,
+            Sgn=-1,
+            KCtr=kctr,
             DeltaKCOAPoly=Poly2DType(Coefs=np.atleast_2d(np.asarray(poly, dtype="float64"))),
             WgtType=_wgt_type(spec.weighting),
         )
@@ -147,41 +152,73 @@ def build_sicd(spec: SimulationSpec, collect_duration: float | None = None) -> A
             Classification="UNCLASSIFIED",
         ),
         ImageData=ImageData.ImageDataType(
-            PixelType="RE32F_IM32F", NumRows=rows, NumCols=cols, FirstRow=0, FirstCol=0,
-            FullImage=(rows, cols), SCPPixel=(rows // 2, cols // 2),
+            PixelType="RE32F_IM32F",
+            NumRows=rows,
+            NumCols=cols,
+            FirstRow=0,
+            FirstCol=0,
+            FullImage=(rows, cols),
+            SCPPixel=(rows // 2, cols // 2),
             ValidData=[(0, 0), (0, cols - 1), (rows - 1, cols - 1), (rows - 1, 0)],
         ),
         GeoData=GeoData.GeoDataType(SCP=GeoData.SCPType(LLH=[spec.lat, spec.lon, spec.hae])),
         Grid=Grid.GridType(
-            ImagePlane="SLANT", Type="RGAZIM",
+            ImagePlane="SLANT",
+            Type="RGAZIM",
             TimeCOAPoly=Poly2DType(Coefs=[[t_coa]]),
             Row=direction(spec.row_spacing, row_bw, krg_ctr, spec.row_deltakcoa),
             Col=direction(spec.col_spacing, col_bw, 0.0, spec.col_deltakcoa),
         ),
         Timeline=Timeline.TimelineType(
-            CollectStart=start, CollectDuration=collect_duration,
-            IPP=[Timeline.IPPSetType(
-                TStart=0.0, TEnd=collect_duration, IPPStart=0,
-                IPPEnd=int(round(collect_duration * prf)) - 1, IPPPoly=[0.0, prf], index=1)],
+            CollectStart=start,
+            CollectDuration=collect_duration,
+            IPP=[
+                Timeline.IPPSetType(
+                    TStart=0.0,
+                    TEnd=collect_duration,
+                    IPPStart=0,
+                    IPPEnd=int(round(collect_duration * prf)) - 1,
+                    IPPPoly=[0.0, prf],
+                    index=1,
+                )
+            ],
         ),
-        Position=Position.PositionType(ARPPoly=XYZPolyType(
-            X=arp_coefs[:, 0], Y=arp_coefs[:, 1], Z=arp_coefs[:, 2])),
+        Position=Position.PositionType(
+            ARPPoly=XYZPolyType(X=arp_coefs[:, 0], Y=arp_coefs[:, 1], Z=arp_coefs[:, 2])
+        ),
         RadarCollection=RadarCollection.RadarCollectionType(
             TxFrequency=(f_min, f_max),
-            Waveform=[RadarCollection.WaveformParametersType(
-                TxPulseLength=20e-6, TxRFBandwidth=tx_bw, TxFreqStart=f_min,
-                TxFMRate=tx_bw / 20e-6, RcvDemodType="CHIRP", ADCSampleRate=1.25 * tx_bw,
-                RcvWindowLength=40e-6, RcvFMRate=0.0, index=1)],
+            Waveform=[
+                RadarCollection.WaveformParametersType(
+                    TxPulseLength=20e-6,
+                    TxRFBandwidth=tx_bw,
+                    TxFreqStart=f_min,
+                    TxFMRate=tx_bw / 20e-6,
+                    RcvDemodType="CHIRP",
+                    ADCSampleRate=1.25 * tx_bw,
+                    RcvWindowLength=40e-6,
+                    RcvFMRate=0.0,
+                    index=1,
+                )
+            ],
             TxPolarization=tx_pol,
-            RcvChannels=[RadarCollection.ChanParametersType(
-                TxRcvPolarization=spec.polarization, index=1)],
+            RcvChannels=[
+                RadarCollection.ChanParametersType(TxRcvPolarization=spec.polarization, index=1)
+            ],
         ),
         ImageFormation=ImageFormation.ImageFormationType(
-            RcvChanProc=ImageFormation.RcvChanProcType(NumChanProc=1, PRFScaleFactor=1,
-                                                       ChanIndices=[1]),
-            TxRcvPolarizationProc=spec.polarization, TStartProc=0.0, TEndProc=collect_duration,
-            TxFrequencyProc=(f_min, f_max), ImageFormAlgo="PFA", STBeamComp="NO",
-            ImageBeamComp="NO", AzAutofocus="NO", RgAutofocus="NO",
+            RcvChanProc=ImageFormation.RcvChanProcType(
+                NumChanProc=1, PRFScaleFactor=1, ChanIndices=[1]
+            ),
+            TxRcvPolarizationProc=spec.polarization,
+            TStartProc=0.0,
+            TEndProc=collect_duration,
+            TxFrequencyProc=(f_min, f_max),
+            ImageFormAlgo="PFA",
+            STBeamComp="NO",
+            ImageBeamComp="NO",
+            AzAutofocus="NO",
+            RgAutofocus="NO",
         ),
     )
     sicd.derive()
@@ -197,7 +234,8 @@ def _fill_area(sicd: Any) -> None:
 
     corners = sicd.GeoData.ImageCorners.get_array(dtype="float64")
     sicd.RadarCollection.Area = AreaType(
-        Corner=[[lat, lon, sicd.GeoData.SCP.LLH.HAE] for lat, lon in corners])
+        Corner=[[lat, lon, sicd.GeoData.SCP.LLH.HAE] for lat, lon in corners]
+    )
 
 
 def _fit_collect_duration(spec: SimulationSpec) -> Any:
@@ -205,8 +243,11 @@ def _fit_collect_duration(spec: SimulationSpec) -> Any:
     sicd = build_sicd(spec)
     for _ in range(3):
         pfa = sicd.PFA
-        k_a, _ = pfa.pfa_polar_coords(sicd.Position, sicd.GeoData.SCP.ECF.get_array(),
-                                      np.array([0.0, sicd.Timeline.CollectDuration]))
+        k_a, _ = pfa.pfa_polar_coords(
+            sicd.Position,
+            sicd.GeoData.SCP.ECF.get_array(),
+            np.array([0.0, sicd.Timeline.CollectDuration]),
+        )
         have = abs(float(k_a[1] - k_a[0]))
         want = 2 * np.arctan(0.5 * (pfa.Kaz2 - pfa.Kaz1) / pfa.Krg1)
         if abs(have - want) < 1e-6:
@@ -241,8 +282,9 @@ def synthesize(spec: SimulationSpec, sicd: Any) -> tuple[npt.NDArray[np.complex6
     grid = sicd.Grid
     wr = _support(spec.rows, grid.Row.SS, grid.Row.ImpRespBW, grid.Row.WgtFunct)
     wc = _support(spec.cols, grid.Col.SS, grid.Col.ImpRespBW, grid.Col.WgtFunct)
-    spectrum = (rng.standard_normal((spec.rows, spec.cols))
-                + 1j * rng.standard_normal((spec.rows, spec.cols)))
+    spectrum = rng.standard_normal((spec.rows, spec.cols)) + 1j * rng.standard_normal(
+        (spec.rows, spec.cols)
+    )
     spectrum *= np.outer(wr, wc)
     clutter = np.fft.ifft2(spectrum)
     clutter /= np.sqrt(np.mean(np.abs(clutter) ** 2))
@@ -250,30 +292,42 @@ def synthesize(spec: SimulationSpec, sicd: Any) -> tuple[npt.NDArray[np.complex6
     pixels = _pick_targets(spec, rng)
     peak_gain = wr.sum() * wc.sum() / (spec.rows * spec.cols)
     amplitude = 10 ** (spec.target_db / 20) / peak_gain
-    n_r, n_c = np.fft.fftfreq(spec.rows) , np.fft.fftfreq(spec.cols)
+    n_r, n_c = np.fft.fftfreq(spec.rows), np.fft.fftfreq(spec.cols)
     target_spec = np.zeros((spec.rows, spec.cols), dtype=np.complex128)
     phases = rng.uniform(0, 2 * np.pi, len(pixels))
     for (pr, pc), ph in zip(pixels, phases, strict=True):
-        target_spec += amplitude * np.exp(1j * ph) * np.outer(
-            wr * np.exp(-2j * np.pi * n_r * pr), wc * np.exp(-2j * np.pi * n_c * pc))
+        target_spec += (
+            amplitude
+            * np.exp(1j * ph)
+            * np.outer(wr * np.exp(-2j * np.pi * n_r * pr), wc * np.exp(-2j * np.pi * n_c * pc))
+        )
     image = clutter + np.fft.ifft2(target_spec)
 
     if spec.skewed():
         row_m = (np.arange(spec.rows) - sicd.ImageData.SCPPixel.Row) * grid.Row.SS
         col_m = (np.arange(spec.cols) - sicd.ImageData.SCPPixel.Col) * grid.Col.SS
         # skew the centred spectrum: inverse of sarpy's deskew, column (azimuth) axis first
-        image = apply_skew_poly(image, grid.Col.DeltaKCOAPoly.get_array(), row_m, col_m,
-                                grid.Col.Sgn, 1, forward=True)
-        image = apply_skew_poly(image, grid.Row.DeltaKCOAPoly.get_array(), row_m, col_m,
-                                grid.Row.Sgn, 0, forward=True)
+        image = apply_skew_poly(
+            image, grid.Col.DeltaKCOAPoly.get_array(), row_m, col_m, grid.Col.Sgn, 1, forward=True
+        )
+        image = apply_skew_poly(
+            image, grid.Row.DeltaKCOAPoly.get_array(), row_m, col_m, grid.Row.Sgn, 0, forward=True
+        )
 
     targets: list[Target] = []
     if len(pixels):
         ecf = image_to_ground(pixels, sicd, projection_type="HAE")
         llh = geocoords.ecf_to_geodetic(ecf)
-        targets = [Target(float(p[0]), float(p[1]), tuple(map(float, e)), tuple(map(float, g)),
-                          float(amplitude * peak_gain))  # type: ignore[arg-type]
-                   for p, e, g in zip(pixels, ecf, llh, strict=True)]
+        targets = [
+            Target(
+                float(p[0]),
+                float(p[1]),
+                (float(e[0]), float(e[1]), float(e[2])),
+                (float(g[0]), float(g[1]), float(g[2])),
+                float(amplitude * peak_gain),
+            )
+            for p, e, g in zip(pixels, ecf, llh, strict=True)
+        ]
     return image.astype(np.complex64), targets
 
 
@@ -287,8 +341,10 @@ def check_spec(spec: SimulationSpec, sicd: Any) -> None:
     for name, d in (("row", sicd.Grid.Row), ("col", sicd.Grid.Col)):
         worst = np.abs(polynomial.polygrid2d(rr, cc, d.DeltaKCOAPoly.get_array())).max()
         if worst >= 0.5 / d.SS:
-            raise ValueError(f"{name} skew up to {worst:.3g} cycles/m is past the native "
-                             f"Nyquist frequency {0.5 / d.SS:.3g}")
+            raise ValueError(
+                f"{name} skew up to {worst:.3g} cycles/m is past the native "
+                f"Nyquist frequency {0.5 / d.SS:.3g}"
+            )
 
 
 def simulate_scene(path: str | Path, spec: SimulationSpec | None = None) -> dict[str, Any]:

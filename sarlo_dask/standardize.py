@@ -36,66 +36,114 @@ def _poly(direction: Any) -> np.ndarray:
     return np.zeros((1, 1)) if p is None else np.atleast_2d(p.get_array(dtype="float64"))
 
 
-def _range_pass(block: Any, plan: AxisPlan, poly: np.ndarray, sgn: int, az_positions: np.ndarray,
-                block_info: Any = None) -> Any:
+def _range_pass(
+    block: Any,
+    plan: AxisPlan,
+    poly: np.ndarray,
+    sgn: int,
+    az_positions: np.ndarray,
+    block_info: Any = None,
+) -> Any:
     a0, a1 = block_info[0]["array-location"][0]
     xp = array_module(block)
     phase = skew_phase(poly, 0, plan.positions_in(), az_positions[a0:a1], sgn, xp)
     return resample_axis(block, plan, axis=1, phase=None if phase is None else phase.T)
 
 
-def _azimuth_pass(block: Any, plan: AxisPlan, poly: np.ndarray, sgn: int,
-                  rg_positions: np.ndarray, block_info: Any = None) -> Any:
-    r0, r1 = block_info[0]["array-location"][1]
+def _azimuth_pass(
+    block: Any,
+    plan: AxisPlan,
+    poly: np.ndarray,
+    sgn: int,
+    rg_positions: np.ndarray,
+    block_info: Any = None,
+) -> Any:
+    """Azimuth resampling of a (range, azimuth) block: azimuth is the contiguous axis here."""
+    r0, r1 = block_info[0]["array-location"][0]
     xp = array_module(block)
     phase = skew_phase(poly, 1, plan.positions_in(), rg_positions[r0:r1], sgn, xp)
-    return resample_axis(block, plan, axis=0, phase=None if phase is None else phase.T)
+    return resample_axis(block, plan, axis=1, phase=phase)
 
 
 def plan_scene(sicd: Any, cfg: StandardizeConfig, where: str) -> tuple[AxisPlan, AxisPlan]:
     """Check the scene and plan both axes (range, azimuth), or raise a SceneError."""
     check_sicd(sicd, where, cfg.min_spacing, cfg.max_spacing)
     img, grid = sicd.ImageData, sicd.Grid
-    plan_rg = plan_axis(int(img.NumRows), grid.Row.SS, int(img.FirstRow), int(img.SCPPixel.Row),
-                        cfg.spacing)
-    plan_az = plan_axis(int(img.NumCols), grid.Col.SS, int(img.FirstCol), int(img.SCPPixel.Col),
-                        cfg.spacing)
+    plan_rg = plan_axis(
+        int(img.NumRows), grid.Row.SS, int(img.FirstRow), int(img.SCPPixel.Row), cfg.spacing
+    )
+    plan_az = plan_axis(
+        int(img.NumCols), grid.Col.SS, int(img.FirstCol), int(img.SCPPixel.Col), cfg.spacing
+    )
     if min(plan_rg.n_out, plan_az.n_out) < cfg.min_size:
-        raise SceneError(where, f"scene smaller than one tile: {plan_az.n_out} x {plan_rg.n_out} "
-                                f"(azimuth x range) pixels at {cfg.spacing} m, tile "
-                                f"{cfg.min_size}", stage="standardize")
+        raise SceneError(
+            where,
+            f"scene smaller than one tile: {plan_az.n_out} x {plan_rg.n_out} "
+            f"(azimuth x range) pixels at {cfg.spacing} m, tile "
+            f"{cfg.min_size}",
+            stage="standardize",
+        )
     return plan_rg, plan_az
 
 
-def resample_slc(slc: da.Array, sicd: Any, plan_rg: AxisPlan, plan_az: AxisPlan,
-                 cfg: StandardizeConfig, polys: tuple[np.ndarray, np.ndarray] | None = None
-                 ) -> tuple[da.Array, np.ndarray, np.ndarray]:
+def resample_slc(
+    slc: da.Array,
+    sicd: Any,
+    plan_rg: AxisPlan,
+    plan_az: AxisPlan,
+    cfg: StandardizeConfig,
+    polys: tuple[np.ndarray, np.ndarray] | None = None,
+) -> tuple[da.Array, np.ndarray, np.ndarray]:
     """The 2-D band-limited resampling graph; returns (slc_out, row_poly, col_poly) written."""
     grid = sicd.Grid
     p_row, p_col = _poly(grid.Row), _poly(grid.Col)
     s_row, s_col = int(grid.Row.Sgn), int(grid.Col.Sgn)
     if not cfg.deskew:  # for comparison only: a skewed spectrum gets cut by the crop
-        slc_out, _, _ = resample_slc(slc, sicd, plan_rg, plan_az, cfg.model_copy(
-            update={"deskew": True}), polys=(np.zeros((1, 1)), np.zeros((1, 1))))
+        slc_out, _, _ = resample_slc(
+            slc,
+            sicd,
+            plan_rg,
+            plan_az,
+            cfg.model_copy(update={"deskew": True}),
+            polys=(np.zeros((1, 1)), np.zeros((1, 1))),
+        )
         return slc_out, p_row, p_col
     if polys is not None:
         p_row, p_col = polys
 
     az_in = plan_az.positions_in()
-    step1 = slc.map_blocks(_range_pass, plan_rg, p_row, s_row, az_in,
-                           chunks=(slc.chunks[0], (plan_rg.n_out,)), dtype=np.complex64,
-                           meta=slc._meta)
+    step1 = da.map_blocks(
+        _range_pass,
+        slc,
+        plan_rg,
+        p_row,
+        s_row,
+        az_in,
+        chunks=(slc.chunks[0], (plan_rg.n_out,)),
+        dtype=np.complex64,
+        meta=slc._meta,
+    )
     p_col = off_axis_poly(p_row, p_col, 0, s_row, s_col)
     p_row = np.zeros((1, 1))
 
-    step1 = step1.rechunk({0: -1, 1: cfg.chunk_range})
+    # the rechunk copies anyway: through a lazy transpose its copies come out range-major,
+    # so the azimuth FFTs run along contiguous memory (about twice as fast as strided)
+    step1 = step1.T.rechunk({0: cfg.chunk_range, 1: -1})
     rg_out = plan_rg.positions_out()
-    step2 = step1.map_blocks(_azimuth_pass, plan_az, p_col, s_col, rg_out,
-                             chunks=((plan_az.n_out,), step1.chunks[1]), dtype=np.complex64,
-                             meta=slc._meta)
+    step2 = da.map_blocks(
+        _azimuth_pass,
+        step1,
+        plan_az,
+        p_col,
+        s_col,
+        rg_out,
+        chunks=(step1.chunks[0], (plan_az.n_out,)),
+        dtype=np.complex64,
+        meta=slc._meta,
+    )
     p_row = off_axis_poly(p_col, p_row, 1, s_col, s_row)
     p_col = np.zeros((1, 1))
-    return step2.rechunk((cfg.store_chunk, cfg.store_chunk)), p_row, p_col
+    return step2.T.rechunk((cfg.store_chunk, cfg.store_chunk)), p_row, p_col
 
 
 def geolocation_graph(sicd_out: Any, step: int, hae: float | None) -> da.Array:
@@ -107,14 +155,14 @@ def geolocation_graph(sicd_out: Any, step: int, hae: float | None) -> da.Array:
     rows_per_task = max(1, GEOLOCATION_BLOCK // len(rg))
     parts = []
     for i in range(0, len(az), rows_per_task):
-        sub = az[i:i + rows_per_task]
+        sub = az[i : i + rows_per_task]
         task = dask.delayed(project_grid, pure=True)(sicd_out, sub, rg, hae)
         parts.append(da.from_delayed(task, shape=(3, len(sub), len(rg)), dtype="float64"))
     return da.concatenate(parts, axis=1)
 
 
 def standardize_scene(scene: xr.Dataset, cfg: StandardizeConfig | None = None) -> xr.Dataset:
-    """The lazy standardized scene: `slc` (azimuth, range) at cfg.spacing and lat/lon/hae tie points.
+    """The lazy standardized scene: `slc` (azimuth, range) at cfg.spacing, lat/lon/hae tie points.
 
     `scene` is what sicd.open_sicd returns. attrs: `sicd_xml` (the resampled grid's SICD),
     `source_sicd_xml`, `scene_id`, `pass_id`, the effective spacings, the geolocation bound
@@ -144,21 +192,35 @@ def standardize_scene(scene: xr.Dataset, cfg: StandardizeConfig | None = None) -
         "geolocation_error_bound_m": choice.bound_m,
         "geolocation_error_estimate_m": choice.estimate_m,
         "geolocation_height": "SCP HAE" if cfg.hae is None else f"{cfg.hae} m HAE",
-        "provenance": json.dumps({"package": "sarlo-dask", "version": __version__,
-                                  "stage": "standardize", "parameters": cfg.provenance()},
-                                 sort_keys=True),
+        "provenance": json.dumps(
+            {
+                "package": "sarlo-dask",
+                "version": __version__,
+                "stage": "standardize",
+                "parameters": cfg.provenance(),
+            },
+            sort_keys=True,
+        ),
     }
     return xr.Dataset(
-        {"slc": (("azimuth", "range"), slc),
-         "lat": (tp, llh[0]), "lon": (tp, llh[1]), "hae": (tp, llh[2])},
-        coords={"azimuth": np.arange(n_az), "range": np.arange(n_rg),
-                "tp_azimuth": tie_point_axis(n_az, choice.step),
-                "tp_range": tie_point_axis(n_rg, choice.step)},
+        {
+            "slc": (("azimuth", "range"), slc),
+            "lat": (tp, llh[0]),
+            "lon": (tp, llh[1]),
+            "hae": (tp, llh[2]),
+        },
+        coords={
+            "azimuth": np.arange(n_az),
+            "range": np.arange(n_rg),
+            "tp_azimuth": tie_point_axis(n_az, choice.step),
+            "tp_range": tie_point_axis(n_rg, choice.step),
+        },
         attrs=attrs,
     )
 
 
 def open_scene_store(url: str, storage_options: dict[str, Any] | None = None) -> xr.Dataset:
     """A standardized scene store, lazily (the SICD XML in attrs places every pixel)."""
-    return xr.open_zarr(url, storage_options=storage_options or None, consolidated=False,
-                        zarr_format=3)
+    return xr.open_zarr(
+        url, storage_options=storage_options or None, consolidated=False, zarr_format=3
+    )

@@ -35,8 +35,9 @@ def exists(url: str, storage_options: dict[str, Any] | None = None) -> bool:
     return bool(fs.exists(path))
 
 
-def write_json(url: str, content: dict[str, Any],
-               storage_options: dict[str, Any] | None = None) -> None:
+def write_json(
+    url: str, content: dict[str, Any], storage_options: dict[str, Any] | None = None
+) -> None:
     fs, path = filesystem(url, storage_options)
     parent = path.rsplit("/", 1)[0]
     if parent and not url.startswith(("s3://", "s3a://")):

@@ -20,13 +20,32 @@ SKEW_FINE = ((0.15, 4e-4),)
 SKEW_COARSE = ((0.2, 1e-4),)  # the support wraps across the native Nyquist edge
 CASES = {
     "fine": SimulationSpec(rows=1024, cols=1024, row_spacing=0.3, col_spacing=0.3, seed=1),
-    "fine_skew": SimulationSpec(rows=1024, cols=1024, row_spacing=0.3, col_spacing=0.3, seed=2,
-                                col_deltakcoa=SKEW_FINE,
-                                collect_start="2025-06-02T10:00:00"),
-    "coarse": SimulationSpec(rows=512, cols=448, row_spacing=1.2, col_spacing=1.1, seed=3,
-                             collect_start="2025-06-03T10:00:00"),
-    "coarse_skew": SimulationSpec(rows=512, cols=448, row_spacing=1.2, col_spacing=1.1, seed=4,
-                                  col_deltakcoa=SKEW_COARSE, collect_start="2025-06-04T10:00:00"),
+    "fine_skew": SimulationSpec(
+        rows=1024,
+        cols=1024,
+        row_spacing=0.3,
+        col_spacing=0.3,
+        seed=2,
+        col_deltakcoa=SKEW_FINE,
+        collect_start="2025-06-02T10:00:00",
+    ),
+    "coarse": SimulationSpec(
+        rows=512,
+        cols=448,
+        row_spacing=1.2,
+        col_spacing=1.1,
+        seed=3,
+        collect_start="2025-06-03T10:00:00",
+    ),
+    "coarse_skew": SimulationSpec(
+        rows=512,
+        cols=448,
+        row_spacing=1.2,
+        col_spacing=1.1,
+        seed=4,
+        col_deltakcoa=SKEW_COARSE,
+        collect_start="2025-06-04T10:00:00",
+    ),
 }
 
 
@@ -47,8 +66,12 @@ def client():
     """A real LocalCluster with two worker processes."""
     from distributed import Client, LocalCluster
 
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                      dashboard_address=":0") as cluster, Client(cluster) as c:
+    with (
+        LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
+        ) as cluster,
+        Client(cluster) as c,
+    ):
         yield c
 
 
@@ -72,8 +95,7 @@ def s3(s3_server):
 
     requests.post(f"{s3_server}/moto-api/reset", timeout=10)
     s3fs.S3FileSystem.clear_instance_cache()
-    options = {"key": "testing", "secret": "testing",
-               "client_kwargs": {"endpoint_url": s3_server}}
+    options = {"key": "testing", "secret": "testing", "client_kwargs": {"endpoint_url": s3_server}}
     fs = s3fs.S3FileSystem(**options)
     fs.mkdir("sarlo")
     return options

@@ -7,11 +7,12 @@ from typing import Any
 import numpy as np
 
 
-def peak(image: np.ndarray, a: float, r: float, half: int = 12, zoom: int = 64
-         ) -> tuple[float, float]:
+def peak(
+    image: np.ndarray, a: float, r: float, half: int = 12, zoom: int = 64
+) -> tuple[float, float]:
     """Sub-pixel (azimuth, range) of the brightest point near (a, r): local DFT zoom."""
     a0, r0 = int(round(a)) - half, int(round(r)) - half
-    win = image[a0:a0 + 2 * half, r0:r0 + 2 * half]
+    win = image[a0 : a0 + 2 * half, r0 : r0 + 2 * half]
     i, j = np.unravel_index(np.abs(win).argmax(), win.shape)
     spec = np.fft.fft2(win)
     n = win.shape[0]
@@ -26,8 +27,9 @@ def peak(image: np.ndarray, a: float, r: float, half: int = 12, zoom: int = 64
     return a0 + i + fine[ii], r0 + j + fine[jj]
 
 
-def band_limited_matrix(n_in: int, ss_in: float, first_in: float, pos_out: np.ndarray,
-                        half_band: float) -> np.ndarray:
+def band_limited_matrix(
+    n_in: int, ss_in: float, first_in: float, pos_out: np.ndarray, half_band: float
+) -> np.ndarray:
     """(n_out, n_in) map from DFT bins to the interpolant at pos_out, |f| < half_band."""
     f = np.fft.fftfreq(n_in, d=ss_in)
     t = (pos_out - first_in)[:, None]
@@ -44,10 +46,12 @@ def deskew(data_rc: np.ndarray, sicd: Any) -> np.ndarray:
     img, grid = sicd.ImageData, sicd.Grid
     rows = (np.arange(img.NumRows) + img.FirstRow - img.SCPPixel.Row) * grid.Row.SS
     cols = (np.arange(img.NumCols) + img.FirstCol - img.SCPPixel.Col) * grid.Col.SS
-    out = apply_skew_poly(data_rc, grid.Col.DeltaKCOAPoly.get_array(), rows, cols,
-                          grid.Col.Sgn, 1, forward=False)
-    return apply_skew_poly(out, grid.Row.DeltaKCOAPoly.get_array(), rows, cols,
-                           grid.Row.Sgn, 0, forward=False)
+    out = apply_skew_poly(
+        data_rc, grid.Col.DeltaKCOAPoly.get_array(), rows, cols, grid.Col.Sgn, 1, forward=False
+    )
+    return apply_skew_poly(
+        out, grid.Row.DeltaKCOAPoly.get_array(), rows, cols, grid.Row.Sgn, 0, forward=False
+    )
 
 
 def ideal_reference(src_rc: np.ndarray, sicd_in: Any, sicd_out: Any) -> np.ndarray:
@@ -73,4 +77,4 @@ def correlation(a: np.ndarray, b: np.ndarray) -> float:
 
 def interior(a: np.ndarray, frac: float = 0.1) -> np.ndarray:
     m0, m1 = int(a.shape[0] * frac), int(a.shape[1] * frac)
-    return a[m0:a.shape[0] - m0, m1:a.shape[1] - m1]
+    return a[m0 : a.shape[0] - m0, m1 : a.shape[1] - m1]

@@ -71,18 +71,24 @@ def _write_bad_inputs(folder: Path, good: Path) -> dict[str, str]:
     (folder / "text.nitf").write_text("this is not a NITF file\n" * 20)
     (folder / "trunc_header.nitf").write_bytes(data[:1500])
     (folder / "trunc_pixels.nitf").write_bytes(data[: len(data) * 2 // 3])
-    patched = data.replace(b"<PixelType>RE32F_IM32F</PixelType>",
-                           b"<PixelType>RE64F_IM64F</PixelType>")
+    patched = data.replace(
+        b"<PixelType>RE32F_IM32F</PixelType>", b"<PixelType>RE64F_IM64F</PixelType>"
+    )
     assert patched != data
     (folder / "pixeltype.nitf").write_bytes(patched)
     shutil.copy(SHARED_SICD / "sicd_50x50.nitf", folder / "coarse_rcm.nitf")
     shutil.copy(SHARED_SICD / "sicd_0.4.1.nitf", folder / "degenerate.nitf")
     shutil.copy(SHARED_SICD / "cropped_sicd_120.nitf", folder / "tiny.nitf")
-    return {"empty": "empty file", "text": "not a readable SICD NITF",
-            "trunc_header": "truncated NITF", "trunc_pixels": "truncated NITF",
-            "pixeltype": "PixelType",
-            "coarse_rcm": "outside the selection range", "degenerate": "degenerate metadata",
-            "tiny": "smaller than one tile"}
+    return {
+        "empty": "empty file",
+        "text": "not a readable SICD NITF",
+        "trunc_header": "truncated NITF",
+        "trunc_pixels": "truncated NITF",
+        "pixeltype": "PixelType",
+        "coarse_rcm": "outside the selection range",
+        "degenerate": "degenerate metadata",
+        "tiny": "smaller than one tile",
+    }
 
 
 def test_bad_inputs_are_refused_with_reasons_and_the_others_finish(scenes, client, tmp_path):
@@ -103,8 +109,9 @@ def test_duplicate_scene_ids_are_refused(scenes, client, tmp_path):
     (tmp_path / "b").mkdir()
     shutil.copy(scenes["coarse"], tmp_path / "a" / "x.nitf")
     shutil.copy(scenes["coarse"], tmp_path / "b" / "x.nitf")
-    res = standardize_scenes([str(tmp_path / d / "x.nitf") for d in "ab"], str(tmp_path / "w"),
-                             CFG, client)
+    res = standardize_scenes(
+        [str(tmp_path / d / "x.nitf") for d in "ab"], str(tmp_path / "w"), CFG, client
+    )
     assert [r.status for r in res] == ["done", "failed"]
     assert "duplicate scene id" in res[1].reason
 
@@ -128,15 +135,18 @@ def test_unsupported_image_formation_is_refused():
 def test_real_rma_scenes_standardize_when_small_scenes_are_allowed(client, tmp_path):
     """Real TSX geometry with a 3x3 Col.DeltaKCOAPoly and RE16I pixels runs through."""
     cfg = StandardizeConfig(min_size=1)
-    res = standardize_scenes([str(SHARED_SICD / "cropped_sicd_120.nitf")], str(tmp_path), cfg,
-                             client)[0]
+    res = standardize_scenes(
+        [str(SHARED_SICD / "cropped_sicd_120.nitf")], str(tmp_path), cfg, client
+    )[0]
     assert res.status == "done", res.reason
     ds = open_scene_store(res.store)
     assert ds.slc.dtype == np.complex64 and np.all(np.isfinite(ds.slc.values))
     src = read_sicd_meta(str(SHARED_SICD / "cropped_sicd_120.nitf"))
     n_r, n_c = src.ImageData.NumRows, src.ImageData.NumCols
     corners = src.project_image_to_ground_geo(
-        np.array([[0, 0], [0, n_c - 1], [n_r - 1, n_c - 1], [n_r - 1, 0]], dtype=float))
+        np.array([[0, 0], [0, n_c - 1], [n_r - 1, n_c - 1], [n_r - 1, 0]], dtype=float)
+    )
     # same ground to within a metre (grids differ: 0.9 x 1.3 m in, 0.8 m out)
-    assert np.allclose([float(ds.lat.mean()), float(ds.lon.mean())],
-                       corners[:, :2].mean(axis=0), atol=1e-5)
+    assert np.allclose(
+        [float(ds.lat.mean()), float(ds.lon.mean())], corners[:, :2].mean(axis=0), atol=1e-5
+    )

@@ -10,8 +10,9 @@ from numpy.polynomial import polynomial
 from sarlo_dask.resample import off_axis_poly, plan_axis, resample_axis, skew_phase
 
 
-def brute_force(x: np.ndarray, ss_in: float, first_in: float, pos_out: np.ndarray,
-                half_band: float) -> np.ndarray:
+def brute_force(
+    x: np.ndarray, ss_in: float, first_in: float, pos_out: np.ndarray, half_band: float
+) -> np.ndarray:
     """sum over DFT bins with |f| < half_band (input Nyquist split in two) at arbitrary points."""
     n = x.size
     spec = np.fft.fft(x)
@@ -26,8 +27,14 @@ def brute_force(x: np.ndarray, ss_in: float, first_in: float, pos_out: np.ndarra
 
 
 @settings(max_examples=40, deadline=None)
-@given(n_in=st.integers(8, 96), ss_in=st.floats(0.2, 2.0), target=st.floats(0.3, 1.5),
-       first_pixel=st.integers(0, 40), scp=st.integers(-20, 120), seed=st.integers(0, 2**16))
+@given(
+    n_in=st.integers(8, 96),
+    ss_in=st.floats(0.2, 2.0),
+    target=st.floats(0.3, 1.5),
+    first_pixel=st.integers(0, 40),
+    scp=st.integers(-20, 120),
+    seed=st.integers(0, 2**16),
+)
 def test_resample_axis_equals_brute_force(n_in, ss_in, target, first_pixel, scp, seed):
     rng = np.random.default_rng(seed)
     x = (rng.standard_normal(n_in) + 1j * rng.standard_normal(n_in)).astype(np.complex64)
@@ -40,12 +47,18 @@ def test_resample_axis_equals_brute_force(n_in, ss_in, target, first_pixel, scp,
     np.testing.assert_allclose(got, want, atol=2e-5 * np.abs(x).max() * np.sqrt(n_in))
 
 
-@given(n_in=st.integers(1, 10_000), ss_in=st.floats(0.1, 5.0), first=st.integers(-50, 50),
-       scp=st.integers(-5000, 5000), target=st.floats(0.2, 3.0))
+@given(
+    n_in=st.integers(1, 10_000),
+    ss_in=st.floats(0.1, 5.0),
+    first=st.integers(-50, 50),
+    scp=st.integers(-5000, 5000),
+    target=st.floats(0.2, 3.0),
+)
 def test_plan_puts_scp_on_an_integer_pixel(n_in, ss_in, first, scp, target):
     plan = plan_axis(n_in, ss_in, first, scp, target)
     assert plan.n_out * plan.ss_out == np.float64(n_in * ss_in) or np.isclose(
-        plan.n_out * plan.ss_out, n_in * ss_in)
+        plan.n_out * plan.ss_out, n_in * ss_in
+    )
     assert np.isclose(plan.first_out + plan.scp_out * plan.ss_out, 0.0, atol=1e-9 * ss_in * n_in)
     assert abs(plan.shift) <= plan.ss_out / 2 + 1e-9
 

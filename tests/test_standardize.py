@@ -6,7 +6,6 @@ import json
 
 import numpy as np
 import pytest
-from .helpers import correlation, deskew, ideal_reference, interior, peak
 from sarpy.geometry.point_projection import ground_to_image
 
 from sarlo_dask.config import StandardizeConfig
@@ -17,6 +16,8 @@ from sarlo_dask.sicd import open_sicd, read_sicd_meta, resampled_sicd, sicd_from
 from sarlo_dask.simulate import SimulationSpec, build_sicd
 from sarlo_dask.standardize import open_scene_store, standardize_scene
 from sarlo_dask.store import scene_store_url
+
+from .helpers import correlation, deskew, ideal_reference, interior, peak
 
 CFG = StandardizeConfig(min_size=64, chunk_azimuth=256, chunk_range=256, store_chunk=128)
 CASE_NAMES = ["fine", "fine_skew", "coarse", "coarse_skew"]
@@ -69,8 +70,9 @@ def test_without_deskew_a_skewed_spectrum_loses_correlation(scenes, client, case
     src = _source_rc(scenes[case])
     scores = {}
     for on in (True, False):
-        out = standardize_scene(open_sicd(str(scenes[case]), 256),
-                                CFG.model_copy(update={"deskew": on})).compute()
+        out = standardize_scene(
+            open_sicd(str(scenes[case]), 256), CFG.model_copy(update={"deskew": on})
+        ).compute()
         sicd_out = sicd_from_xml(out.attrs["sicd_xml"])
         ref = ideal_reference(src, sicd_in, sicd_out)
         got = deskew(out.slc.values.T.astype(complex), sicd_out)
@@ -83,8 +85,10 @@ def test_written_sicd_is_valid_and_self_consistent(stores):
     ds = stores["fine_skew"]
     sicd = sicd_from_xml(ds.attrs["sicd_xml"])
     assert sicd.is_valid(recursive=True, stack=False)
-    assert (sicd.ImageData.NumRows, sicd.ImageData.NumCols) == (ds.sizes["range"],
-                                                                ds.sizes["azimuth"])
+    assert (sicd.ImageData.NumRows, sicd.ImageData.NumCols) == (
+        ds.sizes["range"],
+        ds.sizes["azimuth"],
+    )
     assert np.isclose(sicd.Grid.Row.SS, ds.attrs["spacing_eff_rg"])
     assert abs(sicd.Grid.Row.SS - 0.8) < 0.01 and abs(sicd.Grid.Col.SS - 0.8) < 0.01
     assert sicd.Grid.Col.ImpRespBW <= 1 / sicd.Grid.Col.SS + 1e-9

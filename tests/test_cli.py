@@ -1,0 +1,91 @@
+"""The `sarlo` command as a user runs it: simulate, standardize (good and bad input), demo."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import xarray as xr
+
+
+def sarlo(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "sarlo_dask.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=300,
+    )
+
+
+def test_simulate_writes_a_sicd_and_its_truth(tmp_path):
+    out = tmp_path / "s.nitf"
+    res = sarlo(
+        "simulate",
+        str(out),
+        "--rows",
+        "256",
+        "--cols",
+        "320",
+        "--spacing",
+        "0.5",
+        "--skew",
+        "0.1",
+        "--targets",
+        "3",
+    )
+    assert res.returncode == 0, res.stderr
+    truth = json.loads(Path(str(out) + ".truth.json").read_text())
+    assert len(truth["targets"]) == 3 and out.stat().st_size > 256 * 320 * 8
+
+
+def test_simulate_refuses_a_bad_weighting_in_one_line(tmp_path):
+    res = sarlo("simulate", str(tmp_path / "s.nitf"), "--weighting", "GAUSS")
+    assert res.returncode == 2
+    assert res.stderr.strip().count("\n") == 0 and "GAUSS" in res.stderr
+
+
+def test_standardize_good_and_bad_inputs_then_resume(scenes, tmp_path):
+    bad = tmp_path / "broken.nitf"
+    bad.write_bytes(b"NITF02.10" + b"\0" * 100)
+    work = tmp_path / "work"
+    args = [
+        "standardize",
+        str(scenes["coarse"]),
+        str(bad),
+        "--work",
+        str(work),
+        "--min-size",
+        "64",
+        "--workers",
+        "2",
+    ]
+    first = sarlo(*args)
+    assert first.returncode == 3, first.stdout + first.stderr
+    assert f"FAILED {bad}: " in first.stderr
+    assert "dashboard: http://" in first.stdout
+    assert "1 standardized, 0 already done, 1 failed" in first.stdout
+    ds = xr.open_zarr(work / "scenes" / "coarse.zarr", consolidated=False)
+    assert ds.slc.dims == ("azimuth", "range") and "lat" in ds
+    second = sarlo(*args)
+    assert "0 standardized, 1 already done, 1 failed" in second.stdout
+
+
+def test_nothing_built_exits_4(tmp_path):
+    empty = tmp_path / "e.nitf"
+    empty.write_bytes(b"")
+    res = sarlo("standardize", str(empty), "--work", str(tmp_path / "w"), "--workers", "1")
+    assert res.returncode == 4
+    assert "empty file" in res.stderr
+
+
+def test_demo_runs_start_to_end(tmp_path):
+    res = sarlo("demo", str(tmp_path / "demo"), "--workers", "2")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "2 standardized" in res.stdout
+    store = xr.open_zarr(
+        tmp_path / "demo" / "work" / "scenes" / "sim_scene_001.zarr", consolidated=False
+    )
+    assert store.sizes["azimuth"] >= 1024 and store.sizes["range"] >= 1024
