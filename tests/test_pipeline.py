@@ -17,7 +17,7 @@ from sarlo_dask.simulate import SimulationSpec, build_sicd
 from sarlo_dask.standardize import open_scene_store
 from sarlo_dask.store import scene_marker_url, scene_store_url
 
-from .conftest import SHARED_SICD
+from .conftest import SHARED_SICD, needs_shared
 
 CFG = StandardizeConfig(min_size=64, chunk_azimuth=256, chunk_range=256, store_chunk=128)
 
@@ -91,6 +91,7 @@ def _write_bad_inputs(folder: Path, good: Path) -> dict[str, str]:
     }
 
 
+@needs_shared
 def test_bad_inputs_are_refused_with_reasons_and_the_others_finish(scenes, client, tmp_path):
     expected = _write_bad_inputs(tmp_path / "bad", scenes["fine"])
     cfg = CFG.model_copy(update={"min_size": 128})
@@ -116,6 +117,7 @@ def test_duplicate_scene_ids_are_refused(scenes, client, tmp_path):
     assert "duplicate scene id" in res[1].reason
 
 
+@needs_shared
 @pytest.mark.parametrize("path", sorted(SHARED_SICD.glob("*.nitf")), ids=lambda p: p.name)
 def test_each_shared_sicd_standardizes_or_is_refused_with_a_reason(path, client, tmp_path):
     res = standardize_scenes([str(path)], str(tmp_path), StandardizeConfig(), client)[0]
@@ -132,6 +134,7 @@ def test_unsupported_image_formation_is_refused():
         check_sicd(bad, "x.nitf", 0.2, 2.0)
 
 
+@needs_shared
 def test_real_rma_scenes_standardize_when_small_scenes_are_allowed(client, tmp_path):
     """Real TSX geometry with a 3x3 Col.DeltaKCOAPoly and RE16I pixels runs through."""
     cfg = StandardizeConfig(min_size=1)
