@@ -30,12 +30,15 @@ def array_module(x: Any) -> Any:
     return np
 
 
-def _fft(xp: Any) -> tuple[Any, dict[str, Any]]:
+def _fft(xp: Any) -> Any:
+    """scipy.fft for NumPy, cupyx.scipy.fft (same signatures, cuFFT) for CuPy."""
     if xp is np:
         import scipy.fft
 
-        return scipy.fft, {}
-    return xp.fft, {}
+        return scipy.fft
+    import cupyx.scipy.fft
+
+    return cupyx.scipy.fft
 
 
 @dataclass(frozen=True)
@@ -126,7 +129,7 @@ def resample_axis(
     interpolant of the deskewed input, evaluated at the output positions.
     """
     xp = array_module(block)
-    fft, _ = _fft(xp)
+    fft = _fft(xp)
     kw = {"workers": workers} if (xp is np and workers) else {}
     data = block.astype(xp.complex64, copy=False)
     if phase is not None:

@@ -16,8 +16,9 @@ from sarlo_dask.simulate import SimulationSpec, simulate_scene  # noqa: E402
 
 SHARED_SICD = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "sicd"
 
-needs_shared = pytest.mark.skipif(not SHARED_SICD.is_dir(),
-                                  reason=f"real SICD samples not found at {SHARED_SICD}")
+needs_shared = pytest.mark.skipif(
+    not SHARED_SICD.is_dir(), reason=f"real SICD samples not found at {SHARED_SICD}"
+)
 
 SKEW_FINE = ((0.15, 4e-4),)
 SKEW_COARSE = ((0.2, 1e-4),)  # the support wraps across the native Nyquist edge

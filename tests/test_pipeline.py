@@ -153,3 +153,18 @@ def test_real_rma_scenes_standardize_when_small_scenes_are_allowed(client, tmp_p
     assert np.allclose(
         [float(ds.lat.mean()), float(ds.lon.mean())], corners[:, :2].mean(axis=0), atol=1e-5
     )
+
+
+def test_same_input_gives_the_same_bytes(scenes, client, tmp_path):
+    url = str(scenes["coarse_skew"])
+    for name in ("a", "b"):
+        assert standardize_scenes([url], str(tmp_path / name), CFG, client)[0].status == "done"
+
+    def tree(root: Path) -> dict[str, bytes]:
+        return {
+            str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
+        }
+
+    a, b = tree(tmp_path / "a"), tree(tmp_path / "b")
+    assert a.keys() == b.keys() and len(a) > 5
+    assert a == b
