@@ -1,27 +1,39 @@
-"""Benchmark helpers: wall time and peak resident memory of this process and its children."""
+"""Benchmark helpers: wall time and peak resident memory of this process and its children.
+
+Peak memory comes from Linux's resettable high-water mark (write 5 to /proc/PID/clear_refs,
+read VmHWM from /proc/PID/status), so no sampling thread competes with the code measured.
+It is the sum of each process's peak above its starting RSS (an upper bound on the
+simultaneous peak of several processes).
+"""
 
 from __future__ import annotations
 
 import os
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any
 
 import psutil
 
 
-def tree_rss() -> int:
-    proc = psutil.Process(os.getpid())
-    total = proc.memory_info().rss
-    for child in proc.children(recursive=True):
-        try:
-            total += child.memory_info().rss
-        except psutil.Error:
-            pass
-    return total
+def _pids() -> list[int]:
+    me = psutil.Process(os.getpid())
+    return [me.pid] + [c.pid for c in me.children(recursive=True)]
+
+
+def _status_kb(pid: int, key: str) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+def _reset_peak(pid: int) -> None:
+    with suppress(OSError), open(f"/proc/{pid}/clear_refs", "w") as f:
+        f.write("5")
 
 
 @dataclass
@@ -33,44 +45,32 @@ class Measurement:
 
 
 @contextmanager
-def measure(name: str, interval: float = 0.02) -> Iterator[Measurement]:
-    """Time a block and sample the process tree's RSS; peak_mb is above the starting RSS."""
+def measure(name: str) -> Iterator[Measurement]:
+    """Time a block; peak_mb is the peak RSS above the start, summed over the process tree."""
     m = Measurement(name)
-    start_rss = tree_rss()
-    peak = [start_rss]
-    done = threading.Event()
-
-    def sample() -> None:
-        while not done.is_set():
-            peak[0] = max(peak[0], tree_rss())
-            time.sleep(interval)
-
-    thread = threading.Thread(target=sample, daemon=True)
-    thread.start()
+    pids = _pids()
+    start = {}
+    for pid in pids:
+        _reset_peak(pid)
+        start[pid] = _status_kb(pid, "VmRSS")
     t0 = time.perf_counter()
     try:
         yield m
     finally:
         m.seconds = time.perf_counter() - t0
-        done.set()
-        thread.join()
-        m.peak_mb = (max(peak[0], tree_rss()) - start_rss) / 2**20
+        peak = 0
+        for pid in pids:
+            with suppress(OSError):
+                peak += max(0, _status_kb(pid, "VmHWM") - start[pid])
+        m.peak_mb = peak / 1024
 
 
 def table(rows: list[tuple[str, Measurement, Measurement, str]]) -> str:
     """One line per comparison: ours, baseline, speed ratio, target."""
-    lines = [
-        f"{'comparison':38s} {'ours s':>8s} {'base s':>8s} {'ratio':>7s} "
-        f"{'ours MB':>8s} {'base MB':>8s}  target"
-    ]
+    lines = [f"{'comparison':38s} {'ours s':>8s} {'base s':>8s} {'ratio':>7s} "
+             f"{'ours MB':>8s} {'base MB':>8s}  target"]
     for label, ours, base, target in rows:
-        lines.append(
-            f"{label:38s} {ours.seconds:8.2f} {base.seconds:8.2f} "
-            f"{base.seconds / ours.seconds:6.2f}x {ours.peak_mb:8.0f} "
-            f"{base.peak_mb:8.0f}  {target}"
-        )
+        lines.append(f"{label:38s} {ours.seconds:8.2f} {base.seconds:8.2f} "
+                     f"{base.seconds / ours.seconds:6.2f}x {ours.peak_mb:8.0f} "
+                     f"{base.peak_mb:8.0f}  {target}")
     return "\n".join(lines)
-
-
-def run(fn: Callable[[], Any]) -> Any:
-    return fn()

@@ -21,7 +21,7 @@ class StandardizeConfig(BaseModel):
     max_spacing: float = Field(2.0, gt=0, description="selection: coarsest native spacing, m")
     min_size: int = Field(1024, ge=1, description="smallest output size in pixels (one tile)")
     chunk_azimuth: int = Field(1024, ge=16, description="azimuth samples per input chunk")
-    chunk_range: int = Field(1024, ge=16, description="range samples per chunk, azimuth pass")
+    chunk_range: int = Field(512, ge=16, description="range samples per chunk, azimuth pass")
     store_chunk: int = Field(512, ge=16, description="zarr chunk edge of the stored slc")
     deskew: bool = Field(True, description="centre each axis's spectrum before cropping")
     geolocation_bound_m: float = Field(1e-3, gt=0, description="tie-point interpolation bound")
