@@ -13,7 +13,7 @@ from typing import Any
 from sarlo_dask import __version__
 from sarlo_dask.config import StandardizeConfig
 from sarlo_dask.errors import SceneError
-from sarlo_dask.sicd import open_sicd, scene_id_from_url
+from sarlo_dask.sicd import evict, open_sicd, scene_id_from_url
 from sarlo_dask.standardize import standardize_scene
 from sarlo_dask.store import exists, remove, scene_marker_url, scene_store_url, write_json
 
@@ -111,6 +111,7 @@ def standardize_scenes(
             res.reason, res.stage = _reason(exc)
         finally:
             future.release()
+            client.run(evict, res.url, so)  # bounded disk: drop cached copies and readers
     return results
 
 

@@ -8,13 +8,13 @@ SICD pixel (row=r, col=c).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import re
 import tempfile
 import warnings
 from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -70,10 +70,12 @@ def local_path(url: str) -> str:
 
 
 def cache_dir() -> str:
-    return os.environ.get("SARLO_CACHE", os.path.join(tempfile.gettempdir(), "sarlo-cache"))
+    """This process's scene cache: fsspec's filecache is not safe across processes."""
+    base = os.environ.get("SARLO_CACHE", os.path.join(tempfile.gettempdir(), "sarlo-cache"))
+    return os.path.join(base, f"pid{os.getpid()}")
 
 
-@contextmanager
+@contextlib.contextmanager
 def _quiet() -> Iterator[None]:
     """sarpy logs and warns loudly about NITF tags and deprecations; keep errors only."""
     import logging
@@ -91,24 +93,32 @@ def _quiet() -> Iterator[None]:
             lg.setLevel(level)
 
 
+def _cache_fs(url: str, storage_options: dict[str, Any] | None) -> Any:
+    import fsspec
+
+    return fsspec.filesystem("filecache", target_protocol=url.split("://", 1)[0],
+                             target_options=storage_options or {}, cache_storage=cache_dir())
+
+
 def fetch(url: str, storage_options: dict[str, Any] | None = None) -> str:
     """A local path for `url`: itself when local, else a copy in the worker's file cache.
 
     Pixel reads of an azimuth chunk stride across every NITF row, so remote scenes are
-    copied whole once per worker (fsspec's filecache) rather than read in tiny ranges.
+    copied whole once per worker (fsspec's filecache) rather than read in tiny ranges;
+    `evict` removes the copy when the scene is done.
     """
     if is_local(url):
         return local_path(url)
-    import fsspec
-
-    of = fsspec.open(
-        f"filecache::{url}",
-        mode="rb",
-        filecache={"cache_storage": cache_dir()},
-        **{url.split("://", 1)[0]: storage_options or {}},
-    )
-    with of as f:
+    with _cache_fs(url, storage_options).open(url, "rb") as f:
         return str(f.name)
+
+
+def evict(url: str, storage_options: dict[str, Any] | None = None) -> None:
+    """Drop this worker's open readers and its cached copy of a remote scene."""
+    _cached_reader.cache_clear()
+    if not is_local(url):
+        with contextlib.suppress(FileNotFoundError):
+            _cache_fs(url, storage_options).pop_from_cache(url)
 
 
 def _open_reader(source: Any, where: str) -> Any:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,8 @@ os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
 os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# worker processes inherit it: remote scenes are cached here, not in a shared /tmp folder
+os.environ["SARLO_CACHE"] = tempfile.mkdtemp(prefix="sarlo-cache-test-")
 
 from sarlo_dask.simulate import SimulationSpec, simulate_scene  # noqa: E402
 
