@@ -96,8 +96,12 @@ def _quiet() -> Iterator[None]:
 def _cache_fs(url: str, storage_options: dict[str, Any] | None) -> Any:
     import fsspec
 
-    return fsspec.filesystem("filecache", target_protocol=url.split("://", 1)[0],
-                             target_options=storage_options or {}, cache_storage=cache_dir())
+    return fsspec.filesystem(
+        "filecache",
+        target_protocol=url.split("://", 1)[0],
+        target_options=storage_options or {},
+        cache_storage=cache_dir(),
+    )
 
 
 def fetch(url: str, storage_options: dict[str, Any] | None = None) -> str:

@@ -36,33 +36,48 @@ def _poly(direction: Any) -> np.ndarray:
     return np.zeros((1, 1)) if p is None else np.atleast_2d(p.get_array(dtype="float64"))
 
 
-def _range_pass(
+def _resample_lines(
     block: Any,
     plan: AxisPlan,
     poly: np.ndarray,
     sgn: int,
-    az_positions: np.ndarray,
+    sicd_axis: int,
+    other_positions: np.ndarray,
     block_info: Any = None,
 ) -> Any:
-    a0, a1 = block_info[0]["array-location"][0]
-    xp = array_module(block)
-    phase = skew_phase(poly, 0, plan.positions_in(), az_positions[a0:a1], sgn, xp)
-    return resample_axis(block, plan, axis=1, phase=None if phase is None else phase.T)
+    """Resample a block along its last axis, SICD direction `sicd_axis` (0 range, 1 azimuth).
 
-
-def _azimuth_pass(
-    block: Any,
-    plan: AxisPlan,
-    poly: np.ndarray,
-    sgn: int,
-    rg_positions: np.ndarray,
-    block_info: Any = None,
-) -> Any:
-    """Azimuth resampling of a (range, azimuth) block: azimuth is the contiguous axis here."""
-    r0, r1 = block_info[0]["array-location"][0]
-    xp = array_module(block)
-    phase = skew_phase(poly, 1, plan.positions_in(), rg_positions[r0:r1], sgn, xp)
+    The block's first axis is the other direction, whose positions (m) locate the deskew.
+    """
+    o0, o1 = block_info[0]["array-location"][0]
+    phase = skew_phase(
+        poly, sicd_axis, plan.positions_in(), other_positions[o0:o1], sgn, array_module(block)
+    )
+    if phase is not None and sicd_axis == 0:
+        phase = phase.T  # skew_phase is laid out (range, azimuth)
     return resample_axis(block, plan, axis=1, phase=phase)
+
+
+def _pass(
+    arr: da.Array,
+    plan: AxisPlan,
+    poly: np.ndarray,
+    sgn: int,
+    sicd_axis: int,
+    other_positions: np.ndarray,
+) -> da.Array:
+    return da.map_blocks(
+        _resample_lines,
+        arr,
+        plan,
+        poly,
+        sgn,
+        sicd_axis,
+        other_positions,
+        chunks=(arr.chunks[0], (plan.n_out,)),
+        dtype=np.complex64,
+        meta=arr._meta,
+    )
 
 
 def plan_scene(sicd: Any, cfg: StandardizeConfig, where: str) -> tuple[AxisPlan, AxisPlan]:
@@ -87,62 +102,26 @@ def plan_scene(sicd: Any, cfg: StandardizeConfig, where: str) -> tuple[AxisPlan,
 
 
 def resample_slc(
-    slc: da.Array,
-    sicd: Any,
-    plan_rg: AxisPlan,
-    plan_az: AxisPlan,
-    cfg: StandardizeConfig,
-    polys: tuple[np.ndarray, np.ndarray] | None = None,
+    slc: da.Array, sicd: Any, plan_rg: AxisPlan, plan_az: AxisPlan, cfg: StandardizeConfig
 ) -> tuple[da.Array, np.ndarray, np.ndarray]:
     """The 2-D band-limited resampling graph; returns (slc_out, row_poly, col_poly) written."""
     grid = sicd.Grid
     p_row, p_col = _poly(grid.Row), _poly(grid.Col)
     s_row, s_col = int(grid.Row.Sgn), int(grid.Col.Sgn)
     if not cfg.deskew:  # for comparison only: a skewed spectrum gets cut by the crop
-        slc_out, _, _ = resample_slc(
-            slc,
-            sicd,
-            plan_rg,
-            plan_az,
-            cfg.model_copy(update={"deskew": True}),
-            polys=(np.zeros((1, 1)), np.zeros((1, 1))),
-        )
-        return slc_out, p_row, p_col
-    if polys is not None:
-        p_row, p_col = polys
+        p_row, p_col = np.zeros((1, 1)), np.zeros((1, 1))
 
-    az_in = plan_az.positions_in()
-    step1 = da.map_blocks(
-        _range_pass,
-        slc,
-        plan_rg,
-        p_row,
-        s_row,
-        az_in,
-        chunks=(slc.chunks[0], (plan_rg.n_out,)),
-        dtype=np.complex64,
-        meta=slc._meta,
-    )
+    step1 = _pass(slc, plan_rg, p_row, s_row, 0, plan_az.positions_in())
     p_col = off_axis_poly(p_row, p_col, 0, s_row, s_col)
     p_row = np.zeros((1, 1))
-
     # the rechunk copies anyway: through a lazy transpose its copies come out range-major,
     # so the azimuth FFTs run along contiguous memory (about twice as fast as strided)
     step1 = step1.T.rechunk({0: cfg.chunk_range, 1: -1})
-    rg_out = plan_rg.positions_out()
-    step2 = da.map_blocks(
-        _azimuth_pass,
-        step1,
-        plan_az,
-        p_col,
-        s_col,
-        rg_out,
-        chunks=(step1.chunks[0], (plan_az.n_out,)),
-        dtype=np.complex64,
-        meta=slc._meta,
-    )
+    step2 = _pass(step1, plan_az, p_col, s_col, 1, plan_rg.positions_out())
     p_row = off_axis_poly(p_col, p_row, 1, s_col, s_row)
     p_col = np.zeros((1, 1))
+    if not cfg.deskew:  # nothing was deskewed: the input's skew is still in the data
+        p_row, p_col = _poly(grid.Row), _poly(grid.Col)
     return step2.T.rechunk((cfg.store_chunk, cfg.store_chunk)), p_row, p_col
 
 
