@@ -1,0 +1,14 @@
+"""Optical views of SAR tiles: sources, mosaics, the affine warp, reconstruction."""
+
+from sarlo_dask.optical.pair import PairConfig, pair_tile, reconstruct_optical
+from sarlo_dask.optical.sources import FolderTiles, GeoTIFFSource, HTTPTiles, source_from_spec
+
+__all__ = [
+    "FolderTiles",
+    "GeoTIFFSource",
+    "HTTPTiles",
+    "PairConfig",
+    "pair_tile",
+    "reconstruct_optical",
+    "source_from_spec",
+]

@@ -1,0 +1,131 @@
+"""A georeferenced optical image covering a WGS84 bbox: XYZ tiles mosaicked, or a GeoTIFF window.
+
+`Mosaic.project(lon, lat)` gives continuous array coordinates (column, row) whose integers are
+pixel centres, the convention `warp.bilinear` samples with.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from sarlo_dask.optical.sources import GeoTIFFSource, OpticalSource, TileFailure
+from sarlo_dask.optical.tilemath import TILE_PX, global_pixel, tiles_for_bbox
+
+
+@dataclass
+class Mosaic:
+    image: np.ndarray
+    """(H, W, 3) uint8"""
+    valid: np.ndarray
+    """(H, W) bool: False where no optical data (missing tile, failure, nodata)"""
+    zoom: int | None = None
+    origin: tuple[int, int] = (0, 0)
+    """global pixel of the mosaic's upper-left corner (XYZ)"""
+    crs: str | None = None
+    transform: tuple[float, ...] | None = None
+    """rasterio affine (a, b, c, d, e, f) of the window (GeoTIFF)"""
+    failures: list[str] = field(default_factory=list)
+    tiles: int = 0
+    missing: int = 0
+
+    def project(self, lon: np.ndarray, lat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if self.zoom is not None:
+            x, y = global_pixel(lon, lat, self.zoom)
+            return x - self.origin[0] - 0.5, y - self.origin[1] - 0.5
+        from affine import Affine
+        from rasterio.warp import transform
+
+        xs, ys = transform("EPSG:4326", self.crs, np.ravel(lon).tolist(), np.ravel(lat).tolist())
+        inv = ~Affine(*self.transform)  # type: ignore[misc]
+        col, row = inv * (np.asarray(xs), np.asarray(ys))
+        return (
+            np.asarray(col).reshape(np.shape(lon)) - 0.5,
+            np.asarray(row).reshape(np.shape(lat)) - 0.5,
+        )
+
+
+def _decode(data: bytes) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as im:
+        return np.asarray(im.convert("RGB"))
+
+
+def xyz_mosaic(source: Any, west: float, south: float, east: float, north: float) -> Mosaic:
+    z = source.zoom
+    x0, y0, x1, y1 = tiles_for_bbox(west, south, east, north, z)
+    tiles = [(z, x, y) for y in range(y0, y1 + 1) for x in range(x0, x1 + 1)]
+    h, w = (y1 - y0 + 1) * TILE_PX, (x1 - x0 + 1) * TILE_PX
+    image = np.zeros((h, w, 3), dtype=np.uint8)
+    valid = np.zeros((h, w), dtype=bool)
+    m = Mosaic(image, valid, zoom=z, origin=(x0 * TILE_PX, y0 * TILE_PX), tiles=len(tiles))
+    for (_, x, y), got in sorted(source.fetch(tiles).items()):
+        rows = slice((y - y0) * TILE_PX, (y - y0 + 1) * TILE_PX)
+        cols = slice((x - x0) * TILE_PX, (x - x0 + 1) * TILE_PX)
+        if got is None:
+            m.missing += 1
+        elif isinstance(got, TileFailure):
+            m.failures.append(got.reason)
+        else:
+            try:
+                px = _decode(got)
+            except Exception:
+                m.failures.append(f"tile {z}/{x}/{y}: undecodable image")
+                continue
+            if px.shape[:2] != (TILE_PX, TILE_PX):
+                m.failures.append(f"tile {z}/{x}/{y}: {px.shape[1]}x{px.shape[0]} px, not 256")
+                continue
+            image[rows, cols] = px
+            valid[rows, cols] = True
+    return m
+
+
+def geotiff_mosaic(
+    source: GeoTIFFSource, west: float, south: float, east: float, north: float
+) -> Mosaic:
+    import rasterio
+    from rasterio.warp import transform_bounds
+    from rasterio.windows import Window, from_bounds
+
+    with rasterio.open(source.path) as ds:
+        left, bottom, right, top = transform_bounds("EPSG:4326", ds.crs, west, south, east, north)
+        win = from_bounds(left, bottom, right, top, transform=ds.transform)
+        c0, r0 = int(np.floor(win.col_off)) - 2, int(np.floor(win.row_off)) - 2
+        c1 = int(np.ceil(win.col_off + win.width)) + 2
+        r1 = int(np.ceil(win.row_off + win.height)) + 2
+        c0, r0, c1, r1 = max(c0, 0), max(r0, 0), min(c1, ds.width), min(r1, ds.height)
+        if c1 <= c0 or r1 <= r0:
+            return Mosaic(
+                np.zeros((1, 1, 3), np.uint8),
+                np.zeros((1, 1), bool),
+                crs=ds.crs.to_string(),
+                transform=tuple(ds.transform)[:6],
+                failures=["the GeoTIFF does not cover the tile"],
+            )
+        window = Window(c0, r0, c1 - c0, r1 - r0)
+        bands = [1, 2, 3] if ds.count >= 3 else [1, 1, 1]
+        data = ds.read(bands, window=window)
+        mask = ds.read_masks(1, window=window) > 0
+        if data.dtype != np.uint8:
+            lo, hi = np.percentile(data[:, mask], [1, 99]) if mask.any() else (0, 1)
+            data = np.clip((data - lo) / max(hi - lo, 1e-12) * 255, 0, 255)
+        wt = ds.window_transform(window)
+        return Mosaic(
+            np.ascontiguousarray(np.moveaxis(data, 0, -1).astype(np.uint8)),
+            mask,
+            crs=ds.crs.to_string(),
+            transform=tuple(wt)[:6],
+            tiles=1,
+        )
+
+
+def build_mosaic(
+    source: OpticalSource, west: float, south: float, east: float, north: float
+) -> Mosaic:
+    if isinstance(source, GeoTIFFSource):
+        return geotiff_mosaic(source, west, south, east, north)
+    return xyz_mosaic(source, west, south, east, north)

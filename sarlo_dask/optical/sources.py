@@ -1,0 +1,192 @@
+"""Optical tile sources behind one interface: XYZ over HTTP, a folder of XYZ tiles, a GeoTIFF.
+
+An XYZ source returns, per tile, the image bytes, None for a tile the server does not have
+(404: an empty tile), or a TileFailure that says why after bounded retries. Downloads go to a
+shared on-disk cache written atomically (a partial download is never taken for a tile), so
+neighbouring SAR tiles, later runs and other workers on the host reuse them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import urlsplit, urlunsplit
+
+USER_AGENT = "sarlo-dask/0.1 (+https://github.com/sarlo-dask; dataset builder)"
+
+
+@dataclass(frozen=True)
+class TileFailure:
+    reason: str
+
+
+TileResult = bytes | None | TileFailure
+
+
+class XYZTiles(Protocol):
+    zoom: int
+
+    def describe(self) -> str: ...
+
+    def fetch(
+        self, tiles: list[tuple[int, int, int]]
+    ) -> dict[tuple[int, int, int], TileResult]: ...
+
+
+def redact(url: str) -> str:
+    """A URL without credentials: user info dropped, query values masked."""
+    parts = urlsplit(url)
+    netloc = parts.netloc.rsplit("@", 1)[-1]
+    query = re.sub(r"=([^&]*)", "=***", parts.query) if parts.query else ""
+    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+
+
+def _looks_like_image(data: bytes) -> bool:
+    from io import BytesIO
+
+    from PIL import Image
+
+    try:
+        with Image.open(BytesIO(data)) as im:
+            im.verify()
+        return True
+    except Exception:
+        return False
+
+
+_sessions = threading.local()
+
+
+def _session() -> Any:
+    import requests
+
+    s = getattr(_sessions, "session", None)
+    if s is None:
+        s = requests.Session()
+        s.headers["User-Agent"] = USER_AGENT
+        _sessions.session = s
+    return s
+
+
+@dataclass(frozen=True)
+class HTTPTiles:
+    """An XYZ URL template `{z}/{x}/{y}` over HTTP with cache, retries and bounded concurrency."""
+
+    template: str
+    zoom: int = 19
+    cache_dir: str = ""
+    timeout: float = 10.0
+    retries: int = 3
+    backoff: float = 0.5
+    max_workers: int = 4
+
+    def describe(self) -> str:
+        return redact(self.template)
+
+    def _cache_path(self, z: int, x: int, y: int) -> Path:
+        root = self.cache_dir or os.path.join(os.path.expanduser("~"), ".cache", "sarlo", "tiles")
+        tag = hashlib.sha256(self.template.encode()).hexdigest()[:12]
+        return Path(root, tag, str(z), str(x), str(y))
+
+    def _get(self, z: int, x: int, y: int) -> TileResult:
+        path = self._cache_path(z, x, y)
+        if path.exists():
+            return path.read_bytes()
+        if path.with_suffix(".empty").exists():
+            return None
+        url = self.template.format(z=z, x=x, y=y)
+        reason = "no attempt"
+        for attempt in range(self.retries + 1):
+            if attempt:
+                time.sleep(self.backoff * 2 ** (attempt - 1))
+            try:
+                resp = _session().get(url, timeout=self.timeout)
+            except Exception as exc:  # timeouts, refused or dropped connections
+                reason = f"{type(exc).__name__}"
+                continue
+            if resp.status_code == 404:
+                self._store(path.with_suffix(".empty"), b"")
+                return None
+            if resp.status_code != 200:
+                reason = f"HTTP {resp.status_code}"
+                continue
+            if not _looks_like_image(resp.content):
+                reason = "not an image (garbage bytes)"
+                continue
+            self._store(path, resp.content)
+            return resp.content
+        return TileFailure(f"tile {z}/{x}/{y}: {reason} after {self.retries + 1} attempts")
+
+    @staticmethod
+    def _store(path: Path, data: bytes) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+
+    def fetch(self, tiles: list[tuple[int, int, int]]) -> dict[tuple[int, int, int], TileResult]:
+        with ThreadPoolExecutor(max_workers=self.max_workers) as pool:
+            results = list(pool.map(lambda t: self._get(*t), tiles))
+        return dict(zip(tiles, results, strict=True))
+
+
+@dataclass(frozen=True)
+class FolderTiles:
+    """A local folder of XYZ tiles: {root}/{z}/{x}/{y}.png (or .jpg, .jpeg, .webp)."""
+
+    root: str
+    zoom: int = 19
+
+    def describe(self) -> str:
+        return f"folder:{Path(self.root).name}"
+
+    def fetch(self, tiles: list[tuple[int, int, int]]) -> dict[tuple[int, int, int], TileResult]:
+        out: dict[tuple[int, int, int], TileResult] = {}
+        for z, x, y in tiles:
+            out[(z, x, y)] = None
+            for ext in (".png", ".jpg", ".jpeg", ".webp"):
+                p = Path(self.root, str(z), str(x), f"{y}{ext}")
+                if p.exists():
+                    data = p.read_bytes()
+                    out[(z, x, y)] = (
+                        data
+                        if _looks_like_image(data)
+                        else TileFailure(f"tile {z}/{x}/{y}: {p.name} is not an image")
+                    )
+                    break
+        return out
+
+
+@dataclass(frozen=True)
+class GeoTIFFSource:
+    """A georeferenced raster (GeoTIFF / COG, any CRS rasterio knows), read by window."""
+
+    path: str
+
+    def describe(self) -> str:
+        return f"geotiff:{Path(self.path).name}"
+
+
+OpticalSource = HTTPTiles | FolderTiles | GeoTIFFSource
+
+
+def source_from_spec(spec: str, zoom: int = 19, cache_dir: str = "") -> OpticalSource:
+    """An http(s) template, a .tif/.tiff path, or a folder of XYZ tiles."""
+    if spec.startswith(("http://", "https://")):
+        if not all(k in spec for k in ("{z}", "{x}", "{y}")):
+            raise ValueError(f"optical template {redact(spec)} needs {{z}}, {{x}} and {{y}}")
+        return HTTPTiles(spec, zoom=zoom, cache_dir=cache_dir)
+    if spec.lower().endswith((".tif", ".tiff")):
+        return GeoTIFFSource(spec)
+    if Path(spec).is_dir():
+        return FolderTiles(spec, zoom=zoom)
+    raise ValueError(
+        f"optical source {spec!r}: not an http(s) XYZ template, a GeoTIFF or a folder of XYZ tiles"
+    )

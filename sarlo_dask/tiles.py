@@ -1,0 +1,211 @@
+"""Tiles of a standardized scene: windows, validity, amplitude previews, geometry fields.
+
+Pure functions on arrays and SICD structures; the pipeline reads the scene store and writes.
+
+Edge policy: only whole windows. Along an axis of n pixels there are
+``floor((n - size) / stride) + 1`` windows starting at 0, stride, 2 stride, ...; the strip
+past the last whole window (less than a stride) is left out, never padded.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from sarlo_dask.geolocation import llh_to_ecf
+
+
+@dataclass(frozen=True)
+class Window:
+    scene_id: str
+    ia: int
+    ir: int
+    a0: int
+    r0: int
+    size: int
+
+    @property
+    def key(self) -> str:
+        """Letters, digits, `_` and `-` only: webdataset splits member names at dots."""
+        return f"{self.scene_id}_a{self.ia:03d}_r{self.ir:03d}"
+
+    def slices(self) -> tuple[slice, slice]:
+        return slice(self.a0, self.a0 + self.size), slice(self.r0, self.r0 + self.size)
+
+
+def window_starts(n: int, size: int, stride: int) -> list[int]:
+    if n < size:
+        return []
+    return list(range(0, n - size + 1, stride))
+
+
+def tile_windows(
+    scene_id: str, n_az: int, n_rg: int, size: int = 1024, stride: int = 512
+) -> list[Window]:
+    """Every whole window, row-major over (azimuth, range)."""
+    return [
+        Window(scene_id, ia, ir, a0, r0, size)
+        for ia, a0 in enumerate(window_starts(n_az, size, stride))
+        for ir, r0 in enumerate(window_starts(n_rg, size, stride))
+    ]
+
+
+def polygon_mask(vertices: np.ndarray, a0: int, r0: int, size: int) -> np.ndarray:
+    """(size, size) bool: pixels (azimuth, range) inside a polygon given as (row, col) vertices.
+
+    SICD ValidData vertices are (row = range, col = azimuth); even-odd rule at pixel centres.
+    """
+    a = np.arange(a0, a0 + size, dtype="float64")[:, None]
+    r = np.arange(r0, r0 + size, dtype="float64")[None, :]
+    inside = np.zeros((size, size), dtype=bool)
+    vr, va = vertices[:, 0].astype("float64"), vertices[:, 1].astype("float64")
+    n = len(vertices)
+    for i in range(n):
+        r1, a1, r2, a2 = vr[i], va[i], vr[(i + 1) % n], va[(i + 1) % n]
+        if r1 == r2:
+            continue
+        crosses = (r >= min(r1, r2)) & (r < max(r1, r2))
+        a_at = a1 + (r - r1) * (a2 - a1) / (r2 - r1)
+        inside ^= crosses & (a <= a_at)
+    # points exactly on the polygon's boundary count as inside
+    return inside | _on_boundary(vr, va, a, r)
+
+
+def _on_boundary(vr: np.ndarray, va: np.ndarray, a: np.ndarray, r: np.ndarray) -> np.ndarray:
+    out = np.zeros(np.broadcast_shapes(a.shape, r.shape), dtype=bool)
+    n = len(vr)
+    for i in range(n):
+        r1, a1, r2, a2 = vr[i], va[i], vr[(i + 1) % n], va[(i + 1) % n]
+        cross = (r - r1) * (a2 - a1) - (a - a1) * (r2 - r1)
+        within = (r >= min(r1, r2)) & (r <= max(r1, r2)) & (a >= min(a1, a2)) & (a <= max(a1, a2))
+        out |= within & (np.abs(cross) < 1e-9)
+    return out
+
+
+def valid_fraction(patch: np.ndarray, polygon: np.ndarray | None) -> float:
+    """Fraction of pixels inside the ValidData polygon (if any) and non-zero."""
+    ok = np.abs(patch) > 0
+    if polygon is not None:
+        ok &= polygon
+    return float(ok.mean())
+
+
+@dataclass(frozen=True)
+class PreviewSpec:
+    """Log amplitude, clipped to percentiles of the tile's non-zero pixels, scaled to 8 bits."""
+
+    low_percentile: float = 1.0
+    high_percentile: float = 99.0
+    fmt: str = "png"
+    jpeg_quality: int = 90
+
+
+def amplitude_preview(patch: np.ndarray, spec: PreviewSpec = PreviewSpec()) -> np.ndarray:
+    """uint8 image: 20 log10 |z| mapped linearly from [p_low, p_high] to [0, 255]; zeros stay 0.
+
+    Percentiles are taken over the non-zero pixels, so invalid borders do not stretch it.
+    """
+    amp = np.abs(patch).astype("float64")
+    valid = amp > 0
+    db = np.zeros_like(amp)
+    db[valid] = 20 * np.log10(amp[valid])
+    if not valid.any():
+        return np.zeros(patch.shape, dtype=np.uint8)
+    lo, hi = np.percentile(db[valid], [spec.low_percentile, spec.high_percentile])
+    scaled = np.clip((db - lo) / max(hi - lo, 1e-12), 0, 1) * 254 + 1
+    return np.where(valid, np.round(scaled), 0).astype(np.uint8)
+
+
+def encode_image(image: np.ndarray, fmt: str = "png", quality: int = 90) -> bytes:
+    """PNG (lossless, no timestamps) or JPEG bytes; same pixels give the same bytes."""
+    from PIL import Image
+
+    buf = io.BytesIO()
+    pil = Image.fromarray(image)
+    if fmt.lower() in ("jpg", "jpeg"):
+        pil.save(buf, format="JPEG", quality=quality, optimize=False)
+    elif fmt.lower() == "png":
+        pil.save(buf, format="PNG", optimize=False, compress_level=6)
+    else:
+        raise ValueError(f"preview format {fmt!r}: use png or jpg")
+    return buf.getvalue()
+
+
+def tile_llh(
+    grid_lat: Any, grid_lon: Any, grid_hae: Any, az: np.ndarray, rg: np.ndarray
+) -> np.ndarray:
+    """(N, 3) lat, lon, hae at pixel pairs (az[i], rg[i]), bilinear in the tie points."""
+    from scipy.interpolate import RegularGridInterpolator
+
+    pts = np.column_stack([az, rg]).astype("float64")
+    out = []
+    for g in (grid_lat, grid_lon, grid_hae):
+        f = RegularGridInterpolator(
+            (g.tp_azimuth.values.astype("float64"), g.tp_range.values.astype("float64")), g.values
+        )
+        out.append(f(pts))
+    return np.column_stack(out)
+
+
+def _border_and_inner(w: Window, tp_az: np.ndarray, tp_rg: np.ndarray) -> np.ndarray:
+    """Pixels where a bilinear field on the tile takes its extremes: the border and tie points."""
+    s = np.arange(w.size)
+    last = w.size - 1
+    a = np.concatenate([s, s, np.zeros(w.size), np.full(w.size, last)]) + w.a0
+    r = np.concatenate([np.zeros(w.size), np.full(w.size, last), s, s]) + w.r0
+    ia = tp_az[(tp_az > w.a0) & (tp_az < w.a0 + last)]
+    ir = tp_rg[(tp_rg > w.r0) & (tp_rg < w.r0 + last)]
+    ga, gr = np.meshgrid(ia, ir, indexing="ij")
+    return np.column_stack([np.concatenate([a, ga.ravel()]), np.concatenate([r, gr.ravel()])])
+
+
+def incidence_deg(sicd: Any, ground_ecf: np.ndarray) -> float:
+    """Angle between the line of sight (ARP at the SCP's COA time) and the ellipsoid normal."""
+    from sarpy.geometry.geocoords import wgs_84_norm
+
+    t_coa = sicd.SCPCOA.SCPTime
+    arp = sicd.Position.ARPPoly(t_coa)
+    los = arp - ground_ecf
+    normal = wgs_84_norm(ground_ecf)
+    c = np.dot(los, normal) / np.linalg.norm(los)
+    return float(np.degrees(np.arccos(np.clip(c, -1, 1))))
+
+
+def tile_geometry(w: Window, ds: Any, sicd: Any, source_sicd: Any) -> dict[str, Any]:
+    """The geometry fields of the published meta.json for one window of a scene store."""
+    pts = _border_and_inner(w, ds.tp_azimuth.values, ds.tp_range.values)
+    llh = tile_llh(ds.lat, ds.lon, ds.hae, pts[:, 0], pts[:, 1])
+    ecf = llh_to_ecf(llh)
+    last = w.size - 1
+    corners_px = np.array(
+        [[w.a0, w.r0], [w.a0, w.r0 + last], [w.a0 + last, w.r0 + last], [w.a0 + last, w.r0]],
+        dtype="float64",
+    )
+    corners = tile_llh(ds.lat, ds.lon, ds.hae, corners_px[:, 0], corners_px[:, 1])
+    centre = tile_llh(
+        ds.lat, ds.lon, ds.hae, np.array([w.a0 + last / 2]), np.array([w.r0 + last / 2])
+    )
+    centre_ecf = llh_to_ecf(centre)[0]
+    return {
+        "crop": {"azimuth": [w.a0, w.a0 + w.size], "range": [w.r0, w.r0 + w.size]},
+        "Nb_pixel_a": w.size,
+        "Nb_pixel_r": w.size,
+        "ss_row": float(source_sicd.Grid.Row.SS),
+        "ss_col": float(source_sicd.Grid.Col.SS),
+        "spacing_eff_az": float(sicd.Grid.Col.SS),
+        "spacing_eff_rg": float(sicd.Grid.Row.SS),
+        "scp_row": int(sicd.ImageData.SCPPixel.Row),
+        "scp_col": int(sicd.ImageData.SCPPixel.Col),
+        "bbox_ecf": [ecf.min(axis=0).tolist(), ecf.max(axis=0).tolist()],
+        "bbox_llh": [llh.min(axis=0).tolist(), llh.max(axis=0).tolist()],
+        "corners_llh": corners.tolist(),
+        "centre_llh": centre[0].tolist(),
+        "incidence_angles": {
+            "ellipsoid_deg": incidence_deg(sicd, centre_ecf),
+            "sicd_deg": float(sicd.SCPCOA.IncidenceAng),
+            "terrain_deg": None,
+        },
+    }

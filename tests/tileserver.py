@@ -1,0 +1,102 @@
+"""A real XYZ tile server on 127.0.0.1 for the tests: a known ground texture with red markers.
+
+Faults are injected per tile or for all tiles: HTTP 500, a stall past the client's timeout,
+a dropped connection, 404, or bytes that are not an image; `times` limits how often.
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import numpy as np
+from PIL import Image
+
+from sarlo_dask.optical.tilemath import TILE_PX, lonlat_of_pixel
+
+MARKER_RADIUS_M = 1.6
+
+
+def render_tile(z: int, x: int, y: int, markers: list[tuple[float, float]]) -> bytes:
+    i = np.arange(TILE_PX) + 0.5
+    gx, gy = np.meshgrid(x * TILE_PX + i, y * TILE_PX + i)
+    lon, lat = lonlat_of_pixel(gx, gy, z)
+    # a grey texture (never pure red): stripes every ~7 m east and ~11 m north
+    grey = 90 + 40 * np.sin(lon * 6000.0) + 30 * np.cos(lat * 5000.0)
+    rgb = np.repeat(grey[..., None], 3, axis=2)
+    for mlat, mlon in markers:
+        dy = (lat - mlat) * 111_320.0
+        dx = (lon - mlon) * 111_320.0 * np.cos(np.radians(mlat))
+        rgb[np.hypot(dx, dy) < MARKER_RADIUS_M] = (255, 0, 0)
+    buf = io.BytesIO()
+    Image.fromarray(rgb.astype(np.uint8)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+class TileServer:
+    def __init__(self, markers: list[tuple[float, float]]) -> None:
+        self.markers = markers
+        self.faults: dict[object, tuple[str, int]] = {}
+        self.requests = 0
+        self.lock = threading.Lock()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_GET(self) -> None:  # noqa: N802
+                with server.lock:
+                    server.requests += 1
+                parts = self.path.strip("/").split(".")[0].split("/")
+                try:
+                    z, x, y = (int(p) for p in parts[-3:])
+                except ValueError:
+                    self.send_error(400)
+                    return
+                mode = server._take_fault((z, x, y))
+                if mode == "500":
+                    self.send_error(500)
+                    return
+                if mode == "404":
+                    self.send_error(404)
+                    return
+                if mode == "timeout":
+                    time.sleep(1.5)
+                if mode == "drop":
+                    self.close_connection = True
+                    self.connection.shutdown(2)
+                    return
+                body = (
+                    b"\x89PNG garbage" * 50
+                    if mode == "garbage"
+                    else render_tile(z, x, y, server.markers)
+                )
+                self.send_response(200)
+                self.send_header("Content-Type", "image/png")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/{{z}}/{{x}}/{{y}}.png"
+
+    def _take_fault(self, tile: tuple[int, int, int]) -> str | None:
+        with self.lock:
+            for key in (tile, "all"):
+                if key in self.faults:
+                    mode, times = self.faults[key]
+                    if times == 0:
+                        continue
+                    self.faults[key] = (mode, times - 1)
+                    return mode
+        return None
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
