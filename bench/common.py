@@ -67,10 +67,14 @@ def measure(name: str) -> Iterator[Measurement]:
 
 def table(rows: list[tuple[str, Measurement, Measurement, str]]) -> str:
     """One line per comparison: ours, baseline, speed ratio, target."""
-    lines = [f"{'comparison':38s} {'ours s':>8s} {'base s':>8s} {'ratio':>7s} "
-             f"{'ours MB':>8s} {'base MB':>8s}  target"]
+    lines = [
+        f"{'comparison':38s} {'ours s':>8s} {'base s':>8s} {'ratio':>7s} "
+        f"{'ours MB':>8s} {'base MB':>8s}  target"
+    ]
     for label, ours, base, target in rows:
-        lines.append(f"{label:38s} {ours.seconds:8.2f} {base.seconds:8.2f} "
-                     f"{base.seconds / ours.seconds:6.2f}x {ours.peak_mb:8.0f} "
-                     f"{base.peak_mb:8.0f}  {target}")
+        lines.append(
+            f"{label:38s} {ours.seconds:8.2f} {base.seconds:8.2f} "
+            f"{base.seconds / ours.seconds:6.2f}x {ours.peak_mb:8.0f} "
+            f"{base.peak_mb:8.0f}  {target}"
+        )
     return "\n".join(lines)

@@ -113,6 +113,88 @@ def standardize(
     raise typer.Exit(code)
 
 
+def _run_tiles(work: str, cluster: str, workers: int | None, **settings: object) -> int:
+    from distributed import progress
+
+    from sarlo_dask.cluster import make_client
+    from sarlo_dask.config import TileConfig
+    from sarlo_dask.pipeline import tile_scenes
+
+    cfg = TileConfig(**{k: v for k, v in settings.items() if v is not None})
+    t0 = time.perf_counter()
+    with make_client(cluster, n_workers=workers) as client:
+        typer.echo(f"dashboard: {client.dashboard_link}")
+        results = tile_scenes(work, cfg, client, progress=lambda futures: progress(futures))
+    typer.echo("")
+    for r in results:
+        typer.echo(r.line())
+        for item in r.errors:
+            typer.echo(f"FAILED {item['key']}: {item['reason']}", err=True)
+    kept = sum(r.kept for r in results)
+    typer.echo(f"{kept} tiles from {len(results)} scenes in {time.perf_counter() - t0:.1f} s")
+    if not results:
+        typer.echo("error: no standardized scenes in the work store", err=True)
+        return 4
+    return 0 if all(r.status in ("done", "skipped") for r in results) else 3
+
+
+@app.command()
+def tiles(
+    work: Annotated[str, typer.Option(help="work store URL (holds scenes/ from standardize)")],
+    optical: str | None = typer.Option(
+        None, help="XYZ URL template {z}/{x}/{y}, GeoTIFF or folder of XYZ tiles"
+    ),
+    zoom: int = typer.Option(19, help="XYZ zoom level"),
+    size: int = typer.Option(1024, help="tile edge, px"),
+    stride: int = typer.Option(512, help="tile step, px"),
+    preview_format: str = typer.Option("png", help="png or jpg"),
+    tile_cache: str = typer.Option("", help="folder for downloaded XYZ tiles"),
+    cluster: ClusterOpt = "local",
+    workers: int | None = typer.Option(None),
+) -> None:
+    """Cut standardized scenes into tiles with previews, geometry and optical views."""
+    raise typer.Exit(
+        _run_tiles(
+            work,
+            cluster,
+            workers,
+            optical=optical,
+            zoom=zoom,
+            size=size,
+            stride=stride,
+            preview_format=preview_format,
+            tile_cache=tile_cache,
+        )
+    )
+
+
+optical_app = typer.Typer(no_args_is_help=True, help="Optical views of released samples.")
+app.add_typer(optical_app, name="optical")
+
+
+@optical_app.command("reconstruct")
+def optical_reconstruct(
+    sample: Annotated[str, typer.Argument(help="a sample's meta.json (path or URL)")],
+    source: Annotated[str, typer.Option(help="the optical source the build used")],
+    out: str | None = typer.Option(None, help="PNG to write (default: beside the sample)"),
+) -> None:
+    """Rebuild a sample's warped optical image from its meta.json and the optical source."""
+    from sarlo_dask.optical import reconstruct_optical, source_from_spec
+    from sarlo_dask.store import filesystem
+    from sarlo_dask.tiles import encode_image
+
+    fs, path = filesystem(sample)
+    with fs.open(path, "rb") as f:
+        meta = json.loads(f.read())
+    zoom = meta["optical"].get("zoom") or 0
+    image = reconstruct_optical(meta, source_from_spec(source, zoom))
+    target = out or sample.replace(".meta.json", ".optic.rebuilt.png")
+    ofs, opath = filesystem(target)
+    with ofs.open(opath, "wb") as f:
+        f.write(encode_image(image, "png"))
+    typer.echo(f"wrote {target}")
+
+
 @app.command()
 def demo(
     out: Annotated[Path, typer.Argument(help="folder for the demo's inputs and outputs")],
@@ -120,12 +202,15 @@ def demo(
     cluster: ClusterOpt = "local",
     workers: int | None = typer.Option(None),
 ) -> None:
-    """Simulate scenes and run what exists of the pipeline on them (standardize for now)."""
+    """Simulate scenes and their optical ground, then standardize and tile them."""
     from sarlo_dask.simulate import SimulationSpec, simulate_scene
 
     inputs = out / "inputs"
+    from sarlo_dask.simulate import simulate_optical_tiles
+
     kinds = [(0.4, ((0.0,),)), (0.4, ((0.1, 2e-4),)), (1.2, ((0.0,),))]
     urls = []
+    optical = out / "optical"  # the simulated ground seen from above, as XYZ tiles
     for i in range(scenes):
         spacing, skew = kinds[i % len(kinds)]
         n = int(round(1100 * 0.8 / spacing))
@@ -144,9 +229,13 @@ def demo(
                     lat=48.71 + 0.05 * i,
                 ),
             )
-        typer.echo(f"simulated {path} ({n} x {n} at {spacing} m)")
+        truth = json.loads(Path(str(path) + ".truth.json").read_text())
+        simulate_optical_tiles(optical, truth, zoom=18)
+        typer.echo(f"simulated {path} ({n} x {n} at {spacing} m) and its optical tiles")
         urls.append(str(path))
     code = _run_standardize(urls, str(out / "work"), cluster, workers, spacing=0.8)
+    if code == 0:
+        code = _run_tiles(str(out / "work"), cluster, workers, optical=str(optical), zoom=18)
     if code == 0:
         from sarlo_dask.standardize import open_scene_store
         from sarlo_dask.store import scene_store_url

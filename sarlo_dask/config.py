@@ -58,3 +58,29 @@ def load_config(path: str | Path | None = None, **overrides: Any) -> Standardize
         data = dict(loaded.get("standardize", loaded))
     data.update({k: v for k, v in overrides.items() if v is not None})
     return StandardizeConfig(**data)
+
+
+class TileConfig(BaseModel):
+    """How scene stores become tiles with previews, geometry and optical views."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    size: int = Field(1024, ge=16, description="tile edge, pixels")
+    stride: int = Field(512, ge=1, description="step between tiles, pixels")
+    min_valid_fraction: float = Field(
+        0.5, ge=0, le=1, description="keep a tile when this much is valid SAR"
+    )
+    preview_format: str = Field("png", pattern="^(png|jpg)$")
+    preview_low_percentile: float = Field(1.0, ge=0, le=100)
+    preview_high_percentile: float = Field(99.0, ge=0, le=100)
+    optical: str | None = Field(None, description="XYZ URL template, GeoTIFF or tile folder")
+    zoom: int = Field(19, ge=0, le=24)
+    fit_grid: int = Field(0, ge=0, description="0: fit the affine to the 4 corners (paper)")
+    min_optical_fraction: float = Field(0.95, ge=0, le=1)
+    max_residual_px: float = Field(1.0, gt=0)
+    tile_cache: str = Field("", description="on-disk cache of downloaded XYZ tiles")
+    storage_options: dict[str, Any] = Field(default_factory=dict, exclude=True)
+
+    def digest(self) -> str:
+        text = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]

@@ -7,15 +7,27 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from sarlo_dask import __version__
-from sarlo_dask.config import StandardizeConfig
+from sarlo_dask.config import StandardizeConfig, TileConfig
 from sarlo_dask.errors import SceneError
 from sarlo_dask.sicd import evict, open_sicd, scene_id_from_url
-from sarlo_dask.standardize import standardize_scene
-from sarlo_dask.store import exists, remove, scene_marker_url, scene_store_url, write_json
+from sarlo_dask.standardize import open_scene_store, standardize_scene
+from sarlo_dask.store import (
+    exists,
+    filesystem,
+    join,
+    read_json,
+    remove,
+    scene_marker_url,
+    scene_store_url,
+    tiles_marker_url,
+    write_json,
+)
+from sarlo_dask.tile_stage import make_tile, tile_done
+from sarlo_dask.tiles import Window, tile_windows
 
 
 @dataclass
@@ -126,3 +138,115 @@ def exit_code(results: Sequence[SceneResult]) -> int:
     if failed == 0:
         return 0
     return 4 if failed == len(results) else 3
+
+
+@dataclass
+class SceneTiles:
+    scene_id: str
+    status: str
+    """done, skipped (already complete), incomplete (some tile failed or wants a retry)"""
+    kept: int = 0
+    refused: list[dict[str, Any]] = field(default_factory=list)
+    optical_failed: list[dict[str, Any]] = field(default_factory=list)
+    errors: list[dict[str, Any]] = field(default_factory=list)
+
+    def line(self) -> str:
+        if self.status == "skipped":
+            return f"skipped {self.scene_id}: tiles already complete"
+        return (
+            f"{self.status:10s} {self.scene_id}: {self.kept} tiles, {len(self.refused)} "
+            f"refused, {len(self.optical_failed)} without optical, {len(self.errors)} failed"
+        )
+
+
+def completed_scenes(work: str, storage_options: dict[str, Any] | None = None) -> list[str]:
+    """Scene ids whose standardization finished (their marker exists), sorted."""
+    fs, path = filesystem(join(work, "scenes"), storage_options)
+    fs.invalidate_cache()
+    if not fs.exists(path):
+        return []
+    names = [p.rsplit("/", 1)[-1] for p in fs.ls(path, detail=False)]
+    return sorted(n[: -len(".done.json")] for n in names if n.endswith(".done.json"))
+
+
+def tile_scenes(
+    work: str,
+    cfg: TileConfig,
+    client: Any,
+    scene_ids: Sequence[str] | None = None,
+    progress: Callable[[list[Any]], None] | None = None,
+) -> list[SceneTiles]:
+    """Cut every completed scene into tiles with previews, geometry and optical views."""
+    from distributed import as_completed
+
+    so = cfg.storage_options
+    results: dict[str, SceneTiles] = {}
+    pending: dict[Any, tuple[str, Window]] = {}
+    for scene_id in scene_ids if scene_ids is not None else completed_scenes(work, so):
+        marker = tiles_marker_url(work, scene_id)
+        if exists(marker, so):
+            results[scene_id] = SceneTiles(
+                scene_id,
+                "skipped",
+                **{
+                    k: v
+                    for k, v in read_json(marker, so).items()
+                    if k in ("kept", "refused", "optical_failed")
+                },
+            )
+            continue
+        res = results[scene_id] = SceneTiles(scene_id, "done")
+        store = scene_store_url(work, scene_id)
+        try:
+            ds = open_scene_store(store, so)
+        except Exception as exc:
+            res.status = "incomplete"
+            res.errors.append({"key": scene_id, "reason": _reason(exc)[0]})
+            continue
+        for w in tile_windows(
+            scene_id, ds.sizes["azimuth"], ds.sizes["range"], cfg.size, cfg.stride
+        ):
+            if tile_done(work, w, so):
+                res.kept += 1
+                continue
+            fut = client.submit(
+                make_tile, store, work, w, cfg, pure=False, key=f"tile-{w.key}-{cfg.digest()}"
+            )
+            pending[fut] = (scene_id, w)
+    if progress is not None and pending:
+        progress(list(pending))
+    for future in as_completed(list(pending)):
+        scene_id, w = pending[future]
+        res = results[scene_id]
+        try:
+            summary = future.result()
+        except Exception as exc:
+            res.status = "incomplete"
+            res.errors.append({"key": w.key, "reason": _reason(exc)[0]})
+            continue
+        finally:
+            future.release()
+        if summary["status"] == "kept":
+            res.kept += 1
+            if summary["optical"] not in ("ok", "no optical source"):
+                res.optical_failed.append({"key": w.key, "reason": summary["optical"]})
+                if summary["optical"].startswith("failed") and "unavailable" in summary["optical"]:
+                    res.status = "incomplete"  # transient: a later run fills what is missing
+        else:
+            res.refused.append({"key": w.key, "reason": summary["status"]})
+    for res in results.values():
+        res.refused.sort(key=lambda d: d["key"])
+        res.optical_failed.sort(key=lambda d: d["key"])
+        if res.status == "done":
+            write_json(
+                tiles_marker_url(work, res.scene_id),
+                {
+                    "scene_id": res.scene_id,
+                    "kept": res.kept,
+                    "refused": res.refused,
+                    "optical_failed": res.optical_failed,
+                    "tile_config": cfg.digest(),
+                },
+                so,
+            )
+    return [results[k] for k in sorted(results)]

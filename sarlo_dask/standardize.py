@@ -198,8 +198,12 @@ def standardize_scene(scene: xr.Dataset, cfg: StandardizeConfig | None = None) -
     )
 
 
-def open_scene_store(url: str, storage_options: dict[str, Any] | None = None) -> xr.Dataset:
-    """A standardized scene store, lazily (the SICD XML in attrs places every pixel)."""
-    return xr.open_zarr(
-        url, storage_options=storage_options or None, consolidated=False, zarr_format=3
-    )
+def open_scene_store(
+    url: str, storage_options: dict[str, Any] | None = None, chunks: Any = "auto"
+) -> xr.Dataset:
+    """A standardized scene store, lazily (the SICD XML in attrs places every pixel).
+
+    `chunks=None` opens it without Dask (inside a task: a window reads only its chunks).
+    """
+    kwargs = {} if chunks == "auto" else {"chunks": chunks}
+    return xr.open_zarr(url, storage_options=storage_options or None, zarr_format=3, **kwargs)

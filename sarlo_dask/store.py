@@ -20,6 +20,10 @@ def scene_marker_url(work: str, scene_id: str) -> str:
     return join(work, "scenes", f"{scene_id}.done.json")
 
 
+def tiles_marker_url(work: str, scene_id: str) -> str:
+    return join(work, "tiles", f"{scene_id}.done.json")
+
+
 def filesystem(url: str, storage_options: dict[str, Any] | None = None) -> tuple[Any, str]:
     """(fs, path) with listing caches off: a store another process just wrote must be seen."""
     options = dict(storage_options or {})

@@ -6,33 +6,11 @@ a dropped connection, 404, or bytes that are not an image; `times` limits how of
 
 from __future__ import annotations
 
-import io
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-import numpy as np
-from PIL import Image
-
-from sarlo_dask.optical.tilemath import TILE_PX, lonlat_of_pixel
-
-MARKER_RADIUS_M = 1.6
-
-
-def render_tile(z: int, x: int, y: int, markers: list[tuple[float, float]]) -> bytes:
-    i = np.arange(TILE_PX) + 0.5
-    gx, gy = np.meshgrid(x * TILE_PX + i, y * TILE_PX + i)
-    lon, lat = lonlat_of_pixel(gx, gy, z)
-    # a grey texture (never pure red): stripes every ~7 m east and ~11 m north
-    grey = 90 + 40 * np.sin(lon * 6000.0) + 30 * np.cos(lat * 5000.0)
-    rgb = np.repeat(grey[..., None], 3, axis=2)
-    for mlat, mlon in markers:
-        dy = (lat - mlat) * 111_320.0
-        dx = (lon - mlon) * 111_320.0 * np.cos(np.radians(mlat))
-        rgb[np.hypot(dx, dy) < MARKER_RADIUS_M] = (255, 0, 0)
-    buf = io.BytesIO()
-    Image.fromarray(rgb.astype(np.uint8)).save(buf, format="PNG")
-    return buf.getvalue()
+from sarlo_dask.simulate import render_ground_tile
 
 
 class TileServer:
@@ -72,7 +50,7 @@ class TileServer:
                 body = (
                     b"\x89PNG garbage" * 50
                     if mode == "garbage"
-                    else render_tile(z, x, y, server.markers)
+                    else render_ground_tile(z, x, y, server.markers)
                 )
                 self.send_response(200)
                 self.send_header("Content-Type", "image/png")

@@ -41,7 +41,7 @@ class Mosaic:
 
         xs, ys = transform("EPSG:4326", self.crs, np.ravel(lon).tolist(), np.ravel(lat).tolist())
         inv = ~Affine(*self.transform)  # type: ignore[misc]
-        col, row = inv * (np.asarray(xs), np.asarray(ys))
+        col, row = inv @ (np.asarray(xs), np.asarray(ys))
         return (
             np.asarray(col).reshape(np.shape(lon)) - 0.5,
             np.asarray(row).reshape(np.shape(lat)) - 0.5,

@@ -1,0 +1,131 @@
+"""The tile stage's unit of work: one window of a scene store -> its members in {work}/tiles.
+
+Members of tile KEY in {work}/tiles/{scene_id}/: KEY.sar.npy (complex64, little-endian),
+KEY.sar.png (or .jpg), KEY.optic.png (when the optical check passed) and KEY.meta.json,
+written last: a tile is complete when its meta.json exists and asks for no retry.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import Any
+
+import numpy as np
+
+from sarlo_dask import __version__
+from sarlo_dask.config import TileConfig
+from sarlo_dask.optical.pair import PairConfig, pair_tile
+from sarlo_dask.optical.sources import source_from_spec
+from sarlo_dask.sicd import sicd_from_xml
+from sarlo_dask.store import filesystem, join
+from sarlo_dask.tiles import (
+    PreviewSpec,
+    Window,
+    amplitude_preview,
+    encode_image,
+    polygon_mask,
+    tile_geometry,
+    valid_fraction,
+)
+
+
+def tile_dir(work: str, scene_id: str) -> str:
+    return join(work, "tiles", scene_id)
+
+
+def tile_meta_url(work: str, w: Window) -> str:
+    return join(tile_dir(work, w.scene_id), f"{w.key}.meta.json")
+
+
+def npy_bytes(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, np.ascontiguousarray(array.astype("<c8")), allow_pickle=False)
+    return buf.getvalue()
+
+
+def tile_done(work: str, w: Window, storage_options: dict[str, Any]) -> bool:
+    """True when the tile's meta.json exists and does not ask for an optical retry."""
+    fs, path = filesystem(tile_meta_url(work, w), storage_options)
+    if not fs.exists(path):
+        return False
+    with fs.open(path, "rb") as f:
+        meta = json.loads(f.read())
+    return not meta.get("optical", {}).get("retry", False)
+
+
+def make_tile(store_url: str, work: str, w: Window, cfg: TileConfig) -> dict[str, Any]:
+    """Cut, check, preview and pair one tile; write its members; return a one-line summary."""
+    from sarlo_dask.standardize import open_scene_store
+
+    so = cfg.storage_options
+    ds = open_scene_store(store_url, so, chunks=None)
+    sicd = sicd_from_xml(ds.attrs["sicd_xml"])
+    src_sicd = sicd_from_xml(ds.attrs["source_sicd_xml"])
+    ia, ir = w.slices()
+    patch = np.asarray(ds.slc[ia, ir].values, dtype=np.complex64)
+    poly = sicd.ImageData.ValidData
+    mask = (
+        None if poly is None else polygon_mask(poly.get_array(dtype="float64"), w.a0, w.r0, w.size)
+    )
+    frac = valid_fraction(patch, mask)
+    summary: dict[str, Any] = {"key": w.key, "valid_fraction": frac}
+    if frac < cfg.min_valid_fraction:
+        summary["status"] = f"refused: valid SAR fraction {frac:.3f} < {cfg.min_valid_fraction}"
+        return summary
+    ds = ds[["lat", "lon", "hae"]].load()
+    meta: dict[str, Any] = {
+        "key": w.key,
+        "scene_id": w.scene_id,
+        "pass_id": ds.attrs["pass_id"],
+        "source_url": ds.attrs.get("source_url", ""),
+        "tile_index": [w.ia, w.ir],
+        "valid_fraction": frac,
+        **tile_geometry(w, ds, sicd, src_sicd),
+        "preview": {
+            "format": cfg.preview_format,
+            "scale": "20 log10 |z|",
+            "clip_percentiles": [cfg.preview_low_percentile, cfg.preview_high_percentile],
+        },
+        "provenance": {
+            "package": "sarlo-dask",
+            "version": __version__,
+            "tile_config": cfg.digest(),
+        },
+    }
+    preview = amplitude_preview(
+        patch, PreviewSpec(cfg.preview_low_percentile, cfg.preview_high_percentile)
+    )
+    members = {
+        f"{w.key}.sar.npy": npy_bytes(patch),
+        f"{w.key}.sar.{cfg.preview_format}": encode_image(preview, cfg.preview_format),
+    }
+    if cfg.optical:
+        source = source_from_spec(cfg.optical, cfg.zoom, cfg.tile_cache)
+        optic, optical = pair_tile(
+            w,
+            ds,
+            source,
+            PairConfig(cfg.zoom, cfg.fit_grid, cfg.min_optical_fraction, cfg.max_residual_px),
+        )
+        meta["optical"] = optical
+        if optical["status"] == "ok":
+            members[f"{w.key}.optic.png"] = encode_image(optic, "png")
+    else:
+        meta["optical"] = {
+            "corners_wgs84": [c[:2] for c in meta["corners_llh"]],
+            "source": None,
+            "zoom": None,
+            "status": "no optical source",
+        }
+    meta["members"] = sorted([*members, f"{w.key}.meta.json"])
+    fs, root = filesystem(tile_dir(work, w.scene_id), so)
+    fs.makedirs(root, exist_ok=True)
+    for name, data in members.items():
+        with fs.open(f"{root}/{name}", "wb") as f:
+            f.write(data)
+    with fs.open(f"{root}/{w.key}.meta.json", "wb") as f:  # last: the tile's marker
+        f.write(json.dumps(meta, indent=1, sort_keys=True).encode())
+    summary["status"] = "kept"
+    summary["optical"] = meta["optical"]["status"]
+    return summary

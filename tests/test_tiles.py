@@ -1,0 +1,242 @@
+"""The tile stage on a 2-process cluster: windows, members, geometry, validity, resume, GeoTIFF."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from sarlo_dask.config import StandardizeConfig, TileConfig
+from sarlo_dask.optical import GeoTIFFSource, PairConfig, pair_tile
+from sarlo_dask.optical.tilemath import TILE_PX, lonlat_of_pixel, tiles_for_bbox
+from sarlo_dask.pipeline import standardize_scenes, tile_scenes
+from sarlo_dask.simulate import render_ground_tile, simulate_optical_tiles
+from sarlo_dask.standardize import open_scene_store
+from sarlo_dask.store import scene_marker_url, scene_store_url
+from sarlo_dask.tiles import (
+    amplitude_preview,
+    polygon_mask,
+    tile_llh,
+    tile_windows,
+    valid_fraction,
+    window_starts,
+)
+
+SCFG = StandardizeConfig(min_size=64, chunk_azimuth=256, chunk_range=256, store_chunk=128)
+ZOOM = 18
+
+
+@pytest.fixture(scope="module")
+def built(scenes, client, tmp_path_factory):
+    """Two scenes standardized, their optical ground as a tile folder, tiled once."""
+    root = tmp_path_factory.mktemp("tiles")
+    work = str(root / "work")
+    urls = [str(scenes["fine"]), str(scenes["coarse"])]
+    assert all(r.status == "done" for r in standardize_scenes(urls, work, SCFG, client))
+    for u in urls:
+        simulate_optical_tiles(
+            root / "optical",
+            json.loads(Path(u + ".truth.json").read_text()),
+            zoom=ZOOM,
+            margin_deg=0.004,
+        )
+    cfg = TileConfig(size=256, stride=128, optical=str(root / "optical"), zoom=ZOOM)
+    results = tile_scenes(work, cfg, client)
+    return root, work, cfg, results
+
+
+@given(n=st.integers(0, 5000), size=st.integers(16, 1100), stride=st.integers(1, 1100))
+def test_window_starts_follow_the_formula(n, size, stride):
+    starts = window_starts(n, size, stride)
+    assert len(starts) == (0 if n < size else (n - size) // stride + 1)
+    assert all(s + size <= n for s in starts) and starts == sorted(set(starts))
+
+
+def test_polygon_mask_against_brute_force():
+    poly = np.array([[2, 1], [2, 9], [12, 14], [15, 3]], dtype=float)  # (row=range, col=az)
+    mask = polygon_mask(poly, 0, 0, 16)
+
+    def inside(a, r):  # winding by cross products for this convex, clockwise-or-not polygon
+        signs = []
+        for i in range(4):
+            (r1, a1), (r2, a2) = poly[i], poly[(i + 1) % 4]
+            signs.append(np.sign((r2 - r1) * (a - a1) - (a2 - a1) * (r - r1)))
+        signs = [s for s in signs if s != 0]
+        return all(s == signs[0] for s in signs)
+
+    want = np.array([[inside(a, r) for r in range(16)] for a in range(16)])
+    assert np.array_equal(mask, want)
+    patch = np.ones((16, 16), np.complex64)
+    patch[:, :4] = 0
+    assert valid_fraction(patch, None) == 0.75
+
+
+def test_preview_is_documented_log_amplitude_with_percentile_clipping():
+    rng = np.random.default_rng(0)
+    z = (rng.rayleigh(1, (64, 64)) * np.exp(1j * rng.uniform(0, 6, (64, 64)))).astype("c8")
+    z[:8] = 0
+    img = amplitude_preview(z)
+    assert img.dtype == np.uint8 and not img[:8].any() and img[8:].min() >= 1
+    db = 20 * np.log10(np.abs(z[8:]))
+    lo, hi = np.percentile(db, [1, 99])
+    expect = np.round(np.clip((db - lo) / (hi - lo), 0, 1) * 254 + 1)
+    assert np.array_equal(img[8:], expect.astype(np.uint8))
+
+
+def test_tiles_members_and_fields(built):
+    root, work, cfg, results = built
+    assert [r.status for r in results] == ["done", "done"]
+    for r in results:
+        ds = open_scene_store(scene_store_url(work, r.scene_id)).load()
+        windows = tile_windows(r.scene_id, ds.sizes["azimuth"], ds.sizes["range"], 256, 128)
+        assert r.kept + len(r.refused) == len(windows) > 0
+        keys = [w.key for w in windows]
+        assert len(set(keys)) == len(keys) and all("." not in k for k in keys)
+        for w in windows:
+            base = Path(work, "tiles", r.scene_id, w.key)
+            meta = json.loads(Path(f"{base}.meta.json").read_text())
+            sar = np.load(f"{base}.sar.npy")
+            assert sar.dtype == np.dtype("<c8") and sar.shape == (256, 256)
+            assert np.array_equal(sar, ds.slc.values[w.slices()])
+            assert Path(f"{base}.sar.png").exists() and Path(f"{base}.optic.png").exists()
+            for k in (
+                "crop",
+                "Nb_pixel_a",
+                "Nb_pixel_r",
+                "ss_row",
+                "ss_col",
+                "spacing_eff_az",
+                "spacing_eff_rg",
+                "scp_row",
+                "scp_col",
+                "bbox_ecf",
+                "bbox_llh",
+            ):
+                assert k in meta, k
+            assert set(meta["incidence_angles"]) == {"ellipsoid_deg", "sicd_deg", "terrain_deg"}
+            assert meta["incidence_angles"]["terrain_deg"] is None
+            assert abs(meta["incidence_angles"]["ellipsoid_deg"] - 35) < 1
+            assert meta["optical"]["status"] == "ok" and meta["optical"]["zoom"] == ZOOM
+            # every geolocated pixel of the tile lies in bbox_llh
+            a, rr = np.meshgrid(
+                np.arange(w.a0, w.a0 + 256), np.arange(w.r0, w.r0 + 256), indexing="ij"
+            )
+            llh = tile_llh(ds.lat, ds.lon, ds.hae, a.ravel(), rr.ravel())
+            lo, hi = np.array(meta["bbox_llh"])
+            assert np.all(llh >= lo - 1e-12) and np.all(llh <= hi + 1e-12)
+
+
+def test_a_rerun_skips_and_a_lost_tile_comes_back_byte_identical(built, client):
+    root, work, cfg, _ = built
+    tiles = sorted(Path(work, "tiles").rglob("*.*"))
+    before = {p: p.read_bytes() for p in tiles if p.is_file()}
+    assert [r.status for r in tile_scenes(work, cfg, client)] == ["skipped", "skipped"]
+    victim = next(p for p in before if p.name.endswith(".meta.json"))
+    victim.unlink()
+    Path(work, "tiles", "fine.done.json").unlink(missing_ok=True)
+    Path(work, "tiles", "coarse.done.json").unlink(missing_ok=True)
+    tile_scenes(work, cfg, client)
+    after = {p: p.read_bytes() for p in tiles if p.is_file()}
+    assert after == before
+
+
+def test_invalid_tiles_are_refused_with_the_reason(built, client, tmp_path):
+    root, work, cfg, _ = built
+    ds = open_scene_store(scene_store_url(work, "coarse")).load()
+    ds["slc"][:, :300] = 0  # a scene whose left part holds no data
+    ds.attrs["scene_id"] = "blank"
+    w2 = str(tmp_path / "work")
+    ds.to_zarr(scene_store_url(w2, "blank"), zarr_format=3, consolidated=True)
+    Path(scene_marker_url(w2, "blank")).write_text("{}")
+    res = tile_scenes(w2, cfg.model_copy(update={"optical": None}), client)[0]
+    assert res.refused and all("valid SAR fraction" in d["reason"] for d in res.refused)
+    assert res.kept > 0
+
+
+def test_geotiff_source_aligns_like_the_tiles(built):
+    """The same ground as one EPSG:3857 GeoTIFF (as tms_to_geotiff writes) pairs identically."""
+    import rasterio
+    from rasterio.transform import from_bounds
+
+    root, work, cfg, _ = built
+    ds = open_scene_store(scene_store_url(work, "fine")).load()
+    w = tile_windows("fine", ds.sizes["azimuth"], ds.sizes["range"], 256, 128)[0]
+    lat, lon = float(ds.lat.mean()), float(ds.lon.mean())
+    x0, y0, x1, y1 = tiles_for_bbox(lon - 0.004, lat - 0.003, lon + 0.004, lat + 0.003, ZOOM)
+    mosaic = np.zeros(((y1 - y0 + 1) * TILE_PX, (x1 - x0 + 1) * TILE_PX, 3), np.uint8)
+    from io import BytesIO
+
+    from PIL import Image
+
+    marks = []
+    for x in range(x0, x1 + 1):
+        for y in range(y0, y1 + 1):
+            tile = np.asarray(Image.open(BytesIO(render_ground_tile(ZOOM, x, y, marks))))
+            mosaic[(y - y0) * 256 : (y - y0 + 1) * 256, (x - x0) * 256 : (x - x0 + 1) * 256] = tile
+    west, north = lonlat_of_pixel(np.array(x0 * 256.0), np.array(y0 * 256.0), ZOOM)
+    east, south = lonlat_of_pixel(np.array((x1 + 1) * 256.0), np.array((y1 + 1) * 256.0), ZOOM)
+    from rasterio.warp import transform_bounds
+
+    left, b, r, t = transform_bounds(
+        "EPSG:4326", "EPSG:3857", float(west), float(south), float(east), float(north)
+    )
+    path = root / "ground.tif"
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=mosaic.shape[1],
+        height=mosaic.shape[0],
+        count=3,
+        dtype="uint8",
+        crs="EPSG:3857",
+        transform=from_bounds(left, b, r, t, mosaic.shape[1], mosaic.shape[0]),
+    ) as f:
+        f.write(np.moveaxis(mosaic, -1, 0))
+    from sarlo_dask.optical import FolderTiles
+
+    folder = root / "plain"
+    for x in range(x0, x1 + 1):
+        for y in range(y0, y1 + 1):
+            p = folder / str(ZOOM) / str(x) / f"{y}.png"
+            p.parent.mkdir(parents=True, exist_ok=True)
+            p.write_bytes(render_ground_tile(ZOOM, x, y, marks))
+    a_img, a_meta = pair_tile(w, ds, FolderTiles(str(folder), ZOOM), PairConfig(zoom=ZOOM))
+    b_img, b_meta = pair_tile(w, ds, GeoTIFFSource(str(path)), PairConfig(zoom=ZOOM))
+    assert a_meta["status"] == "ok" and b_meta["status"] == "ok", b_meta["status"]
+    diff = np.abs(a_img.astype(int) - b_img.astype(int))
+    assert np.median(diff) <= 1 and diff.mean() < 2
+
+
+def test_reconstruct_cli_rebuilds_the_optical_image(built):
+    root, work, cfg, _ = built
+    meta = sorted(Path(work, "tiles", "fine").glob("*.meta.json"))[0]
+    out = root / "rebuilt.png"
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sarlo_dask.cli",
+            "optical",
+            "reconstruct",
+            str(meta),
+            "--source",
+            cfg.optical,
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert res.returncode == 0, res.stderr
+    from PIL import Image
+
+    built_png = str(meta).replace(".meta.json", ".optic.png")
+    assert np.array_equal(np.asarray(Image.open(out)), np.asarray(Image.open(built_png)))
