@@ -12,7 +12,7 @@ from sarpy.geometry.point_projection import ground_to_image
 from sarlo_dask.config import StandardizeConfig
 from sarlo_dask.optical import HTTPTiles, PairConfig, pair_tile, reconstruct_optical
 from sarlo_dask.optical.tilemath import global_pixel, tiles_for_bbox
-from sarlo_dask.optical.warp import fit_affine, warp_bilinear
+from sarlo_dask.optical.warp import fit_affine, rgba, warp_bilinear
 from sarlo_dask.pipeline import standardize_scenes
 from sarlo_dask.sicd import sicd_from_xml
 from sarlo_dask.standardize import open_scene_store
@@ -64,17 +64,32 @@ def test_tile_math_matches_mercantile():
     )
 
 
+def test_warp_equals_scipy_map_coordinates_where_valid():
+    from scipy import ndimage
+
+    rng = np.random.default_rng(1)
+    img = rng.integers(0, 256, (300, 400, 3), dtype=np.uint8)
+    a = np.array([[0.31, 1.7, 20.25], [1.1, -0.2, 80.5]])
+    out, ok = warp_bilinear(rgba(img, np.ones((300, 400), bool)), a, 128)
+    ai, ri = np.mgrid[0:128, 0:128].astype(float)
+    coords = [a[1, 0] * ai + a[1, 1] * ri + a[1, 2], a[0, 0] * ai + a[0, 1] * ri + a[0, 2]]
+    ref = np.stack(
+        [ndimage.map_coordinates(img[..., c].astype(float), coords, order=1) for c in range(3)], -1
+    )
+    assert ok.mean() > 0.5
+    assert np.abs(out[ok].astype(float) - ref[ok]).max() <= 0.5 + 1e-3
+
+
 def test_warp_is_a_bilinear_gather_that_never_invents_pixels():
     img = np.arange(6 * 8 * 3, dtype=np.uint8).reshape(6, 8, 3)
     valid = np.ones((6, 8), bool)
     valid[0, 0] = False
     a = fit_affine(np.array([[0, 0], [0, 1], [1, 0]]), np.array([[1, 1], [2, 1], [1, 2]]))
-    out, ok = warp_bilinear(img, valid, a, 8)
+    out, ok = warp_bilinear(rgba(img, valid), a, 8)
     assert np.array_equal(out[0, :5], img[1, 1:6])  # integer shift: exact copy
     assert not ok[:, 6:].any() and not out[:, 6:].any()  # outside the image: 0, invalid
     out2, ok2 = warp_bilinear(
-        img,
-        valid,
+        rgba(img, valid),
         fit_affine(
             np.array([[0, 0], [0, 1], [1, 0]]), np.array([[0.5, 0.5], [1.5, 0.5], [0.5, 1.5]])
         ),

@@ -14,14 +14,14 @@ import numpy as np
 
 from sarlo_dask.optical.sources import GeoTIFFSource, OpticalSource, TileFailure
 from sarlo_dask.optical.tilemath import TILE_PX, global_pixel, tiles_for_bbox
+from sarlo_dask.optical.warp import rgba
 
 
 @dataclass
 class Mosaic:
     image: np.ndarray
-    """(H, W, 3) uint8"""
-    valid: np.ndarray
-    """(H, W) bool: False where no optical data (missing tile, failure, nodata)"""
+    """(H, W, 4) uint8 RGBA: alpha 255 where there is optical data, 0 where none
+    (missing tile, failure, nodata)"""
     zoom: int | None = None
     origin: tuple[int, int] = (0, 0)
     """global pixel of the mosaic's upper-left corner (XYZ)"""
@@ -60,9 +60,8 @@ def xyz_mosaic(source: Any, west: float, south: float, east: float, north: float
     x0, y0, x1, y1 = tiles_for_bbox(west, south, east, north, z)
     tiles = [(z, x, y) for y in range(y0, y1 + 1) for x in range(x0, x1 + 1)]
     h, w = (y1 - y0 + 1) * TILE_PX, (x1 - x0 + 1) * TILE_PX
-    image = np.zeros((h, w, 3), dtype=np.uint8)
-    valid = np.zeros((h, w), dtype=bool)
-    m = Mosaic(image, valid, zoom=z, origin=(x0 * TILE_PX, y0 * TILE_PX), tiles=len(tiles))
+    image = np.zeros((h, w, 4), dtype=np.uint8)
+    m = Mosaic(image, zoom=z, origin=(x0 * TILE_PX, y0 * TILE_PX), tiles=len(tiles))
     for (_, x, y), got in sorted(source.fetch(tiles).items()):
         rows = slice((y - y0) * TILE_PX, (y - y0 + 1) * TILE_PX)
         cols = slice((x - x0) * TILE_PX, (x - x0 + 1) * TILE_PX)
@@ -79,8 +78,8 @@ def xyz_mosaic(source: Any, west: float, south: float, east: float, north: float
             if px.shape[:2] != (TILE_PX, TILE_PX):
                 m.failures.append(f"tile {z}/{x}/{y}: {px.shape[1]}x{px.shape[0]} px, not 256")
                 continue
-            image[rows, cols] = px
-            valid[rows, cols] = True
+            image[rows, cols, :3] = px
+            image[rows, cols, 3] = 255
     return m
 
 
@@ -100,8 +99,7 @@ def geotiff_mosaic(
         c0, r0, c1, r1 = max(c0, 0), max(r0, 0), min(c1, ds.width), min(r1, ds.height)
         if c1 <= c0 or r1 <= r0:
             return Mosaic(
-                np.zeros((1, 1, 3), np.uint8),
-                np.zeros((1, 1), bool),
+                np.zeros((1, 1, 4), np.uint8),
                 crs=ds.crs.to_string(),
                 transform=tuple(ds.transform)[:6],
                 failures=["the GeoTIFF does not cover the tile"],
@@ -115,8 +113,7 @@ def geotiff_mosaic(
             data = np.clip((data - lo) / max(hi - lo, 1e-12) * 255, 0, 255)
         wt = ds.window_transform(window)
         return Mosaic(
-            np.ascontiguousarray(np.moveaxis(data, 0, -1).astype(np.uint8)),
-            mask,
+            rgba(np.moveaxis(data, 0, -1).astype(np.uint8), mask),
             crs=ds.crs.to_string(),
             transform=tuple(wt)[:6],
             tiles=1,

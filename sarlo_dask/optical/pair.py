@@ -67,7 +67,7 @@ def render_optical(
     mosaic = build_mosaic(source, *footprint_bbox(latlon, zoom))
     u, v = mosaic.project(latlon[:, 1], latlon[:, 0])
     a = fit_affine(sar, np.column_stack([u, v]))
-    image, valid = warp_bilinear(mosaic.image, mosaic.valid, a, size)
+    image, valid = warp_bilinear(mosaic.image, a, size)
     return image, valid, a, mosaic
 
 

@@ -29,37 +29,50 @@ def residual_sar_px(a: np.ndarray, src: np.ndarray, dst: np.ndarray) -> float:
     return float(np.sqrt((back**2).sum(axis=1)).max()) if len(back) else 0.0
 
 
-def warp_bilinear(image: Any, valid: Any, a: np.ndarray, size: int) -> tuple[Any, Any]:
-    """Sample `image` (H, W, C) at A @ [azimuth, range, 1] for every pixel of a size^2 tile.
+def rgba(image: Any, valid: Any) -> Any:
+    """(H, W, 4) uint8: RGB with alpha 255 where valid, 0 elsewhere (the warp's input)."""
+    xp = array_module(image)
+    out = xp.empty(image.shape[:2] + (4,), dtype=xp.uint8)
+    out[..., :3] = image[..., :3]
+    out[..., 3] = xp.where(valid, 255, 0)
+    return out
 
-    A maps tile pixel (azimuth, range) to image (column, row). Pixels whose four neighbours
-    are not all inside the image and valid are 0 and invalid: nothing is made up.
+
+def warp_bilinear(image: Any, a: np.ndarray, size: int) -> tuple[Any, Any]:
+    """Sample an RGBA `image` (H, W, 4) at A @ [azimuth, range, 1] for a size^2 tile.
+
+    A maps tile pixel (azimuth, range) to image (column, row). One gather per bilinear
+    corner: each RGBA pixel is read as one uint32, its alpha saying whether it is valid.
+    Pixels whose four neighbours are not all inside and valid are 0 and invalid: nothing is
+    made up. Returns (RGB uint8 (size, size, 3), valid bool (size, size)).
     """
     xp = array_module(image)
     h, w = image.shape[:2]
+    if h * w >= 2**31:
+        raise ValueError(f"mosaic of {h} x {w} px is too large to index with int32")
     ai = xp.arange(size, dtype=xp.float64)[:, None]
     ri = xp.arange(size, dtype=xp.float64)[None, :]
-    col = a[0, 0] * ai + a[0, 1] * ri + a[0, 2]
-    row = a[1, 0] * ai + a[1, 1] * ri + a[1, 2]
+    col = (a[0, 0] * ai + a[0, 2]) + a[0, 1] * ri
+    row = (a[1, 0] * ai + a[1, 2]) + a[1, 1] * ri
     # a least-squares fit puts exact integers at 0.9999999: snap them, so a zero-weight
     # neighbour never decides a pixel's validity
     col = xp.where(xp.abs(col - xp.rint(col)) < 1e-6, xp.rint(col), col)
     row = xp.where(xp.abs(row - xp.rint(row)) < 1e-6, xp.rint(row), row)
     c0 = xp.floor(col)
     r0 = xp.floor(row)
-    fc = (col - c0).astype(xp.float32)[..., None]
-    fr = (row - r0).astype(xp.float32)[..., None]
-    inside = (c0 >= 0) & (r0 >= 0) & (c0 + 1 <= w - 1) & (r0 + 1 <= h - 1)
-    c0i = xp.where(inside, c0, 0).astype(xp.int64)
-    r0i = xp.where(inside, r0, 0).astype(xp.int64)
-    flat = image.reshape(h * w, -1)
-    vflat = valid.reshape(-1)
-    idx = r0i * w + c0i
-    corners = (idx, idx + 1, idx + w, idx + w + 1)
-    ok = inside & vflat[corners[0]] & vflat[corners[1]] & vflat[corners[2]] & vflat[corners[3]]
-    p00, p01, p10, p11 = (flat[i].astype(xp.float32) for i in corners)
-    top = p00 * (1 - fc) + p01 * fc
-    bottom = p10 * (1 - fc) + p11 * fc
-    out = xp.rint(top * (1 - fr) + bottom * fr)
-    out = xp.where(ok[..., None], out, 0).astype(xp.uint8)
-    return out, ok
+    fc = (col - c0).astype(xp.float32).reshape(-1, 1)
+    fr = (row - r0).astype(xp.float32).reshape(-1, 1)
+    inside = ((c0 >= 0) & (r0 >= 0) & (c0 <= w - 2) & (r0 <= h - 2)).reshape(-1)
+    idx = xp.where(inside, r0.reshape(-1) * w + c0.reshape(-1), 0).astype(xp.int32)
+    flat = xp.ascontiguousarray(image).view(xp.uint32).reshape(-1)
+    corners = [flat[idx + offset].view(xp.uint8).reshape(-1, 4) for offset in (0, 1, w, w + 1)]
+    alpha = xp.minimum(
+        xp.minimum(corners[0][:, 3], corners[1][:, 3]),
+        xp.minimum(corners[2][:, 3], corners[3][:, 3]),
+    )
+    ok = inside & (alpha == 255)
+    p00, p01, p10, p11 = (c[:, :3].astype(xp.float32) for c in corners)
+    top = p00 + (p01 - p00) * fc
+    pix = top + (p10 + (p11 - p10) * fc - top) * fr
+    out = xp.where(ok[:, None], xp.rint(pix), 0).astype(xp.uint8)
+    return out.reshape(size, size, 3), ok.reshape(size, size)
