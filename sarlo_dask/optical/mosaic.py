@@ -7,6 +7,8 @@ pixel centres, the convention `warp.bilinear` samples with.
 from __future__ import annotations
 
 import io
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,10 +51,40 @@ class Mosaic:
 
 
 def _decode(data: bytes) -> np.ndarray:
+    """RGBA pixels; a tile's own transparency marks pixels without data."""
     from PIL import Image
 
     with Image.open(io.BytesIO(data)) as im:
-        return np.asarray(im.convert("RGB"))
+        return np.asarray(im.convert("RGBA"))
+
+
+class _DecodedTiles:
+    """This process's most recently decoded XYZ tiles (RGBA, 256 KiB each).
+
+    Tiles of a scene overlap their neighbours by half, so each optical tile is wanted by
+    about four SAR tiles: decoding it once per process instead saves most of the PNG work.
+    """
+
+    def __init__(self, capacity: int = 1024) -> None:
+        self.capacity = capacity
+        self.items: OrderedDict[tuple[str, int, int, int], np.ndarray] = OrderedDict()
+        self.lock = threading.Lock()
+
+    def get(self, key: tuple[str, int, int, int]) -> np.ndarray | None:
+        with self.lock:
+            px = self.items.get(key)
+            if px is not None:
+                self.items.move_to_end(key)
+            return px
+
+    def put(self, key: tuple[str, int, int, int], px: np.ndarray) -> None:
+        with self.lock:
+            self.items[key] = px
+            while len(self.items) > self.capacity:
+                self.items.popitem(last=False)
+
+
+DECODED = _DecodedTiles()
 
 
 def xyz_mosaic(source: Any, west: float, south: float, east: float, north: float) -> Mosaic:
@@ -62,9 +94,18 @@ def xyz_mosaic(source: Any, west: float, south: float, east: float, north: float
     h, w = (y1 - y0 + 1) * TILE_PX, (x1 - x0 + 1) * TILE_PX
     image = np.zeros((h, w, 4), dtype=np.uint8)
     m = Mosaic(image, zoom=z, origin=(x0 * TILE_PX, y0 * TILE_PX), tiles=len(tiles))
-    for (_, x, y), got in sorted(source.fetch(tiles).items()):
+    tag = repr(source)  # the full spec: two folders or servers never share entries
+    decoded = {t: DECODED.get((tag, *t)) for t in tiles}
+    fetched = source.fetch([t for t in tiles if decoded[t] is None])
+    for t in tiles:
+        _, x, y = t
         rows = slice((y - y0) * TILE_PX, (y - y0 + 1) * TILE_PX)
         cols = slice((x - x0) * TILE_PX, (x - x0 + 1) * TILE_PX)
+        cached = decoded[t]
+        if cached is not None:
+            image[rows, cols] = cached
+            continue
+        got = fetched[t]
         if got is None:
             m.missing += 1
         elif isinstance(got, TileFailure):
@@ -78,8 +119,8 @@ def xyz_mosaic(source: Any, west: float, south: float, east: float, north: float
             if px.shape[:2] != (TILE_PX, TILE_PX):
                 m.failures.append(f"tile {z}/{x}/{y}: {px.shape[1]}x{px.shape[0]} px, not 256")
                 continue
-            image[rows, cols, :3] = px
-            image[rows, cols, 3] = 255
+            image[rows, cols] = px
+            DECODED.put((tag, *t), px)
     return m
 
 
