@@ -79,6 +79,10 @@ class TileConfig(BaseModel):
     min_optical_fraction: float = Field(0.95, ge=0, le=1)
     max_residual_px: float = Field(1.0, gt=0)
     tile_cache: str = Field("", description="on-disk cache of downloaded XYZ tiles")
+    http_timeout: float = Field(10.0, gt=0, description="seconds per XYZ request")
+    http_retries: int = Field(3, ge=0, description="retries per XYZ tile after a failure")
+    http_backoff: float = Field(0.5, ge=0, description="first retry delay, doubling")
+    http_concurrency: int = Field(4, ge=1, description="XYZ requests in flight per tile task")
     storage_options: dict[str, Any] = Field(default_factory=dict, exclude=True)
 
     def digest(self) -> str:

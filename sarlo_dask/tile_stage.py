@@ -101,7 +101,15 @@ def make_tile(store_url: str, work: str, w: Window, cfg: TileConfig) -> dict[str
         f"{w.key}.sar.{cfg.preview_format}": encode_image(preview, cfg.preview_format),
     }
     if cfg.optical:
-        source = source_from_spec(cfg.optical, cfg.zoom, cfg.tile_cache)
+        source = source_from_spec(
+            cfg.optical,
+            cfg.zoom,
+            cfg.tile_cache,
+            timeout=cfg.http_timeout,
+            retries=cfg.http_retries,
+            backoff=cfg.http_backoff,
+            max_workers=cfg.http_concurrency,
+        )
         optic, optical = pair_tile(
             w,
             ds,

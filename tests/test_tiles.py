@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -240,3 +241,36 @@ def test_reconstruct_cli_rebuilds_the_optical_image(built):
 
     built_png = str(meta).replace(".meta.json", ".optic.png")
     assert np.array_equal(np.asarray(Image.open(out)), np.asarray(Image.open(built_png)))
+
+
+def test_stage_over_http_with_a_failing_server_then_a_later_run_fills_in(built, client, tmp_path):
+    """Workers fetch through the server; while it fails, tiles say why and the scene stays
+    incomplete; the next run completes it with the same bytes as a fault-free build."""
+    from .tileserver import TileServer
+
+    root, work, cfg, _ = built
+    srv = TileServer([])
+    try:
+        http_cfg = cfg.model_copy(
+            update={
+                "optical": srv.url,
+                "tile_cache": str(tmp_path / "c"),
+                "zoom": ZOOM,
+                "http_timeout": 1.0,
+                "http_retries": 1,
+                "http_backoff": 0.01,
+            }
+        )
+        w2 = tmp_path / "work"
+        shutil.copytree(Path(work, "scenes"), w2 / "scenes")
+        srv.faults["all"] = ("500", 10**9)
+        first = tile_scenes(str(w2), http_cfg, client, scene_ids=["coarse"])[0]
+        assert first.status == "incomplete" and first.optical_failed
+        assert all("HTTP 500" in d["reason"] for d in first.optical_failed)
+        assert not list((w2 / "tiles" / "coarse").glob("*.optic.png"))
+        srv.faults.clear()
+        second = tile_scenes(str(w2), http_cfg, client, scene_ids=["coarse"])[0]
+        assert second.status == "done" and not second.optical_failed
+        assert len(list((w2 / "tiles" / "coarse").glob("*.optic.png"))) == second.kept
+    finally:
+        srv.close()

@@ -172,12 +172,15 @@ class GeoTIFFSource:
 OpticalSource = HTTPTiles | FolderTiles | GeoTIFFSource
 
 
-def source_from_spec(spec: str, zoom: int = 19, cache_dir: str = "") -> OpticalSource:
-    """An http(s) template, a .tif/.tiff path, or a folder of XYZ tiles."""
+def source_from_spec(spec: str, zoom: int = 19, cache_dir: str = "", **http: Any) -> OpticalSource:
+    """An http(s) template, a .tif/.tiff path, or a folder of XYZ tiles.
+
+    `http` takes HTTPTiles' timeout, retries, backoff and max_workers.
+    """
     if spec.startswith(("http://", "https://")):
         if not all(k in spec for k in ("{z}", "{x}", "{y}")):
             raise ValueError(f"optical template {redact(spec)} needs {{z}}, {{x}} and {{y}}")
-        return HTTPTiles(spec, zoom=zoom, cache_dir=cache_dir)
+        return HTTPTiles(spec, zoom=zoom, cache_dir=cache_dir, **http)
     if spec.lower().endswith((".tif", ".tiff")):
         return GeoTIFFSource(spec)
     if Path(spec).is_dir():
