@@ -71,6 +71,12 @@ class TileConfig(BaseModel):
         0.5, ge=0, le=1, description="keep a tile when this much is valid SAR"
     )
     preview_format: str = Field("png", pattern="^(png|jpg)$")
+    preview_scale: str = Field(
+        "auto",
+        pattern="^(auto|amplitude|sigma0)$",
+        description="auto: sigma0 dB where the SICD has radiometry",
+    )
+    speckle_filter: bool = Field(False, description="also write a refined-Lee preview")
     preview_low_percentile: float = Field(1.0, ge=0, le=100)
     preview_high_percentile: float = Field(99.0, ge=0, le=100)
     optical: str | None = Field(None, description="XYZ URL template, GeoTIFF or tile folder")

@@ -53,6 +53,8 @@ class SimulationSpec:
     collect_start: str = DEFAULT_COLLECT_START
     polarization: str = "V:V"
     core_name: str = field(default="")
+    sigma0_sf: float | None = None
+    """SigmaZeroSFPoly constant (sigma0 = sf * |pixel|^2); None: no Radiometric block"""
 
     def skewed(self) -> bool:
         return bool(
@@ -221,6 +223,10 @@ def build_sicd(spec: SimulationSpec, collect_duration: float | None = None) -> A
             RgAutofocus="NO",
         ),
     )
+    if spec.sigma0_sf is not None:
+        from sarpy.io.complex.sicd_elements.Radiometric import RadiometricType
+
+        sicd.Radiometric = RadiometricType(SigmaZeroSFPoly=Poly2DType(Coefs=[[spec.sigma0_sf]]))
     sicd.derive()
     sicd.Grid.Row.KCtr = krg_ctr  # derive() computes it wrongly for PFA
     sicd.define_geo_image_corners(override=True)

@@ -22,9 +22,11 @@ from sarlo_dask.store import filesystem, join
 from sarlo_dask.tiles import (
     PreviewSpec,
     Window,
-    amplitude_preview,
+    db_preview,
     encode_image,
     polygon_mask,
+    refined_lee,
+    sigma0,
     tile_geometry,
     valid_fraction,
 )
@@ -93,13 +95,30 @@ def make_tile(store_url: str, work: str, w: Window, cfg: TileConfig) -> dict[str
             "tile_config": cfg.digest(),
         },
     }
-    preview = amplitude_preview(
-        patch, PreviewSpec(cfg.preview_low_percentile, cfg.preview_high_percentile)
-    )
+    spec = PreviewSpec(cfg.preview_low_percentile, cfg.preview_high_percentile)
+    s0 = sigma0(patch, sicd, w.a0, w.r0) if cfg.preview_scale != "amplitude" else None
+    power = s0 if s0 is not None else np.abs(patch).astype("float64") ** 2
+    preview, clip_db = db_preview(power, spec)
+    meta["preview"]["scale"] = "sigma0 dB" if s0 is not None else "20 log10 |z|"
+    meta["preview"]["clip_db"] = list(clip_db)
+    if cfg.preview_scale == "sigma0" and s0 is None:
+        meta["preview"]["note"] = "sigma0 asked for, but the SICD has no Radiometric block"
+    if s0 is not None:
+        ok = s0[s0 > 0]
+        meta["sigma0_db"] = {
+            "mean": float(10 * np.log10(ok.mean())),
+            "median": float(10 * np.log10(np.median(ok))),
+            "p01": clip_db[0] if spec.low_percentile == 1 else None,
+            "p99": clip_db[1] if spec.high_percentile == 99 else None,
+        }
     members = {
         f"{w.key}.sar.npy": npy_bytes(patch),
         f"{w.key}.sar.{cfg.preview_format}": encode_image(preview, cfg.preview_format),
     }
+    if cfg.speckle_filter:
+        lee, lee_clip = db_preview(refined_lee(power), spec)
+        members[f"{w.key}.sar_lee.{cfg.preview_format}"] = encode_image(lee, cfg.preview_format)
+        meta["preview"]["refined_lee"] = {"window": 7, "looks": 1, "clip_db": list(lee_clip)}
     if cfg.optical:
         source = source_from_spec(
             cfg.optical,

@@ -103,20 +103,42 @@ class PreviewSpec:
     jpeg_quality: int = 90
 
 
-def amplitude_preview(patch: np.ndarray, spec: PreviewSpec = PreviewSpec()) -> np.ndarray:
-    """uint8 image: 20 log10 |z| mapped linearly from [p_low, p_high] to [0, 255]; zeros stay 0.
+def db_preview(
+    power: np.ndarray, spec: PreviewSpec = PreviewSpec()
+) -> tuple[np.ndarray, tuple[float, float]]:
+    """(uint8 image, (lo, hi) dB): 10 log10 power clipped to [p_low, p_high] -> 1..255, 0 = none.
 
     Percentiles are taken over the non-zero pixels, so invalid borders do not stretch it.
     """
-    amp = np.abs(patch).astype("float64")
-    valid = amp > 0
-    db = np.zeros_like(amp)
-    db[valid] = 20 * np.log10(amp[valid])
+    valid = power > 0
+    db = np.zeros(power.shape, dtype="float64")
+    db[valid] = 10 * np.log10(power[valid])
     if not valid.any():
-        return np.zeros(patch.shape, dtype=np.uint8)
+        return np.zeros(power.shape, dtype=np.uint8), (0.0, 0.0)
     lo, hi = np.percentile(db[valid], [spec.low_percentile, spec.high_percentile])
     scaled = np.clip((db - lo) / max(hi - lo, 1e-12), 0, 1) * 254 + 1
-    return np.where(valid, np.round(scaled), 0).astype(np.uint8)
+    return np.where(valid, np.round(scaled), 0).astype(np.uint8), (float(lo), float(hi))
+
+
+def amplitude_preview(patch: np.ndarray, spec: PreviewSpec = PreviewSpec()) -> np.ndarray:
+    """uint8 image of 20 log10 |z| (see db_preview)."""
+    return db_preview(np.abs(patch).astype("float64") ** 2, spec)[0]
+
+
+def sigma0(patch: np.ndarray, sicd: Any, a0: int, r0: int) -> np.ndarray | None:
+    """sigma0 = SigmaZeroSFPoly(x_row, y_col) |z|^2 from the SICD, or None without radiometry."""
+    rad = sicd.Radiometric
+    if rad is None or rad.SigmaZeroSFPoly is None:
+        return None
+    grid, img = sicd.Grid, sicd.ImageData
+    az = np.arange(a0, a0 + patch.shape[0])
+    rg = np.arange(r0, r0 + patch.shape[1])
+    x = (rg + img.FirstRow - img.SCPPixel.Row) * grid.Row.SS
+    y = (az + img.FirstCol - img.SCPPixel.Col) * grid.Col.SS
+    from numpy.polynomial import polynomial
+
+    sf = polynomial.polygrid2d(x, y, rad.SigmaZeroSFPoly.get_array(dtype="float64")).T
+    return sf * np.abs(patch).astype("float64") ** 2
 
 
 def encode_image(image: np.ndarray, fmt: str = "png", quality: int = 90) -> bytes:
@@ -209,3 +231,54 @@ def tile_geometry(w: Window, ds: Any, sicd: Any, source_sicd: Any) -> dict[str, 
             "terrain_deg": None,
         },
     }
+
+
+def _lee_kernels() -> np.ndarray:
+    """The eight edge-aligned 7x7 half windows of the refined Lee filter, (8, 7, 7) bool.
+
+    Order: up, down, left, right (rows / columns through the centre included), lower-left,
+    upper-right (main diagonal included), upper-left, lower-right (anti-diagonal included).
+    """
+    i, j = np.mgrid[0:7, 0:7]
+    return np.stack([i <= 3, i >= 3, j <= 3, j >= 3, i >= j, i <= j, i + j <= 6, i + j >= 6])
+
+
+def refined_lee(power: np.ndarray, looks: float = 1.0) -> np.ndarray:
+    """Refined Lee filter (Lee 1981) of an intensity image: 7x7, edge-aligned windows.
+
+    The 3x3 means at the nine sub-window centres of the 7x7 window give four gradients; the
+    strongest picks the edge orientation and the side more like the centre picks one of eight
+    half windows, whose mean and variance drive the Lee MMSE weight (speckle variance
+    1 / looks). Zero pixels (no data) stay zero.
+    """
+    from scipy import ndimage
+
+    p = power.astype("float64")
+    h, w = p.shape
+    m3 = np.pad(ndimage.uniform_filter(p, 3, mode="reflect"), 2, mode="reflect")
+    sm = [m3[2 + da : 2 + da + h, 2 + dr : 2 + dr + w] for da in (-2, 0, 2) for dr in (-2, 0, 2)]
+    grads = np.stack(
+        [np.abs(sm[1] - sm[7]), np.abs(sm[6] - sm[2]), np.abs(sm[3] - sm[5]), np.abs(sm[0] - sm[8])]
+    )
+    orient = grads.argmax(axis=0)
+    centre = sm[4]
+    # per orientation: (kernel if the first side is more like the centre, else the other)
+    sides = [(1, 7, 0, 1), (6, 2, 4, 5), (3, 5, 2, 3), (0, 8, 6, 7)]
+    choice = np.zeros((h, w), dtype=np.int64)
+    for o, (a, b, first, second) in enumerate(sides):
+        pick = np.where(np.abs(sm[a] - centre) <= np.abs(sm[b] - centre), first, second)
+        choice = np.where(orient == o, pick, choice)
+    kernels = _lee_kernels().astype("float64")
+    mean = np.empty((8, h, w))
+    meansq = np.empty((8, h, w))
+    for k, kern in enumerate(kernels):
+        n = kern.sum()
+        mean[k] = ndimage.correlate(p, kern, mode="reflect") / n
+        meansq[k] = ndimage.correlate(p * p, kern, mode="reflect") / n
+    mu = np.take_along_axis(mean, choice[None], 0)[0]
+    var_z = np.maximum(np.take_along_axis(meansq, choice[None], 0)[0] - mu * mu, 0)
+    sv2 = 1.0 / looks
+    var_x = np.maximum((var_z - mu * mu * sv2) / (1 + sv2), 0)
+    b = np.divide(var_x, var_z, out=np.zeros_like(var_z), where=var_z > 0)
+    out = mu + b * (p - mu)
+    return np.where(p > 0, np.maximum(out, 0), 0)
