@@ -85,6 +85,11 @@ class TileConfig(BaseModel):
     min_optical_fraction: float = Field(0.95, ge=0, le=1)
     max_residual_px: float = Field(1.0, gt=0)
     tile_cache: str = Field("", description="on-disk cache of downloaded XYZ tiles")
+    save_mosaic: bool = Field(
+        False,
+        description="also write each tile's optical mosaic as "
+        "a GeoTIFF (EPSG:3857 for XYZ sources)",
+    )
     http_timeout: float = Field(10.0, gt=0, description="seconds per XYZ request")
     http_retries: int = Field(3, ge=0, description="retries per XYZ tile after a failure")
     http_backoff: float = Field(0.5, ge=0, description="first retry delay, doubling")

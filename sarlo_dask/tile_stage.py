@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import tempfile
 from typing import Any
 
 import numpy as np
@@ -129,12 +131,19 @@ def make_tile(store_url: str, work: str, w: Window, cfg: TileConfig) -> dict[str
             backoff=cfg.http_backoff,
             max_workers=cfg.http_concurrency,
         )
-        optic, optical = pair_tile(
-            w,
-            ds,
-            source,
-            PairConfig(cfg.zoom, cfg.fit_grid, cfg.min_optical_fraction, cfg.max_residual_px),
-        )
+        # rasterio writes local files: the mosaic is staged, then copied to {work}
+        with tempfile.TemporaryDirectory() as tmp:
+            mosaic_path = os.path.join(tmp, "mosaic.tif") if cfg.save_mosaic else None
+            optic, optical = pair_tile(
+                w,
+                ds,
+                source,
+                PairConfig(cfg.zoom, cfg.fit_grid, cfg.min_optical_fraction, cfg.max_residual_px),
+                mosaic_path,
+            )
+            if mosaic_path is not None:
+                with open(mosaic_path, "rb") as f:
+                    members[f"{w.key}.optic_mosaic.tif"] = f.read()
         meta["optical"] = optical
         if optical["status"] == "ok":
             members[f"{w.key}.optic.png"] = encode_image(optic, "png")

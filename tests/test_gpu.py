@@ -46,3 +46,15 @@ def test_standardize_graph_runs_on_cupy_blocks(scenes):
         gpu = standardize_scene(scene_gpu, cfg).slc.data.compute()
     assert isinstance(gpu, cupy.ndarray)
     np.testing.assert_allclose(cupy.asnumpy(gpu), cpu, atol=1e-4 * np.abs(cpu).max())
+
+
+def test_warp_cupy_equals_numpy():
+    from sarlo_dask.optical.warp import rgba, warp_bilinear
+
+    rng = np.random.default_rng(2)
+    img = rgba(rng.integers(0, 256, (700, 900, 3), dtype=np.uint8), np.ones((700, 900), bool))
+    a = np.array([[0.3, 3.9, 10.2], [4.1, 0.25, 20.7]])
+    cpu, ok_cpu = warp_bilinear(img, a, 160)
+    gpu, ok_gpu = warp_bilinear(cupy.asarray(img), a, 160)
+    assert np.array_equal(cupy.asnumpy(ok_gpu), ok_cpu)
+    assert np.abs(cupy.asnumpy(gpu).astype(int) - cpu.astype(int)).max() <= 1

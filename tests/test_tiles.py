@@ -15,9 +15,8 @@ from hypothesis import strategies as st
 
 from sarlo_dask.config import StandardizeConfig, TileConfig
 from sarlo_dask.optical import GeoTIFFSource, PairConfig, pair_tile
-from sarlo_dask.optical.tilemath import TILE_PX, lonlat_of_pixel, tiles_for_bbox
 from sarlo_dask.pipeline import standardize_scenes, tile_scenes
-from sarlo_dask.simulate import render_ground_tile, simulate_optical_tiles
+from sarlo_dask.simulate import simulate_optical_tiles
 from sarlo_dask.standardize import open_scene_store
 from sarlo_dask.store import scene_marker_url, scene_store_url
 from sarlo_dask.tiles import (
@@ -161,58 +160,41 @@ def test_invalid_tiles_are_refused_with_the_reason(built, client, tmp_path):
 
 
 def test_geotiff_source_aligns_like_the_tiles(built):
-    """The same ground as one EPSG:3857 GeoTIFF (as tms_to_geotiff writes) pairs identically."""
-    import rasterio
-    from rasterio.transform import from_bounds
+    """The mosaic written as an EPSG:3857 GeoTIFF (as tms_to_geotiff does) pairs like the
+    tiles it came from."""
+    from sarlo_dask.optical import FolderTiles
+    from sarlo_dask.optical.mosaic import build_mosaic, write_geotiff
+    from sarlo_dask.optical.pair import fit_points, footprint_bbox
 
     root, work, cfg, _ = built
     ds = open_scene_store(scene_store_url(work, "fine")).load()
     w = tile_windows("fine", ds.sizes["azimuth"], ds.sizes["range"], 256, 128)[0]
-    lat, lon = float(ds.lat.mean()), float(ds.lon.mean())
-    x0, y0, x1, y1 = tiles_for_bbox(lon - 0.004, lat - 0.003, lon + 0.004, lat + 0.003, ZOOM)
-    mosaic = np.zeros(((y1 - y0 + 1) * TILE_PX, (x1 - x0 + 1) * TILE_PX, 3), np.uint8)
-    from io import BytesIO
-
-    from PIL import Image
-
-    marks = []
-    for x in range(x0, x1 + 1):
-        for y in range(y0, y1 + 1):
-            tile = np.asarray(Image.open(BytesIO(render_ground_tile(ZOOM, x, y, marks))))
-            mosaic[(y - y0) * 256 : (y - y0 + 1) * 256, (x - x0) * 256 : (x - x0 + 1) * 256] = tile
-    west, north = lonlat_of_pixel(np.array(x0 * 256.0), np.array(y0 * 256.0), ZOOM)
-    east, south = lonlat_of_pixel(np.array((x1 + 1) * 256.0), np.array((y1 + 1) * 256.0), ZOOM)
-    from rasterio.warp import transform_bounds
-
-    left, b, r, t = transform_bounds(
-        "EPSG:4326", "EPSG:3857", float(west), float(south), float(east), float(north)
-    )
+    folder = FolderTiles(cfg.optical, ZOOM)
+    _, latlon = fit_points(w, ds, 0)
+    west, south, east, north = footprint_bbox(latlon, ZOOM)
     path = root / "ground.tif"
-    with rasterio.open(
-        path,
-        "w",
-        driver="GTiff",
-        width=mosaic.shape[1],
-        height=mosaic.shape[0],
-        count=3,
-        dtype="uint8",
-        crs="EPSG:3857",
-        transform=from_bounds(left, b, r, t, mosaic.shape[1], mosaic.shape[0]),
-    ) as f:
-        f.write(np.moveaxis(mosaic, -1, 0))
-    from sarlo_dask.optical import FolderTiles
-
-    folder = root / "plain"
-    for x in range(x0, x1 + 1):
-        for y in range(y0, y1 + 1):
-            p = folder / str(ZOOM) / str(x) / f"{y}.png"
-            p.parent.mkdir(parents=True, exist_ok=True)
-            p.write_bytes(render_ground_tile(ZOOM, x, y, marks))
-    a_img, a_meta = pair_tile(w, ds, FolderTiles(str(folder), ZOOM), PairConfig(zoom=ZOOM))
+    write_geotiff(
+        build_mosaic(folder, west - 0.001, south - 0.001, east + 0.001, north + 0.001), str(path)
+    )
+    a_img, a_meta = pair_tile(w, ds, folder, PairConfig(zoom=ZOOM))
     b_img, b_meta = pair_tile(w, ds, GeoTIFFSource(str(path)), PairConfig(zoom=ZOOM))
     assert a_meta["status"] == "ok" and b_meta["status"] == "ok", b_meta["status"]
+    assert b_meta["zoom"] is None and b_meta["source"] == "geotiff:ground.tif"
     diff = np.abs(a_img.astype(int) - b_img.astype(int))
-    assert np.median(diff) <= 1 and diff.mean() < 2
+    assert diff.max() <= 1, "same pixels, same georeferencing (up to float rounding)"
+
+
+def test_save_mosaic_writes_a_georeferenced_tiff(built, client, tmp_path):
+    import rasterio
+
+    root, work, cfg, _ = built
+    w2 = tmp_path / "work"
+    shutil.copytree(Path(work, "scenes"), w2 / "scenes")
+    tile_scenes(str(w2), cfg.model_copy(update={"save_mosaic": True}), client, scene_ids=["coarse"])
+    tif = next((w2 / "tiles" / "coarse").glob("*.optic_mosaic.tif"))
+    with rasterio.open(tif) as f:
+        assert f.crs.to_epsg() == 3857 and f.count == 3
+        assert f.read_masks(1).any()
 
 
 def test_reconstruct_cli_rebuilds_the_optical_image(built):

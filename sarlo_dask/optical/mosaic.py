@@ -50,6 +50,41 @@ class Mosaic:
         )
 
 
+def write_geotiff(mosaic: Mosaic, path: str) -> None:
+    """The mosaic as a deflate-compressed RGB GeoTIFF with an internal mask (as tms_to_geotiff
+    writes: EPSG:3857 for XYZ mosaics; a GeoTIFF window keeps its own CRS)."""
+    import rasterio
+    from affine import Affine
+
+    if mosaic.zoom is not None:
+        size_m = 2 * np.pi * 6378137.0 / (TILE_PX * 2**mosaic.zoom)
+        west = mosaic.origin[0] * size_m - np.pi * 6378137.0
+        north = np.pi * 6378137.0 - mosaic.origin[1] * size_m
+        transform, crs = Affine(size_m, 0, west, 0, -size_m, north), "EPSG:3857"
+    else:
+        assert mosaic.transform is not None and mosaic.crs is not None
+        transform, crs = Affine(*mosaic.transform), mosaic.crs
+    h, w = mosaic.image.shape[:2]
+    with (
+        rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True),
+        rasterio.open(
+            path,
+            "w",
+            driver="GTiff",
+            width=w,
+            height=h,
+            count=3,
+            dtype="uint8",
+            crs=crs,
+            transform=transform,
+            compress="deflate",
+            tiled=True,
+        ) as dst,
+    ):
+        dst.write(np.moveaxis(mosaic.image[..., :3], -1, 0))
+        dst.write_mask(mosaic.image[..., 3])
+
+
 def _decode(data: bytes) -> np.ndarray:
     """RGBA pixels; a tile's own transparency marks pixels without data."""
     from PIL import Image

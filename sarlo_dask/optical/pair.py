@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from sarlo_dask.optical.mosaic import Mosaic, build_mosaic
+from sarlo_dask.optical.mosaic import Mosaic, build_mosaic, write_geotiff
 from sarlo_dask.optical.sources import OpticalSource
 from sarlo_dask.optical.tilemath import ground_resolution
 from sarlo_dask.optical.warp import fit_affine, residual_sar_px, warp_bilinear
@@ -72,11 +72,16 @@ def render_optical(
 
 
 def pair_tile(
-    w: Window, ds: Any, source: OpticalSource, cfg: PairConfig
+    w: Window, ds: Any, source: OpticalSource, cfg: PairConfig, mosaic_path: str | None = None
 ) -> tuple[np.ndarray, dict[str, Any]]:
-    """The warped optical tile and the meta.json `optical` fields, with a status and reason."""
+    """The warped optical tile and the meta.json `optical` fields, with a status and reason.
+
+    `mosaic_path`: also write the mosaic it was warped from there, as a GeoTIFF.
+    """
     sar, latlon = fit_points(w, ds, cfg.fit_grid)
     image, valid, a, mosaic = render_optical(sar, latlon, source, cfg.zoom, w.size)
+    if mosaic_path is not None:
+        write_geotiff(mosaic, mosaic_path)
     check_sar, check_ll = fit_points(w, ds, cfg.residual_grid)
     cu, cv = mosaic.project(check_ll[:, 1], check_ll[:, 0])
     residual = residual_sar_px(a, check_sar, np.column_stack([cu, cv]))
