@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -62,6 +62,21 @@ def simulate(
     typer.echo(f"wrote {out} ({rows} x {cols} at {spacing} m, {len(truth['targets'])} targets)")
 
 
+def _configure(loader: Any, path: object, settings: dict[str, object]) -> Any:
+    """A validated configuration, or a one-line error naming each bad setting and exit 2."""
+    from pydantic import ValidationError
+
+    try:
+        return loader(path, **settings)
+    except ValidationError as exc:
+        bad = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        typer.echo(f"error: invalid settings: {bad}", err=True)
+        raise typer.Exit(2) from None
+    except (OSError, ValueError) as exc:
+        typer.echo(f"error: {path}: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
 def _run_standardize(
     inputs: list[str], work: str, cluster: str, workers: int | None, **settings: object
 ) -> int:
@@ -73,7 +88,7 @@ def _run_standardize(
     from sarlo_dask.pipeline import exit_code, standardize_scenes, summary
 
     config = settings.pop("config", None)
-    cfg = load_config(config, **settings)  # type: ignore[arg-type]
+    cfg = _configure(load_config, config, settings)
     urls = expand_inputs(inputs, cfg.storage_options)
     if not urls:
         typer.echo("error: no scenes found in the inputs", err=True)
@@ -117,10 +132,11 @@ def _run_tiles(work: str, cluster: str, workers: int | None, **settings: object)
     from distributed import progress
 
     from sarlo_dask.cluster import make_client
-    from sarlo_dask.config import TileConfig
+    from sarlo_dask.config import load_tile_config
     from sarlo_dask.pipeline import tile_scenes
 
-    cfg = TileConfig(**{k: v for k, v in settings.items() if v is not None})
+    config = settings.pop("config", None)
+    cfg = _configure(load_tile_config, config, settings)
     t0 = time.perf_counter()
     with make_client(cluster, n_workers=workers) as client:
         typer.echo(f"dashboard: {client.dashboard_link}")
@@ -144,11 +160,16 @@ def tiles(
     optical: str | None = typer.Option(
         None, help="XYZ URL template {z}/{x}/{y}, GeoTIFF or folder of XYZ tiles"
     ),
-    zoom: int = typer.Option(19, help="XYZ zoom level"),
-    size: int = typer.Option(1024, help="tile edge, px"),
-    stride: int = typer.Option(512, help="tile step, px"),
-    preview_format: str = typer.Option("png", help="png or jpg"),
-    tile_cache: str = typer.Option("", help="folder for downloaded XYZ tiles"),
+    zoom: int | None = typer.Option(None, help="XYZ zoom level (default 19)"),
+    size: int | None = typer.Option(None, help="tile edge, px (default 1024)"),
+    stride: int | None = typer.Option(None, help="tile step, px (default 512)"),
+    preview_format: str | None = typer.Option(None, help="png (default) or jpg"),
+    preview_scale: str | None = typer.Option(None, help="auto (default), amplitude or sigma0"),
+    speckle_filter: bool | None = typer.Option(None, help="also a refined-Lee preview"),
+    fit_grid: int | None = typer.Option(None, help="0: affine from the 4 corners; n: n x n"),
+    save_mosaic: bool | None = typer.Option(None, help="also each tile's mosaic as GeoTIFF"),
+    tile_cache: str | None = typer.Option(None, help="folder for downloaded XYZ tiles"),
+    config: Path | None = typer.Option(None, help="YAML configuration (a `tiles:` section)"),
     cluster: ClusterOpt = "local",
     workers: int | None = typer.Option(None),
 ) -> None:
@@ -163,7 +184,12 @@ def tiles(
             size=size,
             stride=stride,
             preview_format=preview_format,
+            preview_scale=preview_scale,
+            speckle_filter=speckle_filter,
+            fit_grid=fit_grid,
+            save_mosaic=save_mosaic,
             tile_cache=tile_cache,
+            config=config,
         )
     )
 

@@ -48,18 +48,6 @@ class StandardizeConfig(BaseModel):
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def load_config(path: str | Path | None = None, **overrides: Any) -> StandardizeConfig:
-    """Config from a YAML file (a `standardize:` section or a flat mapping), then overrides."""
-    data: dict[str, Any] = {}
-    if path is not None:
-        loaded = yaml.safe_load(Path(path).read_text()) or {}
-        if not isinstance(loaded, dict):
-            raise ValueError(f"{path}: expected a mapping of settings")
-        data = dict(loaded.get("standardize", loaded))
-    data.update({k: v for k, v in overrides.items() if v is not None})
-    return StandardizeConfig(**data)
-
-
 class TileConfig(BaseModel):
     """How scene stores become tiles with previews, geometry and optical views."""
 
@@ -99,3 +87,27 @@ class TileConfig(BaseModel):
     def digest(self) -> str:
         text = json.dumps(self.model_dump(mode="json"), sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def load_config(path: str | Path | None = None, **overrides: Any) -> StandardizeConfig:
+    """The scene-stage config from YAML (a `standardize:` section or a flat mapping) + flags."""
+    return _load(StandardizeConfig, "standardize", path, overrides)
+
+
+def load_tile_config(path: str | Path | None = None, **overrides: Any) -> TileConfig:
+    """The tile-stage config from YAML (a `tiles:` section) + flags."""
+    return _load(TileConfig, "tiles", path, overrides)
+
+
+def _load(model: Any, section: str, path: str | Path | None, overrides: dict[str, Any]) -> Any:
+    data: dict[str, Any] = {}
+    if path is not None:
+        loaded = yaml.safe_load(Path(path).read_text()) or {}
+        if not isinstance(loaded, dict):
+            raise ValueError(f"{path}: expected a mapping of settings")
+        if section in loaded:
+            data = dict(loaded[section])
+        elif not any(k in loaded for k in ("standardize", "tiles")):
+            data = {k: v for k, v in loaded.items() if k in model.model_fields}
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    return model(**data)

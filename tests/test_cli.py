@@ -89,3 +89,17 @@ def test_demo_runs_start_to_end(tmp_path):
         tmp_path / "demo" / "work" / "scenes" / "sim_scene_001.zarr", consolidated=False
     )
     assert store.sizes["azimuth"] >= 1024 and store.sizes["range"] >= 1024
+
+
+def test_yaml_sections_and_bad_settings(tmp_path):
+    from sarlo_dask.config import load_config, load_tile_config
+
+    cfg = tmp_path / "build.yaml"
+    cfg.write_text("standardize:\n  spacing: 1.0\ntiles:\n  size: 512\n  stride: 256\n")
+    assert load_config(cfg).spacing == 1.0
+    assert load_tile_config(cfg, stride=128).model_dump()["stride"] == 128
+    assert load_tile_config(cfg).size == 512
+    res = sarlo("tiles", "--work", str(tmp_path), "--preview-scale", "loud")
+    assert res.returncode == 2
+    assert res.stderr.strip().startswith("error: invalid settings: preview_scale")
+    assert res.stderr.strip().count("\n") == 0
