@@ -38,45 +38,35 @@ def _poly(direction: Any) -> np.ndarray:
 
 def _resample_lines(
     block: Any,
+    other_positions: np.ndarray,
     plan: AxisPlan,
     poly: np.ndarray,
     sgn: int,
     sicd_axis: int,
-    other_positions: np.ndarray,
-    block_info: Any = None,
+    transpose: bool,
 ) -> Any:
     """Resample a block along its last axis, SICD direction `sicd_axis` (0 range, 1 azimuth).
 
-    The block's first axis is the other direction, whose positions (m) locate the deskew.
+    The block's first axis is the other direction, at `other_positions` (m), which locate
+    the deskew. `transpose` returns the result transposed and contiguous: done here, in
+    parallel tasks, it spares a single-threaded strided copy wherever blocks are assembled.
     """
-    o0, o1 = block_info[0]["array-location"][0]
-    phase = skew_phase(
-        poly, sicd_axis, plan.positions_in(), other_positions[o0:o1], sgn, array_module(block)
-    )
+    phase = skew_phase(poly, sicd_axis, plan.positions_in(), other_positions, sgn,
+                       array_module(block))
     if phase is not None and sicd_axis == 0:
         phase = phase.T  # skew_phase is laid out (range, azimuth)
-    return resample_axis(block, plan, axis=1, phase=phase)
+    out = resample_axis(block, plan, axis=1, phase=phase)
+    return array_module(out).ascontiguousarray(out.T) if transpose else out
 
 
-def _pass(
-    arr: da.Array,
-    plan: AxisPlan,
-    poly: np.ndarray,
-    sgn: int,
-    sicd_axis: int,
-    other_positions: np.ndarray,
-) -> da.Array:
-    return da.map_blocks(
-        _resample_lines,
-        arr,
-        plan,
-        poly,
-        sgn,
-        sicd_axis,
-        other_positions,
-        chunks=(arr.chunks[0], (plan.n_out,)),
-        dtype=np.complex64,
-        meta=arr._meta,
+def _pass(arr: da.Array, plan: AxisPlan, poly: np.ndarray, sgn: int, sicd_axis: int,
+          other_positions: np.ndarray, transpose: bool = False) -> da.Array:
+    """One resampling pass along the last axis of `arr`, a task per block of lines."""
+    positions = da.from_array(other_positions, chunks=(arr.chunks[0],))
+    return da.blockwise(
+        _resample_lines, "ji" if transpose else "ij", arr, "ij", positions, "i",
+        plan=plan, poly=poly, sgn=sgn, sicd_axis=sicd_axis, transpose=transpose,
+        adjust_chunks={"j": plan.n_out}, dtype=np.complex64, meta=arr._meta,
     )
 
 
@@ -117,12 +107,12 @@ def resample_slc(
     # the rechunk copies anyway: through a lazy transpose its copies come out range-major,
     # so the azimuth FFTs run along contiguous memory (about twice as fast as strided)
     step1 = step1.T.rechunk({0: cfg.chunk_range, 1: -1})
-    step2 = _pass(step1, plan_az, p_col, s_col, 1, plan_rg.positions_out())
+    step2 = _pass(step1, plan_az, p_col, s_col, 1, plan_rg.positions_out(), transpose=True)
     p_row = off_axis_poly(p_col, p_row, 1, s_col, s_row)
     p_col = np.zeros((1, 1))
     if not cfg.deskew:  # nothing was deskewed: the input's skew is still in the data
         p_row, p_col = _poly(grid.Row), _poly(grid.Col)
-    return step2.T.rechunk((cfg.store_chunk, cfg.store_chunk)), p_row, p_col
+    return step2.rechunk((cfg.store_chunk, cfg.store_chunk)), p_row, p_col
 
 
 def geolocation_graph(sicd_out: Any, step: int, hae: float | None) -> da.Array:
