@@ -51,22 +51,41 @@ def _resample_lines(
     the deskew. `transpose` returns the result transposed and contiguous: done here, in
     parallel tasks, it spares a single-threaded strided copy wherever blocks are assembled.
     """
-    phase = skew_phase(poly, sicd_axis, plan.positions_in(), other_positions, sgn,
-                       array_module(block))
+    phase = skew_phase(
+        poly, sicd_axis, plan.positions_in(), other_positions, sgn, array_module(block)
+    )
     if phase is not None and sicd_axis == 0:
         phase = phase.T  # skew_phase is laid out (range, azimuth)
     out = resample_axis(block, plan, axis=1, phase=phase)
     return array_module(out).ascontiguousarray(out.T) if transpose else out
 
 
-def _pass(arr: da.Array, plan: AxisPlan, poly: np.ndarray, sgn: int, sicd_axis: int,
-          other_positions: np.ndarray, transpose: bool = False) -> da.Array:
+def _pass(
+    arr: da.Array,
+    plan: AxisPlan,
+    poly: np.ndarray,
+    sgn: int,
+    sicd_axis: int,
+    other_positions: np.ndarray,
+    transpose: bool = False,
+) -> da.Array:
     """One resampling pass along the last axis of `arr`, a task per block of lines."""
     positions = da.from_array(other_positions, chunks=(arr.chunks[0],))
     return da.blockwise(
-        _resample_lines, "ji" if transpose else "ij", arr, "ij", positions, "i",
-        plan=plan, poly=poly, sgn=sgn, sicd_axis=sicd_axis, transpose=transpose,
-        adjust_chunks={"j": plan.n_out}, dtype=np.complex64, meta=arr._meta,
+        _resample_lines,
+        "ji" if transpose else "ij",
+        arr,
+        "ij",
+        positions,
+        "i",
+        plan=plan,
+        poly=poly,
+        sgn=sgn,
+        sicd_axis=sicd_axis,
+        transpose=transpose,
+        adjust_chunks={"j": plan.n_out},
+        dtype=np.complex64,
+        meta=arr._meta,
     )
 
 

@@ -54,14 +54,12 @@ def warp_bilinear(image: Any, a: np.ndarray, size: int) -> tuple[Any, Any]:
     ri = xp.arange(size, dtype=xp.float64)[None, :]
     col = (a[0, 0] * ai + a[0, 2]) + a[0, 1] * ri
     row = (a[1, 0] * ai + a[1, 2]) + a[1, 1] * ri
-    # a least-squares fit puts exact integers at 0.9999999: snap them, so a zero-weight
-    # neighbour never decides a pixel's validity
-    col = xp.where(xp.abs(col - xp.rint(col)) < 1e-6, xp.rint(col), col)
-    row = xp.where(xp.abs(row - xp.rint(row)) < 1e-6, xp.rint(row), row)
-    c0 = xp.floor(col)
-    r0 = xp.floor(row)
-    fc = (col - c0).astype(xp.float32).reshape(-1, 1)
-    fr = (row - r0).astype(xp.float32).reshape(-1, 1)
+    # a least-squares fit puts exact integers at 0.9999999: the floor takes them as 1 with a
+    # zero weight on 0, so a zero-weight neighbour never decides a pixel's validity
+    c0 = xp.floor(col + 1e-6)
+    r0 = xp.floor(row + 1e-6)
+    fc = xp.maximum(col - c0, 0).astype(xp.float32).reshape(-1, 1)
+    fr = xp.maximum(row - r0, 0).astype(xp.float32).reshape(-1, 1)
     inside = ((c0 >= 0) & (r0 >= 0) & (c0 <= w - 2) & (r0 <= h - 2)).reshape(-1)
     idx = xp.where(inside, r0.reshape(-1) * w + c0.reshape(-1), 0).astype(xp.int32)
     flat = xp.ascontiguousarray(image).view(xp.uint32).reshape(-1)
@@ -74,5 +72,7 @@ def warp_bilinear(image: Any, a: np.ndarray, size: int) -> tuple[Any, Any]:
     p00, p01, p10, p11 = (c[:, :3].astype(xp.float32) for c in corners)
     top = p00 + (p01 - p00) * fc
     pix = top + (p10 + (p11 - p10) * fc - top) * fr
-    out = xp.where(ok[:, None], xp.rint(pix), 0).astype(xp.uint8)
+    pix += 0.5  # values are in [0, 255]: truncation after +0.5 rounds
+    out = pix.astype(xp.uint8)
+    out[~ok] = 0
     return out.reshape(size, size, 3), ok.reshape(size, size)
