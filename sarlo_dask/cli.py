@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import typer
+
+T = TypeVar("T")
 
 app = typer.Typer(
     add_completion=False,
@@ -77,13 +80,23 @@ def _configure(loader: Any, path: object, settings: dict[str, object]) -> Any:
         raise typer.Exit(2) from None
 
 
+def _on_cluster(cluster: str, workers: int | None, stage: Callable[[Any, Any], T]) -> T:
+    """Run `stage(client, progress)` on a cluster, showing the dashboard link and progress."""
+    from distributed import progress
+
+    from sarlo_dask.cluster import make_client
+
+    with make_client(cluster, n_workers=workers) as client:
+        typer.echo(f"dashboard: {client.dashboard_link}")
+        result = stage(client, lambda futures: progress(futures))
+    typer.echo("")
+    return result
+
+
 def _run_standardize(
     inputs: list[str], work: str, cluster: str, workers: int | None, **settings: object
 ) -> int:
-    from distributed import progress
-
     from sarlo_dask.catalog import expand_inputs
-    from sarlo_dask.cluster import make_client
     from sarlo_dask.config import load_config
     from sarlo_dask.pipeline import exit_code, standardize_scenes, summary
 
@@ -94,12 +107,11 @@ def _run_standardize(
         typer.echo("error: no scenes found in the inputs", err=True)
         return 4
     t0 = time.perf_counter()
-    with make_client(cluster, n_workers=workers) as client:
-        typer.echo(f"dashboard: {client.dashboard_link}")
-        results = standardize_scenes(
-            urls, work, cfg, client, progress=lambda futures: progress(futures)
-        )
-    typer.echo("")
+    results = _on_cluster(
+        cluster,
+        workers,
+        lambda client, progress: standardize_scenes(urls, work, cfg, client, progress=progress),
+    )
     for r in results:
         typer.echo(r.line(), err=r.status == "failed")
     s = summary(results)
@@ -115,7 +127,7 @@ def _run_standardize(
 def standardize(
     inputs: Annotated[list[str], typer.Argument(help="SICD files, folders, globs, s3:// prefixes")],
     work: Annotated[str, typer.Option(help="work store URL (local folder, s3://...)")],
-    spacing: float = typer.Option(0.8, help="target spacing, m"),
+    spacing: float | None = typer.Option(None, help="target spacing, m (default 0.8)"),
     config: Path | None = typer.Option(None, help="YAML configuration"),
     min_size: int | None = typer.Option(None, help="smallest output size, px (default 1024)"),
     cluster: ClusterOpt = "local",
@@ -129,19 +141,15 @@ def standardize(
 
 
 def _run_tiles(work: str, cluster: str, workers: int | None, **settings: object) -> int:
-    from distributed import progress
-
-    from sarlo_dask.cluster import make_client
     from sarlo_dask.config import load_tile_config
     from sarlo_dask.pipeline import tile_scenes
 
     config = settings.pop("config", None)
     cfg = _configure(load_tile_config, config, settings)
     t0 = time.perf_counter()
-    with make_client(cluster, n_workers=workers) as client:
-        typer.echo(f"dashboard: {client.dashboard_link}")
-        results = tile_scenes(work, cfg, client, progress=lambda futures: progress(futures))
-    typer.echo("")
+    results = _on_cluster(
+        cluster, workers, lambda client, progress: tile_scenes(work, cfg, client, progress=progress)
+    )
     for r in results:
         typer.echo(r.line())
         for item in r.errors:

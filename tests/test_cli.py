@@ -103,3 +103,21 @@ def test_yaml_sections_and_bad_settings(tmp_path):
     assert res.returncode == 2
     assert res.stderr.strip().startswith("error: invalid settings: preview_scale")
     assert res.stderr.strip().count("\n") == 0
+
+
+def test_yaml_spacing_is_not_overridden_by_a_default_flag(scenes, tmp_path):
+    cfg = tmp_path / "b.yaml"
+    cfg.write_text("standardize:\n  spacing: 1.0\n  min_size: 64\n")
+    res = sarlo(
+        "standardize",
+        str(scenes["coarse"]),
+        "--work",
+        str(tmp_path / "w"),
+        "--config",
+        str(cfg),
+        "--workers",
+        "1",
+    )
+    assert res.returncode == 0, res.stderr
+    ds = xr.open_zarr(tmp_path / "w" / "scenes" / "coarse.zarr")
+    assert abs(ds.attrs["spacing_eff_rg"] - 1.0) < 0.01
