@@ -143,3 +143,54 @@ def test_clean_properties(text):
 @given(st.text(max_size=200))
 def test_clean_and_label_take_any_text(text):
     assert isinstance(label(clean(text)), str)
+
+
+def test_stats_equal_hand_computed_values():
+    from sarlo_dask.captions import dataset_stats, format_table
+
+    samples = [
+        {
+            "split": "train",
+            "label": "urban",
+            "caption": {
+                "SHORT": "Dense urban blocks.",
+                "MID": "Dense urban blocks near a river.",
+                "LONG": "Dense urban blocks near a river, crossed by two bridges.",
+            },
+        },
+        {
+            "split": "train",
+            "label": "water",
+            "caption": {
+                "SHORT": "Dense urban blocks.",
+                "MID": "A river with a bridge.",
+                "LONG": "A wide river with a bridge and a small port.",
+            },
+        },
+        {
+            "split": "test",
+            "label": "urban",
+            "caption": {
+                "SHORT": "A town.",
+                "MID": "A small town by a lake.",
+                "LONG": "A small town by a lake, with fields to the north.",
+            },
+        },
+    ]
+    s = dataset_stats(samples)
+    short = s["captions"]["SHORT"]
+    # word counts 3, 3, 2: mean 8/3, P10 = 2 + 0.2 * (3 - 2) = 2.2, P90 = 3
+    assert short["n"] == 3 and short["mean_words"] == pytest.approx(8 / 3)
+    assert short["p10_words"] == pytest.approx(2.2) and short["p90_words"] == 3
+    assert short["vocabulary"] == 5  # dense urban blocks a town
+    assert short["duplicate_rate"] == pytest.approx(1 / 3)
+    mid = s["captions"]["MID"]  # 6, 5, 6 words
+    assert mid["mean_words"] == pytest.approx(17 / 3) and mid["duplicate_rate"] == 0
+    assert mid["vocabulary"] == 12
+    assert s["labels"]["train"] == {
+        "urban": {"count": 1, "fraction": 0.5},
+        "water": {"count": 1, "fraction": 0.5},
+    }
+    assert s["labels"]["all"]["urban"] == {"count": 2, "fraction": 2 / 3}
+    table = format_table(s)
+    assert table.splitlines()[1].split()[:2] == ["SHORT", "3"]

@@ -2,5 +2,15 @@
 
 from sarlo_dask.captions.clean import clean
 from sarlo_dask.captions.label import OTHER, label, load_vocabulary, scores
+from sarlo_dask.captions.stats import dataset_stats, format_table, length_stats
 
-__all__ = ["OTHER", "clean", "label", "load_vocabulary", "scores"]
+__all__ = [
+    "OTHER",
+    "clean",
+    "dataset_stats",
+    "format_table",
+    "label",
+    "length_stats",
+    "load_vocabulary",
+    "scores",
+]
