@@ -15,3 +15,9 @@ class SceneError(Exception):
     def __reduce__(self) -> tuple[type[SceneError], tuple[str, str, str]]:
         # keep the fields when the error crosses a process boundary (Dask workers)
         return (SceneError, (self.where, self.reason, self.stage))
+
+
+def one_line(exc: BaseException, limit: int = 300) -> str:
+    """An exception's message on one line, at most `limit` characters (its type if empty)."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text[:limit]

@@ -12,7 +12,7 @@ from typing import Any
 
 from sarlo_dask import __version__
 from sarlo_dask.config import StandardizeConfig, TileConfig
-from sarlo_dask.errors import SceneError
+from sarlo_dask.errors import SceneError, one_line
 from sarlo_dask.sicd import evict, open_sicd, scene_id_from_url
 from sarlo_dask.standardize import open_scene_store, standardize_scene
 from sarlo_dask.store import (
@@ -49,8 +49,7 @@ class SceneResult:
 def _reason(exc: BaseException) -> tuple[str, str]:
     if isinstance(exc, SceneError):
         return exc.reason, exc.stage
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return f"{type(exc).__name__}: {text[:300]}", "standardize"
+    return f"{type(exc).__name__}: {one_line(exc)}", "standardize"
 
 
 def standardize_scenes(

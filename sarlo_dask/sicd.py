@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from sarlo_dask.errors import SceneError
+from sarlo_dask.errors import SceneError, one_line
 
 SPEED_OF_LIGHT = 299792458.0
 SICD_PIXEL_TYPES = ("RE32F_IM32F", "RE16I_IM16I", "AMP8I_PHS8I")
@@ -146,7 +146,7 @@ def _open_reader(source: Any, where: str) -> Any:
         short = _truncation(source)
         if short:
             raise SceneError(where, short) from None
-        raise SceneError(where, f"not a readable SICD NITF ({_one_line(exc)})") from None
+        raise SceneError(where, f"not a readable SICD NITF ({one_line(exc)})") from None
     return reader
 
 
@@ -175,11 +175,6 @@ def _truncation(source: Any) -> str:
     return ""
 
 
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text[:300]
-
-
 def read_sicd_meta(url: str, storage_options: dict[str, Any] | None = None) -> Any:
     """The SICD structure of the scene at `url` (sarpy SICDType), or a SceneError.
 
@@ -206,7 +201,7 @@ def read_sicd_meta(url: str, storage_options: dict[str, Any] | None = None) -> A
     except SceneError:
         raise
     except Exception as exc:
-        raise SceneError(url, f"cannot read ({_one_line(exc)})") from None
+        raise SceneError(url, f"cannot read ({one_line(exc)})") from None
 
 
 def check_sicd(sicd: Any, where: str, min_spacing: float, max_spacing: float) -> None:
@@ -271,7 +266,7 @@ def _read_columns(url: str, storage_options: dict[str, Any] | None, c0: int, c1:
             block = reader[:, c0:c1]
     except Exception as exc:
         raise SceneError(
-            url, f"pixel read failed for columns {c0}:{c1} ({_one_line(exc)}); truncated file?"
+            url, f"pixel read failed for columns {c0}:{c1} ({one_line(exc)}); truncated file?"
         ) from None
     out = np.ascontiguousarray(np.asarray(block).T, dtype=np.complex64)
     return out
