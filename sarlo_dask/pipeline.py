@@ -26,7 +26,7 @@ from sarlo_dask.store import (
     tiles_marker_url,
     write_json,
 )
-from sarlo_dask.tile_stage import make_tile, tile_done
+from sarlo_dask.tile_stage import make_tile, stored_summary
 from sarlo_dask.tiles import Window, tile_windows
 
 
@@ -149,6 +149,17 @@ class SceneTiles:
     optical_failed: list[dict[str, Any]] = field(default_factory=list)
     errors: list[dict[str, Any]] = field(default_factory=list)
 
+    def record(self, summary: dict[str, Any]) -> None:
+        """Count one tile's outcome (a tile_stage summary)."""
+        if summary["status"] != "kept":
+            self.refused.append({"key": summary["key"], "reason": summary["status"]})
+            return
+        self.kept += 1
+        if summary["optical"] not in ("ok", "no optical source"):
+            self.optical_failed.append({"key": summary["key"], "reason": summary["optical"]})
+            if summary["retry"]:
+                self.status = "incomplete"  # transient: a later run fills what is missing
+
     def line(self) -> str:
         if self.status == "skipped":
             return f"skipped {self.scene_id}: tiles already complete"
@@ -205,8 +216,9 @@ def tile_scenes(
         for w in tile_windows(
             scene_id, ds.sizes["azimuth"], ds.sizes["range"], cfg.size, cfg.stride
         ):
-            if tile_done(work, w, so):
-                res.kept += 1
+            done = stored_summary(work, w, so)
+            if done is not None:  # completed by an earlier run: recorded the same way
+                res.record(done)
                 continue
             fut = client.submit(
                 make_tile, store, work, w, cfg, pure=False, key=f"tile-{w.key}-{cfg.digest()}"
@@ -225,14 +237,7 @@ def tile_scenes(
             continue
         finally:
             future.release()
-        if summary["status"] == "kept":
-            res.kept += 1
-            if summary["optical"] not in ("ok", "no optical source"):
-                res.optical_failed.append({"key": w.key, "reason": summary["optical"]})
-                if summary["optical"].startswith("failed") and "unavailable" in summary["optical"]:
-                    res.status = "incomplete"  # transient: a later run fills what is missing
-        else:
-            res.refused.append({"key": w.key, "reason": summary["status"]})
+        res.record(summary)
     for res in results.values():
         res.refused.sort(key=lambda d: d["key"])
         res.optical_failed.sort(key=lambda d: d["key"])

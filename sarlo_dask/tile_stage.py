@@ -48,14 +48,27 @@ def npy_bytes(array: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def tile_done(work: str, w: Window, storage_options: dict[str, Any]) -> bool:
-    """True when the tile's meta.json exists and does not ask for an optical retry."""
+def tile_summary(meta: dict[str, Any]) -> dict[str, Any]:
+    """What the pipeline records of a kept tile, from its meta.json (fresh or from a past run)."""
+    optical = meta.get("optical", {})
+    return {
+        "key": meta["key"],
+        "valid_fraction": meta["valid_fraction"],
+        "status": "kept",
+        "optical": optical.get("status", "no optical source"),
+        "retry": bool(optical.get("retry", False)),
+    }
+
+
+def stored_summary(work: str, w: Window, storage_options: dict[str, Any]) -> dict[str, Any] | None:
+    """The summary of a tile an earlier run completed, or None when it must be made (again):
+    no meta.json yet, or one that asks for an optical retry."""
     fs, path = filesystem(tile_meta_url(work, w), storage_options)
     if not fs.exists(path):
-        return False
+        return None
     with fs.open(path, "rb") as f:
-        meta = json.loads(f.read())
-    return not meta.get("optical", {}).get("retry", False)
+        summary = tile_summary(json.loads(f.read()))
+    return None if summary["retry"] else summary
 
 
 def make_tile(store_url: str, work: str, w: Window, cfg: TileConfig) -> dict[str, Any]:
@@ -162,6 +175,4 @@ def make_tile(store_url: str, work: str, w: Window, cfg: TileConfig) -> dict[str
             f.write(data)
     with fs.open(f"{root}/{w.key}.meta.json", "wb") as f:  # last: the tile's marker
         f.write(json.dumps(meta, indent=1, sort_keys=True).encode())
-    summary["status"] = "kept"
-    summary["optical"] = meta["optical"]["status"]
-    return summary
+    return tile_summary(meta)
