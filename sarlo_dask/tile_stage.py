@@ -101,7 +101,6 @@ def make_tile(store_url: str, work: str, w: Window, cfg: TileConfig) -> dict[str
         **tile_geometry(w, ds, sicd, src_sicd),
         "preview": {
             "format": cfg.preview_format,
-            "scale": "20 log10 |z|",
             "clip_percentiles": [cfg.preview_low_percentile, cfg.preview_high_percentile],
         },
         "provenance": {

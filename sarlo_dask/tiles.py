@@ -36,6 +36,12 @@ class Window:
         return slice(self.a0, self.a0 + self.size), slice(self.r0, self.r0 + self.size)
 
 
+def tile_corners(size: int) -> np.ndarray:
+    """Tile-local (azimuth, range) of the four corner pixels, in meta.json's corner order."""
+    last = size - 1
+    return np.array([[0, 0], [0, last], [last, last], [last, 0]], dtype="float64")
+
+
 def window_starts(n: int, size: int, stride: int) -> list[int]:
     if n < size:
         return []
@@ -202,10 +208,7 @@ def tile_geometry(w: Window, ds: Any, sicd: Any, source_sicd: Any) -> dict[str, 
     llh = tile_llh(ds.lat, ds.lon, ds.hae, pts[:, 0], pts[:, 1])
     ecf = llh_to_ecf(llh)
     last = w.size - 1
-    corners_px = np.array(
-        [[w.a0, w.r0], [w.a0, w.r0 + last], [w.a0 + last, w.r0 + last], [w.a0 + last, w.r0]],
-        dtype="float64",
-    )
+    corners_px = tile_corners(w.size) + [w.a0, w.r0]
     corners = tile_llh(ds.lat, ds.lon, ds.hae, corners_px[:, 0], corners_px[:, 1])
     centre = tile_llh(
         ds.lat, ds.lon, ds.hae, np.array([w.a0 + last / 2]), np.array([w.r0 + last / 2])

@@ -15,7 +15,7 @@ from sarlo_dask.optical.mosaic import Mosaic, build_mosaic, write_geotiff
 from sarlo_dask.optical.sources import OpticalSource
 from sarlo_dask.optical.tilemath import ground_resolution
 from sarlo_dask.optical.warp import fit_affine, residual_sar_px, warp_bilinear
-from sarlo_dask.tiles import Window, tile_llh
+from sarlo_dask.tiles import Window, tile_corners, tile_llh
 
 
 @dataclass(frozen=True)
@@ -36,12 +36,7 @@ def _grid(size: int, n: int) -> np.ndarray:
 
 def fit_points(w: Window, ds: Any, n: int) -> tuple[np.ndarray, np.ndarray]:
     """(tile pixel (azimuth, range), (lat, lon)) of the fit points, geolocated by tie points."""
-    last = w.size - 1
-    sar = (
-        np.array([[0, 0], [0, last], [last, last], [last, 0]], dtype="float64")
-        if n < 2
-        else _grid(w.size, n)
-    )
+    sar = tile_corners(w.size) if n < 2 else _grid(w.size, n)
     llh = tile_llh(ds.lat, ds.lon, ds.hae, sar[:, 0] + w.a0, sar[:, 1] + w.r0)
     return sar, llh[:, :2]
 
@@ -100,11 +95,9 @@ def pair_tile(
         )
     elif residual > cfg.max_residual_px:
         status = f"failed: affine residual {residual:.2f} px > {cfg.max_residual_px} px"
-    last = w.size - 1
-    corners = np.array([[0, 0], [0, last], [last, last], [last, 0]], dtype="float64")
-    corners_ll = tile_llh(ds.lat, ds.lon, ds.hae, corners[:, 0] + w.a0, corners[:, 1] + w.r0)
+    corners_ll = latlon if cfg.fit_grid < 2 else fit_points(w, ds, 0)[1]
     meta = {
-        "corners_wgs84": corners_ll[:, :2].tolist(),
+        "corners_wgs84": corners_ll.tolist(),
         "source": source.describe(),
         "zoom": cfg.zoom if mosaic.zoom is not None else None,
         "fit_points": np.column_stack([sar, latlon]).tolist(),
