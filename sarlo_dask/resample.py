@@ -113,12 +113,6 @@ def off_axis_poly(
     return out
 
 
-def _bins(n: int) -> np.ndarray:
-    """Signed DFT bin indices with |k| < n / 2 (the Nyquist bin of an even n left out)."""
-    half = (n - 1) // 2
-    return np.concatenate([np.arange(0, half + 1), np.arange(-half, 0)])
-
-
 def resample_axis(
     block: Any, plan: AxisPlan, axis: int, phase: Any | None = None, workers: int | None = None
 ) -> Any:

@@ -10,11 +10,10 @@ import io
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
-from sarlo_dask.optical.sources import GeoTIFFSource, OpticalSource, TileFailure
+from sarlo_dask.optical.sources import GeoTIFFSource, OpticalSource, TileFailure, XYZTiles
 from sarlo_dask.optical.tilemath import TILE_PX, global_pixel, tiles_for_bbox
 from sarlo_dask.optical.warp import rgba
 
@@ -122,7 +121,7 @@ class _DecodedTiles:
 DECODED = _DecodedTiles()
 
 
-def xyz_mosaic(source: Any, west: float, south: float, east: float, north: float) -> Mosaic:
+def xyz_mosaic(source: XYZTiles, west: float, south: float, east: float, north: float) -> Mosaic:
     z = source.zoom
     x0, y0, x1, y1 = tiles_for_bbox(west, south, east, north, z)
     tiles = [(z, x, y) for y in range(y0, y1 + 1) for x in range(x0, x1 + 1)]

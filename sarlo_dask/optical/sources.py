@@ -31,7 +31,10 @@ TileResult = bytes | None | TileFailure
 
 
 class XYZTiles(Protocol):
-    zoom: int
+    """What a mosaic needs of an XYZ source: its zoom, a description, and a batch fetch."""
+
+    @property
+    def zoom(self) -> int: ...
 
     def describe(self) -> str: ...
 
