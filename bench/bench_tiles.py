@@ -131,11 +131,10 @@ def cache_hit_ratio(store: str, optical: str, zoom: int, root: Path) -> tuple[fl
         zoom=zoom,
         cache_dir=str(cache),
     )
-    ds = open_scene_store(store, chunks=None)[["lat", "lon", "hae"]].load()
+    scene = open_scene_store(store, chunks=None)
+    ds = scene[["lat", "lon", "hae"]].load()
     lookups = 0
-    for w in tile_windows(
-        "s", ds.sizes["tp_azimuth"] and int(ds.tp_azimuth[-1]) + 1, int(ds.tp_range[-1]) + 1
-    ):
+    for w in tile_windows("s", scene.sizes["azimuth"], scene.sizes["range"]):
         _, meta = pair_tile(w, ds, source, PairConfig(zoom=zoom))
         lookups += meta["tiles"]
     httpd.shutdown()
