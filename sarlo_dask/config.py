@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 class StandardizeConfig(BaseModel):
@@ -59,6 +59,13 @@ class TileConfig(BaseModel):
         0.5, ge=0, le=1, description="keep a tile when this much is valid SAR"
     )
     preview_format: str = Field("png", pattern="^(png|jpg)$")
+    png_compress_level: int = Field(
+        1,
+        ge=0,
+        le=9,
+        description="zlib level of the PNGs: speckle gains under 4% at any level, so 1 "
+        "(the optical PNG grows by about half over level 6, still small next to the .npy)",
+    )
     preview_scale: str = Field(
         "auto",
         pattern="^(auto|amplitude|sigma0)$",
@@ -89,6 +96,91 @@ class TileConfig(BaseModel):
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+STYLE = "Do not use color terms in the text description. Avoid hypothesis or vague wording."
+
+
+class PromptSpec(BaseModel):
+    """One caption length: the instruction for chat VLMs, a text prefix for captioners
+    (BLIP's conditional text; empty for none) and the generation limits."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    text: str
+    prefix: str = ""
+    max_new_tokens: int = Field(64, ge=1)
+    min_new_tokens: int = Field(0, ge=0)
+
+
+def _default_prompts() -> dict[str, PromptSpec]:
+    return {
+        "SHORT": PromptSpec(
+            text="Describe the key structural features of the satellite image in a few words. "
+            + STYLE,
+            max_new_tokens=32,
+        ),
+        "MID": PromptSpec(
+            text="Describe the satellite image in one or two sentences: the main land cover, "
+            "structures and their layout. " + STYLE,
+            max_new_tokens=64,
+        ),
+        "LONG": PromptSpec(
+            text="Describe the satellite image in detail: land cover, buildings, roads, water, "
+            "vegetation and how they are arranged. " + STYLE,
+            max_new_tokens=128,
+        ),
+    }
+
+
+class CaptionConfig(BaseModel):
+    """The caption stage: which model, on what, with which prompts; None model: no captions."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model: str | None = Field(None, description="local folder or hub id of the caption model")
+    kind: str = Field(
+        "auto",
+        pattern="^(auto|chat|captioner)$",
+        description="auto: chat when the processor has a chat template",
+    )
+    image: str = Field(
+        "optical",
+        pattern="^(optical|sar)$",
+        description="caption the warped optical patch, or the SAR preview (builds without optical)",
+    )
+    device: str = Field("auto", pattern="^(auto|cpu|cuda)$")
+    dtype: str = Field(
+        "auto",
+        pattern="^(auto|float16|bfloat16|float32)$",
+        description="auto: bf16 (else fp16) on GPU, fp32 on CPU",
+    )
+    batch_size: int = Field(8, ge=1, description="tiles per model call")
+    max_in_flight: int = Field(
+        0, ge=0, description="caption batches queued on the cluster at once; 0: 2 per worker"
+    )
+    retries: int = Field(2, ge=0, description="retries of a failed caption batch")
+    prompts: dict[str, PromptSpec] = Field(default_factory=_default_prompts)
+    rewrite_model: str | None = Field(
+        None, description="optional text-generation model for an LLM cleanup pass"
+    )
+    rewrite_instruction: str = (
+        "Rewrite this satellite image description without color terms and without "
+        "speculative wording; keep every fact. Answer with the description only."
+    )
+    rewrite_max_new_tokens: int = Field(160, ge=1)
+    trust_remote_code: bool = False
+
+    @field_validator("prompts")
+    @classmethod
+    def _three(cls, v: dict[str, PromptSpec]) -> dict[str, PromptSpec]:
+        if set(v) != {"SHORT", "MID", "LONG"}:
+            raise ValueError(f"prompts must be SHORT, MID and LONG, not {sorted(v)}")
+        return v
+
+    def digest(self) -> str:
+        text = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
 def load_config(path: str | Path | None = None, **overrides: Any) -> StandardizeConfig:
     """The scene-stage config from YAML (a `standardize:` section or a flat mapping) + flags."""
     return _load(StandardizeConfig, "standardize", path, overrides)
@@ -97,6 +189,11 @@ def load_config(path: str | Path | None = None, **overrides: Any) -> Standardize
 def load_tile_config(path: str | Path | None = None, **overrides: Any) -> TileConfig:
     """The tile-stage config from YAML (a `tiles:` section) + flags."""
     return _load(TileConfig, "tiles", path, overrides)
+
+
+def load_caption_config(path: str | Path | None = None, **overrides: Any) -> CaptionConfig:
+    """The caption-stage config from YAML (a `captions:` section) + flags."""
+    return _load(CaptionConfig, "captions", path, overrides)
 
 
 def _load(model: Any, section: str, path: str | Path | None, overrides: dict[str, Any]) -> Any:

@@ -7,6 +7,7 @@ written last: a tile is complete when its meta.json exists and asks for no retry
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import os
@@ -71,14 +72,19 @@ def stored_summary(work: str, w: Window, storage_options: dict[str, Any]) -> dic
     return None if summary["retry"] else summary
 
 
+@functools.lru_cache(maxsize=4)
+def _scene_sicds(sicd_xml: str, source_xml: str) -> tuple[Any, Any]:
+    """The scene's two SICDs, parsed once per process (tiles of a scene share them; read only)."""
+    return sicd_from_xml(sicd_xml), sicd_from_xml(source_xml)
+
+
 def make_tile(store_url: str, work: str, w: Window, cfg: TileConfig) -> dict[str, Any]:
     """Cut, check, preview and pair one tile; write its members; return a one-line summary."""
     from sarlo_dask.standardize import open_scene_store
 
     so = cfg.storage_options
     ds = open_scene_store(store_url, so, chunks=None)
-    sicd = sicd_from_xml(ds.attrs["sicd_xml"])
-    src_sicd = sicd_from_xml(ds.attrs["source_sicd_xml"])
+    sicd, src_sicd = _scene_sicds(ds.attrs["sicd_xml"], ds.attrs["source_sicd_xml"])
     ia, ir = w.slices()
     patch = np.asarray(ds.slc[ia, ir].values, dtype=np.complex64)
     poly = sicd.ImageData.ValidData
@@ -127,11 +133,15 @@ def make_tile(store_url: str, work: str, w: Window, cfg: TileConfig) -> dict[str
         }
     members = {
         f"{w.key}.sar.npy": npy_bytes(patch),
-        f"{w.key}.sar.{cfg.preview_format}": encode_image(preview, cfg.preview_format),
+        f"{w.key}.sar.{cfg.preview_format}": encode_image(
+            preview, cfg.preview_format, compress_level=cfg.png_compress_level
+        ),
     }
     if cfg.speckle_filter:
         lee, lee_clip = db_preview(refined_lee(power), spec)
-        members[f"{w.key}.sar_lee.{cfg.preview_format}"] = encode_image(lee, cfg.preview_format)
+        members[f"{w.key}.sar_lee.{cfg.preview_format}"] = encode_image(
+            lee, cfg.preview_format, compress_level=cfg.png_compress_level
+        )
         meta["preview"]["refined_lee"] = {"window": 7, "looks": 1, "clip_db": list(lee_clip)}
     if cfg.optical:
         source = source_from_spec(
@@ -158,7 +168,9 @@ def make_tile(store_url: str, work: str, w: Window, cfg: TileConfig) -> dict[str
                     members[f"{w.key}.optic_mosaic.tif"] = f.read()
         meta["optical"] = optical
         if optical["status"] == "ok":
-            members[f"{w.key}.optic.png"] = encode_image(optic, "png")
+            members[f"{w.key}.optic.png"] = encode_image(
+                optic, "png", compress_level=cfg.png_compress_level
+            )
     else:
         meta["optical"] = {
             "corners_wgs84": [c[:2] for c in meta["corners_llh"]],

@@ -76,8 +76,11 @@ def polygon_mask(vertices: np.ndarray, a0: int, r0: int, size: int) -> np.ndarra
         crosses = (r >= min(r1, r2)) & (r < max(r1, r2))
         a_at = a1 + (r - r1) * (a2 - a1) / (r2 - r1)
         inside ^= crosses & (a <= a_at)
-    # points exactly on the polygon's boundary count as inside
-    return inside | _on_boundary(vr, va, a, r)
+    # points exactly on the polygon's boundary count as inside (only those outside can change)
+    out_a, out_r = np.nonzero(~inside)
+    if out_a.size:
+        inside[out_a, out_r] = _on_boundary(vr, va, out_a + float(a0), out_r + float(r0))
+    return inside
 
 
 def _on_boundary(vr: np.ndarray, va: np.ndarray, a: np.ndarray, r: np.ndarray) -> np.ndarray:
@@ -117,13 +120,18 @@ def db_preview(
     Percentiles are taken over the non-zero pixels, so invalid borders do not stretch it.
     """
     valid = power > 0
-    db = np.zeros(power.shape, dtype="float64")
-    db[valid] = 10 * np.log10(power[valid])
     if not valid.any():
         return np.zeros(power.shape, dtype=np.uint8), (0.0, 0.0)
-    lo, hi = np.percentile(db[valid], [spec.low_percentile, spec.high_percentile])
-    scaled = np.clip((db - lo) / max(hi - lo, 1e-12), 0, 1) * 254 + 1
-    return np.where(valid, np.round(scaled), 0).astype(np.uint8), (float(lo), float(hi))
+    # float32 is ample for 8-bit output (and halves the memory traffic)
+    db = np.zeros(power.shape, dtype=np.float32)
+    np.log10(power, out=db, where=valid, dtype=np.float32)
+    db *= 10
+    lo, hi = (
+        float(v) for v in np.percentile(db[valid], [spec.low_percentile, spec.high_percentile])
+    )
+    scaled = np.clip((db - np.float32(lo)) * np.float32(254 / max(hi - lo, 1e-12)), 0, 254)
+    scaled += 1.5  # 1..255; +0.5 so that the truncation rounds
+    return np.where(valid, scaled, 0).astype(np.uint8), (lo, hi)
 
 
 def amplitude_preview(patch: np.ndarray, spec: PreviewSpec = PreviewSpec()) -> np.ndarray:
@@ -147,7 +155,9 @@ def sigma0(patch: np.ndarray, sicd: Any, a0: int, r0: int) -> np.ndarray | None:
     return sf * np.abs(patch).astype("float64") ** 2
 
 
-def encode_image(image: np.ndarray, fmt: str = "png", quality: int = 90) -> bytes:
+def encode_image(
+    image: np.ndarray, fmt: str = "png", quality: int = 90, compress_level: int = 1
+) -> bytes:
     """PNG (lossless, no timestamps) or JPEG bytes; same pixels give the same bytes."""
     from PIL import Image
 
@@ -156,7 +166,7 @@ def encode_image(image: np.ndarray, fmt: str = "png", quality: int = 90) -> byte
     if fmt.lower() in ("jpg", "jpeg"):
         pil.save(buf, format="JPEG", quality=quality, optimize=False)
     elif fmt.lower() == "png":
-        pil.save(buf, format="PNG", optimize=False, compress_level=6)
+        pil.save(buf, format="PNG", optimize=False, compress_level=compress_level)
     else:
         raise ValueError(f"preview format {fmt!r}: use png or jpg")
     return buf.getvalue()

@@ -89,6 +89,13 @@ def _decode(data: bytes) -> np.ndarray:
     from PIL import Image
 
     with Image.open(io.BytesIO(data)) as im:
+        if im.mode == "RGB":
+            # Pillow holds RGB as 4 bytes a pixel: this packing is a copy, where
+            # convert("RGBA") costs as much as the decode itself
+            raw = np.frombuffer(im.tobytes("raw", "RGBX"), dtype=np.uint8)
+            px = raw.reshape(im.height, im.width, 4).copy()
+            px[..., 3] = 255
+            return px
         return np.asarray(im.convert("RGBA"))
 
 

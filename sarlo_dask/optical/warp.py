@@ -50,7 +50,27 @@ def warp_bilinear(image: Any, a: np.ndarray, size: int) -> tuple[Any, Any]:
     h, w = image.shape[:2]
     if h * w >= 2**31:
         raise ValueError(f"mosaic of {h} x {w} px is too large to index with int32")
-    ai = xp.arange(size, dtype=xp.float64)[:, None]
+    flat = xp.ascontiguousarray(image).view(xp.uint32).reshape(-1)
+    out = xp.empty((size, size, 3), dtype=xp.uint8)
+    ok = xp.empty((size, size), dtype=bool)
+    # on the CPU, bands of rows keep the temporaries in cache (about 1.5x faster than whole
+    # tiles); the GPU takes the tile at once
+    band = size if xp is not np else _CPU_BAND_ROWS
+    for a0 in range(0, size, band):
+        a1 = min(a0 + band, size)
+        out[a0:a1], ok[a0:a1] = _warp_rows(flat, h, w, a, a0, a1, size)
+    return out, ok
+
+
+_CPU_BAND_ROWS = 32
+
+
+def _warp_rows(
+    flat: Any, h: int, w: int, a: np.ndarray, a0: int, a1: int, size: int
+) -> tuple[Any, Any]:
+    """Rows a0:a1 of warp_bilinear's output, from the mosaic as flat uint32 RGBA."""
+    xp = array_module(flat)
+    ai = xp.arange(a0, a1, dtype=xp.float64)[:, None]
     ri = xp.arange(size, dtype=xp.float64)[None, :]
     col = (a[0, 0] * ai + a[0, 2]) + a[0, 1] * ri
     row = (a[1, 0] * ai + a[1, 2]) + a[1, 1] * ri
@@ -62,7 +82,6 @@ def warp_bilinear(image: Any, a: np.ndarray, size: int) -> tuple[Any, Any]:
     fr = xp.maximum(row - r0, 0).astype(xp.float32).reshape(-1, 1)
     inside = ((c0 >= 0) & (r0 >= 0) & (c0 <= w - 2) & (r0 <= h - 2)).reshape(-1)
     idx = xp.where(inside, r0.reshape(-1) * w + c0.reshape(-1), 0).astype(xp.int32)
-    flat = xp.ascontiguousarray(image).view(xp.uint32).reshape(-1)
     corners = [flat[idx + offset].view(xp.uint8).reshape(-1, 4) for offset in (0, 1, w, w + 1)]
     alpha = xp.minimum(
         xp.minimum(corners[0][:, 3], corners[1][:, 3]),
@@ -75,4 +94,4 @@ def warp_bilinear(image: Any, a: np.ndarray, size: int) -> tuple[Any, Any]:
     pix += 0.5  # values are in [0, 255]: truncation after +0.5 rounds
     out = pix.astype(xp.uint8)
     out[~ok] = 0
-    return out.reshape(size, size, 3), ok.reshape(size, size)
+    return out.reshape(a1 - a0, size, 3), ok.reshape(a1 - a0, size)
