@@ -10,7 +10,7 @@ try:
 except PackageNotFoundError:  # running from a source tree without installing
     __version__ = "0.0.0+unknown"
 
-from sarlo_dask.config import StandardizeConfig
+from sarlo_dask.config import CaptionConfig, StandardizeConfig, TileConfig
 from sarlo_dask.errors import SceneError
 from sarlo_dask.geolocation import geolocate_tie_points, tie_point_step
 from sarlo_dask.resample import resample_axis
@@ -19,9 +19,11 @@ from sarlo_dask.simulate import SimulationSpec, simulate_scene
 from sarlo_dask.standardize import open_scene_store, standardize_scene
 
 __all__ = [
+    "CaptionConfig",
     "SceneError",
     "SimulationSpec",
     "StandardizeConfig",
+    "TileConfig",
     "__version__",
     "geolocate_tie_points",
     "open_scene_store",

@@ -141,14 +141,22 @@ def standardize(
 
 
 def _run_tiles(work: str, cluster: str, workers: int | None, **settings: object) -> int:
-    from sarlo_dask.config import load_tile_config
+    from sarlo_dask.config import load_caption_config, load_tile_config
     from sarlo_dask.pipeline import tile_scenes
 
     config = settings.pop("config", None)
+    caption = {
+        "model": settings.pop("caption_model", None),
+        "image": settings.pop("caption_image", None),
+        "batch_size": settings.pop("caption_batch", None),
+    }
+    ccfg = _configure(load_caption_config, config, {k: v for k, v in caption.items() if v})
     cfg = _configure(load_tile_config, config, settings)
     t0 = time.perf_counter()
     results = _on_cluster(
-        cluster, workers, lambda client, progress: tile_scenes(work, cfg, client, progress=progress)
+        cluster,
+        workers,
+        lambda client, progress: tile_scenes(work, cfg, client, progress=progress, captions=ccfg),
     )
     for r in results:
         typer.echo(r.line())
@@ -177,7 +185,14 @@ def tiles(
     fit_grid: int | None = typer.Option(None, help="0: affine from the 4 corners; n: n x n"),
     save_mosaic: bool | None = typer.Option(None, help="also each tile's mosaic as GeoTIFF"),
     tile_cache: str | None = typer.Option(None, help="folder for downloaded XYZ tiles"),
-    config: Path | None = typer.Option(None, help="YAML configuration (a `tiles:` section)"),
+    caption_model: str | None = typer.Option(
+        None, help="caption model (local folder or hub id); none: no captions"
+    ),
+    caption_image: str | None = typer.Option(None, help="optical (default) or sar"),
+    caption_batch: int | None = typer.Option(None, help="tiles per model call (default 8)"),
+    config: Path | None = typer.Option(
+        None, help="YAML configuration (`tiles:` and `captions:` sections)"
+    ),
     cluster: ClusterOpt = "local",
     workers: int | None = typer.Option(None),
 ) -> None:
@@ -197,6 +212,9 @@ def tiles(
             fit_grid=fit_grid,
             save_mosaic=save_mosaic,
             tile_cache=tile_cache,
+            caption_model=caption_model,
+            caption_image=caption_image,
+            caption_batch=caption_batch,
             config=config,
         )
     )

@@ -204,7 +204,7 @@ def _load(model: Any, section: str, path: str | Path | None, overrides: dict[str
             raise ValueError(f"{path}: expected a mapping of settings")
         if section in loaded:
             data = dict(loaded[section])
-        elif not any(k in loaded for k in ("standardize", "tiles")):
+        elif not any(k in loaded for k in ("standardize", "tiles", "captions", "release")):
             data = {k: v for k, v in loaded.items() if k in model.model_fields}
     data.update({k: v for k, v in overrides.items() if v is not None})
     return model(**data)

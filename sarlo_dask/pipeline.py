@@ -11,7 +11,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from sarlo_dask import __version__
-from sarlo_dask.config import StandardizeConfig, TileConfig
+from sarlo_dask.caption_stage import caption_batch, caption_url, stored_captions
+from sarlo_dask.config import CaptionConfig, StandardizeConfig, TileConfig
 from sarlo_dask.errors import SceneError, one_line
 from sarlo_dask.sicd import evict, open_sicd, scene_id_from_url
 from sarlo_dask.standardize import open_scene_store, standardize_scene
@@ -148,6 +149,9 @@ class SceneTiles:
     refused: list[dict[str, Any]] = field(default_factory=list)
     optical_failed: list[dict[str, Any]] = field(default_factory=list)
     errors: list[dict[str, Any]] = field(default_factory=list)
+    captioned: int = 0
+    uncaptioned: list[dict[str, Any]] = field(default_factory=list)
+    """tiles kept without captions, with the reason"""
 
     def record(self, summary: dict[str, Any]) -> None:
         """Count one tile's outcome (a tile_stage summary)."""
@@ -160,13 +164,23 @@ class SceneTiles:
             if summary["retry"]:
                 self.status = "incomplete"  # transient: a later run fills what is missing
 
+    def record_caption(self, summary: dict[str, Any]) -> None:
+        """Count one tile's caption outcome (a caption_stage summary)."""
+        if summary["captioned"]:
+            self.captioned += 1
+        else:
+            self.uncaptioned.append({"key": summary["key"], "reason": summary["reason"]})
+
     def line(self) -> str:
-        if self.status == "skipped":
-            return f"skipped {self.scene_id}: tiles already complete"
-        return (
+        text = (
             f"{self.status:10s} {self.scene_id}: {self.kept} tiles, {len(self.refused)} "
             f"refused, {len(self.optical_failed)} without optical, {len(self.errors)} failed"
         )
+        if self.status == "skipped" and not self.captioned:
+            text = f"skipped {self.scene_id}: tiles already complete"
+        if self.captioned or self.uncaptioned:
+            text += f"; {self.captioned} captioned, {len(self.uncaptioned)} without caption"
+        return text
 
 
 def completed_scenes(work: str, storage_options: dict[str, Any] | None = None) -> list[str]:
@@ -179,22 +193,116 @@ def completed_scenes(work: str, storage_options: dict[str, Any] | None = None) -
     return sorted(n[: -len(".done.json")] for n in names if n.endswith(".done.json"))
 
 
+class CaptionPool:
+    """Caption batches fed to the cluster as tile futures complete.
+
+    Batches are fixed runs of `batch_size` consecutive windows of a scene (captioning the
+    kept ones among them), so their make-up, and so the model's padded inputs, never
+    depend on the order tiles finish in: captions are the same bytes on every run. A
+    batch goes out once all its windows are done, at most `limit` batches are queued on
+    the cluster at once (backpressure), and on GPU clusters each asks for one GPU.
+    """
+
+    def __init__(self, client: Any, work: str, cfg: CaptionConfig, so: dict[str, Any]) -> None:
+        self.client, self.work, self.cfg, self.so = client, work, cfg, so
+        workers = client.scheduler_info()["workers"].values()
+        gpu = any(w.get("resources", {}).get("GPU") for w in workers)
+        self.resources = {"GPU": 1} if gpu else None
+        self.limit = cfg.max_in_flight or 2 * max(1, len(workers))
+        self.batch_of: dict[str, tuple[str, int]] = {}
+        self.left: dict[tuple[str, int], int] = {}
+        self.todo: dict[tuple[str, int], list[str]] = {}
+        self.ready: list[tuple[str, int]] = []
+        self.in_flight: dict[Any, tuple[str, int]] = {}
+        self.stored: dict[str, set[str]] = {}
+        self.done: list[tuple[str, dict[str, Any]]] = []
+        self.errors: list[tuple[str, dict[str, Any]]] = []
+
+    def plan(self, scene_id: str, windows: Sequence[Window]) -> None:
+        self.stored[scene_id] = stored_captions(self.work, scene_id, self.cfg, self.so)
+        b = self.cfg.batch_size
+        for i in range(0, len(windows), b):
+            batch = (scene_id, i // b)
+            self.left[batch] = len(windows[i : i + b])
+            self.todo[batch] = []
+            for w in windows[i : i + b]:
+                self.batch_of[w.key] = batch
+
+    def tile_done(self, scene_id: str, key: str, summary: dict[str, Any] | None) -> None:
+        """A window finished (summary None: it failed); its batch may now be ready."""
+        batch = self.batch_of[key]
+        if summary is not None and summary["status"] == "kept":
+            if key in self.stored[scene_id]:
+                rec = read_json(caption_url(self.work, scene_id, key), self.so)
+                self.done.append(
+                    (scene_id, {"key": key, "captioned": rec["caption"] is not None, **rec})
+                )
+            else:
+                self.todo[batch].append(key)
+        self.left[batch] -= 1
+        if self.left[batch] == 0 and self.todo[batch]:
+            self.ready.append(batch)
+
+    def submit_ready(self) -> list[Any]:
+        """Send ready batches while fewer than `limit` are queued; the futures sent."""
+        sent = []
+        while self.ready and len(self.in_flight) < self.limit:
+            batch = self.ready.pop(0)
+            scene_id = batch[0]
+            keys = sorted(self.todo[batch])
+            fut = self.client.submit(
+                caption_batch,
+                self.work,
+                scene_id,
+                keys,
+                self.cfg,
+                self.so,
+                pure=False,
+                key=f"caption-{keys[0]}-{self.cfg.digest()}",
+                retries=self.cfg.retries,
+                resources=self.resources,
+            )
+            self.in_flight[fut] = batch
+            sent.append(fut)
+        return sent
+
+    def owns(self, future: Any) -> bool:
+        return future in self.in_flight
+
+    def collect(self, future: Any) -> None:
+        batch = self.in_flight.pop(future)
+        scene_id = batch[0]
+        try:
+            for summary in future.result():
+                self.done.append((scene_id, summary))
+        except Exception as exc:
+            reason = _reason(exc)[0]
+            for key in sorted(self.todo[batch]):
+                self.errors.append((scene_id, {"key": key, "reason": f"caption: {reason}"}))
+        finally:
+            future.release()
+
+
 def tile_scenes(
     work: str,
     cfg: TileConfig,
     client: Any,
     scene_ids: Sequence[str] | None = None,
     progress: Callable[[list[Any]], None] | None = None,
+    captions: CaptionConfig | None = None,
 ) -> list[SceneTiles]:
-    """Cut every completed scene into tiles with previews, geometry and optical views."""
+    """Cut every completed scene into tiles with previews, geometry and optical views;
+    with a caption model in `captions`, caption them as they come (CaptionPool)."""
     from distributed import as_completed
 
     so = cfg.storage_options
     results: dict[str, SceneTiles] = {}
     pending: dict[Any, tuple[str, Window]] = {}
+    pool = CaptionPool(client, work, captions, so) if captions and captions.model else None
+    resumed: list[tuple[str, Window, dict[str, Any] | None]] = []
     for scene_id in scene_ids if scene_ids is not None else completed_scenes(work, so):
         marker = tiles_marker_url(work, scene_id)
-        if exists(marker, so):
+        if exists(marker, so) and pool is None:
             results[scene_id] = SceneTiles(
                 scene_id,
                 "skipped",
@@ -213,12 +321,16 @@ def tile_scenes(
             res.status = "incomplete"
             res.errors.append({"key": scene_id, "reason": _reason(exc)[0]})
             continue
-        for w in tile_windows(
+        windows = tile_windows(
             scene_id, ds.sizes["azimuth"], ds.sizes["range"], cfg.size, cfg.stride
-        ):
+        )
+        if pool is not None:
+            pool.plan(scene_id, windows)
+        for w in windows:
             done = stored_summary(work, w, so)
             if done is not None:  # completed by an earlier run: recorded the same way
                 res.record(done)
+                resumed.append((scene_id, w, done))
                 continue
             fut = client.submit(
                 make_tile, store, work, w, cfg, pure=False, key=f"tile-{w.key}-{cfg.digest()}"
@@ -226,18 +338,39 @@ def tile_scenes(
             pending[fut] = (scene_id, w)
     if progress is not None and pending:
         progress(list(pending))
-    for future in as_completed(list(pending)):
-        scene_id, w = pending[future]
-        res = results[scene_id]
-        try:
-            summary = future.result()
-        except Exception as exc:
-            res.status = "incomplete"
-            res.errors.append({"key": w.key, "reason": _reason(exc)[0]})
-            continue
-        finally:
-            future.release()
-        res.record(summary)
+    queue = as_completed(list(pending))
+    if pool is not None:
+        for scene_id, w, done in resumed:
+            pool.tile_done(scene_id, w.key, done)
+        for fut in pool.submit_ready():
+            queue.add(fut)
+    for future in queue:
+        if pool is not None and pool.owns(future):
+            pool.collect(future)
+        else:
+            scene_id, w = pending[future]
+            res = results[scene_id]
+            summary: dict[str, Any] | None = None
+            try:
+                summary = future.result()
+            except Exception as exc:
+                res.status = "incomplete"
+                res.errors.append({"key": w.key, "reason": _reason(exc)[0]})
+            finally:
+                future.release()
+            if summary is not None:
+                res.record(summary)
+            if pool is not None:
+                pool.tile_done(scene_id, w.key, summary)
+        if pool is not None:
+            for fut in pool.submit_ready():
+                queue.add(fut)
+    if pool is not None:
+        for scene_id, summary in sorted(pool.done, key=lambda d: d[1]["key"]):
+            results[scene_id].record_caption(summary)
+        for scene_id, err in pool.errors:
+            results[scene_id].status = "incomplete"
+            results[scene_id].errors.append(err)
     for res in results.values():
         res.refused.sort(key=lambda d: d["key"])
         res.optical_failed.sort(key=lambda d: d["key"])

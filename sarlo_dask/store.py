@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import uuid
 from typing import Any
 
 import fsspec
@@ -39,15 +41,39 @@ def exists(url: str, storage_options: dict[str, Any] | None = None) -> bool:
     return bool(fs.exists(path))
 
 
+def _local(fs: Any) -> bool:
+    protocol = fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)
+    return bool({"file", "local"} & set(protocol))
+
+
+def write_bytes(url: str, data: bytes, storage_options: dict[str, Any] | None = None) -> None:
+    """Write all of `data` or nothing: a reader never sees a partial object.
+
+    Local files go to a temporary name in the same folder, then an atomic rename; object
+    stores (S3) publish a PUT only when it is complete.
+    """
+    fs, path = filesystem(url, storage_options)
+    if not _local(fs):
+        with fs.open(path, "wb") as f:
+            f.write(data)
+        return
+    parent = path.rsplit("/", 1)[0]
+    if parent:
+        fs.makedirs(parent, exist_ok=True)
+    tmp = f"{path}.partial-{uuid.uuid4().hex}"
+    try:
+        with fs.open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
 def write_json(
     url: str, content: dict[str, Any], storage_options: dict[str, Any] | None = None
 ) -> None:
-    fs, path = filesystem(url, storage_options)
-    parent = path.rsplit("/", 1)[0]
-    if parent and not url.startswith(("s3://", "s3a://")):
-        fs.makedirs(parent, exist_ok=True)
-    with fs.open(path, "wb") as f:
-        f.write(json.dumps(content, indent=1, sort_keys=True).encode())
+    write_bytes(url, json.dumps(content, indent=1, sort_keys=True).encode(), storage_options)
 
 
 def read_json(url: str, storage_options: dict[str, Any] | None = None) -> dict[str, Any]:

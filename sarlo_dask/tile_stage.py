@@ -21,7 +21,7 @@ from sarlo_dask.config import TileConfig
 from sarlo_dask.optical.pair import PairConfig, pair_tile
 from sarlo_dask.optical.sources import source_from_spec
 from sarlo_dask.sicd import sicd_from_xml
-from sarlo_dask.store import filesystem, join
+from sarlo_dask.store import filesystem, join, write_bytes, write_json
 from sarlo_dask.tiles import (
     PreviewSpec,
     Window,
@@ -179,11 +179,8 @@ def make_tile(store_url: str, work: str, w: Window, cfg: TileConfig) -> dict[str
             "status": "no optical source",
         }
     meta["members"] = sorted([*members, f"{w.key}.meta.json"])
-    fs, root = filesystem(tile_dir(work, w.scene_id), so)
-    fs.makedirs(root, exist_ok=True)
+    root = tile_dir(work, w.scene_id)
     for name, data in members.items():
-        with fs.open(f"{root}/{name}", "wb") as f:
-            f.write(data)
-    with fs.open(f"{root}/{w.key}.meta.json", "wb") as f:  # last: the tile's marker
-        f.write(json.dumps(meta, indent=1, sort_keys=True).encode())
+        write_bytes(join(root, name), data, so)
+    write_json(join(root, f"{w.key}.meta.json"), meta, so)  # last: the tile's marker
     return tile_summary(meta)

@@ -1,11 +1,19 @@
-"""Captions: cleanup and scene labels (the VLM worker pool arrives with issue 4)."""
+"""Captions: the transformers backend, cleanup, scene labels and statistics.
 
+The Dask worker pool that feeds the backend is `sarlo_dask.pipeline.CaptionPool`; one batch
+of work is `sarlo_dask.caption_stage.caption_batch`.
+"""
+
+from sarlo_dask.captions.backend import Captioner, get_captioner, load_counts
 from sarlo_dask.captions.clean import clean
 from sarlo_dask.captions.label import OTHER, label, load_vocabulary, scores
 from sarlo_dask.captions.stats import dataset_stats, format_table, length_stats
 
 __all__ = [
     "OTHER",
+    "Captioner",
+    "get_captioner",
+    "load_counts",
     "clean",
     "dataset_stats",
     "format_table",

@@ -1,0 +1,109 @@
+"""The caption stage's unit of work: a batch of one scene's tiles -> caption records.
+
+Record of tile KEY: {work}/captions/{scene_id}/KEY.json with `caption` {SHORT, MID, LONG}
+(cleaned; null when there is none, `reason` saying why), `caption_raw` (the model's text),
+`label` (scene category of the MID caption), the model and the config digest.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import Any
+
+from sarlo_dask.captions.clean import clean
+from sarlo_dask.captions.label import label
+from sarlo_dask.config import CaptionConfig
+from sarlo_dask.store import filesystem, join, read_json, write_json
+from sarlo_dask.tile_stage import tile_dir
+
+NO_MODEL = "no caption model configured"
+_BATCHES = [0]
+
+
+def batches_run() -> int:
+    """Caption batches this process ran (tests hold model loads against it)."""
+    return _BATCHES[0]
+
+
+def caption_url(work: str, scene_id: str, key: str) -> str:
+    return join(work, "captions", scene_id, f"{key}.json")
+
+
+def stored_captions(work: str, scene_id: str, cfg: CaptionConfig, so: dict[str, Any]) -> set[str]:
+    """Keys of the scene whose caption record an earlier run wrote with this config."""
+    fs, path = filesystem(join(work, "captions", scene_id), so)
+    fs.invalidate_cache()
+    if not fs.exists(path):
+        return set()
+    done = set()
+    for name in fs.ls(path, detail=False):
+        if name.endswith(".json"):
+            with fs.open(name, "rb") as f:
+                if json.loads(f.read()).get("caption_config") == cfg.digest():
+                    done.add(name.rsplit("/", 1)[-1][: -len(".json")])
+    return done
+
+
+def caption_batch(
+    work: str, scene_id: str, keys: list[str], cfg: CaptionConfig, so: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """Caption the tiles `keys` of one scene in one model batch per prompt; write a record
+    per tile; return one summary per tile: key, captioned (bool), reason."""
+    from PIL import Image
+
+    from sarlo_dask.captions.backend import get_captioner, get_rewriter
+
+    records: dict[str, dict[str, Any]] = {}
+    images: list[Image.Image] = []
+    todo: list[str] = []
+    for key in keys:
+        meta = read_json(join(tile_dir(work, scene_id), f"{key}.meta.json"), so)
+        status = meta.get("optical", {}).get("status")
+        if cfg.image == "optical" and status != "ok":
+            records[key] = {"caption": None, "reason": f"no optical image ({status})"}
+            continue
+        name = (
+            f"{key}.optic.png"
+            if cfg.image == "optical"
+            else f"{key}.sar.{meta['preview']['format']}"
+        )
+        fs, root = filesystem(tile_dir(work, scene_id), so)
+        with fs.open(f"{root}/{name}", "rb") as f:
+            images.append(Image.open(io.BytesIO(f.read())).convert("RGB"))
+        todo.append(key)
+    if todo:
+        _BATCHES[0] += 1
+        captioner = get_captioner(cfg)
+        raw = {kind: captioner.generate(images, p) for kind, p in cfg.prompts.items()}
+        texts = raw
+        if cfg.rewrite_model:
+            rewriter = get_rewriter(cfg)
+            texts = {
+                kind: rewriter.rewrite(v, cfg.rewrite_instruction, cfg.rewrite_max_new_tokens)
+                for kind, v in raw.items()
+            }
+        for i, key in enumerate(todo):
+            caption = {kind: clean(texts[kind][i]) for kind in cfg.prompts}
+            records[key] = {
+                "caption": caption,
+                "caption_raw": {kind: raw[kind][i] for kind in cfg.prompts},
+                "label": label(caption["MID"]),
+                "reason": None,
+            }
+    out = []
+    for key in keys:
+        rec = {
+            "key": key,
+            "scene_id": scene_id,
+            "caption": None,
+            "caption_raw": None,
+            "label": None,
+            "model": cfg.model,
+            "image": cfg.image,
+            "caption_config": cfg.digest(),
+            **records[key],
+        }
+        write_json(caption_url(work, scene_id, key), rec, so)
+        out.append({"key": key, "captioned": rec["caption"] is not None, "reason": rec["reason"]})
+    return out
