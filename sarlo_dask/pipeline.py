@@ -218,15 +218,16 @@ class CaptionPool:
         self.done: list[tuple[str, dict[str, Any]]] = []
         self.errors: list[tuple[str, dict[str, Any]]] = []
 
-    def plan(self, scene_id: str, windows: Sequence[Window]) -> None:
+    def plan(self, scene_id: str, keys: Sequence[str]) -> None:
+        """A scene's windows (keys in window order) split into its fixed batches."""
         self.stored[scene_id] = stored_captions(self.work, scene_id, self.cfg, self.so)
         b = self.cfg.batch_size
-        for i in range(0, len(windows), b):
+        for i in range(0, len(keys), b):
             batch = (scene_id, i // b)
-            self.left[batch] = len(windows[i : i + b])
+            self.left[batch] = len(keys[i : i + b])
             self.todo[batch] = []
-            for w in windows[i : i + b]:
-                self.batch_of[w.key] = batch
+            for key in keys[i : i + b]:
+                self.batch_of[key] = batch
 
     def tile_done(self, scene_id: str, key: str, summary: dict[str, Any] | None) -> None:
         """A window finished (summary None: it failed); its batch may now be ready."""
@@ -269,6 +270,14 @@ class CaptionPool:
     def owns(self, future: Any) -> bool:
         return future in self.in_flight
 
+    def record(self, results: dict[str, SceneTiles]) -> None:
+        """Put the captions' outcomes into the scenes' records."""
+        for scene_id, summary in sorted(self.done, key=lambda d: d[1]["key"]):
+            results[scene_id].record_caption(summary)
+        for scene_id, err in self.errors:
+            results[scene_id].status = "incomplete"
+            results[scene_id].errors.append(err)
+
     def collect(self, future: Any) -> None:
         batch = self.in_flight.pop(future)
         scene_id = batch[0]
@@ -281,6 +290,32 @@ class CaptionPool:
                 self.errors.append((scene_id, {"key": key, "reason": f"caption: {reason}"}))
         finally:
             future.release()
+
+
+def caption_tiles(
+    work: str,
+    cfg: CaptionConfig,
+    client: Any,
+    keys: dict[str, list[str]],
+    storage_options: dict[str, Any] | None = None,
+) -> dict[str, SceneTiles]:
+    """Caption tiles already in {work}/tiles ({scene_id: sorted tile keys}) through the pool."""
+    from distributed import as_completed
+
+    so = storage_options or {}
+    pool = CaptionPool(client, work, cfg, so)
+    for scene_id, scene_keys in keys.items():
+        pool.plan(scene_id, scene_keys)
+        for k in scene_keys:
+            pool.tile_done(scene_id, k, {"status": "kept"})
+    queue = as_completed(pool.submit_ready())
+    for future in queue:
+        pool.collect(future)
+        for fut in pool.submit_ready():
+            queue.add(fut)
+    results = {scene_id: SceneTiles(scene_id, "done", kept=len(k)) for scene_id, k in keys.items()}
+    pool.record(results)
+    return results
 
 
 def tile_scenes(
@@ -325,7 +360,7 @@ def tile_scenes(
             scene_id, ds.sizes["azimuth"], ds.sizes["range"], cfg.size, cfg.stride
         )
         if pool is not None:
-            pool.plan(scene_id, windows)
+            pool.plan(scene_id, [w.key for w in windows])
         for w in windows:
             done = stored_summary(work, w, so)
             if done is not None:  # completed by an earlier run: recorded the same way
@@ -366,11 +401,7 @@ def tile_scenes(
             for fut in pool.submit_ready():
                 queue.add(fut)
     if pool is not None:
-        for scene_id, summary in sorted(pool.done, key=lambda d: d[1]["key"]):
-            results[scene_id].record_caption(summary)
-        for scene_id, err in pool.errors:
-            results[scene_id].status = "incomplete"
-            results[scene_id].errors.append(err)
+        pool.record(results)
     for res in results.values():
         res.refused.sort(key=lambda d: d["key"])
         res.optical_failed.sort(key=lambda d: d["key"])
