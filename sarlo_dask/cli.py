@@ -248,6 +248,28 @@ def optical_reconstruct(
 
 
 @app.command()
+def stats(
+    dataset: Annotated[str, typer.Argument(help="a released dataset's URL ({out} of a build)")],
+    out: Path = typer.Option(Path("."), help="folder for stats.json and labels.png"),
+) -> None:
+    """The caption table (words, P10/P90, vocabulary, duplicates) and labels per split."""
+    from sarlo_dask.captions.stats import dataset_stats, format_labels, format_table, plot_labels
+    from sarlo_dask.dataset import iter_meta
+
+    result = dataset_stats(iter_meta(dataset))
+    if not any(s["n"] for s in result["captions"].values()) and not result["labels"]["all"]:
+        typer.echo(f"error: {dataset}: no committed shards with samples", err=True)
+        raise typer.Exit(4)
+    typer.echo(format_table(result))
+    typer.echo("")
+    typer.echo(format_labels(result))
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "stats.json").write_text(json.dumps(result, indent=1, sort_keys=True))
+    plot_labels(result, str(out / "labels.png"))
+    typer.echo(f"wrote {out / 'stats.json'} and {out / 'labels.png'}")
+
+
+@app.command()
 def demo(
     out: Annotated[Path, typer.Argument(help="folder for the demo's inputs and outputs")],
     scenes: int = typer.Option(2, help="simulated scenes"),

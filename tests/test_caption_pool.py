@@ -179,3 +179,29 @@ def test_a_worker_killed_mid_run_still_yields_every_caption_once(tiled, tmp_path
     assert res.captioned == len(keys) and not res.uncaptioned
     assert sorted(p.stem for p in folder.glob("*.json")) == keys
     assert not list(folder.glob("*partial*"))
+
+
+def test_llm_rewrite_pass_then_cleanup(tiled, tmp_path):
+    """With a rewrite model, captions are clean(rewrite(raw)); raw captions are kept."""
+    from sarlo_dask.caption_stage import caption_batch
+    from sarlo_dask.captions import clean
+    from sarlo_dask.captions.backend import get_rewriter
+
+    work = fresh_work(tiled, "work-rewrite")
+    scene_id = tiled[3].scene_id
+    keys = kept_keys(work, scene_id)[:2]
+    cfg = CaptionConfig(
+        model=tiny.build_blip(tmp_path / "blip"),
+        rewrite_model=tiny.build_text_model(tmp_path / "gpt2"),
+        rewrite_max_new_tokens=12,
+    )
+    out = caption_batch(work, scene_id, keys, cfg, {})
+    assert [o["captioned"] for o in out] == [True, True]
+    rewriter = get_rewriter(cfg)
+    for key in keys:
+        rec = read_json(caption_url(work, scene_id, key))
+        for kind in ("SHORT", "MID", "LONG"):
+            (again,) = rewriter.rewrite(
+                [rec["caption_raw"][kind]], cfg.rewrite_instruction, cfg.rewrite_max_new_tokens
+            )
+            assert rec["caption"][kind] == clean(again)

@@ -194,3 +194,71 @@ def test_stats_equal_hand_computed_values():
     assert s["labels"]["all"]["urban"] == {"count": 2, "fraction": 2 / 3}
     table = format_table(s)
     assert table.splitlines()[1].split()[:2] == ["SHORT", "3"]
+
+
+def test_stats_cli_reads_committed_shards_and_writes_table_json_and_plot(tmp_path):
+    """Two splits of hand-written samples in WebDataset shards, one shard not committed."""
+    import io
+    import json
+    import subprocess
+    import sys
+
+    import webdataset as wds
+    from PIL import Image
+
+    def shard(path, samples, commit=True):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "wb") as f, wds.TarWriter(f, mtime=0) as tw:
+            for key, meta in samples:
+                tw.write({"__key__": key, "meta.json": json.dumps(meta).encode()})
+        if commit:
+            path.with_name(path.name.replace(".tar", ".done.json")).write_text("{}")
+
+    def meta(split, label, short, mid, long_):
+        return {
+            "split": split,
+            "label": label,
+            "caption": {"SHORT": short, "MID": mid, "LONG": long_},
+        }
+
+    root = tmp_path / "release"
+    shard(
+        root / "train" / "chunk_000" / "shard-00000.tar",
+        [
+            (
+                "s_a000_r000",
+                meta("train", "urban", "Dense blocks.", "Dense urban blocks.", "x y z"),
+            ),
+            ("s_a000_r001", meta("train", "water", "Dense blocks.", "A lake.", "a b")),
+        ],
+    )
+    shard(
+        root / "test" / "chunk_000" / "shard-00000.tar",
+        [("t_a000_r000", meta("test", "urban", "A town.", "A town by a lake.", "c"))],
+    )
+    shard(  # written but not committed: not part of the release
+        root / "test" / "chunk_000" / "shard-00001.tar",
+        [("t_a000_r001", meta("test", "port", "Ships.", "Ships.", "d"))],
+        commit=False,
+    )
+    out = tmp_path / "stats"
+    run = subprocess.run(
+        [sys.executable, "-m", "sarlo_dask.cli", "stats", str(root), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr
+    s = json.loads((out / "stats.json").read_text())
+    assert s["captions"]["SHORT"]["n"] == 3
+    assert s["captions"]["SHORT"]["duplicate_rate"] == pytest.approx(1 / 3)
+    assert s["captions"]["MID"]["mean_words"] == pytest.approx((3 + 2 + 5) / 3)
+    assert s["captions"]["MID"]["vocabulary"] == 7  # dense urban blocks a lake town by
+    assert s["labels"]["train"] == {
+        "urban": {"count": 1, "fraction": 0.5},
+        "water": {"count": 1, "fraction": 0.5},
+    }
+    assert s["labels"]["test"] == {"urban": {"count": 1, "fraction": 1.0}}
+    assert "port" not in s["labels"]["all"]
+    assert "SHORT" in run.stdout and "urban" in run.stdout
+    assert Image.open(io.BytesIO((out / "labels.png").read_bytes())).format == "PNG"

@@ -81,3 +81,40 @@ def format_table(stats: Mapping[str, Any]) -> str:
             f"{s['p90_words']:6.1f} {s['vocabulary']:7d} {s['duplicate_rate']:9.4f}"
         )
     return "\n".join(lines)
+
+
+def format_labels(stats: Mapping[str, Any]) -> str:
+    """The label distribution per split as text: one row per label, a column per split."""
+    splits = list(stats["labels"])
+    names = sorted({n for s in splits for n in stats["labels"][s]})
+    lines = [f"{'label':14s}" + "".join(f"{s:>16s}" for s in splits)]
+    for n in names:
+        cells = []
+        for s in splits:
+            d = stats["labels"][s].get(n)
+            cells.append(f"{d['count']:7d} ({d['fraction']:5.1%})" if d else f"{'-':>16s}")
+        lines.append(f"{n:14s}" + "".join(f"{c:>16s}" for c in cells))
+    return "\n".join(lines)
+
+
+def plot_labels(stats: Mapping[str, Any], path: str) -> None:
+    """A bar chart of the label shares per split, as PNG (no timestamp: same stats, same bytes)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    splits = list(stats["labels"])
+    names = sorted({n for s in splits for n in stats["labels"][s]})
+    x = np.arange(len(names))
+    width = 0.8 / max(1, len(splits))
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.6 * len(names) + 2), 4), dpi=100)
+    for i, s in enumerate(splits):
+        shares = [stats["labels"][s].get(n, {}).get("fraction", 0.0) for n in names]
+        ax.bar(x + (i - (len(splits) - 1) / 2) * width, shares, width, label=s)
+    ax.set_xticks(x, names, rotation=45, ha="right")
+    ax.set_ylabel("share of samples (MID caption label)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, format="png", metadata={"Software": None})
+    plt.close(fig)
