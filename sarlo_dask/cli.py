@@ -247,6 +247,126 @@ def optical_reconstruct(
     typer.echo(f"wrote {target}")
 
 
+def _run_build(
+    inputs: list[str],
+    work: str,
+    out: str,
+    cluster: str,
+    workers: int | None,
+    config: Path | None = None,
+    optical: str | None = None,
+    zoom: int | None = None,
+    include_optical: bool | None = None,
+    caption_model: str | None = None,
+) -> int:
+    from sarlo_dask.catalog import expand_inputs
+    from sarlo_dask.config import (
+        load_caption_config,
+        load_config,
+        load_release_config,
+        load_tile_config,
+    )
+    from sarlo_dask.optical.sources import redact
+    from sarlo_dask.pipeline import release_scenes, standardize_scenes, tile_scenes
+
+    scfg = _configure(load_config, config, {})
+    tcfg = _configure(load_tile_config, config, {"optical": optical, "zoom": zoom})
+    ccfg = _configure(load_caption_config, config, {"model": caption_model})
+    rcfg = _configure(load_release_config, config, {"include_optical": include_optical})
+    urls = expand_inputs(inputs, scfg.storage_options)
+    if not urls:
+        typer.echo("error: no scenes found in the inputs", err=True)
+        return 4
+    t0 = time.perf_counter()
+
+    def build(client: Any, progress: Callable[[list[Any]], None]) -> tuple[Any, Any, Any]:
+        typer.echo(f"[1/3] standardize {len(urls)} scenes")
+        scenes = standardize_scenes(urls, work, scfg, client, progress=progress)
+        typer.echo("")
+        for r in scenes:
+            typer.echo(r.line(), err=r.status == "failed")
+        ok = sorted({r.scene_id for r in scenes if r.status in ("done", "skipped")})
+        what = "tiles and captions" if ccfg.model else "tiles (no caption model)"
+        typer.echo(f"[2/3] {what} of {len(ok)} scenes")
+        tiles = tile_scenes(work, tcfg, client, ok, progress=progress, captions=ccfg)
+        typer.echo("")
+        for t in tiles:
+            typer.echo(t.line())
+            for item in t.errors:
+                typer.echo(f"FAILED {item['key']}: {item['reason']}", err=True)
+        with_tiles = [t.scene_id for t in tiles if t.kept]
+        catalogue = {
+            "inputs": len(urls),
+            "selected": ok,
+            "refused": [
+                {"url": redact(r.url), "scene_id": r.scene_id, "stage": r.stage, "reason": r.reason}
+                for r in scenes
+                if r.status == "failed"
+            ],
+        }
+        typer.echo(f"[3/3] release of {len(with_tiles)} scenes to {redact(out)}")
+        rel = release_scenes(
+            work, out, rcfg, client, with_tiles, scfg.storage_options, catalogue, progress
+        )
+        typer.echo("")
+        return scenes, tiles, rel
+
+    scenes, tiles, rel = _on_cluster(cluster, workers, build)
+    m = rel.manifest
+    for item in rel.errors:
+        typer.echo(f"FAILED {item['key']}: {item['reason']}", err=True)
+    split_counts = ", ".join(f"{k} {v['samples']}" for k, v in m["splits"].items())
+    typer.echo(
+        f"{m['samples']} samples ({split_counts}) in {len(m['shards'])} shards "
+        f"({rel.written} written, {rel.reused} already committed), "
+        f"{m['captions']['captioned']} captioned, in {time.perf_counter() - t0:.1f} s"
+    )
+    if not m["samples"]:
+        typer.echo("error: no samples could be built", err=True)
+        return 4
+    failed = [r for r in scenes if r.status == "failed"]
+    incomplete = [t for t in tiles if t.status == "incomplete"]
+    return 3 if failed or incomplete or rel.errors else 0
+
+
+@app.command()
+def build(
+    inputs: Annotated[list[str], typer.Argument(help="SICD files, folders, globs, s3:// prefixes")],
+    work: Annotated[str, typer.Option(help="work store URL (checkpoints of every stage)")],
+    out: Annotated[str, typer.Option(help="release URL (WebDataset shards, manifest, stats)")],
+    config: Path | None = typer.Option(
+        None, help="YAML: `standardize:`, `tiles:`, `captions:`, `release:` sections"
+    ),
+    optical: str | None = typer.Option(
+        None, help="XYZ URL template {z}/{x}/{y}, GeoTIFF or folder of XYZ tiles"
+    ),
+    zoom: int | None = typer.Option(None, help="XYZ zoom level (default 19)"),
+    include_optical: bool | None = typer.Option(
+        None, "--include-optical", help="ship <key>.optic.png (check the source's licence)"
+    ),
+    caption_model: str | None = typer.Option(
+        None, help="caption model (local folder or hub id); none: captions null"
+    ),
+    cluster: ClusterOpt = "local",
+    workers: int | None = typer.Option(None),
+) -> None:
+    """The whole build: standardize, tile, pair, caption, release; re-run to resume."""
+    raise typer.Exit(
+        _run_build(
+            inputs,
+            work,
+            out,
+            cluster,
+            workers,
+            config,
+            optical,
+            zoom,
+            include_optical,
+            caption_model,
+        )
+    )
+
+
 @app.command()
 def stats(
     dataset: Annotated[str, typer.Argument(help="a released dataset's URL ({out} of a build)")],
@@ -273,10 +393,11 @@ def stats(
 def demo(
     out: Annotated[Path, typer.Argument(help="folder for the demo's inputs and outputs")],
     scenes: int = typer.Option(2, help="simulated scenes"),
+    caption_model: str | None = typer.Option(None, help="caption model; none: captions null"),
     cluster: ClusterOpt = "local",
     workers: int | None = typer.Option(None),
 ) -> None:
-    """Simulate scenes and their optical ground, then standardize and tile them."""
+    """Simulate scenes and their optical ground, then run the whole build on them."""
     from sarlo_dask.simulate import SimulationSpec, simulate_scene
 
     inputs = out / "inputs"
@@ -307,21 +428,21 @@ def demo(
         simulate_optical_tiles(optical, truth, zoom=18)
         typer.echo(f"simulated {path} ({n} x {n} at {spacing} m) and its optical tiles")
         urls.append(str(path))
-    code = _run_standardize(urls, str(out / "work"), cluster, workers, spacing=0.8)
+    code = _run_build(
+        urls,
+        str(out / "work"),
+        str(out / "release"),
+        cluster,
+        workers,
+        optical=str(optical),
+        zoom=18,
+        caption_model=caption_model,
+    )
     if code == 0:
-        code = _run_tiles(str(out / "work"), cluster, workers, optical=str(optical), zoom=18)
-    if code == 0:
-        from sarlo_dask.standardize import open_scene_store
-        from sarlo_dask.store import scene_store_url
-
-        first = open_scene_store(scene_store_url(str(out / "work"), "sim_scene_000"))
-        info = {
-            k: first.attrs[k]
-            for k in ("scene_id", "pass_id", "spacing_eff_az", "spacing_eff_rg", "tie_point_step")
-        }
-        typer.echo(f"scene store: {json.dumps(info)}")
+        typer.echo(f"release: {out / 'release'} (manifest.json, stats.json, train/ ...)")
         typer.echo(
-            f"open it with: sarlo_dask.open_scene_store('{out / 'work'}/scenes/sim_scene_000.zarr')"
+            "read it with: sarlo_dask.dataset.open("
+            f"'{out / 'release'}', split='train'); stats: sarlo stats {out / 'release'}"
         )
     raise typer.Exit(code)
 

@@ -19,6 +19,9 @@ class StandardizeConfig(BaseModel):
     spacing: float = Field(0.8, gt=0, description="target slant-range spacing, metres (both axes)")
     min_spacing: float = Field(0.2, gt=0, description="selection: finest native spacing, m")
     max_spacing: float = Field(2.0, gt=0, description="selection: coarsest native spacing, m")
+    polarizations: tuple[str, ...] = Field(
+        ("V:V", "H:H"), description="selection: processed Tx:Rcv polarizations (co-pol)"
+    )
     min_size: int = Field(1024, ge=1, description="smallest output size in pixels (one tile)")
     chunk_azimuth: int = Field(1024, ge=16, description="azimuth samples per input chunk")
     chunk_range: int = Field(512, ge=16, description="range samples per chunk, azimuth pass")
@@ -179,6 +182,45 @@ class CaptionConfig(BaseModel):
     def digest(self) -> str:
         text = json.dumps(self.model_dump(mode="json"), sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+class ReleaseConfig(BaseModel):
+    """How samples become WebDataset shards: splits, shard sizes, what is included."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    splits: dict[str, float] = Field(
+        default_factory=lambda: {"train": 0.8, "validation": 0.1, "test": 0.1},
+        description="share of samples per split; whole satellite passes go to one split",
+    )
+    balance: float = Field(
+        1.0, ge=0, description="weight of label balance against split sizes in the pass split"
+    )
+    samples_per_shard: int = Field(100, ge=1)
+    shards_per_chunk: int = Field(100, ge=1)
+    include_optical: bool = Field(
+        False, description="add <key>.optic.png (most optical sources forbid redistribution)"
+    )
+    storage_options: dict[str, Any] = Field(default_factory=dict, exclude=True)
+
+    @field_validator("splits")
+    @classmethod
+    def _splits(cls, v: dict[str, float]) -> dict[str, float]:
+        unknown = set(v) - {"train", "validation", "test"}
+        if unknown:
+            raise ValueError(f"splits are train, validation and test, not {sorted(unknown)}")
+        if any(r < 0 for r in v.values()) or abs(sum(v.values()) - 1) > 1e-6:
+            raise ValueError(f"split ratios must be >= 0 and sum to 1, not {v}")
+        return {k: v[k] for k in ("train", "validation", "test") if k in v}
+
+    def digest(self) -> str:
+        text = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def load_release_config(path: str | Path | None = None, **overrides: Any) -> ReleaseConfig:
+    """The release config from YAML (a `release:` section) + flags."""
+    return _load(ReleaseConfig, "release", path, overrides)
 
 
 def load_config(path: str | Path | None = None, **overrides: Any) -> StandardizeConfig:

@@ -5,6 +5,7 @@ One scene's failure is recorded with its reason and never stops the others.
 
 from __future__ import annotations
 
+import json
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -12,8 +13,20 @@ from typing import Any
 
 from sarlo_dask import __version__
 from sarlo_dask.caption_stage import caption_batch, caption_url, stored_captions
-from sarlo_dask.config import CaptionConfig, StandardizeConfig, TileConfig
+from sarlo_dask.captions.stats import dataset_stats
+from sarlo_dask.config import CaptionConfig, ReleaseConfig, StandardizeConfig, TileConfig
 from sarlo_dask.errors import SceneError, one_line
+from sarlo_dask.release import (
+    SampleRef,
+    ShardSpec,
+    committed,
+    plan_digest,
+    scene_index,
+    shard_plan,
+    split_passes,
+    split_report,
+    write_shard,
+)
 from sarlo_dask.sicd import evict, open_sicd, scene_id_from_url
 from sarlo_dask.standardize import open_scene_store, standardize_scene
 from sarlo_dask.store import (
@@ -25,6 +38,7 @@ from sarlo_dask.store import (
     scene_marker_url,
     scene_store_url,
     tiles_marker_url,
+    write_bytes,
     write_json,
 )
 from sarlo_dask.tile_stage import make_tile, stored_summary
@@ -418,3 +432,114 @@ def tile_scenes(
                 so,
             )
     return [results[k] for k in sorted(results)]
+
+
+@dataclass
+class Release:
+    """What a release run did: the manifest it wrote and how many shards it wrote now."""
+
+    manifest: dict[str, Any]
+    written: int
+    reused: int
+    errors: list[dict[str, Any]] = field(default_factory=list)
+
+
+def release_scenes(
+    work: str,
+    out: str,
+    cfg: ReleaseConfig,
+    client: Any,
+    scene_ids: Sequence[str],
+    storage_options: dict[str, Any] | None = None,
+    catalogue: dict[str, Any] | None = None,
+    progress: Callable[[list[Any]], None] | None = None,
+) -> Release:
+    """Plan splits and shards over the scenes' kept tiles and write the shards that are not
+    committed yet under the same plan; then manifest.json and stats.json."""
+    from distributed import as_completed
+
+    so = storage_options or {}
+    out_so = cfg.storage_options
+    ids = sorted(scene_ids)
+    index_futures = [
+        client.submit(scene_index, work, sid, so, pure=False, key=f"index-{sid}") for sid in ids
+    ]
+    index = dict(zip(ids, client.gather(index_futures), strict=True))
+    samples = [
+        SampleRef(sid, row["key"], row["pass_id"], row["label"])
+        for sid in ids
+        for row in index[sid]
+    ]
+    assignment = split_passes(samples, cfg.splits, cfg.balance)
+    plan = shard_plan(samples, assignment, cfg)
+    digest = plan_digest(plan, cfg)
+    scenes = {}
+    for sid in ids:
+        attrs = open_scene_store(scene_store_url(work, sid), so, chunks=None).attrs
+        scenes[sid] = {"sicd_xml": attrs["sicd_xml"], "provenance": attrs.get("provenance")}
+    markers: dict[str, dict[str, Any]] = {}
+    pending: dict[Any, ShardSpec] = {}
+    for spec in plan:
+        done = committed(out, spec, digest, out_so)
+        if done is not None:
+            markers[spec.path] = done
+            continue
+        needed = {sid: scenes[sid] for sid in sorted({sid for sid, _ in spec.keys})}
+        fut = client.submit(
+            write_shard,
+            spec,
+            work,
+            out,
+            needed,
+            digest,
+            cfg,
+            so,
+            out_so,
+            pure=False,
+            key=f"shard-{spec.path}-{digest}",
+        )
+        pending[fut] = spec
+    reused = len(markers)
+    if progress is not None and pending:
+        progress(list(pending))
+    errors = []
+    for future in as_completed(list(pending)):
+        spec = pending[future]
+        try:
+            markers[spec.path] = future.result()
+        except Exception as exc:
+            errors.append({"key": spec.path, "reason": _reason(exc)[0], "stage": "release"})
+        finally:
+            future.release()
+    rows = [
+        {"split": assignment[r["pass_id"]], "label": r["label"], "caption": r["caption"] or {}}
+        for sid in ids
+        for r in index[sid]
+        if r["pass_id"] in assignment
+    ]
+    captioned = sum(1 for r in rows if r["caption"])
+    manifest = {
+        "dataset": "sarlo-dask release",
+        "version": __version__,
+        "release_config": cfg.digest(),
+        "plan": digest,
+        "complete": not errors,
+        "samples": len(samples),
+        "bytes": sum(m["bytes"] for m in markers.values()),
+        "captions": {"captioned": captioned, "without": len(rows) - captioned},
+        "splits": split_report(samples, assignment, cfg.splits),
+        "shards": [
+            {k: markers[s.path][k] for k in ("shard", "sha256", "bytes", "samples")}
+            for s in plan
+            if s.path in markers
+        ],
+        "catalogue": catalogue or {},
+    }
+    if not errors:  # written last: a manifest means every shard it lists is committed
+        write_bytes(join(out, "stats.json"), _json(dataset_stats(rows)), out_so)
+        write_bytes(join(out, "manifest.json"), _json(manifest), out_so)
+    return Release(manifest, len(pending) - len(errors), reused, errors)
+
+
+def _json(content: dict[str, Any]) -> bytes:
+    return json.dumps(content, indent=1, sort_keys=True).encode()

@@ -204,8 +204,14 @@ def read_sicd_meta(url: str, storage_options: dict[str, Any] | None = None) -> A
         raise SceneError(url, f"cannot read ({one_line(exc)})") from None
 
 
-def check_sicd(sicd: Any, where: str, min_spacing: float, max_spacing: float) -> None:
-    """Refuse what cannot be standardized, with one reason per failure."""
+def check_sicd(
+    sicd: Any,
+    where: str,
+    min_spacing: float,
+    max_spacing: float,
+    polarizations: tuple[str, ...] | None = None,
+) -> None:
+    """Refuse what cannot be standardized or is not selected, with one reason per failure."""
     img, grid = sicd.ImageData, sicd.Grid
     if img is None or grid is None or grid.Row is None or grid.Col is None:
         raise SceneError(where, "missing ImageData or Grid metadata")
@@ -247,6 +253,13 @@ def check_sicd(sicd: Any, where: str, min_spacing: float, max_spacing: float) ->
             f"incomplete {algo}/{grid.Type} geometry metadata: sarpy cannot "
             "project it (cannot geolocate)",
         )
+    if polarizations is not None:
+        form = sicd.ImageFormation
+        pol = str(getattr(form, "TxRcvPolarizationProc", None) or "unknown")
+        if pol not in polarizations:
+            raise SceneError(
+                where, f"polarization {pol} is not selected ({', '.join(polarizations)})"
+            )
     for name, ss in (("row (range)", grid.Row.SS), ("column (azimuth)", grid.Col.SS)):
         if not min_spacing <= ss <= max_spacing:
             raise SceneError(

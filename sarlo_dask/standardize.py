@@ -91,7 +91,7 @@ def _pass(
 
 def plan_scene(sicd: Any, cfg: StandardizeConfig, where: str) -> tuple[AxisPlan, AxisPlan]:
     """Check the scene and plan both axes (range, azimuth), or raise a SceneError."""
-    check_sicd(sicd, where, cfg.min_spacing, cfg.max_spacing)
+    check_sicd(sicd, where, cfg.min_spacing, cfg.max_spacing, cfg.polarizations)
     img, grid = sicd.ImageData, sicd.Grid
     plan_rg = plan_axis(
         int(img.NumRows), grid.Row.SS, int(img.FirstRow), int(img.SCPPixel.Row), cfg.spacing

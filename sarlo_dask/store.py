@@ -41,7 +41,8 @@ def exists(url: str, storage_options: dict[str, Any] | None = None) -> bool:
     return bool(fs.exists(path))
 
 
-def _local(fs: Any) -> bool:
+def is_local(fs: Any) -> bool:
+    """Whether fs is the local file system (where renames are atomic)."""
     protocol = fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)
     return bool({"file", "local"} & set(protocol))
 
@@ -53,7 +54,7 @@ def write_bytes(url: str, data: bytes, storage_options: dict[str, Any] | None = 
     stores (S3) publish a PUT only when it is complete.
     """
     fs, path = filesystem(url, storage_options)
-    if not _local(fs):
+    if not is_local(fs):
         with fs.open(path, "wb") as f:
             f.write(data)
         return
