@@ -266,8 +266,7 @@ def _run_build(
         load_release_config,
         load_tile_config,
     )
-    from sarlo_dask.optical.sources import redact
-    from sarlo_dask.pipeline import release_scenes, standardize_scenes, tile_scenes
+    from sarlo_dask.pipeline import build_dataset
 
     scfg = _configure(load_config, config, {})
     tcfg = _configure(load_tile_config, config, {"optical": optical, "zoom": zoom})
@@ -278,40 +277,14 @@ def _run_build(
         typer.echo("error: no scenes found in the inputs", err=True)
         return 4
     t0 = time.perf_counter()
-
-    def build(client: Any, progress: Callable[[list[Any]], None]) -> tuple[Any, Any, Any]:
-        typer.echo(f"[1/3] standardize {len(urls)} scenes")
-        scenes = standardize_scenes(urls, work, scfg, client, progress=progress)
-        typer.echo("")
-        for r in scenes:
-            typer.echo(r.line(), err=r.status == "failed")
-        ok = sorted({r.scene_id for r in scenes if r.status in ("done", "skipped")})
-        what = "tiles and captions" if ccfg.model else "tiles (no caption model)"
-        typer.echo(f"[2/3] {what} of {len(ok)} scenes")
-        tiles = tile_scenes(work, tcfg, client, ok, progress=progress, captions=ccfg)
-        typer.echo("")
-        for t in tiles:
-            typer.echo(t.line())
-            for item in t.errors:
-                typer.echo(f"FAILED {item['key']}: {item['reason']}", err=True)
-        with_tiles = [t.scene_id for t in tiles if t.kept]
-        catalogue = {
-            "inputs": len(urls),
-            "selected": ok,
-            "refused": [
-                {"url": redact(r.url), "scene_id": r.scene_id, "stage": r.stage, "reason": r.reason}
-                for r in scenes
-                if r.status == "failed"
-            ],
-        }
-        typer.echo(f"[3/3] release of {len(with_tiles)} scenes to {redact(out)}")
-        rel = release_scenes(
-            work, out, rcfg, client, with_tiles, scfg.storage_options, catalogue, progress
-        )
-        typer.echo("")
-        return scenes, tiles, rel
-
-    scenes, tiles, rel = _on_cluster(cluster, workers, build)
+    result = _on_cluster(
+        cluster,
+        workers,
+        lambda client, progress: build_dataset(
+            urls, work, out, scfg, tcfg, ccfg, rcfg, client, progress, say=typer.echo
+        ),
+    )
+    rel = result.release
     m = rel.manifest
     for item in rel.errors:
         typer.echo(f"FAILED {item['key']}: {item['reason']}", err=True)
@@ -323,10 +296,7 @@ def _run_build(
     )
     if not m["samples"]:
         typer.echo("error: no samples could be built", err=True)
-        return 4
-    failed = [r for r in scenes if r.status == "failed"]
-    incomplete = [t for t in tiles if t.status == "incomplete"]
-    return 3 if failed or incomplete or rel.errors else 0
+    return result.exit_code()
 
 
 @app.command()

@@ -35,6 +35,7 @@ from sarlo_dask.store import (
     join,
     read_json,
     remove,
+    remove_partials,
     scene_marker_url,
     scene_store_url,
     tiles_marker_url,
@@ -543,3 +544,72 @@ def release_scenes(
 
 def _json(content: dict[str, Any]) -> bytes:
     return json.dumps(content, indent=1, sort_keys=True).encode()
+
+
+@dataclass
+class Build:
+    """The outcome of each stage of one build."""
+
+    scenes: list[SceneResult]
+    tiles: list[SceneTiles]
+    release: Release
+
+    def exit_code(self) -> int:
+        """0 every selected scene gave its samples, 3 some did, 4 no sample at all."""
+        if not self.release.manifest["samples"]:
+            return 4
+        failed = any(r.status == "failed" for r in self.scenes)
+        incomplete = any(t.status == "incomplete" for t in self.tiles)
+        return 3 if failed or incomplete or self.release.errors else 0
+
+
+def build_dataset(
+    urls: Sequence[str],
+    work: str,
+    out: str,
+    scfg: StandardizeConfig,
+    tcfg: TileConfig,
+    ccfg: CaptionConfig,
+    rcfg: ReleaseConfig,
+    client: Any,
+    progress: Callable[[list[Any]], None] | None = None,
+    say: Callable[[str], Any] = lambda line: None,
+) -> Build:
+    """The whole build on one cluster: standardize -> tile, pair, caption -> release.
+
+    Every stage skips what {work} (or {out}) already holds, so the same call resumes."""
+    from sarlo_dask.optical.sources import redact
+
+    for url, so in ((work, scfg.storage_options), (out, rcfg.storage_options)):
+        if n := remove_partials(url, so):
+            say(f"removed {n} half-written files an interrupted run left in {url}")
+    say(f"[1/3] standardize {len(urls)} scenes")
+    scenes = standardize_scenes(urls, work, scfg, client, progress=progress)
+    say("")
+    for r in scenes:
+        say(r.line())
+    ok = sorted({r.scene_id for r in scenes if r.status in ("done", "skipped")})
+    what = "tiles and captions" if ccfg.model else "tiles (no caption model)"
+    say(f"[2/3] {what} of {len(ok)} scenes")
+    tiles = tile_scenes(work, tcfg, client, ok, progress=progress, captions=ccfg)
+    say("")
+    for t in tiles:
+        say(t.line())
+        for item in t.errors:
+            say(f"FAILED {item['key']}: {item['reason']}")
+    with_tiles = [t.scene_id for t in tiles if t.kept]
+    catalogue = {
+        "inputs": len(urls),
+        "selected": ok,
+        "refused": [
+            {"url": redact(r.url), "scene_id": r.scene_id, "stage": r.stage, "reason": r.reason}
+            for r in scenes
+            if r.status == "failed"
+        ],
+    }
+    say(f"[3/3] release of {len(with_tiles)} scenes to {redact(out)}")
+    rel = release_scenes(
+        work, out, rcfg, client, with_tiles, scfg.storage_options, catalogue, progress
+    )
+    say("")
+    return Build(scenes, tiles, rel)

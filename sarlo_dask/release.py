@@ -21,7 +21,7 @@ from sarlo_dask import __version__
 from sarlo_dask.caption_stage import NO_MODEL, caption_url
 from sarlo_dask.config import ReleaseConfig
 from sarlo_dask.sicd import sicd_from_xml
-from sarlo_dask.store import filesystem, is_local, join, read_json, write_json
+from sarlo_dask.store import PARTIAL, filesystem, is_local, join, read_json, write_json
 from sarlo_dask.tile_stage import tile_dir
 
 MTIME = 0
@@ -250,7 +250,7 @@ def write_shard(
     folder = os.path.dirname(path) if local else None
     if folder:
         os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".tar.partial", dir=folder)
+    fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + PARTIAL, dir=folder)
     try:
         with os.fdopen(fd, "wb") as raw:
             hashing = _Hashing(raw)

@@ -47,6 +47,24 @@ def is_local(fs: Any) -> bool:
     return bool({"file", "local"} & set(protocol))
 
 
+PARTIAL = ".partial-"
+"""in the names of files being written (local stores): never taken for complete ones"""
+
+
+def remove_partials(url: str, storage_options: dict[str, Any] | None = None) -> int:
+    """Delete what an interrupted run left half-written in a local store; how many.
+
+    Object stores have none: an upload shows only once complete. One build per store at a
+    time, so nothing partial is in use."""
+    fs, path = filesystem(url, storage_options)
+    if not is_local(fs) or not fs.exists(path):
+        return 0
+    stale = fs.glob(f"{path}/**/*{PARTIAL}*")
+    for p in stale:
+        fs.rm(p)
+    return len(stale)
+
+
 def write_bytes(url: str, data: bytes, storage_options: dict[str, Any] | None = None) -> None:
     """Write all of `data` or nothing: a reader never sees a partial object.
 
@@ -61,7 +79,7 @@ def write_bytes(url: str, data: bytes, storage_options: dict[str, Any] | None = 
     parent = path.rsplit("/", 1)[0]
     if parent:
         fs.makedirs(parent, exist_ok=True)
-    tmp = f"{path}.partial-{uuid.uuid4().hex}"
+    tmp = f"{path}{PARTIAL}{uuid.uuid4().hex}"
     try:
         with fs.open(tmp, "wb") as f:
             f.write(data)

@@ -1,0 +1,266 @@
+"""The whole build and its release: determinism, read-back, splits, resume after kills, S3."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sarlo_dask import dataset
+from sarlo_dask.captions import tiny
+from sarlo_dask.config import (
+    load_caption_config,
+    load_config,
+    load_release_config,
+    load_tile_config,
+)
+from sarlo_dask.pipeline import build_dataset
+from sarlo_dask.release import SampleRef, shard_plan, split_passes, split_report
+from sarlo_dask.simulate import simulate_optical_tiles
+
+SCENES = ("fine", "fine_skew", "coarse")
+META_FIELDS = {
+    "crop", "Nb_pixel_a", "Nb_pixel_r", "ss_row", "ss_col", "spacing_eff_az",
+    "spacing_eff_rg", "scp_row", "scp_col", "bbox_ecf", "bbox_llh", "incidence_angles",
+    "optical", "caption", "label", "split", "provenance", "pass_id", "scene_id", "key",
+    "city_id_satellite_pass", "operation_sampling",
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def setup(scenes, tmp_path_factory):
+    """Inputs, their optical ground, a tiny caption model and one YAML config for all builds."""
+    root = tmp_path_factory.mktemp("release")
+    urls = [str(scenes[name]) for name in SCENES]
+    for u in urls:
+        truth = json.loads(Path(u + ".truth.json").read_text())
+        simulate_optical_tiles(root / "optical", truth, zoom=18, margin_deg=0.004)
+    model = tiny.build_vision_encoder_decoder(root / "model")
+    config = root / "build.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "standardize": {
+                    "min_size": 64,
+                    "chunk_azimuth": 256,
+                    "chunk_range": 256,
+                    "store_chunk": 128,
+                },
+                "tiles": {"size": 128, "stride": 128, "optical": str(root / "optical"), "zoom": 18},
+                "captions": {"model": model, "batch_size": 4},
+                "release": {
+                    "splits": {"train": 0.6, "validation": 0.2, "test": 0.2},
+                    "samples_per_shard": 4,
+                    "shards_per_chunk": 2,
+                },
+            }  # fmt: skip
+        )
+    )
+    return root, urls, config
+
+
+def configs(config: Path, so: dict | None = None):
+    scfg = load_config(config)
+    tcfg = load_tile_config(config)
+    ccfg = load_caption_config(config)
+    rcfg = load_release_config(config)
+    if so:
+        scfg = scfg.model_copy(update={"storage_options": so})
+        tcfg = tcfg.model_copy(update={"storage_options": so})
+        rcfg = rcfg.model_copy(update={"storage_options": so})
+    return scfg, tcfg, ccfg, rcfg
+
+
+def tree(root: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
+    }
+
+
+@pytest.fixture(scope="module")
+def built(setup, client):
+    root, urls, config = setup
+    result = build_dataset(urls, str(root / "work"), str(root / "out"), *configs(config), client)
+    assert result.exit_code() == 0, result
+    return root / "out", result
+
+
+def test_two_clean_builds_give_the_same_bytes(setup, built, client, tmp_path):
+    _, urls, config = setup
+    out, first = built
+    again = build_dataset(
+        urls, str(tmp_path / "work"), str(tmp_path / "out"), *configs(config), client
+    )
+    assert again.exit_code() == 0
+    assert tree(tmp_path / "out") == tree(out)
+    assert first.release.manifest["samples"] > 12 and len(first.release.manifest["shards"]) > 3
+
+
+def test_samples_read_back_complete_with_pass_disjoint_splits(built):
+    from sarlo_dask.sicd import sicd_from_xml
+
+    out, result = built
+    manifest = json.loads((out / "manifest.json").read_text())
+    passes: dict[str, set[str]] = {}
+    n = 0
+    for split in ("train", "validation", "test"):
+        if not manifest["splits"][split]["samples"]:
+            continue
+        for sample in dataset.open(str(out), split):
+            n += 1
+            key = sample["__key__"]
+            assert "." not in key
+            assert set(sample) - {"__key__", "__url__"} == {
+                "sar.npy", "sar.png", "sicd.xml", "meta.json"
+            }  # fmt: skip
+            arr = sample["sar.npy"]
+            assert arr.dtype == np.dtype("<c8") and arr.shape == (128, 128)
+            meta = sample["meta.json"]
+            assert META_FIELDS <= set(meta), META_FIELDS - set(meta)
+            assert meta["split"] == split and meta["key"] == key
+            assert set(meta["caption"]) == {"SHORT", "MID", "LONG"} and meta["label"]
+            assert meta["provenance"]["version"] and meta["provenance"]["release_config"]
+            sicd = sicd_from_xml(sample["sicd.xml"].decode())
+            assert (sicd.ImageData.NumRows, sicd.ImageData.NumCols) == (128, 128)
+            assert sicd.ImageData.FirstCol == meta["crop"]["azimuth"][0]
+            passes.setdefault(meta["pass_id"], set()).add(split)
+    assert n == manifest["samples"] == sum(s["samples"] for s in manifest["shards"])
+    assert all(len(s) == 1 for s in passes.values()), passes  # no pass in two splits
+    assert len({next(iter(s)) for s in passes.values()}) >= 2
+    stats = json.loads((out / "stats.json").read_text())
+    assert stats["captions"]["MID"]["n"] == n
+
+
+def run_build(setup, work: Path, out: Path) -> subprocess.Popen:
+    _, urls, config = setup
+    cmd = [sys.executable, "-m", "sarlo_dask.cli", "build", *urls, "--work", str(work)]
+    cmd += ["--out", str(out), "--config", str(config), "--workers", "2"]
+    return subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True, text=True
+    )
+
+
+def kill_when(proc: subprocess.Popen, ready, timeout: float = 240) -> None:
+    deadline = time.monotonic() + timeout
+    while not ready():
+        assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+def test_build_killed_at_several_points_resumes_to_the_same_bytes(setup, built, tmp_path):
+    out_ref, _ = built
+    work, out = tmp_path / "work", tmp_path / "out"
+    points = [
+        lambda: any((work / "scenes").glob("*.done.json")),
+        lambda: any((work / "tiles").glob("*/*.meta.json")),
+        lambda: any((work / "captions").glob("*/*.json")),
+        lambda: any(out.glob("*/chunk_*/*.done.json")),
+    ]
+    for ready in points:
+        kill_when(run_build(setup, work, out), ready)
+    final = run_build(setup, work, out)
+    log, _ = final.communicate(timeout=600)
+    assert final.returncode == 0, log
+    assert "already committed" in log
+    assert tree(out) == tree(out_ref)
+    assert not list(out.rglob("*partial*")) and not list(work.rglob("*partial*"))
+
+
+def test_a_worker_killed_mid_build_changes_nothing(setup, built, tmp_path):
+    from distributed import Client, LocalCluster
+
+    _, urls, config = setup
+    out_ref, _ = built
+    work, out = tmp_path / "work", tmp_path / "out"
+    with (
+        LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=":0") as cluster,
+        Client(cluster) as client,
+    ):
+        box: list = []
+        thread = threading.Thread(
+            target=lambda: box.append(
+                build_dataset(urls, str(work), str(out), *configs(config), client)
+            )
+        )
+        thread.start()
+        deadline = time.monotonic() + 240
+        while not any((work / "tiles").glob("*/*.meta.json")):
+            assert time.monotonic() < deadline and thread.is_alive()
+            time.sleep(0.02)
+        pids = client.run(os.getpid)
+        os.kill(pids[sorted(pids)[0]], signal.SIGKILL)
+        thread.join(timeout=600)
+    assert box and box[0].exit_code() == 0, box
+    assert tree(out) == tree(out_ref)
+
+
+def test_a_build_on_s3_gives_the_local_bytes(setup, built, client, s3):
+    import s3fs
+
+    _, urls, config = setup
+    out_ref, _ = built
+    result = build_dataset(urls, "s3://sarlo/work", "s3://sarlo/out", *configs(config, s3), client)
+    assert result.exit_code() == 0
+    fs = s3fs.S3FileSystem(**s3)
+    remote = {p[len("sarlo/out/") :]: fs.cat_file(p) for p in fs.find("sarlo/out")}
+    assert remote == tree(out_ref)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 12), st.sampled_from(["urban", "water", "road"])),
+        min_size=1,
+        max_size=80,
+    ),
+    st.sampled_from([{"train": 0.8, "validation": 0.1, "test": 0.1}, {"train": 0.5, "test": 0.5}]),
+)
+def test_passes_go_whole_to_one_split_deterministically(rows, ratios):
+    samples = [SampleRef("s", f"k{i}", f"pass{p}", lab) for i, (p, lab) in enumerate(rows)]
+    a = split_passes(samples, ratios)
+    assert a == split_passes(list(reversed(samples)), ratios)  # order of discovery is moot
+    assert set(a) == {s.pass_id for s in samples} and set(a.values()) <= set(ratios)
+    report = split_report(samples, a, ratios)
+    assert sum(r["samples"] for r in report.values()) == len(samples)
+    for r in report.values():
+        assert r["label_distance"] is None or 0 <= r["label_distance"] <= 1
+
+
+def test_equal_passes_follow_the_ratios_and_shards_follow_the_plan():
+    from sarlo_dask.config import ReleaseConfig
+
+    labels = ["urban", "water", "road", "forest"]
+    samples = [
+        SampleRef(f"scene{p:02d}", f"scene{p:02d}_a000_r{i:03d}", f"pass{p:02d}", labels[p % 4])
+        for p in range(20)
+        for i in range(5)
+    ]
+    ratios = {"train": 0.8, "validation": 0.1, "test": 0.1}
+    a = split_passes(samples, ratios)
+    assert Counter(a.values()) == {"train": 16, "validation": 2, "test": 2}
+    cfg = ReleaseConfig(splits=ratios, samples_per_shard=7, shards_per_chunk=3)
+    plan = shard_plan(samples, a, cfg)
+    train = [s for s in plan if s.split == "train"]
+    assert [s.path for s in train[:4]] == [
+        "train/chunk_000/shard-00000.tar",
+        "train/chunk_000/shard-00001.tar",
+        "train/chunk_000/shard-00002.tar",
+        "train/chunk_001/shard-00003.tar",
+    ]
+    keys = [k for s in train for _, k in s.keys]
+    assert keys == sorted(keys) and len(keys) == 80
