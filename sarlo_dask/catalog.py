@@ -7,16 +7,26 @@ from typing import Any
 
 import fsspec
 
+from sarlo_dask.store import input_options
+
 SCENE_SUFFIXES = (".nitf", ".ntf")
+LIST_SUFFIXES = (".txt", ".list")
 
 
 def expand_inputs(
     inputs: Iterable[str], storage_options: dict[str, Any] | None = None
 ) -> list[str]:
-    """Scene URLs from INPUT arguments; a folder or prefix yields its *.nitf / *.ntf files."""
+    """Scene URLs from INPUT arguments: a folder or prefix yields its *.nitf / *.ntf files, a
+    list file (*.txt / *.list) the inputs it names one per line (# starts a comment)."""
     urls: list[str] = []
     for item in inputs:
-        fs, path = fsspec.core.url_to_fs(item, **(storage_options or {}))
+        options = input_options(item, storage_options)
+        if item.lower().endswith(LIST_SUFFIXES):
+            with fsspec.open(item, "rt", **options) as f:
+                lines = [ln.split("#", 1)[0].strip() for ln in f]
+            urls.extend(expand_inputs([ln for ln in lines if ln], storage_options))
+            continue
+        fs, path = fsspec.core.url_to_fs(item, **options)
         protocol = item.split("://", 1)[0] + "://" if "://" in item else ""
         if any(ch in path for ch in "*?["):
             found = sorted(fs.glob(path))

@@ -21,6 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 from sarlo_dask.errors import SceneError, one_line
+from sarlo_dask.store import input_options
 
 SPEED_OF_LIGHT = 299792458.0
 SICD_PIXEL_TYPES = ("RE32F_IM32F", "RE16I_IM16I", "AMP8I_PHS8I")
@@ -99,7 +100,7 @@ def _cache_fs(url: str, storage_options: dict[str, Any] | None) -> Any:
     return fsspec.filesystem(
         "filecache",
         target_protocol=url.split("://", 1)[0],
-        target_options=storage_options or {},
+        target_options=input_options(url, storage_options),
         cache_storage=cache_dir(),
     )
 
@@ -190,7 +191,7 @@ def read_sicd_meta(url: str, storage_options: dict[str, Any] | None = None) -> A
     import fsspec
 
     try:
-        with fsspec.open(url, "rb", **(storage_options or {})) as f:
+        with fsspec.open(url, "rb", **input_options(url, storage_options)) as f:
             if f.size == 0:
                 raise SceneError(url, "empty object, not a SICD NITF")
             reader = _open_reader(f, url)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import uuid
@@ -33,6 +34,26 @@ def filesystem(url: str, storage_options: dict[str, Any] | None = None) -> tuple
         options.setdefault("use_listings_cache", False)
     fs, path = fsspec.core.url_to_fs(url, **options)
     return fs, path
+
+
+@functools.lru_cache(maxsize=1)
+def _aws_credentials_available() -> bool:
+    try:
+        import botocore.session
+
+        return botocore.session.get_session().get_credentials() is not None
+    except Exception:
+        return False
+
+
+def input_options(url: str, storage_options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Storage options to read an input scene: public S3 buckets (Umbra's open data) are read
+    anonymously when no AWS credentials are configured and none are given."""
+    options = dict(storage_options or {})
+    given = {"anon", "key", "secret", "token", "profile", "session"} & set(options)
+    if url.startswith(("s3://", "s3a://")) and not given and not _aws_credentials_available():
+        options["anon"] = True
+    return options
 
 
 def exists(url: str, storage_options: dict[str, Any] | None = None) -> bool:

@@ -172,3 +172,36 @@ def test_same_input_gives_the_same_bytes(scenes, client, tmp_path):
     a, b = tree(tmp_path / "a"), tree(tmp_path / "b")
     assert a.keys() == b.keys() and len(a) > 5
     assert a == b
+
+
+def test_list_files_expand_and_public_buckets_are_read_anonymously(
+    scenes, s3, tmp_path, monkeypatch
+):
+    import s3fs
+
+    from sarlo_dask import store
+    from sarlo_dask.catalog import expand_inputs
+    from sarlo_dask.sicd import read_sicd_meta
+
+    listing = tmp_path / "scenes.txt"
+    listing.write_text(f"# the catalogue\n{scenes['fine']}\n\n{tmp_path}/*.nitf  # none here\n")
+    assert expand_inputs([str(listing)]) == [str(scenes["fine"])]
+
+    fs = s3fs.S3FileSystem(**s3)
+    fs.put_file(str(scenes["coarse"]), "sarlo/open/coarse.nitf")
+    fs.chmod("sarlo/open/coarse.nitf", acl="public-read")  # an open-data bucket's object
+    endpoint = {"client_kwargs": s3["client_kwargs"]}
+    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    store._aws_credentials_available.cache_clear()
+    try:
+        assert store.input_options("s3://sarlo/open/coarse.nitf", endpoint)["anon"] is True
+        assert "anon" not in store.input_options("s3://x/y.nitf", s3)  # keys given: used
+        s3fs.S3FileSystem.clear_instance_cache()
+        assert expand_inputs(["s3://sarlo/open/"], endpoint) == ["s3://sarlo/open/coarse.nitf"]
+        sicd = read_sicd_meta("s3://sarlo/open/coarse.nitf", endpoint)
+        assert sicd.ImageData.NumRows == 512
+    finally:
+        store._aws_credentials_available.cache_clear()
