@@ -84,7 +84,8 @@ def serial_paper_way(urls: list[str], optical: str, zoom: int, out: Path) -> int
             slc = paper_resample(data, (plan_rg.n_out, plan_az.n_out)).T  # (azimuth, range)
             del data
             sicd_out = resampled_sicd(sicd, plan_rg, plan_az, np.zeros((1, 1)), np.zeros((1, 1)))
-            llh = paper_geolocate(sicd_out, plan_rg.n_out, plan_az.n_out)  # (rg, az, 3)
+            llh = paper_geolocate(sicd_out, plan_rg.n_out, plan_az.n_out)
+            llh = llh.reshape(plan_rg.n_out, plan_az.n_out, 3)  # (range, azimuth, lat/lon/hae)
             xml = sicd_out.to_xml_string(tag="SICD").encode()
             for w in tile_windows("s", *slc.shape):
                 patch = slc[w.slices()]
@@ -215,7 +216,9 @@ def main() -> None:
     urls, optical = inputs(root, args.scenes, args.size, args.zoom)
 
     t1, n1 = ours(urls, optical, args.zoom, root, 1)
+    print(f"build, 1 worker: {n1} tiles in {t1:.1f} s", flush=True)
     t2, n2 = ours(urls, optical, args.zoom, root, 2)
+    print(f"build, 2 workers: {n2} tiles in {t2:.1f} s", flush=True)
     assert n1 == n2
     t0 = time.perf_counter()
     ns = serial_paper_way(urls, optical, args.zoom, root / "serial_out")

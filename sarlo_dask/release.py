@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import tempfile
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -20,7 +21,6 @@ from typing import Any
 from sarlo_dask import __version__
 from sarlo_dask.caption_stage import NO_MODEL, caption_url
 from sarlo_dask.config import ReleaseConfig
-from sarlo_dask.sicd import sicd_from_xml
 from sarlo_dask.store import PARTIAL, filesystem, is_local, join, read_json, write_json
 from sarlo_dask.tile_stage import tile_dir
 
@@ -161,13 +161,32 @@ def _caption_record(work: str, scene_id: str, key: str, so: dict[str, Any]) -> d
 def tile_sicd_xml(scene_xml: str, crop: Mapping[str, Sequence[int]]) -> str:
     """The scene's SICD as a chip for one tile: NumRows/NumCols the tile, FirstRow/FirstCol
     its offset in the scene (SICD rows are range, columns azimuth); the rest unchanged, so
-    tile pixel (a, r) projects as SICD pixel (row = FirstRow + r, col = FirstCol + a)."""
-    sicd = sicd_from_xml(scene_xml)
-    img = sicd.ImageData
+    tile pixel (a, r) projects as SICD pixel (row = FirstRow + r, col = FirstCol + a).
+
+    The four ImageData fields are replaced in the scene's XML text (parsing and writing the
+    whole SICD per sample cost more than the rest of the shard)."""
+    head, sep, rest = scene_xml.partition("<ImageData>")
+    block, end, tail = rest.partition("<FullImage>")
+    if not sep or not end:
+        raise ValueError("scene SICD XML without ImageData / FullImage")
     (a0, a1), (r0, r1) = crop["azimuth"], crop["range"]
-    img.FirstRow, img.FirstCol = int(img.FirstRow) + r0, int(img.FirstCol) + a0
-    img.NumRows, img.NumCols = r1 - r0, a1 - a0
-    return str(sicd.to_xml_string(tag="SICD"))
+    first = {name: int(_field(block, name)) for name in ("FirstRow", "FirstCol")}
+    values = {
+        "NumRows": r1 - r0,
+        "NumCols": a1 - a0,
+        "FirstRow": first["FirstRow"] + r0,
+        "FirstCol": first["FirstCol"] + a0,
+    }
+    for name, value in values.items():
+        block = re.sub(rf"<{name}>[^<]*</{name}>", f"<{name}>{value}</{name}>", block, count=1)
+    return head + sep + block + end + tail
+
+
+def _field(block: str, name: str) -> str:
+    m = re.search(rf"<{name}>([^<]*)</{name}>", block)
+    if m is None:
+        raise ValueError(f"scene SICD XML without ImageData/{name}")
+    return m.group(1)
 
 
 def sample_members(
@@ -252,7 +271,7 @@ def write_shard(
         os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + PARTIAL, dir=folder)
     try:
-        with os.fdopen(fd, "wb") as raw:
+        with os.fdopen(fd, "wb", buffering=4 << 20) as raw:
             hashing = _Hashing(raw)
             with wds.TarWriter(hashing, mtime=MTIME, encoder=False) as tw:
                 for scene_id, key in spec.keys:

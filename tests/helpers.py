@@ -78,3 +78,10 @@ def correlation(a: np.ndarray, b: np.ndarray) -> float:
 def interior(a: np.ndarray, frac: float = 0.1) -> np.ndarray:
     m0, m1 = int(a.shape[0] * frac), int(a.shape[1] * frac)
     return a[m0 : a.shape[0] - m0, m1 : a.shape[1] - m1]
+
+
+def small_scene_config():
+    """Scene-stage settings for the small simulated test scenes (stores of 128 px chunks)."""
+    from sarlo_dask.config import StandardizeConfig
+
+    return StandardizeConfig(min_size=64, chunk_azimuth=256, chunk_range=256, store_chunk=128)

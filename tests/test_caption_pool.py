@@ -16,14 +16,16 @@ pytest.importorskip("transformers")
 from sarlo_dask.caption_stage import batches_run, caption_url
 from sarlo_dask.captions import tiny
 from sarlo_dask.captions.backend import get_captioner, load_counts
-from sarlo_dask.config import CaptionConfig, StandardizeConfig, TileConfig
+from sarlo_dask.config import CaptionConfig, TileConfig
 from sarlo_dask.pipeline import standardize_scenes, tile_scenes
 from sarlo_dask.simulate import simulate_optical_tiles
 from sarlo_dask.standardize import open_scene_store
 from sarlo_dask.store import read_json, scene_store_url
 from sarlo_dask.tiles import tile_windows
 
-SCFG = StandardizeConfig(min_size=64, chunk_azimuth=256, chunk_range=256, store_chunk=128)
+from .helpers import small_scene_config
+
+SCFG = small_scene_config()
 ZOOM = 18
 
 

@@ -84,11 +84,20 @@ def test_nothing_built_exits_4(tmp_path):
 def test_demo_runs_start_to_end(tmp_path):
     res = sarlo("demo", str(tmp_path / "demo"), "--workers", "2")
     assert res.returncode == 0, res.stdout + res.stderr
-    assert "2 standardized" in res.stdout
+    assert "dashboard: http" in res.stdout and "[3/3] release" in res.stdout
     store = xr.open_zarr(
         tmp_path / "demo" / "work" / "scenes" / "sim_scene_001.zarr", consolidated=False
     )
     assert store.sizes["azimuth"] >= 1024 and store.sizes["range"] >= 1024
+    # no caption model: the build still runs; captions are null with the reason
+    from sarlo_dask import dataset
+
+    samples = list(dataset.open(str(tmp_path / "demo" / "release"), "train"))
+    assert len(samples) == 2
+    for s in samples:
+        assert s["meta.json"]["caption"] is None
+        assert s["meta.json"]["caption_reason"] == "no caption model configured"
+        assert s["meta.json"]["optical"]["status"] == "ok"
 
 
 def test_yaml_sections_and_bad_settings(tmp_path):

@@ -143,12 +143,17 @@ def test_samples_read_back_complete_with_pass_disjoint_splits(built):
     assert stats["captions"]["MID"]["n"] == n
 
 
-def run_build(setup, work: Path, out: Path) -> subprocess.Popen:
+def run_build(setup, work, out, env: dict | None = None) -> subprocess.Popen:
     _, urls, config = setup
     cmd = [sys.executable, "-m", "sarlo_dask.cli", "build", *urls, "--work", str(work)]
     cmd += ["--out", str(out), "--config", str(config), "--workers", "2"]
     return subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True, text=True
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        text=True,
+        env={**os.environ, **(env or {})},
     )
 
 
@@ -179,6 +184,31 @@ def test_build_killed_at_several_points_resumes_to_the_same_bytes(setup, built, 
     assert "already committed" in log
     assert tree(out) == tree(out_ref)
     assert not list(out.rglob("*partial*")) and not list(work.rglob("*partial*"))
+
+
+def test_killed_and_resumed_with_work_and_out_on_s3(setup, built, s3):
+    import s3fs
+
+    out_ref, _ = built
+    fs = s3fs.S3FileSystem(**s3)
+    env = {"AWS_ENDPOINT_URL": s3["client_kwargs"]["endpoint_url"]}
+
+    def found(pattern: str):
+        def ready() -> bool:
+            fs.invalidate_cache()
+            time.sleep(0.2)
+            return bool(fs.glob(pattern))
+
+        return ready
+
+    for pattern in ("sarlo/work/tiles/*/*.meta.json", "sarlo/out/*/chunk_*/*.done.json"):
+        kill_when(run_build(setup, "s3://sarlo/work", "s3://sarlo/out", env), found(pattern))
+    final = run_build(setup, "s3://sarlo/work", "s3://sarlo/out", env)
+    log, _ = final.communicate(timeout=600)
+    assert final.returncode == 0, log
+    fs.invalidate_cache()
+    remote = {p[len("sarlo/out/") :]: fs.cat_file(p) for p in fs.find("sarlo/out")}
+    assert remote == tree(out_ref)
 
 
 def test_a_worker_killed_mid_build_changes_nothing(setup, built, tmp_path):

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sarlo_dask.config import StandardizeConfig, TileConfig
+from sarlo_dask.config import TileConfig
 from sarlo_dask.optical import GeoTIFFSource, PairConfig, pair_tile
 from sarlo_dask.pipeline import standardize_scenes, tile_scenes
 from sarlo_dask.simulate import simulate_optical_tiles
@@ -28,7 +28,9 @@ from sarlo_dask.tiles import (
     window_starts,
 )
 
-SCFG = StandardizeConfig(min_size=64, chunk_azimuth=256, chunk_range=256, store_chunk=128)
+from .helpers import small_scene_config
+
+SCFG = small_scene_config()
 ZOOM = 18
 
 

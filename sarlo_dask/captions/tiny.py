@@ -57,6 +57,22 @@ def _blocks(hidden: int, layers: int) -> dict[str, Any]:
     }
 
 
+def _gpt2(tok: Any, hidden: int, layers: int, **extra: Any) -> Any:
+    from transformers import GPT2Config
+
+    return GPT2Config(
+        vocab_size=len(tok),
+        n_embd=hidden,
+        n_layer=layers,
+        n_head=2,
+        n_positions=512,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+        **extra,
+    )
+
+
 def build_llava(path: str | Path, hidden: int = 16, layers: int = 1, image: int = 32) -> str:
     """A chat-template VLM (LLaVA: CLIP vision tower, Llama text model)."""
     import torch
@@ -147,7 +163,6 @@ def build_vision_encoder_decoder(
     """An encoder-decoder captioner (VisionEncoderDecoder: ViT encoder, GPT-2 decoder)."""
     import torch
     from transformers import (
-        GPT2Config,
         VisionEncoderDecoderConfig,
         VisionEncoderDecoderModel,
         ViTConfig,
@@ -156,17 +171,7 @@ def build_vision_encoder_decoder(
 
     tok = tokenizer()
     encoder = ViTConfig(**_blocks(hidden, layers), image_size=image, patch_size=8)
-    decoder = GPT2Config(
-        vocab_size=len(tok),
-        n_embd=hidden,
-        n_layer=layers,
-        n_head=2,
-        n_positions=256,
-        bos_token_id=tok.bos_token_id,
-        eos_token_id=tok.eos_token_id,
-        pad_token_id=tok.pad_token_id,
-        add_cross_attention=True,
-    )
+    decoder = _gpt2(tok, hidden, layers, add_cross_attention=True)
     cfg = VisionEncoderDecoderConfig.from_encoder_decoder_configs(encoder, decoder)
     cfg.decoder_start_token_id = tok.bos_token_id
     cfg.pad_token_id = tok.pad_token_id
@@ -182,19 +187,10 @@ def build_vision_encoder_decoder(
 def build_text_model(path: str | Path, hidden: int = 16, layers: int = 1) -> str:
     """A text-generation model (GPT-2) for the optional LLM rewrite."""
     import torch
-    from transformers import GPT2Config, GPT2LMHeadModel
+    from transformers import GPT2LMHeadModel
 
     tok = tokenizer()
-    cfg = GPT2Config(
-        vocab_size=len(tok),
-        n_embd=hidden,
-        n_layer=layers,
-        n_head=2,
-        n_positions=512,
-        bos_token_id=tok.bos_token_id,
-        eos_token_id=tok.eos_token_id,
-        pad_token_id=tok.pad_token_id,
-    )
+    cfg = _gpt2(tok, hidden, layers)
     torch.manual_seed(0)
     GPT2LMHeadModel(cfg).eval().save_pretrained(path)
     tok.save_pretrained(path)
