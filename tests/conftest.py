@@ -106,3 +106,58 @@ def s3(s3_server):
     fs = s3fs.S3FileSystem(**options)
     fs.mkdir("sarlo")
     return options
+
+
+RELEASE_SCENES = ("fine", "fine_skew", "coarse")
+
+
+@pytest.fixture(scope="session")
+def release_setup(scenes, tmp_path_factory):
+    """Three scenes (three passes), their optical ground, a tiny caption model and one YAML
+    config with every stage's section, for whole builds."""
+    import json
+
+    import yaml
+
+    from sarlo_dask.captions import tiny
+    from sarlo_dask.simulate import simulate_optical_tiles
+
+    root = tmp_path_factory.mktemp("release")
+    urls = [str(scenes[name]) for name in RELEASE_SCENES]
+    for u in urls:
+        truth = json.loads(Path(u + ".truth.json").read_text())
+        simulate_optical_tiles(root / "optical", truth, zoom=18, margin_deg=0.004)
+    model = tiny.build_vision_encoder_decoder(root / "model")
+    config = root / "build.yaml"
+    settings = {
+        "standardize": {
+            "min_size": 64,
+            "chunk_azimuth": 256,
+            "chunk_range": 256,
+            "store_chunk": 128,
+        },
+        "tiles": {"size": 128, "stride": 128, "optical": str(root / "optical"), "zoom": 18},
+        "captions": {"model": model, "batch_size": 4},
+        "release": {
+            "splits": {"train": 0.6, "validation": 0.2, "test": 0.2},
+            "samples_per_shard": 4,
+            "shards_per_chunk": 2,
+        },
+    }
+    config.write_text(yaml.safe_dump(settings))
+    return root, urls, config
+
+
+@pytest.fixture(scope="session")
+def release_built(release_setup, client):
+    """The reference build of release_setup on the shared cluster: (out folder, Build)."""
+    from sarlo_dask.pipeline import build_dataset
+
+    from .helpers import build_configs
+
+    root, urls, config = release_setup
+    result = build_dataset(
+        urls, str(root / "work"), str(root / "out"), *build_configs(config), client
+    )
+    assert result.exit_code() == 0, result
+    return root / "out", result

@@ -85,3 +85,31 @@ def small_scene_config():
     from sarlo_dask.config import StandardizeConfig
 
     return StandardizeConfig(min_size=64, chunk_azimuth=256, chunk_range=256, store_chunk=128)
+
+
+def build_configs(config, storage_options=None):
+    """The four stage configs of a build YAML, with storage options for S3 stores."""
+    from sarlo_dask.config import (
+        load_caption_config,
+        load_config,
+        load_release_config,
+        load_tile_config,
+    )
+
+    scfg, tcfg = load_config(config), load_tile_config(config)
+    ccfg, rcfg = load_caption_config(config), load_release_config(config)
+    if storage_options:
+        update = {"storage_options": storage_options}
+        scfg, tcfg = scfg.model_copy(update=update), tcfg.model_copy(update=update)
+        rcfg = rcfg.model_copy(update=update)
+    return scfg, tcfg, ccfg, rcfg
+
+
+def tree(root):
+    """Every file under root: relative path -> bytes."""
+    from pathlib import Path
+
+    root = Path(root)
+    return {
+        str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
+    }

@@ -10,27 +10,17 @@ import sys
 import threading
 import time
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
-import pytest
-import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sarlo_dask import dataset
-from sarlo_dask.captions import tiny
-from sarlo_dask.config import (
-    load_caption_config,
-    load_config,
-    load_release_config,
-    load_tile_config,
-)
 from sarlo_dask.pipeline import build_dataset
 from sarlo_dask.release import SampleRef, shard_plan, split_passes, split_report
-from sarlo_dask.simulate import simulate_optical_tiles
 
-SCENES = ("fine", "fine_skew", "coarse")
+from .helpers import build_configs, tree
+
 META_FIELDS = {
     "crop", "Nb_pixel_a", "Nb_pixel_r", "ss_row", "ss_col", "spacing_eff_az",
     "spacing_eff_rg", "scp_row", "scp_col", "bbox_ecf", "bbox_llh", "incidence_angles",
@@ -39,79 +29,21 @@ META_FIELDS = {
 }  # fmt: skip
 
 
-@pytest.fixture(scope="module")
-def setup(scenes, tmp_path_factory):
-    """Inputs, their optical ground, a tiny caption model and one YAML config for all builds."""
-    root = tmp_path_factory.mktemp("release")
-    urls = [str(scenes[name]) for name in SCENES]
-    for u in urls:
-        truth = json.loads(Path(u + ".truth.json").read_text())
-        simulate_optical_tiles(root / "optical", truth, zoom=18, margin_deg=0.004)
-    model = tiny.build_vision_encoder_decoder(root / "model")
-    config = root / "build.yaml"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "standardize": {
-                    "min_size": 64,
-                    "chunk_azimuth": 256,
-                    "chunk_range": 256,
-                    "store_chunk": 128,
-                },
-                "tiles": {"size": 128, "stride": 128, "optical": str(root / "optical"), "zoom": 18},
-                "captions": {"model": model, "batch_size": 4},
-                "release": {
-                    "splits": {"train": 0.6, "validation": 0.2, "test": 0.2},
-                    "samples_per_shard": 4,
-                    "shards_per_chunk": 2,
-                },
-            }  # fmt: skip
-        )
-    )
-    return root, urls, config
-
-
-def configs(config: Path, so: dict | None = None):
-    scfg = load_config(config)
-    tcfg = load_tile_config(config)
-    ccfg = load_caption_config(config)
-    rcfg = load_release_config(config)
-    if so:
-        scfg = scfg.model_copy(update={"storage_options": so})
-        tcfg = tcfg.model_copy(update={"storage_options": so})
-        rcfg = rcfg.model_copy(update={"storage_options": so})
-    return scfg, tcfg, ccfg, rcfg
-
-
-def tree(root: Path) -> dict[str, bytes]:
-    return {
-        str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
-    }
-
-
-@pytest.fixture(scope="module")
-def built(setup, client):
-    root, urls, config = setup
-    result = build_dataset(urls, str(root / "work"), str(root / "out"), *configs(config), client)
-    assert result.exit_code() == 0, result
-    return root / "out", result
-
-
-def test_two_clean_builds_give_the_same_bytes(setup, built, client, tmp_path):
-    _, urls, config = setup
-    out, first = built
+def test_two_clean_builds_give_the_same_bytes(release_setup, release_built, client, tmp_path):
+    _, urls, config = release_setup
+    out, first = release_built
     again = build_dataset(
-        urls, str(tmp_path / "work"), str(tmp_path / "out"), *configs(config), client
+        urls, str(tmp_path / "work"), str(tmp_path / "out"), *build_configs(config), client
     )
     assert again.exit_code() == 0
     assert tree(tmp_path / "out") == tree(out)
     assert first.release.manifest["samples"] > 12 and len(first.release.manifest["shards"]) > 3
 
 
-def test_samples_read_back_complete_with_pass_disjoint_splits(built):
+def test_samples_read_back_complete_with_pass_disjoint_splits(release_built):
     from sarlo_dask.sicd import sicd_from_xml
 
-    out, result = built
+    out, result = release_built
     manifest = json.loads((out / "manifest.json").read_text())
     passes: dict[str, set[str]] = {}
     n = 0
@@ -143,8 +75,8 @@ def test_samples_read_back_complete_with_pass_disjoint_splits(built):
     assert stats["captions"]["MID"]["n"] == n
 
 
-def run_build(setup, work, out, env: dict | None = None) -> subprocess.Popen:
-    _, urls, config = setup
+def run_build(release_setup, work, out, env: dict | None = None) -> subprocess.Popen:
+    _, urls, config = release_setup
     cmd = [sys.executable, "-m", "sarlo_dask.cli", "build", *urls, "--work", str(work)]
     cmd += ["--out", str(out), "--config", str(config), "--workers", "2"]
     return subprocess.Popen(
@@ -167,8 +99,10 @@ def kill_when(proc: subprocess.Popen, ready, timeout: float = 240) -> None:
     proc.wait()
 
 
-def test_build_killed_at_several_points_resumes_to_the_same_bytes(setup, built, tmp_path):
-    out_ref, _ = built
+def test_build_killed_at_several_points_resumes_to_the_same_bytes(
+    release_setup, release_built, tmp_path
+):
+    out_ref, _ = release_built
     work, out = tmp_path / "work", tmp_path / "out"
     points = [
         lambda: any((work / "scenes").glob("*.done.json")),
@@ -177,8 +111,8 @@ def test_build_killed_at_several_points_resumes_to_the_same_bytes(setup, built, 
         lambda: any(out.glob("*/chunk_*/*.done.json")),
     ]
     for ready in points:
-        kill_when(run_build(setup, work, out), ready)
-    final = run_build(setup, work, out)
+        kill_when(run_build(release_setup, work, out), ready)
+    final = run_build(release_setup, work, out)
     log, _ = final.communicate(timeout=600)
     assert final.returncode == 0, log
     assert "already committed" in log
@@ -186,10 +120,10 @@ def test_build_killed_at_several_points_resumes_to_the_same_bytes(setup, built, 
     assert not list(out.rglob("*partial*")) and not list(work.rglob("*partial*"))
 
 
-def test_killed_and_resumed_with_work_and_out_on_s3(setup, built, s3):
+def test_killed_and_resumed_with_work_and_out_on_s3(release_setup, release_built, s3):
     import s3fs
 
-    out_ref, _ = built
+    out_ref, _ = release_built
     fs = s3fs.S3FileSystem(**s3)
     env = {"AWS_ENDPOINT_URL": s3["client_kwargs"]["endpoint_url"]}
 
@@ -202,8 +136,10 @@ def test_killed_and_resumed_with_work_and_out_on_s3(setup, built, s3):
         return ready
 
     for pattern in ("sarlo/work/tiles/*/*.meta.json", "sarlo/out/*/chunk_*/*.done.json"):
-        kill_when(run_build(setup, "s3://sarlo/work", "s3://sarlo/out", env), found(pattern))
-    final = run_build(setup, "s3://sarlo/work", "s3://sarlo/out", env)
+        kill_when(
+            run_build(release_setup, "s3://sarlo/work", "s3://sarlo/out", env), found(pattern)
+        )
+    final = run_build(release_setup, "s3://sarlo/work", "s3://sarlo/out", env)
     log, _ = final.communicate(timeout=600)
     assert final.returncode == 0, log
     fs.invalidate_cache()
@@ -211,11 +147,11 @@ def test_killed_and_resumed_with_work_and_out_on_s3(setup, built, s3):
     assert remote == tree(out_ref)
 
 
-def test_a_worker_killed_mid_build_changes_nothing(setup, built, tmp_path):
+def test_a_worker_killed_mid_build_changes_nothing(release_setup, release_built, tmp_path):
     from distributed import Client, LocalCluster
 
-    _, urls, config = setup
-    out_ref, _ = built
+    _, urls, config = release_setup
+    out_ref, _ = release_built
     work, out = tmp_path / "work", tmp_path / "out"
     with (
         LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=":0") as cluster,
@@ -224,7 +160,7 @@ def test_a_worker_killed_mid_build_changes_nothing(setup, built, tmp_path):
         box: list = []
         thread = threading.Thread(
             target=lambda: box.append(
-                build_dataset(urls, str(work), str(out), *configs(config), client)
+                build_dataset(urls, str(work), str(out), *build_configs(config), client)
             )
         )
         thread.start()
@@ -239,12 +175,14 @@ def test_a_worker_killed_mid_build_changes_nothing(setup, built, tmp_path):
     assert tree(out) == tree(out_ref)
 
 
-def test_a_build_on_s3_gives_the_local_bytes(setup, built, client, s3):
+def test_a_build_on_s3_gives_the_local_bytes(release_setup, release_built, client, s3):
     import s3fs
 
-    _, urls, config = setup
-    out_ref, _ = built
-    result = build_dataset(urls, "s3://sarlo/work", "s3://sarlo/out", *configs(config, s3), client)
+    _, urls, config = release_setup
+    out_ref, _ = release_built
+    result = build_dataset(
+        urls, "s3://sarlo/work", "s3://sarlo/out", *build_configs(config, s3), client
+    )
     assert result.exit_code() == 0
     fs = s3fs.S3FileSystem(**s3)
     remote = {p[len("sarlo/out/") :]: fs.cat_file(p) for p in fs.find("sarlo/out")}

@@ -1,0 +1,104 @@
+"""Builds on clusters users run: a scheduler address with a GPU worker, elastic workers."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from sarlo_dask.caption_stage import batches_run
+from sarlo_dask.pipeline import build_dataset
+
+from .helpers import build_configs, tree
+
+
+def _wait_for(path: Path, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert time.monotonic() < deadline, f"{path} did not appear"
+        time.sleep(0.1)
+
+
+def test_build_on_a_scheduler_address_puts_captions_on_the_gpu_worker(
+    release_setup, release_built, tmp_path
+):
+    """`dask scheduler` and two `dask worker` processes, one declaring GPU=1 (a CPU here):
+    the build through `--cluster tcp://...` captions only there and gives the same bytes."""
+    from distributed import Client
+
+    out_ref, _ = release_built
+    _, urls, config = release_setup
+    sf = tmp_path / "scheduler.json"
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "distributed.cli.dask_scheduler", "--scheduler-file", str(sf),
+             "--port", "0", "--dashboard-address", ":0", "--host", "127.0.0.1"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+    ]  # fmt: skip
+    try:
+        _wait_for(sf)
+        address = json.loads(sf.read_text())["address"]
+        for extra in (["--resources", "GPU=1", "--name", "gpu"], ["--name", "cpu"]):
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "distributed.cli.dask_worker", address,
+                     "--nthreads", "1", "--nworkers", "1", "--host", "127.0.0.1", *extra],
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                )
+            )  # fmt: skip
+        with Client(address) as client:
+            client.wait_for_workers(2, timeout=60)
+            work, out = tmp_path / "work", tmp_path / "out"
+            run = subprocess.run(
+                [sys.executable, "-m", "sarlo_dask.cli", "build", *urls, "--work", str(work),
+                 "--out", str(out), "--config", str(config), "--cluster", address],
+                capture_output=True, text=True, timeout=600,
+            )  # fmt: skip
+            assert run.returncode == 0, run.stdout + run.stderr
+            runs = client.run(batches_run)
+            names = {a: w["name"] for a, w in client.scheduler_info()["workers"].items()}
+        by_name = {names[a]: n for a, n in runs.items()}
+        assert by_name["gpu"] > 0 and by_name["cpu"] == 0, by_name
+        assert tree(out) == tree(out_ref)
+    finally:
+        for p in procs[::-1]:
+            p.terminate()
+        for p in procs:
+            p.wait(timeout=30)
+
+
+def test_workers_joining_and_leaving_mid_build_change_nothing(
+    release_setup, release_built, tmp_path
+):
+    """A LocalCluster scaled from 1 to 3 workers and back to 1 while it builds."""
+    from distributed import Client, LocalCluster
+
+    out_ref, _ = release_built
+    _, urls, config = release_setup
+    work, out = tmp_path / "work", tmp_path / "out"
+    with (
+        LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=":0") as cluster,
+        Client(cluster) as client,
+    ):
+        box: list = []
+        thread = threading.Thread(
+            target=lambda: box.append(
+                build_dataset(urls, str(work), str(out), *build_configs(config), client)
+            )
+        )
+        thread.start()
+        deadline = time.monotonic() + 300
+        for folder, n in (("scenes", 3), ("tiles", 1)):
+            pattern = "*.done.json" if folder == "scenes" else "*/*.meta.json"
+            while not any((work / folder).glob(pattern)):
+                assert time.monotonic() < deadline and thread.is_alive()
+                time.sleep(0.02)
+            cluster.scale(n)
+        thread.join(timeout=600)
+        assert len(cluster.workers) == 1
+    assert box and box[0].exit_code() == 0, box
+    assert tree(out) == tree(out_ref)
