@@ -21,7 +21,8 @@ app = typer.Typer(
 ClusterOpt = Annotated[
     str,
     typer.Option(
-        help="local, local-cuda, slurm, kubernetes, tcp://HOST:PORT or scheduler-file:PATH"
+        help="local, local-cuda, slurm[:JOBQUEUE_YAML], kubernetes[:DASKCLUSTER_YAML], "
+        "tcp://HOST:PORT or scheduler-file:PATH"
     ),
 ]
 

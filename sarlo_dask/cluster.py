@@ -16,8 +16,9 @@ def make_client(
     """A distributed Client for `cluster`.
 
     local: a LocalCluster of worker processes sized to the machine; local-cuda: dask-cuda, a
-    worker per GPU with the GPU resource declared; slurm / kubernetes: from the `cluster`
-    extra's configuration; tcp://host:port or scheduler-file:PATH: an existing scheduler.
+    worker per GPU with the GPU resource declared; slurm[:JOBQUEUE_YAML]: dask-jobqueue,
+    adaptive up to n_workers jobs; kubernetes[:DASKCLUSTER_YAML]: the Dask operator;
+    tcp://host:port or scheduler-file:PATH: an existing scheduler.
     """
     from distributed import Client, LocalCluster
 
@@ -43,25 +44,41 @@ def make_client(
                 "--cluster local-cuda needs the gpu extra: pip install 'sarlo-dask[gpu]'"
             ) from None
         return Client(LocalCUDACluster(resources={"GPU": 1}, rmm_pool_size="50%"))
-    if cluster == "slurm":
-        try:
-            from dask_jobqueue import SLURMCluster
-        except ImportError:
-            raise SystemExit(
-                "--cluster slurm needs the cluster extra: pip install 'sarlo-dask[cluster]'"
-            ) from None
-        c = SLURMCluster()
-        c.scale(n_workers or 1)
+    kind, _, path = cluster.partition(":")
+    if kind == "slurm":
+        c = slurm_cluster(path or None)
+        c.adapt(minimum=1, maximum=n_workers or 1)  # workers come and go with the queue
         return Client(c)
-    if cluster == "kubernetes":
+    if kind == "kubernetes":
         try:
             from dask_kubernetes.operator import KubeCluster
         except ImportError:
             raise SystemExit(
                 "--cluster kubernetes needs the cluster extra: pip install 'sarlo-dask[cluster]'"
             ) from None
+        if path:
+            return Client(KubeCluster(custom_cluster_spec=path, n_workers=n_workers or 1))
         return Client(KubeCluster(name="sarlo", n_workers=n_workers or 1))
     raise SystemExit(
-        f"unknown --cluster {cluster!r}: use local, local-cuda, slurm, kubernetes, "
-        "tcp://HOST:PORT or scheduler-file:PATH"
+        f"unknown --cluster {cluster!r}: use local, local-cuda, slurm[:JOBQUEUE_YAML], "
+        "kubernetes[:DASKCLUSTER_YAML], tcp://HOST:PORT or scheduler-file:PATH"
     )
+
+
+def slurm_cluster(config: str | None = None) -> Any:
+    """A dask-jobqueue SLURMCluster, from a jobqueue YAML (cluster/jobqueue.yaml) when given,
+    else from the user's dask configuration; no job is submitted until it scales."""
+    try:
+        from dask_jobqueue import SLURMCluster
+    except ImportError:
+        raise SystemExit(
+            "--cluster slurm needs the cluster extra: pip install 'sarlo-dask[cluster]'"
+        ) from None
+    if config is None:
+        return SLURMCluster()
+    import yaml
+
+    with open(config) as f:
+        settings = (yaml.safe_load(f) or {}).get("jobqueue", {}).get("slurm", {})
+    # as keyword arguments: jobqueue reads its dask config again whenever it makes a job
+    return SLURMCluster(**{k.replace("-", "_"): v for k, v in settings.items()})

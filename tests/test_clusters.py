@@ -102,3 +102,53 @@ def test_workers_joining_and_leaving_mid_build_change_nothing(
         assert len(cluster.workers) == 1
     assert box and box[0].exit_code() == 0, box
     assert tree(out) == tree(out_ref)
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_slurm_job_script_from_cluster_jobqueue_yaml():
+    """The job script dask-jobqueue writes from cluster/jobqueue.yaml: a GPU per job, a
+    dask-cuda worker declaring the GPU resource."""
+    import pytest
+
+    pytest.importorskip("dask_jobqueue")
+    from sarlo_dask.cluster import slurm_cluster
+
+    cluster = slurm_cluster(str(ROOT / "cluster" / "jobqueue.yaml"))
+    try:
+        script = cluster.job_script()
+    finally:
+        cluster.close()
+    lines = script.splitlines()
+    assert lines[0].startswith("#!")
+    assert "#SBATCH --gres=gpu:1" in lines and "#SBATCH -p gpu" in lines
+    assert "#SBATCH -t 04:00:00" in lines and "#SBATCH -J sarlo-worker" in lines
+    command = next(line for line in lines if "dask_cuda.cli worker" in line)
+    assert "--resources GPU=1" in command and "--nthreads 8" in command
+    assert any("activate sarlo" in line for line in lines)
+    sbatch = (ROOT / "cluster" / "sbatch-build.sh").read_text()
+    assert "sarlo build" in sbatch and "slurm:" in sbatch and "#SBATCH --time" in sbatch
+
+
+def test_kubernetes_manifests_are_what_the_operator_helpers_build():
+    import pytest
+    import yaml
+
+    pytest.importorskip("dask_kubernetes")
+    sys.path.insert(0, str(ROOT / "cluster"))
+    try:
+        import kubernetes as recipe  # cluster/kubernetes.py, not the client library
+    finally:
+        sys.path.pop(0)
+    assert recipe.__file__ == str(ROOT / "cluster" / "kubernetes.py")
+    cluster = yaml.safe_load((ROOT / "cluster" / "daskcluster.yaml").read_text())
+    group = yaml.safe_load((ROOT / "cluster" / "daskworkergroup-gpu.yaml").read_text())
+    assert cluster == recipe.cluster_spec() and group == recipe.gpu_worker_group()
+    assert cluster["kind"] == "DaskCluster" and group["kind"] == "DaskWorkerGroup"
+    assert group["spec"]["cluster"] == cluster["metadata"]["name"]
+    (gpu,) = group["spec"]["worker"]["spec"]["containers"]
+    assert gpu["resources"]["limits"]["nvidia.com/gpu"] == 1
+    assert gpu["args"][:5] == ["dask", "cuda", "worker", "--resources", "GPU=1"]
+    dockerfile = (ROOT / "cluster" / "Dockerfile").read_text()
+    assert ".[gpu,caption,cluster]" in dockerfile
