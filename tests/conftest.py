@@ -161,3 +161,19 @@ def release_built(release_setup, client):
     )
     assert result.exit_code() == 0, result
     return root / "out", result
+
+
+@pytest.fixture(scope="session")
+def demo(tmp_path_factory):
+    """`sarlo demo` run once as a user runs it: (its output folder, the finished process)."""
+    import subprocess
+    import sys
+
+    out = tmp_path_factory.mktemp("demo") / "demo-out"
+    run = subprocess.run(
+        [sys.executable, "-m", "sarlo_dask.cli", "demo", str(out), "--workers", "2"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    return out, run

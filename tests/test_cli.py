@@ -81,18 +81,16 @@ def test_nothing_built_exits_4(tmp_path):
     assert "empty file" in res.stderr
 
 
-def test_demo_runs_start_to_end(tmp_path):
-    res = sarlo("demo", str(tmp_path / "demo"), "--workers", "2")
+def test_demo_runs_start_to_end(demo):
+    out, res = demo
     assert res.returncode == 0, res.stdout + res.stderr
     assert "dashboard: http" in res.stdout and "[3/3] release" in res.stdout
-    store = xr.open_zarr(
-        tmp_path / "demo" / "work" / "scenes" / "sim_scene_001.zarr", consolidated=False
-    )
+    store = xr.open_zarr(out / "work" / "scenes" / "sim_scene_001.zarr", consolidated=False)
     assert store.sizes["azimuth"] >= 1024 and store.sizes["range"] >= 1024
     # no caption model: the build still runs; captions are null with the reason
     from sarlo_dask import dataset
 
-    samples = list(dataset.open(str(tmp_path / "demo" / "release"), "train"))
+    samples = list(dataset.open(str(out / "release"), "train"))
     assert len(samples) == 2
     for s in samples:
         assert s["meta.json"]["caption"] is None
