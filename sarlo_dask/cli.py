@@ -295,6 +295,13 @@ def _run_build(
         f"({rel.written} written, {rel.reused} already committed), "
         f"{m['captions']['captioned']} captioned, in {time.perf_counter() - t0:.1f} s"
     )
+    failures = result.failures()
+    if failures:
+        typer.echo(f"{len(failures)} scenes / tiles left out ({work}/failures.jsonl):", err=True)
+        for row in failures[:20]:
+            typer.echo(f"  {row['stage']:10s} {row['id']}: {row['reason']}", err=True)
+        if len(failures) > 20:
+            typer.echo(f"  ... and {len(failures) - 20} more", err=True)
     if not m["samples"]:
         typer.echo("error: no samples could be built", err=True)
     return result.exit_code()

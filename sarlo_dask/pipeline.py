@@ -55,6 +55,8 @@ class SceneResult:
     reason: str = ""
     stage: str = ""
     store: str = ""
+    exception: str = ""
+    """type of the exception behind a failure ("" for a refusal by rule)"""
 
     def line(self) -> str:
         if self.status == "failed":
@@ -114,6 +116,7 @@ def standardize_scenes(
         except Exception as exc:
             res.status = "failed"
             res.reason, res.stage = _reason(exc)
+            res.exception = type(exc).__name__
             continue
         pending[client.compute(write)] = res
     if progress is not None and pending:
@@ -136,6 +139,7 @@ def standardize_scenes(
         except Exception as exc:
             res.status = "failed"
             res.reason, res.stage = _reason(exc)
+            res.exception = type(exc).__name__
         finally:
             future.release()
             client.run(evict, res.url, so)  # bounded disk: drop cached copies and readers
@@ -542,6 +546,12 @@ def release_scenes(
     return Release(manifest, len(pending) - len(errors), reused, errors)
 
 
+def _exception_of(reason: str) -> str:
+    """The exception type a one-line reason starts with ("TypeError: ..."), else ""."""
+    head = reason.removeprefix("caption: ").split(":", 1)[0]
+    return head if head.isidentifier() and head[:1].isupper() else ""
+
+
 def _json(content: dict[str, Any]) -> bytes:
     return json.dumps(content, indent=1, sort_keys=True).encode()
 
@@ -553,6 +563,38 @@ class Build:
     scenes: list[SceneResult]
     tiles: list[SceneTiles]
     release: Release
+
+    def failures(self) -> list[dict[str, Any]]:
+        """Every scene or tile the build could not use, with stage and reason, sorted."""
+        from sarlo_dask.optical.sources import redact
+
+        rows = [
+            {
+                "id": r.scene_id,
+                "kind": "scene",
+                "stage": r.stage,
+                "reason": r.reason,
+                "exception": r.exception,
+                "url": redact(r.url),
+            }
+            for r in self.scenes
+            if r.status == "failed"
+        ]
+        for t in self.tiles:
+            for e in t.errors:
+                stage = "captions" if e["reason"].startswith("caption:") else "tiles"
+                rows.append({"id": e["key"], "kind": "tile", "stage": stage, "reason": e["reason"]})
+            for o in t.optical_failed:
+                rows.append(
+                    {"id": o["key"], "kind": "tile", "stage": "optical", "reason": o["reason"]}
+                )
+        for e in self.release.errors:
+            rows.append(
+                {"id": e["key"], "kind": "shard", "stage": "release", "reason": e["reason"]}
+            )
+        for row in rows:
+            row.setdefault("exception", _exception_of(row["reason"]))
+        return sorted(rows, key=lambda r: (r["stage"], r["id"]))
 
     def exit_code(self) -> int:
         """0 every selected scene gave its samples, 3 some did, 4 no sample at all."""
@@ -612,4 +654,8 @@ def build_dataset(
         work, out, rcfg, client, with_tiles, scfg.storage_options, catalogue, progress
     )
     say("")
-    return Build(scenes, tiles, rel)
+    result = Build(scenes, tiles, rel)
+    rows = result.failures()
+    text = "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows)
+    write_bytes(join(work, "failures.jsonl"), text.encode(), scfg.storage_options)
+    return result

@@ -232,3 +232,22 @@ def test_equal_passes_follow_the_ratios_and_shards_follow_the_plan():
     ]
     keys = [k for s in train for _, k in s.keys]
     assert keys == sorted(keys) and len(keys) == 80
+
+
+def test_a_bad_scene_is_reported_and_the_others_give_the_same_shards(
+    release_setup, release_built, client, tmp_path
+):
+    _, urls, config = release_setup
+    out_ref, _ = release_built
+    empty = tmp_path / "empty_scene.nitf"
+    empty.write_bytes(b"")
+    work, out = tmp_path / "work", tmp_path / "out"
+    result = build_dataset([*urls, str(empty)], str(work), str(out), *build_configs(config), client)
+    assert result.exit_code() == 3
+    rows = [json.loads(line) for line in (work / "failures.jsonl").read_text().splitlines()]
+    assert [(r["id"], r["kind"]) for r in rows] == [("empty_scene", "scene")]
+    assert rows[0]["reason"] and rows[0]["stage"] and rows[0]["exception"]
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert [r["scene_id"] for r in manifest["catalogue"]["refused"]] == ["empty_scene"]
+    shards = {k: v for k, v in tree(out).items() if k.endswith(".tar")}
+    assert shards == {k: v for k, v in tree(out_ref).items() if k.endswith(".tar")}
