@@ -113,7 +113,10 @@ def plan_scene(sicd: Any, cfg: StandardizeConfig, where: str) -> tuple[AxisPlan,
 def resample_slc(
     slc: da.Array, sicd: Any, plan_rg: AxisPlan, plan_az: AxisPlan, cfg: StandardizeConfig
 ) -> tuple[da.Array, np.ndarray, np.ndarray]:
-    """The 2-D band-limited resampling graph; returns (slc_out, row_poly, col_poly) written."""
+    """The 2-D band-limited resampling graph; returns (slc_out, row_poly, col_poly) written.
+
+    slc_out is (azimuth, range) in blocks of all azimuth lines by `chunk_range` range samples
+    (as the azimuth pass leaves them); the store rechunks to its own chunks."""
     grid = sicd.Grid
     p_row, p_col = _poly(grid.Row), _poly(grid.Col)
     s_row, s_col = int(grid.Row.Sgn), int(grid.Col.Sgn)
@@ -131,7 +134,7 @@ def resample_slc(
     p_col = np.zeros((1, 1))
     if not cfg.deskew:  # nothing was deskewed: the input's skew is still in the data
         p_row, p_col = _poly(grid.Row), _poly(grid.Col)
-    return step2.rechunk((cfg.store_chunk, cfg.store_chunk)), p_row, p_col
+    return step2, p_row, p_col
 
 
 def geolocation_graph(sicd_out: Any, step: int, hae: float | None) -> da.Array:
@@ -161,6 +164,7 @@ def standardize_scene(scene: xr.Dataset, cfg: StandardizeConfig | None = None) -
     sicd = sicd_from_xml(scene.attrs["sicd_xml"])
     plan_rg, plan_az = plan_scene(sicd, cfg, where)
     slc, p_row, p_col = resample_slc(scene.slc.data, sicd, plan_rg, plan_az, cfg)
+    slc = slc.rechunk((cfg.store_chunk, cfg.store_chunk))  # the store's chunks
     sicd_out = resampled_sicd(sicd, plan_rg, plan_az, p_row, p_col)
     choice = tie_point_step(sicd_out, cfg.geolocation_bound_m, cfg.tie_point_max_step, hae=cfg.hae)
     llh = geolocation_graph(sicd_out, choice.step, cfg.hae)
