@@ -177,3 +177,30 @@ def test_reconstruction_is_pixel_identical(scene, server, tmp_path):
         meta = {"Nb_pixel_a": SIZE, "optical": optical}
         fresh = _source(server, tmp_path / f"fresh{grid}")  # nothing cached
         assert np.array_equal(reconstruct_optical(json.loads(json.dumps(meta)), fresh), image)
+
+
+def test_tiles_touching_a_rotated_footprint_against_brute_force():
+    """Every tile holding a point of the polygon is kept, none without one is."""
+    from sarlo_dask.optical.tilemath import TILE_PX, tiles_touching
+
+    rng = np.random.default_rng(5)
+    for _ in range(20):
+        centre = rng.uniform(2000, 3000, 2)
+        angle = rng.uniform(0, np.pi)
+        half = rng.uniform(100, 900, 2)
+        rot = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+        poly = centre + np.array([[-1, -1], [-1, 1], [1, 1], [1, -1]]) * half @ rot.T
+        x0, y0 = (poly.min(0) // TILE_PX).astype(int)
+        x1, y1 = (poly.max(0) // TILE_PX).astype(int)
+        got = set(tiles_touching(poly, x0, y0, x1, y1))
+        # brute force: dense points inside the polygon (convex combination sampling)
+        u, v = np.meshgrid(np.linspace(-1, 1, 400), np.linspace(-1, 1, 400))
+        pts = centre + np.column_stack([u.ravel(), v.ravel()]) * half @ rot.T
+        hit = {(int(x), int(y)) for x, y in (pts // TILE_PX)}
+        assert hit <= got
+        assert len(got) <= (x1 - x0 + 1) * (y1 - y0 + 1)
+        # a kept tile is one the polygon reaches (within a pixel of a sampled point)
+        for x, y in got - hit:
+            near = (pts[:, 0] > x * TILE_PX - 8) & (pts[:, 0] < (x + 1) * TILE_PX + 8)
+            near &= (pts[:, 1] > y * TILE_PX - 8) & (pts[:, 1] < (y + 1) * TILE_PX + 8)
+            assert near.any(), (x, y)

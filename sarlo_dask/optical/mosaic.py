@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from sarlo_dask.optical.sources import GeoTIFFSource, OpticalSource, TileFailure, XYZTiles
-from sarlo_dask.optical.tilemath import TILE_PX, global_pixel, tiles_for_bbox
+from sarlo_dask.optical.tilemath import TILE_PX, global_pixel, tiles_for_bbox, tiles_touching
 from sarlo_dask.optical.warp import rgba
 
 
@@ -128,10 +128,22 @@ class _DecodedTiles:
 DECODED = _DecodedTiles()
 
 
-def xyz_mosaic(source: XYZTiles, west: float, south: float, east: float, north: float) -> Mosaic:
+def xyz_mosaic(
+    source: XYZTiles,
+    west: float,
+    south: float,
+    east: float,
+    north: float,
+    footprint: np.ndarray | None = None,
+) -> Mosaic:
+    """The XYZ tiles over the bbox; with a `footprint` (a convex polygon in global pixels),
+    only the tiles it touches are fetched, the rest of the bbox stays empty (alpha 0)."""
     z = source.zoom
     x0, y0, x1, y1 = tiles_for_bbox(west, south, east, north, z)
-    tiles = [(z, x, y) for y in range(y0, y1 + 1) for x in range(x0, x1 + 1)]
+    if footprint is None:
+        tiles = [(z, x, y) for y in range(y0, y1 + 1) for x in range(x0, x1 + 1)]
+    else:
+        tiles = [(z, x, y) for x, y in tiles_touching(footprint, x0, y0, x1, y1)]
     h, w = (y1 - y0 + 1) * TILE_PX, (x1 - x0 + 1) * TILE_PX
     image = np.zeros((h, w, 4), dtype=np.uint8)
     m = Mosaic(image, zoom=z, origin=(x0 * TILE_PX, y0 * TILE_PX), tiles=len(tiles))
@@ -203,8 +215,14 @@ def geotiff_mosaic(
 
 
 def build_mosaic(
-    source: OpticalSource, west: float, south: float, east: float, north: float
+    source: OpticalSource,
+    west: float,
+    south: float,
+    east: float,
+    north: float,
+    footprint: np.ndarray | None = None,
 ) -> Mosaic:
+    """The optical image over a bbox; `footprint` (global XYZ pixels) limits XYZ fetches."""
     if isinstance(source, GeoTIFFSource):
         return geotiff_mosaic(source, west, south, east, north)
-    return xyz_mosaic(source, west, south, east, north)
+    return xyz_mosaic(source, west, south, east, north, footprint)

@@ -13,8 +13,8 @@ import numpy as np
 
 from sarlo_dask.optical.mosaic import Mosaic, build_mosaic, write_geotiff
 from sarlo_dask.optical.sources import OpticalSource
-from sarlo_dask.optical.tilemath import ground_resolution
-from sarlo_dask.optical.warp import fit_affine, residual_sar_px, warp_bilinear
+from sarlo_dask.optical.tilemath import global_pixel, ground_resolution
+from sarlo_dask.optical.warp import apply_affine, fit_affine, residual_sar_px, warp_bilinear
 from sarlo_dask.tiles import Window, tile_corners, tile_llh
 
 
@@ -58,8 +58,15 @@ def footprint_bbox(latlon: np.ndarray, zoom: int) -> tuple[float, float, float, 
 def render_optical(
     sar: np.ndarray, latlon: np.ndarray, source: OpticalSource, zoom: int, size: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, Mosaic]:
-    """(image, valid, A, mosaic): the optical view warped into the size x size SAR grid."""
-    mosaic = build_mosaic(source, *footprint_bbox(latlon, zoom))
+    """(image, valid, A, mosaic): the optical view warped into the size x size SAR grid.
+
+    XYZ tiles are fetched only where the tile's outline (one SAR pixel wider, so bilinear
+    neighbours are in) falls: a footprint at an angle to north leaves the bbox's corners out.
+    """
+    gx, gy = global_pixel(latlon[:, 1], latlon[:, 0], zoom)
+    outline = np.array([[-1, -1], [-1, size], [size, size], [size, -1]], dtype="float64")
+    footprint = apply_affine(fit_affine(sar, np.column_stack([gx, gy])), outline)
+    mosaic = build_mosaic(source, *footprint_bbox(latlon, zoom), footprint=footprint)
     u, v = mosaic.project(latlon[:, 1], latlon[:, 0])
     a = fit_affine(sar, np.column_stack([u, v]))
     image, valid = warp_bilinear(mosaic.image, a, size)

@@ -44,3 +44,29 @@ def tiles_for_bbox(
     ul = mercantile.tile(west, north, zoom)
     lr = mercantile.tile(east, south, zoom)
     return ul.x, ul.y, lr.x, lr.y
+
+
+def tiles_touching(
+    polygon: np.ndarray, x0: int, y0: int, x1: int, y1: int
+) -> list[tuple[int, int]]:
+    """(x, y) of the tiles in x0..x1, y0..y1 (inclusive) whose square meets a convex polygon
+    given in global pixel coordinates ((N, 2), x right, y down), by separating axes."""
+    poly = np.asarray(polygon, dtype="float64")
+    gx, gy = np.meshgrid(np.arange(x0, x1 + 1), np.arange(y0, y1 + 1))
+    xs, ys = gx.ravel(), gy.ravel()
+    corners = np.stack(
+        [np.stack([xs + dx, ys + dy], -1) * TILE_PX for dx in (0, 1) for dy in (0, 1)], 1
+    )  # (T, 4, 2)
+    keep = (
+        (corners[..., 0].min(1) <= poly[:, 0].max())
+        & (corners[..., 0].max(1) >= poly[:, 0].min())
+        & (corners[..., 1].min(1) <= poly[:, 1].max())
+        & (corners[..., 1].max(1) >= poly[:, 1].min())
+    )
+    for i in range(len(poly)):
+        edge = poly[(i + 1) % len(poly)] - poly[i]
+        normal = np.array([-edge[1], edge[0]])
+        p = poly @ normal
+        c = corners @ normal
+        keep &= (c.min(1) <= p.max()) & (c.max(1) >= p.min())
+    return [(int(x), int(y)) for x, y in zip(xs[keep], ys[keep], strict=True)]
