@@ -262,3 +262,11 @@ def test_stats_cli_reads_committed_shards_and_writes_table_json_and_plot(tmp_pat
     assert "port" not in s["labels"]["all"]
     assert "SHORT" in run.stdout and "urban" in run.stdout
     assert Image.open(io.BytesIO((out / "labels.png").read_bytes())).format == "PNG"
+
+
+def test_stats_of_samples_without_captions():
+    from sarlo_dask.captions import dataset_stats
+
+    s = dataset_stats([{"split": "train", "label": None, "caption": None}])
+    assert s["captions"]["MID"]["n"] == 0
+    assert s["labels"]["train"] == {"none": {"count": 1, "fraction": 1.0}}

@@ -60,7 +60,9 @@ def dataset_stats(samples: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     """From samples with `caption` {SHORT, MID, LONG}, `label` and `split`: the paper's table
     for each caption length and the label distribution per split (and over all)."""
     rows = list(samples)
-    captions = {k: [r["caption"][k] for r in rows if r.get("caption", {}).get(k)] for k in KINDS}
+    captions = {
+        k: [r["caption"][k] for r in rows if (r.get("caption") or {}).get(k)] for k in KINDS
+    }
     by_split: dict[str, list[str]] = {}
     for r in rows:
         by_split.setdefault(r.get("split", "all"), []).append(r.get("label") or "none")
