@@ -30,18 +30,21 @@ def caption_url(work: str, scene_id: str, key: str) -> str:
     return join(work, "captions", scene_id, f"{key}.json")
 
 
-def stored_captions(work: str, scene_id: str, cfg: CaptionConfig, so: dict[str, Any]) -> set[str]:
-    """Keys of the scene whose caption record an earlier run wrote with this config."""
+def stored_captions(
+    work: str, scene_id: str, cfg: CaptionConfig, so: dict[str, Any]
+) -> dict[str, dict[str, Any]]:
+    """The caption records of the scene an earlier run wrote with this config, by key."""
     fs, path = filesystem(join(work, "captions", scene_id), so)
     fs.invalidate_cache()
     if not fs.exists(path):
-        return set()
-    done = set()
+        return {}
+    done = {}
     for name in fs.ls(path, detail=False):
         if name.endswith(".json"):
             with fs.open(name, "rb") as f:
-                if json.loads(f.read()).get("caption_config") == cfg.digest():
-                    done.add(name.rsplit("/", 1)[-1][: -len(".json")])
+                rec = json.loads(f.read())
+            if rec.get("caption_config") == cfg.digest():
+                done[name.rsplit("/", 1)[-1][: -len(".json")]] = rec
     return done
 
 

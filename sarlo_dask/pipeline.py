@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from sarlo_dask import __version__
-from sarlo_dask.caption_stage import caption_batch, caption_url, stored_captions
+from sarlo_dask.caption_stage import caption_batch, stored_captions
 from sarlo_dask.captions.stats import dataset_stats
 from sarlo_dask.config import CaptionConfig, ReleaseConfig, StandardizeConfig, TileConfig
 from sarlo_dask.errors import SceneError, one_line
@@ -233,7 +233,7 @@ class CaptionPool:
         self.todo: dict[tuple[str, int], list[str]] = {}
         self.ready: list[tuple[str, int]] = []
         self.in_flight: dict[Any, tuple[str, int]] = {}
-        self.stored: dict[str, set[str]] = {}
+        self.stored: dict[str, dict[str, dict[str, Any]]] = {}
         self.done: list[tuple[str, dict[str, Any]]] = []
         self.errors: list[tuple[str, dict[str, Any]]] = []
 
@@ -252,8 +252,8 @@ class CaptionPool:
         """A window finished (summary None: it failed); its batch may now be ready."""
         batch = self.batch_of[key]
         if summary is not None and summary["status"] == "kept":
-            if key in self.stored[scene_id]:
-                rec = read_json(caption_url(self.work, scene_id, key), self.so)
+            rec = self.stored[scene_id].get(key)
+            if rec is not None:
                 self.done.append(
                     (scene_id, {"key": key, "captioned": rec["caption"] is not None, **rec})
                 )
@@ -541,8 +541,8 @@ def release_scenes(
         "catalogue": catalogue or {},
     }
     if not errors:  # written last: a manifest means every shard it lists is committed
-        write_bytes(join(out, "stats.json"), _json(dataset_stats(rows)), out_so)
-        write_bytes(join(out, "manifest.json"), _json(manifest), out_so)
+        write_json(join(out, "stats.json"), dataset_stats(rows), out_so)
+        write_json(join(out, "manifest.json"), manifest, out_so)
     return Release(manifest, len(pending) - len(errors), reused, errors)
 
 
@@ -550,10 +550,6 @@ def _exception_of(reason: str) -> str:
     """The exception type a one-line reason starts with ("TypeError: ..."), else ""."""
     head = reason.removeprefix("caption: ").split(":", 1)[0]
     return head if head.isidentifier() and head[:1].isupper() else ""
-
-
-def _json(content: dict[str, Any]) -> bytes:
-    return json.dumps(content, indent=1, sort_keys=True).encode()
 
 
 @dataclass

@@ -21,6 +21,7 @@ from typing import Any
 from sarlo_dask import __version__
 from sarlo_dask.caption_stage import NO_MODEL, caption_url
 from sarlo_dask.config import ReleaseConfig
+from sarlo_dask.dataset import shard_marker
 from sarlo_dask.store import PARTIAL, filesystem, is_local, join, read_json, write_json
 from sarlo_dask.tile_stage import tile_dir
 
@@ -329,13 +330,13 @@ def write_shard(
         "keys": [k for _, k in spec.keys],
         "plan": digest,
     }
-    write_json(join(out, spec.path[: -len(".tar")] + ".done.json"), marker, out_so)
+    write_json(shard_marker(join(out, spec.path)), marker, out_so)
     return marker
 
 
 def committed(out: str, spec: ShardSpec, digest: str, out_so: dict[str, Any]) -> dict | None:
     """The marker of a shard an earlier run completed under the same plan, else None."""
-    url = join(out, spec.path[: -len(".tar")] + ".done.json")
+    url = shard_marker(join(out, spec.path))
     fs, path = filesystem(url, out_so)
     if not fs.exists(path):
         return None

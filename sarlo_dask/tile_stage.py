@@ -91,7 +91,8 @@ def make_tile(store_url: str, work: str, w: Window, cfg: TileConfig) -> dict[str
     mask = (
         None if poly is None else polygon_mask(poly.get_array(dtype="float64"), w.a0, w.r0, w.size)
     )
-    frac = valid_fraction(patch, mask)
+    amplitude = np.abs(patch)  # once: validity, preview and sigma0 all start from |z|
+    frac = valid_fraction(amplitude, mask)
     summary: dict[str, Any] = {"key": w.key, "valid_fraction": frac}
     if frac < cfg.min_valid_fraction:
         summary["status"] = f"refused: valid SAR fraction {frac:.3f} < {cfg.min_valid_fraction}"
@@ -116,8 +117,10 @@ def make_tile(store_url: str, work: str, w: Window, cfg: TileConfig) -> dict[str
         },
     }
     spec = PreviewSpec(cfg.preview_low_percentile, cfg.preview_high_percentile)
-    s0 = sigma0(patch, sicd, w.a0, w.r0) if cfg.preview_scale != "amplitude" else None
-    power = s0 if s0 is not None else np.abs(patch).astype("float64") ** 2
+    power = amplitude.astype("float64") ** 2
+    s0 = sigma0(power, sicd, w.a0, w.r0) if cfg.preview_scale != "amplitude" else None
+    if s0 is not None:
+        power = s0
     preview, clip_db = db_preview(power, spec)
     meta["preview"]["scale"] = "sigma0 dB" if s0 is not None else "20 log10 |z|"
     meta["preview"]["clip_db"] = list(clip_db)

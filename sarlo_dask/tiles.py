@@ -95,7 +95,8 @@ def _on_boundary(vr: np.ndarray, va: np.ndarray, a: np.ndarray, r: np.ndarray) -
 
 
 def valid_fraction(patch: np.ndarray, polygon: np.ndarray | None) -> float:
-    """Fraction of pixels inside the ValidData polygon (if any) and non-zero."""
+    """Fraction of pixels inside the ValidData polygon (if any) and non-zero (complex
+    samples or their amplitudes)."""
     ok = np.abs(patch) > 0
     if polygon is not None:
         ok &= polygon
@@ -139,20 +140,21 @@ def amplitude_preview(patch: np.ndarray, spec: PreviewSpec = PreviewSpec()) -> n
     return db_preview(np.abs(patch).astype("float64") ** 2, spec)[0]
 
 
-def sigma0(patch: np.ndarray, sicd: Any, a0: int, r0: int) -> np.ndarray | None:
-    """sigma0 = SigmaZeroSFPoly(x_row, y_col) |z|^2 from the SICD, or None without radiometry."""
+def sigma0(power: np.ndarray, sicd: Any, a0: int, r0: int) -> np.ndarray | None:
+    """sigma0 = SigmaZeroSFPoly(x_row, y_col) |z|^2 from the SICD (`power` is |z|^2 of the
+    tile at (a0, r0)), or None without radiometry."""
     rad = sicd.Radiometric
     if rad is None or rad.SigmaZeroSFPoly is None:
         return None
     grid, img = sicd.Grid, sicd.ImageData
-    az = np.arange(a0, a0 + patch.shape[0])
-    rg = np.arange(r0, r0 + patch.shape[1])
+    az = np.arange(a0, a0 + power.shape[0])
+    rg = np.arange(r0, r0 + power.shape[1])
     x = (rg + img.FirstRow - img.SCPPixel.Row) * grid.Row.SS
     y = (az + img.FirstCol - img.SCPPixel.Col) * grid.Col.SS
     from numpy.polynomial import polynomial
 
     sf = polynomial.polygrid2d(x, y, rad.SigmaZeroSFPoly.get_array(dtype="float64")).T
-    return sf * np.abs(patch).astype("float64") ** 2
+    return sf * power
 
 
 def encode_image(

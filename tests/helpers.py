@@ -113,3 +113,30 @@ def tree(root):
     return {
         str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
     }
+
+
+def build_meanwhile(client, urls, work, out, config, steps, timeout=300):
+    """Run build_dataset in a thread; for each (glob under `work`, action) of `steps`, wait
+    until the glob matches a file, then call action(). Returns the Build."""
+    import threading
+    import time
+    from pathlib import Path
+
+    from sarlo_dask.pipeline import build_dataset
+
+    box: list = []
+    thread = threading.Thread(
+        target=lambda: box.append(
+            build_dataset(urls, str(work), str(out), *build_configs(config), client)
+        )
+    )
+    thread.start()
+    deadline = time.monotonic() + timeout
+    for pattern, action in steps:
+        while not any(Path(work).glob(pattern)):
+            assert time.monotonic() < deadline and thread.is_alive()
+            time.sleep(0.02)
+        action()
+    thread.join(timeout=600)
+    assert box, "the build did not finish"
+    return box[0]

@@ -5,14 +5,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 from sarlo_dask.caption_stage import batches_run
-from sarlo_dask.pipeline import build_dataset
 
-from .helpers import build_configs, tree
+from .helpers import build_meanwhile, tree
 
 
 def _wait_for(path: Path, timeout: float = 60) -> None:
@@ -84,23 +82,19 @@ def test_workers_joining_and_leaving_mid_build_change_nothing(
         LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=":0") as cluster,
         Client(cluster) as client,
     ):
-        box: list = []
-        thread = threading.Thread(
-            target=lambda: box.append(
-                build_dataset(urls, str(work), str(out), *build_configs(config), client)
-            )
+        result = build_meanwhile(
+            client,
+            urls,
+            work,
+            out,
+            config,
+            [
+                ("scenes/*.done.json", lambda: cluster.scale(3)),
+                ("tiles/*/*.meta.json", lambda: cluster.scale(1)),
+            ],
         )
-        thread.start()
-        deadline = time.monotonic() + 300
-        for folder, n in (("scenes", 3), ("tiles", 1)):
-            pattern = "*.done.json" if folder == "scenes" else "*/*.meta.json"
-            while not any((work / folder).glob(pattern)):
-                assert time.monotonic() < deadline and thread.is_alive()
-                time.sleep(0.02)
-            cluster.scale(n)
-        thread.join(timeout=600)
         assert len(cluster.workers) == 1
-    assert box and box[0].exit_code() == 0, box
+    assert result.exit_code() == 0, result
     assert tree(out) == tree(out_ref)
 
 

@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections import Counter
 
@@ -19,7 +18,7 @@ from sarlo_dask import dataset
 from sarlo_dask.pipeline import build_dataset
 from sarlo_dask.release import SampleRef, shard_plan, split_passes, split_report
 
-from .helpers import build_configs, tree
+from .helpers import build_configs, build_meanwhile, tree
 
 META_FIELDS = {
     "crop", "Nb_pixel_a", "Nb_pixel_r", "ss_row", "ss_col", "spacing_eff_az",
@@ -157,21 +156,15 @@ def test_a_worker_killed_mid_build_changes_nothing(release_setup, release_built,
         LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=":0") as cluster,
         Client(cluster) as client,
     ):
-        box: list = []
-        thread = threading.Thread(
-            target=lambda: box.append(
-                build_dataset(urls, str(work), str(out), *build_configs(config), client)
-            )
+
+        def kill_a_worker() -> None:
+            pids = client.run(os.getpid)
+            os.kill(pids[sorted(pids)[0]], signal.SIGKILL)
+
+        result = build_meanwhile(
+            client, urls, work, out, config, [("tiles/*/*.meta.json", kill_a_worker)], 240
         )
-        thread.start()
-        deadline = time.monotonic() + 240
-        while not any((work / "tiles").glob("*/*.meta.json")):
-            assert time.monotonic() < deadline and thread.is_alive()
-            time.sleep(0.02)
-        pids = client.run(os.getpid)
-        os.kill(pids[sorted(pids)[0]], signal.SIGKILL)
-        thread.join(timeout=600)
-    assert box and box[0].exit_code() == 0, box
+    assert result.exit_code() == 0, result
     assert tree(out) == tree(out_ref)
 
 
