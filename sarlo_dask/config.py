@@ -92,6 +92,12 @@ class TileConfig(BaseModel):
     http_retries: int = Field(3, ge=0, description="retries per XYZ tile after a failure")
     http_backoff: float = Field(0.5, ge=0, description="first retry delay, doubling")
     http_concurrency: int = Field(4, ge=1, description="XYZ requests in flight per tile task")
+    decoded_cache_mb: int = Field(
+        512,
+        ge=0,
+        description="decoded XYZ tiles kept per worker process (256 KiB each): neighbouring "
+        "windows share most of theirs",
+    )
     storage_options: dict[str, Any] = Field(default_factory=dict, exclude=True)
 
     def digest(self) -> str:

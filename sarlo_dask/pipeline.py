@@ -42,8 +42,8 @@ from sarlo_dask.store import (
     write_bytes,
     write_json,
 )
-from sarlo_dask.tile_stage import make_tile, stored_summary
-from sarlo_dask.tiles import Window, tile_windows
+from sarlo_dask.tile_stage import make_tiles, stored_summary
+from sarlo_dask.tiles import Window, tile_groups, tile_windows
 
 
 @dataclass
@@ -351,7 +351,7 @@ def tile_scenes(
 
     so = cfg.storage_options
     results: dict[str, SceneTiles] = {}
-    pending: dict[Any, tuple[str, Window]] = {}
+    pending: dict[Any, tuple[str, list[Window]]] = {}
     pool = CaptionPool(client, work, captions, so) if captions and captions.model else None
     resumed: list[tuple[str, Window, dict[str, Any] | None]] = []
     for scene_id in scene_ids if scene_ids is not None else completed_scenes(work, so):
@@ -380,16 +380,25 @@ def tile_scenes(
         )
         if pool is not None:
             pool.plan(scene_id, [w.key for w in windows])
+        todo = []
         for w in windows:
             done = stored_summary(work, w, so)
             if done is not None:  # completed by an earlier run: recorded the same way
                 res.record(done)
                 resumed.append((scene_id, w, done))
-                continue
+            else:
+                todo.append(w)
+        for group in tile_groups(todo):
             fut = client.submit(
-                make_tile, store, work, w, cfg, pure=False, key=f"tile-{w.key}-{cfg.digest()}"
+                make_tiles,
+                store,
+                work,
+                group,
+                cfg,
+                pure=False,
+                key=f"tiles-{group[0].key}-{len(group)}-{cfg.digest()}",
             )
-            pending[fut] = (scene_id, w)
+            pending[fut] = (scene_id, group)
     if progress is not None and pending:
         progress(list(pending))
     queue = as_completed(list(pending))
@@ -402,20 +411,24 @@ def tile_scenes(
         if pool is not None and pool.owns(future):
             pool.collect(future)
         else:
-            scene_id, w = pending[future]
+            scene_id, group = pending[future]
             res = results[scene_id]
-            summary: dict[str, Any] | None = None
             try:
-                summary = future.result()
-            except Exception as exc:
-                res.status = "incomplete"
-                res.errors.append({"key": w.key, "reason": _reason(exc)[0]})
+                summaries = future.result()
+            except Exception as exc:  # the whole task: every window of it failed
+                reason = _reason(exc)[0]
+                summaries = [{"key": w.key, "status": "error", "reason": reason} for w in group]
             finally:
                 future.release()
-            if summary is not None:
-                res.record(summary)
-            if pool is not None:
-                pool.tile_done(scene_id, w.key, summary)
+            for summary in summaries:
+                if summary["status"] == "error":
+                    res.status = "incomplete"
+                    res.errors.append({"key": summary["key"], "reason": summary["reason"]})
+                else:
+                    res.record(summary)
+                if pool is not None:
+                    ok = summary if summary["status"] != "error" else None
+                    pool.tile_done(scene_id, summary["key"], ok)
         if pool is not None:
             for fut in pool.submit_ready():
                 queue.add(fut)

@@ -212,11 +212,18 @@ def standardize_scene(scene: xr.Dataset, cfg: StandardizeConfig | None = None) -
 
 
 def open_scene_store(
-    url: str, storage_options: dict[str, Any] | None = None, chunks: Any = "auto"
+    url: str,
+    storage_options: dict[str, Any] | None = None,
+    chunks: Any = "auto",
+    indexes: bool = True,
 ) -> xr.Dataset:
     """A standardized scene store, lazily (the SICD XML in attrs places every pixel).
 
     `chunks=None` opens it without Dask (inside a task: a window reads only its chunks).
+    `indexes=False` skips reading the coordinates into indexes (most of the opening time;
+    positional access, as a tile task's, needs none).
     """
-    kwargs = {} if chunks == "auto" else {"chunks": chunks}
+    kwargs: dict[str, Any] = {} if chunks == "auto" else {"chunks": chunks}
+    if not indexes:
+        kwargs["create_default_indexes"] = False
     return xr.open_zarr(url, storage_options=storage_options or None, zarr_format=3, **kwargs)

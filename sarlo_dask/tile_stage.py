@@ -12,12 +12,15 @@ import io
 import json
 import os
 import tempfile
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from sarlo_dask import __version__
 from sarlo_dask.config import TileConfig
+from sarlo_dask.errors import one_line
+from sarlo_dask.optical.mosaic import DECODED
 from sarlo_dask.optical.pair import PairConfig, pair_tile
 from sarlo_dask.optical.sources import source_from_spec
 from sarlo_dask.sicd import sicd_from_xml
@@ -83,7 +86,7 @@ def make_tile(store_url: str, work: str, w: Window, cfg: TileConfig) -> dict[str
     from sarlo_dask.standardize import open_scene_store
 
     so = cfg.storage_options
-    ds = open_scene_store(store_url, so, chunks=None)
+    ds = open_scene_store(store_url, so, chunks=None, indexes=False)
     sicd, src_sicd = _scene_sicds(ds.attrs["sicd_xml"], ds.attrs["source_sicd_xml"])
     ia, ir = w.slices()
     patch = np.asarray(ds.slc[ia, ir].values, dtype=np.complex64)
@@ -137,16 +140,17 @@ def make_tile(store_url: str, work: str, w: Window, cfg: TileConfig) -> dict[str
     members = {
         f"{w.key}.sar.npy": npy_bytes(patch),
         f"{w.key}.sar.{cfg.preview_format}": encode_image(
-            preview, cfg.preview_format, compress_level=cfg.png_compress_level
+            preview, cfg.preview_format, compress_level=cfg.png_compress_level, speckle=True
         ),
     }
     if cfg.speckle_filter:
         lee, lee_clip = db_preview(refined_lee(power), spec)
         members[f"{w.key}.sar_lee.{cfg.preview_format}"] = encode_image(
-            lee, cfg.preview_format, compress_level=cfg.png_compress_level
+            lee, cfg.preview_format, compress_level=cfg.png_compress_level, speckle=True
         )
         meta["preview"]["refined_lee"] = {"window": 7, "looks": 1, "clip_db": list(lee_clip)}
     if cfg.optical:
+        DECODED.resize(cfg.decoded_cache_mb)
         source = source_from_spec(
             cfg.optical,
             cfg.zoom,
@@ -187,3 +191,26 @@ def make_tile(store_url: str, work: str, w: Window, cfg: TileConfig) -> dict[str
         write_bytes(join(root, name), data, so)
     write_json(join(root, f"{w.key}.meta.json"), meta, so)  # last: the tile's marker
     return tile_summary(meta)
+
+
+def make_tiles(
+    store_url: str, work: str, windows: Sequence[Window], cfg: TileConfig
+) -> list[dict[str, Any]]:
+    """`make_tile` over a group of windows (one task: see `tiles.tile_groups`), in order.
+
+    A window that raises does not stop the others: its entry is `{"key", "status": "error",
+    "reason"}` with the exception on one line.
+    """
+    out = []
+    for w in windows:
+        try:
+            out.append(make_tile(store_url, work, w, cfg))
+        except Exception as exc:
+            out.append(
+                {
+                    "key": w.key,
+                    "status": "error",
+                    "reason": f"{type(exc).__name__}: {one_line(exc)}",
+                }
+            )
+    return out

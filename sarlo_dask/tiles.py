@@ -10,6 +10,8 @@ past the last whole window (less than a stride) is left out, never padded.
 from __future__ import annotations
 
 import io
+import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,6 +58,24 @@ def tile_windows(
         Window(scene_id, ia, ir, a0, r0, size)
         for ia, a0 in enumerate(window_starts(n_az, size, stride))
         for ir, r0 in enumerate(window_starts(n_rg, size, stride))
+    ]
+
+
+def tile_groups(windows: Sequence[Window], band: int = 4, columns: int = 4) -> list[list[Window]]:
+    """Windows in groups that share optical tiles: `band` window rows by up to `columns`
+    window columns, each group column by column (down the band, then right).
+
+    A window shares half its optical tiles with each neighbour; in this order those of the
+    windows above and to the left are still in a worker's decoded-tile cache (see
+    `optical.mosaic.DECODED`, 512 MB by default: about four windows' tiles at zoom 19),
+    which row-major order loses once a row of windows outgrows it.
+    """
+    groups: dict[tuple[str, int, int], list[Window]] = {}
+    for w in windows:
+        groups.setdefault((w.scene_id, w.ia // band, w.ir // columns), []).append(w)
+    return [
+        sorted(g, key=lambda w: (w.ir, w.ia))
+        for _, g in sorted(groups.items(), key=lambda kv: kv[0])
     ]
 
 
@@ -127,8 +147,12 @@ def db_preview(
     db = np.zeros(power.shape, dtype=np.float32)
     np.log10(power, out=db, where=valid, dtype=np.float32)
     db *= 10
+    values = db[valid]  # a copy, which the percentiles may then reorder in place
     lo, hi = (
-        float(v) for v in np.percentile(db[valid], [spec.low_percentile, spec.high_percentile])
+        float(v)
+        for v in np.percentile(
+            values, [spec.low_percentile, spec.high_percentile], overwrite_input=True
+        )
     )
     scaled = np.clip((db - np.float32(lo)) * np.float32(254 / max(hi - lo, 1e-12)), 0, 254)
     scaled += 1.5  # 1..255; +0.5 so that the truncation rounds
@@ -158,9 +182,17 @@ def sigma0(power: np.ndarray, sicd: Any, a0: int, r0: int) -> np.ndarray | None:
 
 
 def encode_image(
-    image: np.ndarray, fmt: str = "png", quality: int = 90, compress_level: int = 1
+    image: np.ndarray,
+    fmt: str = "png",
+    quality: int = 90,
+    compress_level: int = 1,
+    speckle: bool = False,
 ) -> bytes:
-    """PNG (lossless, no timestamps) or JPEG bytes; same pixels give the same bytes."""
+    """PNG (lossless, no timestamps) or JPEG bytes; same pixels give the same bytes.
+
+    `speckle`: the image is a SAR preview, which deflate barely shrinks whatever it tries;
+    zlib's run-length strategy makes as small a PNG in about 70% of the time.
+    """
     from PIL import Image
 
     buf = io.BytesIO()
@@ -168,7 +200,14 @@ def encode_image(
     if fmt.lower() in ("jpg", "jpeg"):
         pil.save(buf, format="JPEG", quality=quality, optimize=False)
     elif fmt.lower() == "png":
-        pil.save(buf, format="PNG", optimize=False, compress_level=compress_level)
+        strategy = zlib.Z_RLE if speckle else zlib.Z_DEFAULT_STRATEGY
+        pil.save(
+            buf,
+            format="PNG",
+            optimize=False,
+            compress_level=compress_level,
+            compress_type=strategy,
+        )
     else:
         raise ValueError(f"preview format {fmt!r}: use png or jpg")
     return buf.getvalue()

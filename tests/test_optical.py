@@ -77,7 +77,9 @@ def test_warp_equals_scipy_map_coordinates_where_valid():
         [ndimage.map_coordinates(img[..., c].astype(float), coords, order=1) for c in range(3)], -1
     )
     assert ok.mean() > 0.5
-    assert np.abs(out[ok].astype(float) - ref[ok]).max() <= 0.5 + 1e-3
+    err = np.abs(out[ok].astype(float) - ref[ok])
+    # fixed-point weights (1/256) and two roundings: within 2 grey levels, mostly exact
+    assert err.max() < 2 and err.mean() < 0.5
 
 
 def test_warp_is_a_bilinear_gather_that_never_invents_pixels():

@@ -22,6 +22,7 @@ from sarlo_dask.store import scene_marker_url, scene_store_url
 from sarlo_dask.tiles import (
     amplitude_preview,
     polygon_mask,
+    tile_groups,
     tile_llh,
     tile_windows,
     valid_fraction,
@@ -58,6 +59,21 @@ def test_window_starts_follow_the_formula(n, size, stride):
     starts = window_starts(n, size, stride)
     assert len(starts) == (0 if n < size else (n - size) // stride + 1)
     assert all(s + size <= n for s in starts) and starts == sorted(set(starts))
+
+
+@given(n_az=st.integers(0, 9000), n_rg=st.integers(0, 9000), columns=st.integers(1, 9))
+def test_tile_groups_partition_the_windows_into_neighbourhoods(n_az, n_rg, columns):
+    windows = tile_windows("s", n_az, n_rg)
+    groups = tile_groups(windows, band=2, columns=columns)
+    flat = [w for g in groups for w in g]
+    assert sorted(flat, key=lambda w: w.key) == sorted(windows, key=lambda w: w.key)
+    for g in groups:
+        assert 0 < len(g) <= 2 * columns
+        assert len({w.ia // 2 for w in g}) == 1 and len({w.ir // columns for w in g}) == 1
+        # down the band, then right: each window follows one it overlaps
+        assert [(w.ir, w.ia) for w in g] == sorted((w.ir, w.ia) for w in g)
+        assert all(abs(a.ia - b.ia) + abs(a.ir - b.ir) <= 2 for a, b in zip(g, g[1:]))
+    assert groups == tile_groups(windows[::-1], band=2, columns=columns)  # order-free
 
 
 def test_polygon_mask_against_brute_force():

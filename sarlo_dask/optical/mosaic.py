@@ -90,11 +90,13 @@ def _decode(data: bytes) -> np.ndarray:
 
     with Image.open(io.BytesIO(data)) as im:
         if im.mode == "RGB":
-            # Pillow holds RGB as 4 bytes a pixel: this packing is a copy, where
-            # convert("RGBA") costs as much as the decode itself
-            raw = np.frombuffer(im.tobytes("raw", "RGBX"), dtype=np.uint8)
-            px = raw.reshape(im.height, im.width, 4).copy()
-            px[..., 3] = 255
+            # Pillow holds RGB as 4 bytes a pixel, the 4th 255: this packing is one copy,
+            # where convert("RGBA") costs as much as the decode itself (read-only result)
+            px = np.frombuffer(im.tobytes("raw", "RGBX"), dtype=np.uint8)
+            px = px.reshape(im.height, im.width, 4)
+            if px[0, :, 3].min() != 255:  # the padding is checked (a row), not assumed
+                px = px.copy()
+                px[..., 3] = 255
             return px
         return np.asarray(im.convert("RGBA"))
 
@@ -106,7 +108,7 @@ class _DecodedTiles:
     about four SAR tiles: decoding it once per process instead saves most of the PNG work.
     """
 
-    def __init__(self, capacity: int = 1024) -> None:
+    def __init__(self, capacity: int = 2048) -> None:
         self.capacity = capacity
         self.items: OrderedDict[tuple[str, int, int, int], np.ndarray] = OrderedDict()
         self.lock = threading.Lock()
@@ -117,6 +119,13 @@ class _DecodedTiles:
             if px is not None:
                 self.items.move_to_end(key)
             return px
+
+    def resize(self, megabytes: int) -> None:
+        """Keep at most `megabytes` of tiles (the oldest go first)."""
+        with self.lock:
+            self.capacity = megabytes * (1 << 20) // (TILE_PX * TILE_PX * 4)
+            while len(self.items) > self.capacity:
+                self.items.popitem(last=False)
 
     def put(self, key: tuple[str, int, int, int], px: np.ndarray) -> None:
         with self.lock:
@@ -135,9 +144,14 @@ def xyz_mosaic(
     east: float,
     north: float,
     footprint: np.ndarray | None = None,
+    scratch: bool = False,
 ) -> Mosaic:
     """The XYZ tiles over the bbox; with a `footprint` (a convex polygon in global pixels),
-    only the tiles it touches are fetched, the rest of the bbox stays empty (alpha 0)."""
+    only the tiles it touches are fetched, the rest of the bbox stays empty (alpha 0).
+
+    `scratch`: the image lives in this thread's reused buffer (a mosaic is ~100 MB at zoom
+    19, and fresh pages cost as much as filling them), valid until the thread's next call.
+    """
     z = source.zoom
     x0, y0, x1, y1 = tiles_for_bbox(west, south, east, north, z)
     if footprint is None:
@@ -145,7 +159,8 @@ def xyz_mosaic(
     else:
         tiles = [(z, x, y) for x, y in tiles_touching(footprint, x0, y0, x1, y1)]
     h, w = (y1 - y0 + 1) * TILE_PX, (x1 - x0 + 1) * TILE_PX
-    image = np.zeros((h, w, 4), dtype=np.uint8)
+    image = _scratch(h * w * 4).reshape(h, w, 4) if scratch else np.zeros((h, w, 4), np.uint8)
+    filled: set[tuple[int, int, int]] = set()
     m = Mosaic(image, zoom=z, origin=(x0 * TILE_PX, y0 * TILE_PX), tiles=len(tiles))
     tag = repr(source)  # the full spec: two folders or servers never share entries
     decoded = {t: DECODED.get((tag, *t)) for t in tiles}
@@ -157,6 +172,7 @@ def xyz_mosaic(
         cached = decoded[t]
         if cached is not None:
             image[rows, cols] = cached
+            filled.add(t)
             continue
         got = fetched[t]
         if got is None:
@@ -173,8 +189,26 @@ def xyz_mosaic(
                 m.failures.append(f"tile {z}/{x}/{y}: {px.shape[1]}x{px.shape[0]} px, not 256")
                 continue
             image[rows, cols] = px
+            filled.add(t)
             DECODED.put((tag, *t), px)
+    if scratch:
+        for y in range(y0, y1 + 1):
+            for x in range(x0, x1 + 1):
+                if (z, x, y) not in filled:
+                    r, c = (y - y0) * TILE_PX, (x - x0) * TILE_PX
+                    image[r : r + TILE_PX, c : c + TILE_PX] = 0
     return m
+
+
+_SCRATCH = threading.local()
+
+
+def _scratch(nbytes: int) -> np.ndarray:
+    """This thread's reused uint8 buffer, first `nbytes` (grown when too small)."""
+    buf = getattr(_SCRATCH, "buf", None)
+    if buf is None or buf.size < nbytes:
+        buf = _SCRATCH.buf = np.empty(nbytes, dtype=np.uint8)
+    return buf[:nbytes]
 
 
 def geotiff_mosaic(
@@ -221,8 +255,10 @@ def build_mosaic(
     east: float,
     north: float,
     footprint: np.ndarray | None = None,
+    scratch: bool = False,
 ) -> Mosaic:
-    """The optical image over a bbox; `footprint` (global XYZ pixels) limits XYZ fetches."""
+    """The optical image over a bbox; `footprint` (global XYZ pixels) limits XYZ fetches;
+    `scratch` as in `xyz_mosaic`."""
     if isinstance(source, GeoTIFFSource):
         return geotiff_mosaic(source, west, south, east, north)
-    return xyz_mosaic(source, west, south, east, north, footprint)
+    return xyz_mosaic(source, west, south, east, north, footprint, scratch)

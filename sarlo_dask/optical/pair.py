@@ -62,11 +62,12 @@ def render_optical(
 
     XYZ tiles are fetched only where the tile's outline (one SAR pixel wider, so bilinear
     neighbours are in) falls: a footprint at an angle to north leaves the bbox's corners out.
+    The mosaic's image is this thread's scratch buffer: use it before the thread's next call.
     """
     gx, gy = global_pixel(latlon[:, 1], latlon[:, 0], zoom)
     outline = np.array([[-1, -1], [-1, size], [size, size], [size, -1]], dtype="float64")
     footprint = apply_affine(fit_affine(sar, np.column_stack([gx, gy])), outline)
-    mosaic = build_mosaic(source, *footprint_bbox(latlon, zoom), footprint=footprint)
+    mosaic = build_mosaic(source, *footprint_bbox(latlon, zoom), footprint=footprint, scratch=True)
     u, v = mosaic.project(latlon[:, 1], latlon[:, 0])
     a = fit_affine(sar, np.column_stack([u, v]))
     image, valid = warp_bilinear(mosaic.image, a, size)

