@@ -7,6 +7,7 @@ from typing import Any
 
 import fsspec
 
+from sarlo_dask.errors import redact
 from sarlo_dask.store import input_options
 
 SCENE_SUFFIXES = (".nitf", ".ntf")
@@ -17,7 +18,10 @@ def expand_inputs(
     inputs: Iterable[str], storage_options: dict[str, Any] | None = None
 ) -> list[str]:
     """Scene URLs from INPUT arguments: a folder or prefix yields its *.nitf / *.ntf files, a
-    list file (*.txt / *.list) the inputs it names one per line (# starts a comment)."""
+    list file (*.txt / *.list) the inputs it names one per line (# starts a comment).
+
+    A folder or glob without any scene is a ValueError (an input is never dropped silently).
+    """
     urls: list[str] = []
     for item in inputs:
         options = input_options(item, storage_options)
@@ -25,6 +29,9 @@ def expand_inputs(
             with fsspec.open(item, "rt", **options) as f:
                 lines = [ln.split("#", 1)[0].strip() for ln in f]
             urls.extend(expand_inputs([ln for ln in lines if ln], storage_options))
+            continue
+        if item.lower().startswith(("http://", "https://")):
+            urls.append(item)  # one object; "?" starts its query, not a glob
             continue
         fs, path = fsspec.core.url_to_fs(item, **options)
         protocol = item.split("://", 1)[0] + "://" if "://" in item else ""
@@ -35,5 +42,7 @@ def expand_inputs(
         else:
             urls.append(item)
             continue
+        if not found:
+            raise ValueError(f"input {redact(item)}: no scene matches (no *.nitf / *.ntf file)")
         urls.extend(protocol + p if protocol else p for p in found)
     return urls

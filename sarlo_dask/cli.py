@@ -103,7 +103,11 @@ def _run_standardize(
 
     config = settings.pop("config", None)
     cfg = _configure(load_config, config, settings)
-    urls = expand_inputs(inputs, cfg.storage_options)
+    try:
+        urls = expand_inputs(inputs, cfg.storage_options)
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        return 2
     if not urls:
         typer.echo("error: no scenes found in the inputs", err=True)
         return 4
@@ -273,7 +277,11 @@ def _run_build(
     tcfg = _configure(load_tile_config, config, {"optical": optical, "zoom": zoom})
     ccfg = _configure(load_caption_config, config, {"model": caption_model})
     rcfg = _configure(load_release_config, config, {"include_optical": include_optical})
-    urls = expand_inputs(inputs, scfg.storage_options)
+    try:
+        urls = expand_inputs(inputs, scfg.storage_options)
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        return 2
     if not urls:
         typer.echo("error: no scenes found in the inputs", err=True)
         return 4

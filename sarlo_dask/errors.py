@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import re
+from urllib.parse import urlsplit, urlunsplit
+
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]+")
+
 
 class SceneError(Exception):
     """A scene that cannot be standardized: `where` names the input, `reason` says why."""
 
     def __init__(self, where: str, reason: str, stage: str = "ingest") -> None:
-        self.where = where
-        self.reason = reason
+        self.where = redact(where)
+        self.reason = redact_urls(reason)
         self.stage = stage
-        super().__init__(f"{where}: {reason}")
+        super().__init__(f"{self.where}: {self.reason}")
 
     def __reduce__(self) -> tuple[type[SceneError], tuple[str, str, str]]:
         # keep the fields when the error crosses a process boundary (Dask workers)
@@ -20,4 +25,17 @@ class SceneError(Exception):
 def one_line(exc: BaseException, limit: int = 300) -> str:
     """An exception's message on one line, at most `limit` characters (its type if empty)."""
     text = " ".join(str(exc).split()) or type(exc).__name__
-    return text[:limit]
+    return redact_urls(text)[:limit]
+
+
+def redact(url: str) -> str:
+    """A URL without credentials: user info dropped, query values masked."""
+    parts = urlsplit(url)
+    netloc = parts.netloc.rsplit("@", 1)[-1]
+    query = re.sub(r"=([^&]*)", "=***", parts.query) if parts.query else ""
+    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+
+
+def redact_urls(text: str) -> str:
+    """`text` with every URL in it redacted (exception messages quote request URLs)."""
+    return _URL.sub(lambda m: redact(m.group(0)), text)

@@ -6,6 +6,7 @@ One scene's failure is recorded with its reason and never stops the others.
 from __future__ import annotations
 
 import json
+import re
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -15,7 +16,7 @@ from sarlo_dask import __version__
 from sarlo_dask.caption_stage import caption_batch, stored_captions
 from sarlo_dask.captions.stats import dataset_stats
 from sarlo_dask.config import CaptionConfig, ReleaseConfig, StandardizeConfig, TileConfig
-from sarlo_dask.errors import SceneError, one_line
+from sarlo_dask.errors import SceneError, one_line, redact
 from sarlo_dask.release import (
     SampleRef,
     ShardSpec,
@@ -60,7 +61,7 @@ class SceneResult:
 
     def line(self) -> str:
         if self.status == "failed":
-            return f"FAILED {self.url}: {self.reason}"
+            return f"FAILED {redact(self.url)}: {self.reason}"
         return f"{self.status:7s} {self.scene_id} -> {self.store}"
 
 
@@ -182,6 +183,10 @@ class SceneTiles:
             self.optical_failed.append({"key": summary["key"], "reason": summary["optical"]})
             if summary["retry"]:
                 self.status = "incomplete"  # transient: a later run fills what is missing
+
+    def empty(self) -> bool:
+        """Every window refused (an all-zero scene, say): the scene gives no sample."""
+        return self.kept == 0 and bool(self.refused) and not self.errors
 
     def record_caption(self, summary: dict[str, Any]) -> None:
         """Count one tile's caption outcome (a caption_stage summary)."""
@@ -306,7 +311,12 @@ class CaptionPool:
         except Exception as exc:
             reason = _reason(exc)[0]
             for key in sorted(self.todo[batch]):
-                self.errors.append((scene_id, {"key": key, "reason": f"caption: {reason}"}))
+                self.errors.append(
+                    (
+                        scene_id,
+                        {"key": key, "reason": f"caption: {reason}", "retries": self.cfg.retries},
+                    )
+                )
         finally:
             future.release()
 
@@ -559,6 +569,12 @@ def release_scenes(
     return Release(manifest, len(pending) - len(errors), reused, errors)
 
 
+def _retries_of(reason: str) -> int:
+    """Retries a reason reports ("... after 3 attempts": 2); 0 when it reports none."""
+    found = re.search(r"after (\d+) attempts", reason)
+    return int(found.group(1)) - 1 if found else 0
+
+
 def _exception_of(reason: str) -> str:
     """The exception type a one-line reason starts with ("TypeError: ..."), else ""."""
     head = reason.removeprefix("caption: ").split(":", 1)[0]
@@ -575,9 +591,8 @@ class Build:
 
     def failures(self) -> list[dict[str, Any]]:
         """Every scene or tile the build could not use, with stage and reason, sorted."""
-        from sarlo_dask.optical.sources import redact
 
-        rows = [
+        rows: list[dict[str, Any]] = [
             {
                 "id": r.scene_id,
                 "kind": "scene",
@@ -590,9 +605,27 @@ class Build:
             if r.status == "failed"
         ]
         for t in self.tiles:
+            if t.empty():
+                first = t.refused[0]["reason"]
+                rows.append(
+                    {
+                        "id": t.scene_id,
+                        "kind": "scene",
+                        "stage": "tiles",
+                        "reason": f"no tile kept: all {len(t.refused)} windows refused ({first})",
+                    }
+                )
             for e in t.errors:
                 stage = "captions" if e["reason"].startswith("caption:") else "tiles"
-                rows.append({"id": e["key"], "kind": "tile", "stage": stage, "reason": e["reason"]})
+                rows.append(
+                    {
+                        "id": e["key"],
+                        "kind": "tile",
+                        "stage": stage,
+                        "reason": e["reason"],
+                        "retries": e.get("retries", 0),
+                    }
+                )
             for o in t.optical_failed:
                 rows.append(
                     {"id": o["key"], "kind": "tile", "stage": "optical", "reason": o["reason"]}
@@ -603,6 +636,7 @@ class Build:
             )
         for row in rows:
             row.setdefault("exception", _exception_of(row["reason"]))
+            row.setdefault("retries", _retries_of(row["reason"]))
         return sorted(rows, key=lambda r: (r["stage"], r["id"]))
 
     def exit_code(self) -> int:
@@ -610,7 +644,7 @@ class Build:
         if not self.release.manifest["samples"]:
             return 4
         failed = any(r.status == "failed" for r in self.scenes)
-        incomplete = any(t.status == "incomplete" for t in self.tiles)
+        incomplete = any(t.status == "incomplete" or t.empty() for t in self.tiles)
         return 3 if failed or incomplete or self.release.errors else 0
 
 
@@ -629,7 +663,6 @@ def build_dataset(
     """The whole build on one cluster: standardize -> tile, pair, caption -> release.
 
     Every stage skips what {work} (or {out}) already holds, so the same call resumes."""
-    from sarlo_dask.optical.sources import redact
 
     for url, so in ((work, scfg.storage_options), (out, rcfg.storage_options)):
         if n := remove_partials(url, so):

@@ -8,10 +8,12 @@ mtime, to a temporary name first, so a reader never sees half a shard.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
 import re
+import tarfile
 import tempfile
 from collections import Counter, deque
 from collections.abc import Mapping, Sequence
@@ -207,8 +209,7 @@ def sample_members(
     fs, base = filesystem(root, so)
 
     def member(name: str) -> bytes:
-        with fs.open(f"{base}/{key}.{name}", "rb") as f:
-            return bytes(f.read())
+        return bytes(fs.cat_file(f"{base}/{key}.{name}"))
 
     fmt = meta["preview"]["format"]
     out = {f"sar.{fmt}": member(f"sar.{fmt}"), "sar.npy": member("sar.npy")}
@@ -283,6 +284,23 @@ class _Hashing:
         return self.sha.hexdigest()
 
 
+@functools.cache
+def _tar_writer() -> type:
+    """The class, made on first use: importing webdataset imports torch."""
+    import webdataset as wds
+
+    class TarWriter(wds.TarWriter):
+        """webdataset's TarWriter on a tar stream that writes 1 MiB blocks (the default
+        stream hands its file one 10 KiB record per Python call); same bytes."""
+
+        def __init__(self, fileobj: Any, **kwargs: Any) -> None:
+            super().__init__(fileobj, **kwargs)  # its own stream: nothing written before close
+            self.tarstream = tarfile.open(fileobj=fileobj, mode="w|", bufsize=1 << 20)
+            self.tarstream.copybufsize = 1 << 20  # type: ignore[attr-defined]
+
+    return TarWriter
+
+
 def write_shard(
     spec: ShardSpec,
     work: str,
@@ -294,8 +312,7 @@ def write_shard(
     out_so: dict[str, Any],
 ) -> dict[str, Any]:
     """Write one whole shard, then its commit marker; return the marker's content."""
-    import webdataset as wds
-
+    _TarWriter = _tar_writer()
     url = join(out, spec.path)
     fs, path = filesystem(url, out_so)
     local = is_local(fs)
@@ -307,7 +324,7 @@ def write_shard(
         with os.fdopen(fd, "wb", buffering=0) as raw:
             hashing = _Hashing(raw)
             try:
-                with wds.TarWriter(hashing, mtime=MTIME, encoder=False) as tw:
+                with _TarWriter(hashing, mtime=MTIME, encoder=False) as tw:
                     for scene_id, key in spec.keys:
                         members = sample_members(
                             work, scene_id, key, spec.split, scenes[scene_id], cfg, so

@@ -36,6 +36,9 @@ def sanitize_key(text: str) -> str:
 
 
 def scene_id_from_url(url: str) -> str:
+    """The file name without its extension, as a key; a URL's query (a token) is no part."""
+    if "://" in url:
+        url = url.split("?", 1)[0].split("#", 1)[0]
     name = url.rstrip("/").rsplit("/", 1)[-1]
     for ext in (".nitf", ".ntf", ".NITF", ".NTF"):
         if name.endswith(ext):
@@ -135,6 +138,7 @@ def _open_reader(source: Any, where: str) -> Any:
             raise SceneError(where, "file not found")
         if os.path.getsize(source) == 0:
             raise SceneError(where, "empty file, not a SICD NITF")
+    _refuse_xml_declarations(source, where)
     try:
         with _quiet():
             details = SICDDetails(source)
@@ -149,6 +153,48 @@ def _open_reader(source: Any, where: str) -> Any:
             raise SceneError(where, short) from None
         raise SceneError(where, f"not a readable SICD NITF ({one_line(exc)})") from None
     return reader
+
+
+def _refuse_xml_declarations(source: Any, where: str) -> None:
+    """Refuse a NITF whose XML segments declare a DTD or entities (billion laughs, external
+    entities), before sarpy's parser sees them: SICD XML has neither."""
+    from defusedxml import DefusedXmlException
+    from defusedxml.ElementTree import fromstring
+    from sarpy.io.general.nitf import NITFDetails
+
+    try:
+        with _quiet():
+            nitf = NITFDetails(source)
+            n = 0 if nitf.des_subheader_offsets is None else nitf.des_subheader_offsets.size
+            segments = [nitf.get_des_bytes(i) for i in range(n)]
+    except Exception:
+        return  # not a readable NITF: _open_reader says why
+    for i, data in enumerate(segments):
+        try:
+            fromstring(data.strip(), forbid_dtd=True)
+        except DefusedXmlException as exc:
+            what = _DECLARED.get(type(exc).__name__, type(exc).__name__)
+            raise SceneError(
+                where,
+                f"XML in NITF data extension segment {i} declares {what}: refused "
+                "(entity expansion and external fetches are never parsed)",
+            ) from None
+        except Exception as exc:
+            if nitf.get_des_subheader_bytes(i).startswith((b"DEXML_DATA_CONTENT", b"DESICD_XML")):
+                raise SceneError(
+                    where,
+                    _truncation(source)
+                    or f"the SICD XML in NITF data extension segment {i} is not well-formed "
+                    f"XML ({one_line(exc)})",
+                ) from None
+            # another kind of segment: sarpy decides what it is
+
+
+_DECLARED = {
+    "DTDForbidden": "a DTD",
+    "EntitiesForbidden": "entities",
+    "ExternalReferenceForbidden": "an external reference",
+}
 
 
 @functools.lru_cache(maxsize=4)
@@ -283,6 +329,11 @@ def _read_columns(url: str, storage_options: dict[str, Any] | None, c0: int, c1:
             url, f"pixel read failed for columns {c0}:{c1} ({one_line(exc)}); truncated file?"
         ) from None
     out = np.ascontiguousarray(np.asarray(block).T, dtype=np.complex64)
+    bad = out.size - int(np.count_nonzero(np.isfinite(out)))
+    if bad:  # the FFT would spread them over the whole block: nothing to keep
+        raise SceneError(
+            url, f"{bad} non-finite pixels (NaN or inf) in azimuth columns {c0}:{c1}", "standardize"
+        )
     return out
 
 
@@ -326,7 +377,7 @@ def sicd_from_xml(xml: str) -> Any:
     import defusedxml.ElementTree as safe_et
     from sarpy.io.complex.sicd_elements.SICD import SICDType
 
-    safe_et.fromstring(xml.encode() if isinstance(xml, str) else xml)
+    safe_et.fromstring(xml.encode() if isinstance(xml, str) else xml, forbid_dtd=True)
     with _quiet():
         return SICDType.from_xml_string(xml)
 

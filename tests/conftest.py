@@ -56,6 +56,34 @@ CASES = {
 }
 
 
+FAULTS: list[tuple[str, str, str, int]] = []
+
+
+@pytest.fixture(scope="session")
+def fault_table():
+    """add(fault, expected, observed, samples_lost): a row of the table printed at the end."""
+
+    def add(fault: str, expected: str, observed: str, lost: int) -> None:
+        FAULTS.append((fault, expected, " ".join(observed.split())[:90], lost))
+
+    return add
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    if not FAULTS:
+        return
+    head = ("fault", "expected", "observed", "samples lost")
+    rows = [head, *sorted((f, e, o, str(n)) for f, e, o, n in FAULTS)]
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    terminalreporter.section("fault injection")
+    for i, row in enumerate(rows):
+        terminalreporter.write_line(
+            " | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True))
+        )
+        if i == 0:
+            terminalreporter.write_line("-+-".join("-" * w for w in widths))
+
+
 @pytest.fixture(scope="session")
 def scenes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """The four acceptance cases: 0.3 m and ~1.2 m, each plain and with a skewed spectrum."""

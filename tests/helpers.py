@@ -115,9 +115,9 @@ def tree(root):
     }
 
 
-def build_meanwhile(client, urls, work, out, config, steps, timeout=300):
-    """Run build_dataset in a thread; for each (glob under `work`, action) of `steps`, wait
-    until the glob matches a file, then call action(). Returns the Build."""
+def build_meanwhile(client, urls, work, out, config, steps, timeout=300, storage_options=None):
+    """Run build_dataset in a thread; for each (when, action) of `steps`, wait until `when`
+    (a glob under `work`, or a callable) is true, then call action(). Returns the Build."""
     import threading
     import time
     from pathlib import Path
@@ -127,16 +127,50 @@ def build_meanwhile(client, urls, work, out, config, steps, timeout=300):
     box: list = []
     thread = threading.Thread(
         target=lambda: box.append(
-            build_dataset(urls, str(work), str(out), *build_configs(config), client)
+            build_dataset(
+                urls, str(work), str(out), *build_configs(config, storage_options), client
+            )
         )
     )
     thread.start()
     deadline = time.monotonic() + timeout
-    for pattern, action in steps:
-        while not any(Path(work).glob(pattern)):
+    for when, action in steps:
+        ready = when if callable(when) else lambda p=when: any(Path(work).glob(p))
+        while not ready():
             assert time.monotonic() < deadline and thread.is_alive()
             time.sleep(0.02)
         action()
     thread.join(timeout=600)
     assert box, "the build did not finish"
     return box[0]
+
+
+def kill_worker(client) -> None:
+    """SIGKILL one worker process of `client`'s cluster (the first by address)."""
+    import os
+    import signal
+
+    pids = client.run(os.getpid)
+    os.kill(pids[sorted(pids)[0]], signal.SIGKILL)
+
+
+def samples(files: dict) -> dict:
+    """Sample key -> {member: bytes} from the .tar shards of a tree() (local or S3)."""
+    import io
+    import tarfile
+
+    found: dict = {}
+    for name, data in files.items():
+        if not name.endswith(".tar"):
+            continue
+        with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+            for m in tar.getmembers():
+                key, member = m.name.split(".", 1)
+                found.setdefault(key, {})[member] = tar.extractfile(m).read()
+    return found
+
+
+def lost_samples(files: dict, reference: dict) -> int:
+    """How many of the reference's samples are missing or differ (a tree() of each)."""
+    got, ref = samples(files), samples(reference)
+    return sum(got.get(key) != members for key, members in ref.items())

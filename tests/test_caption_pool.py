@@ -148,7 +148,7 @@ def test_captions_from_the_sar_preview_when_there_is_no_optical(tiled, client, t
     assert res.captioned == res.kept and not res.uncaptioned
 
 
-def test_a_worker_killed_mid_run_still_yields_every_caption_once(tiled, tmp_path):
+def test_a_worker_killed_mid_run_still_yields_every_caption_once(tiled, tmp_path, fault_table):
     from distributed import Client, LocalCluster
 
     _, _, tcfg, _ = tiled
@@ -177,6 +177,13 @@ def test_a_worker_killed_mid_run_still_yields_every_caption_once(tiled, tmp_path
         assert not thread.is_alive()
     (res,) = out[0]
     keys = kept_keys(work, scene_id)
+    written = sorted(p.stem for p in folder.glob("*.json"))
+    fault_table(
+        "worker SIGKILLed in captions",
+        "every caption once",
+        f"{res.status}, {res.captioned}/{len(keys)} captioned",
+        len(set(keys) - set(written)),
+    )
     assert res.status == "done", res.errors
     assert res.captioned == len(keys) and not res.uncaptioned
     assert sorted(p.stem for p in folder.glob("*.json")) == keys

@@ -184,8 +184,12 @@ def test_list_files_expand_and_public_buckets_are_read_anonymously(
     from sarlo_dask.sicd import read_sicd_meta
 
     listing = tmp_path / "scenes.txt"
-    listing.write_text(f"# the catalogue\n{scenes['fine']}\n\n{tmp_path}/*.nitf  # none here\n")
+    listing.write_text(f"# the catalogue\n{scenes['fine']}\n\n")
     assert expand_inputs([str(listing)]) == [str(scenes["fine"])]
+    with pytest.raises(ValueError, match=r"\*\.nitf: no scene matches"):
+        expand_inputs([str(listing), f"{tmp_path}/*.nitf"])  # never dropped silently
+    http = "http://127.0.0.1:9/scenes/a.nitf?token=abc"  # a query, not a glob
+    assert expand_inputs([http]) == [http]
 
     fs = s3fs.S3FileSystem(**s3)
     fs.put_file(str(scenes["coarse"]), "sarlo/open/coarse.nitf")

@@ -18,7 +18,7 @@ from sarlo_dask import dataset
 from sarlo_dask.pipeline import build_dataset
 from sarlo_dask.release import SampleRef, shard_plan, split_passes, split_report
 
-from .helpers import build_configs, build_meanwhile, tree
+from .helpers import build_configs, build_meanwhile, kill_worker, lost_samples, tree
 
 META_FIELDS = {
     "crop", "Nb_pixel_a", "Nb_pixel_r", "ss_row", "ss_col", "spacing_eff_az",
@@ -99,7 +99,7 @@ def kill_when(proc: subprocess.Popen, ready, timeout: float = 240) -> None:
 
 
 def test_build_killed_at_several_points_resumes_to_the_same_bytes(
-    release_setup, release_built, tmp_path
+    release_setup, release_built, tmp_path, fault_table
 ):
     out_ref, _ = release_built
     work, out = tmp_path / "work", tmp_path / "out"
@@ -113,9 +113,16 @@ def test_build_killed_at_several_points_resumes_to_the_same_bytes(
         kill_when(run_build(release_setup, work, out), ready)
     final = run_build(release_setup, work, out)
     log, _ = final.communicate(timeout=600)
+    got, ref = tree(out), tree(out_ref)
+    fault_table(
+        "command SIGKILLed x4 (each stage), re-run",
+        "exit 0, same bytes",
+        f"exit {final.returncode}, output identical: {got == ref}",
+        lost_samples(got, ref),
+    )
     assert final.returncode == 0, log
     assert "already committed" in log
-    assert tree(out) == tree(out_ref)
+    assert got == ref
     assert not list(out.rglob("*partial*")) and not list(work.rglob("*partial*"))
 
 
@@ -146,7 +153,9 @@ def test_killed_and_resumed_with_work_and_out_on_s3(release_setup, release_built
     assert remote == tree(out_ref)
 
 
-def test_a_worker_killed_mid_build_changes_nothing(release_setup, release_built, tmp_path):
+def test_a_worker_killed_mid_build_changes_nothing(
+    release_setup, release_built, tmp_path, fault_table
+):
     from distributed import Client, LocalCluster
 
     _, urls, config = release_setup
@@ -156,16 +165,20 @@ def test_a_worker_killed_mid_build_changes_nothing(release_setup, release_built,
         LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=":0") as cluster,
         Client(cluster) as client,
     ):
-
-        def kill_a_worker() -> None:
-            pids = client.run(os.getpid)
-            os.kill(pids[sorted(pids)[0]], signal.SIGKILL)
-
         result = build_meanwhile(
-            client, urls, work, out, config, [("tiles/*/*.meta.json", kill_a_worker)], 240
+            client,
+            urls,
+            work,
+            out,
+            config,
+            [("tiles/*/*.meta.json", lambda: kill_worker(client))],
+            240,
         )
+    got, ref = tree(out), tree(out_ref)
+    observed = f"exit {result.exit_code()}, output identical: {got == ref}"
+    fault_table("worker SIGKILLed in tiles", "exit 0, same bytes", observed, lost_samples(got, ref))
     assert result.exit_code() == 0, result
-    assert tree(out) == tree(out_ref)
+    assert got == ref
 
 
 def test_a_build_on_s3_gives_the_local_bytes(release_setup, release_built, client, s3):

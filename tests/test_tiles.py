@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import shutil
 import subprocess
@@ -72,7 +73,7 @@ def test_tile_groups_partition_the_windows_into_neighbourhoods(n_az, n_rg, colum
         assert len({w.ia // 2 for w in g}) == 1 and len({w.ir // columns for w in g}) == 1
         # down the band, then right: each window follows one it overlaps
         assert [(w.ir, w.ia) for w in g] == sorted((w.ir, w.ia) for w in g)
-        assert all(abs(a.ia - b.ia) + abs(a.ir - b.ir) <= 2 for a, b in zip(g, g[1:]))
+        assert all(abs(a.ia - b.ia) + abs(a.ir - b.ir) <= 2 for a, b in itertools.pairwise(g))
     assert groups == tile_groups(windows[::-1], band=2, columns=columns)  # order-free
 
 
@@ -243,9 +244,20 @@ def test_reconstruct_cli_rebuilds_the_optical_image(built):
     assert np.array_equal(np.asarray(Image.open(out)), np.asarray(Image.open(built_png)))
 
 
-def test_stage_over_http_with_a_failing_server_then_a_later_run_fills_in(built, client, tmp_path):
+@pytest.mark.parametrize(
+    ("mode", "words"),
+    [
+        ("500", "HTTP 500"),
+        ("timeout", "Timeout"),
+        ("drop", "Connection"),
+        ("garbage", "not an image"),
+    ],
+)
+def test_stage_over_http_with_a_failing_server_then_a_later_run_fills_in(
+    built, client, tmp_path, mode, words, fault_table
+):
     """Workers fetch through the server; while it fails, tiles say why and the scene stays
-    incomplete; the next run completes it with the same bytes as a fault-free build."""
+    incomplete, with no optical image; the next run completes it."""
     from .tileserver import TileServer
 
     root, work, cfg, _ = built
@@ -263,15 +275,26 @@ def test_stage_over_http_with_a_failing_server_then_a_later_run_fills_in(built, 
         )
         w2 = tmp_path / "work"
         shutil.copytree(Path(work, "scenes"), w2 / "scenes")
-        srv.faults["all"] = ("500", 10**9)
+        # timeouts cost seconds each: the first 12 requests only (some windows still fail)
+        srv.faults["all"] = (mode, 12 if mode == "timeout" else 10**9)
         first = tile_scenes(str(w2), http_cfg, client, scene_ids=["coarse"])[0]
-        assert first.status == "incomplete" and first.optical_failed
-        assert all("HTTP 500" in d["reason"] for d in first.optical_failed)
-        assert not list((w2 / "tiles" / "coarse").glob("*.optic.png"))
+        failed = {d["key"] for d in first.optical_failed}
+        optic = {p.name.split(".")[0] for p in (w2 / "tiles" / "coarse").glob("*.optic.png")}
         srv.faults.clear()
         second = tile_scenes(str(w2), http_cfg, client, scene_ids=["coarse"])[0]
+        n_optic = len(list((w2 / "tiles" / "coarse").glob("*.optic.png")))
+        fault_table(
+            f"optical server: {mode}",
+            f"tiles say '{words}', a re-run fills in",
+            f"{len(failed)} tiles failed ({first.optical_failed[0]['reason'] if failed else '-'}); "
+            f"re-run: {second.status}, {n_optic}/{second.kept} optical",
+            second.kept - n_optic,
+        )
+        assert first.status == "incomplete" and failed
+        assert all(words in d["reason"] for d in first.optical_failed)
+        assert not failed & optic  # no optical image for a failed tile: nothing made up
         assert second.status == "done" and not second.optical_failed
-        assert len(list((w2 / "tiles" / "coarse").glob("*.optic.png"))) == second.kept
+        assert n_optic == second.kept
     finally:
         srv.close()
 

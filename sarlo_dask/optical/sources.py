@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
-from urllib.parse import urlsplit, urlunsplit
+
+from sarlo_dask.errors import redact
 
 USER_AGENT = "sarlo-dask/0.1 (+https://github.com/sarlo-dask; dataset builder)"
 
@@ -41,14 +41,6 @@ class XYZTiles(Protocol):
     def fetch(
         self, tiles: list[tuple[int, int, int]]
     ) -> dict[tuple[int, int, int], TileResult]: ...
-
-
-def redact(url: str) -> str:
-    """A URL without credentials: user info dropped, query values masked."""
-    parts = urlsplit(url)
-    netloc = parts.netloc.rsplit("@", 1)[-1]
-    query = re.sub(r"=([^&]*)", "=***", parts.query) if parts.query else ""
-    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
 
 
 def _looks_like_image(data: bytes) -> bool:
