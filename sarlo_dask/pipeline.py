@@ -85,6 +85,7 @@ def standardize_scenes(
     results: list[SceneResult] = []
     pending: dict[Any, SceneResult] = {}
     seen: dict[str, str] = {}
+    memory = worker_memory(client)
     for url in urls:
         scene_id = scene_id_from_url(url)
         store = scene_store_url(work, scene_id)
@@ -100,6 +101,7 @@ def standardize_scenes(
             continue
         try:
             scene = open_sicd(url, cfg.chunk_azimuth, so)
+            _check_fits(scene, url, memory)
             out = standardize_scene(scene, cfg)
             remove(store, so)  # a partial store from an interrupted run
             with warnings.catch_warnings():
@@ -145,6 +147,28 @@ def standardize_scenes(
             future.release()
             client.run(evict, res.url, so)  # bounded disk: drop cached copies and readers
     return results
+
+
+def worker_memory(client: Any) -> int:
+    """The smallest memory limit of the cluster's workers in bytes (0: none set or known)."""
+    limits = [w.get("memory_limit") or 0 for w in client.scheduler_info()["workers"].values()]
+    return min(limits) if limits and all(limits) else 0
+
+
+def _check_fits(scene: Any, url: str, memory: int) -> None:
+    """Refuse a scene a worker cannot hold: reading azimuth chunks of a NITF stored by range
+    lines maps the whole file into the reading worker, which Dask counts as its memory; half
+    the limit leaves room for the worker itself and the FFTs."""
+    size = scene.slc.size * SOURCE_BYTES.get(scene.attrs.get("pixel_type", ""), 8)
+    if memory and size > memory / 2:
+        raise SceneError(
+            url,
+            f"scene of {size / 1e9:.2f} GB does not fit workers with {memory / 1e9:.2f} GB of "
+            "memory (a worker needs twice the scene's size): use workers with more memory",
+        )
+
+
+SOURCE_BYTES = {"RE32F_IM32F": 8, "RE16I_IM16I": 4, "AMP8I_PHS8I": 2}
 
 
 def summary(results: Sequence[SceneResult]) -> dict[str, Any]:

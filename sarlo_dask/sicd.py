@@ -368,6 +368,7 @@ def open_sicd(
             "scene_id": scene_id_from_url(url),
             "pass_id": pass_id(sicd),
             "source_url": url,
+            "pixel_type": str(sicd.ImageData.PixelType),
         },
     )
 

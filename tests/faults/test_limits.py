@@ -1,0 +1,58 @@
+"""A scene larger than a worker's memory: refused with the reason before any worker reads it,
+while the other scenes of the build go through on the same small workers."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from sarlo_dask.config import StandardizeConfig
+from sarlo_dask.pipeline import standardize_scenes
+from sarlo_dask.simulate import SimulationSpec, build_sicd
+
+
+def _large_scene(path, n: int) -> int:
+    """An n x n RE32F_IM32F SICD of noise written by sarpy in bands; its pixel bytes."""
+    from sarpy.io.complex.sicd import SICDWriter
+
+    sicd = build_sicd(SimulationSpec(rows=n, cols=n, row_spacing=0.3, col_spacing=0.3))
+    rng = np.random.default_rng(0)
+    with SICDWriter(str(path), sicd, check_existence=False) as writer:
+        for r0 in range(0, n, 1024):
+            shape = (min(1024, n - r0), n)
+            band = rng.standard_normal(shape, np.float32) + 1j * rng.standard_normal(
+                shape, np.float32
+            )
+            writer.write_chip(band.astype(np.complex64), start_indices=(r0, 0))
+    return n * n * 8
+
+
+def test_a_scene_larger_than_worker_memory_is_refused(scenes, tmp_path, fault_table):
+    from distributed import Client, LocalCluster
+
+    big = tmp_path / "large.nitf"
+    size = _large_scene(big, 7168)
+    cfg = StandardizeConfig(min_size=64, chunk_azimuth=256, chunk_range=256, store_chunk=128)
+    with (
+        LocalCluster(
+            n_workers=1, threads_per_worker=1, memory_limit="700MB", dashboard_address=":0"
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        before = client.run(os.getpid)
+        results = standardize_scenes(
+            [str(big), str(scenes["coarse"])], str(tmp_path / "work"), cfg, client
+        )
+        after = client.run(os.getpid)
+    large, small = results
+    fault_table(
+        f"scene of {size / 1e6:.0f} MB, workers of 700 MB",
+        "refused with the reason; others built",
+        f"{large.status}: {large.reason}; other scene {small.status}",
+        0,
+    )
+    assert size > 700e6 / 2 and large.status == "failed"
+    assert "does not fit workers" in large.reason and "0.70 GB" in large.reason
+    assert small.status == "done"
+    assert before == after  # no worker was killed for memory
