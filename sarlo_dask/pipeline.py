@@ -563,6 +563,8 @@ def release_scenes(
             errors.append({"key": spec.path, "reason": _reason(exc)[0], "stage": "release"})
         finally:
             future.release()
+    # a shard task lost with its worker leaves its temporary file; its retry wrote the shard
+    remove_partials(out, out_so)
     rows = [
         {"split": assignment[r["pass_id"]], "label": r["label"], "caption": r["caption"] or {}}
         for sid in ids
@@ -720,6 +722,7 @@ def build_dataset(
         work, out, rcfg, client, with_tiles, scfg.storage_options, catalogue, progress
     )
     say("")
+    remove_partials(work, scfg.storage_options)  # temporary files of tasks lost with a worker
     result = Build(scenes, tiles, rel)
     rows = result.failures()
     text = "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows)

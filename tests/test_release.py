@@ -18,7 +18,7 @@ from sarlo_dask import dataset
 from sarlo_dask.pipeline import build_dataset
 from sarlo_dask.release import SampleRef, shard_plan, split_passes, split_report
 
-from .helpers import build_configs, build_meanwhile, kill_worker, lost_samples, tree
+from .helpers import build_configs, lost_samples, tree
 
 META_FIELDS = {
     "crop", "Nb_pixel_a", "Nb_pixel_r", "ss_row", "ss_col", "spacing_eff_az",
@@ -151,34 +151,6 @@ def test_killed_and_resumed_with_work_and_out_on_s3(release_setup, release_built
     fs.invalidate_cache()
     remote = {p[len("sarlo/out/") :]: fs.cat_file(p) for p in fs.find("sarlo/out")}
     assert remote == tree(out_ref)
-
-
-def test_a_worker_killed_mid_build_changes_nothing(
-    release_setup, release_built, tmp_path, fault_table
-):
-    from distributed import Client, LocalCluster
-
-    _, urls, config = release_setup
-    out_ref, _ = release_built
-    work, out = tmp_path / "work", tmp_path / "out"
-    with (
-        LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=":0") as cluster,
-        Client(cluster) as client,
-    ):
-        result = build_meanwhile(
-            client,
-            urls,
-            work,
-            out,
-            config,
-            [("tiles/*/*.meta.json", lambda: kill_worker(client))],
-            240,
-        )
-    got, ref = tree(out), tree(out_ref)
-    observed = f"exit {result.exit_code()}, output identical: {got == ref}"
-    fault_table("worker SIGKILLed in tiles", "exit 0, same bytes", observed, lost_samples(got, ref))
-    assert result.exit_code() == 0, result
-    assert got == ref
 
 
 def test_a_build_on_s3_gives_the_local_bytes(release_setup, release_built, client, s3):

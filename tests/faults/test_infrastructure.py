@@ -13,7 +13,7 @@ from sarlo_dask.pipeline import build_dataset
 from ..helpers import build_configs, build_meanwhile, kill_worker, lost_samples, tree
 
 
-def test_workers_killed_in_standardize_and_in_release(
+def test_workers_killed_in_standardize_tiles_and_release(
     release_setup, release_built, tmp_path, fault_table
 ):
     from distributed import Client, LocalCluster
@@ -27,12 +27,13 @@ def test_workers_killed_in_standardize_and_in_release(
     ):
         steps = [
             ("scenes/*.zarr/slc/c/*/*", lambda: kill_worker(client)),  # a chunk is written
+            ("tiles/*/*.meta.json", lambda: kill_worker(client)),
             (lambda: any(out.glob("*/chunk_*/shard-*")), lambda: kill_worker(client)),
         ]
         result = build_meanwhile(client, urls, work, out, config, steps, 300)
     got, ref = tree(out), tree(out_ref)
     fault_table(
-        "worker SIGKILLed in standardize and in release",
+        "worker SIGKILLed in standardize, tiles, release",
         "exit 0, same bytes",
         f"exit {result.exit_code()}, output identical: {got == ref}",
         lost_samples(got, ref),
