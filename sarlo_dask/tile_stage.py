@@ -24,7 +24,7 @@ from sarlo_dask.optical.mosaic import DECODED
 from sarlo_dask.optical.pair import PairConfig, pair_tile
 from sarlo_dask.optical.sources import source_from_spec
 from sarlo_dask.sicd import sicd_from_xml
-from sarlo_dask.store import filesystem, join, write_bytes, write_json
+from sarlo_dask.store import filesystem, is_local, join, write_bytes, write_json
 from sarlo_dask.tiles import (
     PreviewSpec,
     Window,
@@ -81,12 +81,29 @@ def _scene_sicds(sicd_xml: str, source_xml: str) -> tuple[Any, Any]:
     return sicd_from_xml(sicd_xml), sicd_from_xml(source_xml)
 
 
-def make_tile(store_url: str, work: str, w: Window, cfg: TileConfig) -> dict[str, Any]:
-    """Cut, check, preview and pair one tile; write its members; return a one-line summary."""
+def _open_store(url: str, so: dict[str, Any]) -> Any:
+    """The scene store without Dask; a local one opened once per process and version of its
+    metadata (tiles of a scene share it: opening costs about a window's read)."""
     from sarlo_dask.standardize import open_scene_store
 
+    fs, path = filesystem(url, so)
+    if not is_local(fs):
+        return open_scene_store(url, so, chunks=None, indexes=False)
+    return _open_local(url, os.stat(os.path.join(path, "zarr.json")).st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=4)
+def _open_local(url: str, stamp: int) -> Any:
+    from sarlo_dask.standardize import open_scene_store
+
+    del stamp  # part of the key: a rewritten store is opened again
+    return open_scene_store(url, None, chunks=None, indexes=False)
+
+
+def make_tile(store_url: str, work: str, w: Window, cfg: TileConfig) -> dict[str, Any]:
+    """Cut, check, preview and pair one tile; write its members; return a one-line summary."""
     so = cfg.storage_options
-    ds = open_scene_store(store_url, so, chunks=None, indexes=False)
+    ds = _open_store(store_url, so)
     sicd, src_sicd = _scene_sicds(ds.attrs["sicd_xml"], ds.attrs["source_sicd_xml"])
     ia, ir = w.slices()
     patch = np.asarray(ds.slc[ia, ir].values, dtype=np.complex64)

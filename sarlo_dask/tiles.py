@@ -196,7 +196,13 @@ def encode_image(
     from PIL import Image
 
     buf = io.BytesIO()
-    pil = Image.fromarray(image)
+    h, w = image.shape[:2]
+    if image.ndim == 3 and image.shape[2] == 3 and image.strides == (4 * w, 4, 1):
+        # RGB viewed in packed RGBA (the warp's output): PIL reads the RGBX bytes as they are
+        rgbx = np.lib.stride_tricks.as_strided(image, (h, w, 4), image.strides)
+        pil = Image.frombytes("RGB", (w, h), rgbx, "raw", "RGBX")
+    else:
+        pil = Image.fromarray(image)
     if fmt.lower() in ("jpg", "jpeg"):
         pil.save(buf, format="JPEG", quality=quality, optimize=False)
     elif fmt.lower() == "png":

@@ -44,7 +44,7 @@ def warp_bilinear(image: Any, a: np.ndarray, size: int) -> tuple[Any, Any]:
     A maps tile pixel (azimuth, range) to image (column, row). One gather per bilinear
     corner: each RGBA pixel is read as one uint32, its alpha saying whether it is valid.
     Pixels whose four neighbours are not all inside and valid are 0 and invalid: nothing is
-    made up. Returns (RGB uint8 (size, size, 3), valid bool (size, size)).
+    made up. Returns (RGB uint8 (size, size, 3), a view of packed RGBA; valid bool (size, size)).
 
     The interpolation is fixed-point on the packed pixels (weights in 1/256, two 8-bit
     channels per 16-bit lane of a uint32): within two grey levels of float bilinear (two
@@ -55,14 +55,15 @@ def warp_bilinear(image: Any, a: np.ndarray, size: int) -> tuple[Any, Any]:
     if h * w >= 2**31:
         raise ValueError(f"mosaic of {h} x {w} px is too large to index with int32")
     flat = xp.ascontiguousarray(image).view(xp.uint32).reshape(-1)
-    out = xp.empty((size, size, 3), dtype=xp.uint8)
+    out = xp.empty((size, size), dtype=xp.uint32)
     ok = xp.empty((size, size), dtype=bool)
     # on the CPU, bands of rows keep the temporaries in cache; the GPU takes the tile at once
     band = size if xp is not np else _CPU_BAND_ROWS
     for a0 in range(0, size, band):
         a1 = min(a0 + band, size)
         out[a0:a1], ok[a0:a1] = _warp_rows(flat, h, w, a, a0, a1, size)
-    return out, ok
+    # RGB as a view of the packed pixels: encode_image hands them to PIL without a copy
+    return out.view(xp.uint8).reshape(size, size, 4)[..., :3], ok
 
 
 _CPU_BAND_ROWS = 32
@@ -103,5 +104,4 @@ def _warp_rows(
     odd = _lerp(_lerp(p00, p01, fc, gc), _lerp(p10, p11, fc, gc), fr, gr)
     pix = even | (odd << 8)
     pix[~ok] = 0
-    rgb = pix.view(xp.uint8).reshape(a1 - a0, size, 4)[..., :3]
-    return rgb, ok.reshape(a1 - a0, size)
+    return pix.reshape(a1 - a0, size), ok.reshape(a1 - a0, size)
