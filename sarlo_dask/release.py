@@ -240,44 +240,31 @@ def sample_members(
 class _Hashing:
     """A write-only file that hashes, counts and writes what goes through it.
 
-    tarfile writes in 10 KiB records; they are gathered into 4 MiB blocks that a second
-    thread hashes and writes, in order, while the tar of the next samples is assembled
-    (hashlib and file writes release the GIL). At most two blocks wait."""
-
-    BLOCK = 4 << 20
+    The tar stream hands it 1 MiB blocks: each is written here and hashed, in order, by a
+    second thread while the next samples are assembled (hashlib releases the GIL); at most
+    four blocks wait for the hash."""
 
     def __init__(self, f: Any) -> None:
         from concurrent.futures import ThreadPoolExecutor
 
         self.f, self.sha, self.size = f, hashlib.sha256(), 0
-        self.buf = bytearray()
         self.pool = ThreadPoolExecutor(1)
         self.pending: deque[Any] = deque()
 
     def write(self, data: bytes) -> int:
-        self.buf += data
+        data = bytes(data)  # the caller may reuse its buffer; the hash reads this later
+        while len(self.pending) >= 4:
+            self.pending.popleft().result()
+        self.pending.append(self.pool.submit(self.sha.update, data))
+        self.f.write(data)
         self.size += len(data)
-        if len(self.buf) >= self.BLOCK:
-            self._send()
         return len(data)
 
-    def _send(self) -> None:
-        block, self.buf = self.buf, bytearray()
-        while len(self.pending) >= 2:
-            self.pending.popleft().result()
-        self.pending.append(self.pool.submit(self._put, block))
-
-    def _put(self, block: bytearray) -> None:
-        self.sha.update(block)
-        self.f.write(block)
-
     def flush(self) -> None:
-        pass  # blocks go out as they fill; finish() writes the rest
+        pass
 
     def finish(self) -> str:
-        """Write what is left, wait for the writer thread; the sha256 hex digest."""
-        if self.buf:
-            self._send()
+        """Wait for the hash of what was written; the sha256 hex digest."""
         while self.pending:
             self.pending.popleft().result()
         self.pool.shutdown()
