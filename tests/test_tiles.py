@@ -299,6 +299,40 @@ def test_stage_over_http_with_a_failing_server_then_a_later_run_fills_in(
         srv.close()
 
 
+def test_a_server_without_imagery_404_gives_no_optical_and_no_retry(
+    built, client, tmp_path, fault_table
+):
+    """404 means the source has no imagery there: tiles keep their SAR members, get no optical
+    image (nothing made up), say why, and are not fetched again by a later run."""
+    from .tileserver import TileServer
+
+    root, work, cfg, _ = built
+    srv = TileServer([])
+    try:
+        http_cfg = cfg.model_copy(update={"optical": srv.url, "tile_cache": str(tmp_path / "c")})
+        w2 = tmp_path / "work"
+        shutil.copytree(Path(work, "scenes"), w2 / "scenes")
+        srv.faults["all"] = ("404", 10**9)
+        first = tile_scenes(str(w2), http_cfg, client, scene_ids=["coarse"])[0]
+        asked = srv.requests
+        second = tile_scenes(str(w2), http_cfg, client, scene_ids=["coarse"])[0]
+    finally:
+        srv.close()
+    n_optic = len(list((w2 / "tiles" / "coarse").glob("*.optic.png")))
+    fault_table(
+        "optical server: 404 everywhere",
+        "no optical, reason given, not retried",
+        f"{len(first.optical_failed)}/{first.kept} without optical "
+        f"({first.optical_failed[0]['reason'] if first.optical_failed else '-'}); "
+        f"re-run: {second.status}, {srv.requests - asked} requests",
+        0 if first.kept == second.kept else abs(first.kept - second.kept),
+    )
+    assert first.kept and len(first.optical_failed) == first.kept and n_optic == 0
+    assert all("tiles empty" in d["reason"] for d in first.optical_failed)
+    assert first.status == "done" and second.status == "skipped"  # nothing to retry
+    assert srv.requests == asked
+
+
 def test_refined_lee_smooths_speckle_and_keeps_edges():
     from sarlo_dask.tiles import refined_lee
 
