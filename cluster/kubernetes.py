@@ -24,6 +24,10 @@ GPU = {"limits": {"nvidia.com/gpu": 1, "cpu": "8", "memory": "64Gi"}}
 GPU_COMMAND = "dask cuda worker --resources GPU=1 --rmm-pool-size 0.5"
 
 
+WORKER_ENV = {"MALLOC_MMAP_THRESHOLD_": "67108864"}
+"""glibc's mmap threshold at 64 MiB: see sarlo_dask/__init__.py (Dask pins it at 128 KiB)"""
+
+
 def cluster_spec(image: str = IMAGE, n_workers: int = 4) -> dict[str, Any]:
     """The DaskCluster: a scheduler and CPU workers (tiles, resampling)."""
     from dask_kubernetes.operator import make_cluster_spec
@@ -33,7 +37,7 @@ def cluster_spec(image: str = IMAGE, n_workers: int = 4) -> dict[str, Any]:
         image=image,
         n_workers=n_workers,
         resources=CPU,
-        env={"HF_HUB_OFFLINE": "1"},
+        env={"HF_HUB_OFFLINE": "1", **WORKER_ENV},
     )
     return spec
 
@@ -52,7 +56,7 @@ def gpu_worker_group(image: str = IMAGE, n_workers: int = 2) -> dict[str, Any]:
                 image=image,
                 n_workers=n_workers,
                 resources=GPU,
-                env={"HF_HUB_OFFLINE": "0"},
+                env={"HF_HUB_OFFLINE": "0", **WORKER_ENV},
                 worker_command=GPU_COMMAND,
             ),
         },
