@@ -86,3 +86,35 @@ def open(  # noqa: A001 - the dataset's entry point, as webdataset / xarray name
     if decode:
         stages.append(wds.decode())
     return wds.DataPipeline(*stages)
+
+
+def hf_data_files(url: str, storage_options: dict[str, Any] | None = None) -> dict[str, list]:
+    """`data_files` for Hugging Face `datasets`: each split's committed shards."""
+    found = {s: shard_urls(url, s, storage_options) for s in SPLITS}
+    return {s: urls for s, urls in found.items() if urls}
+
+
+def hf_features(preview: str = "png", optical: bool = False) -> Any:
+    """The release's `datasets.Features`, for reading it with Hugging Face `datasets`:
+
+        load_dataset("webdataset", data_files=hf_data_files(url), streaming=True,
+                     features=hf_features())
+
+    Streaming only: Arrow has no complex type, so `sar.npy` comes through as the complex64
+    array only when examples are not written to Arrow. meta.json arrives as a dict, its
+    floats rounded to 10 decimals by `datasets.Json` (`open` gives them exactly); sicd.xml
+    as bytes.
+    """
+    import datasets
+
+    fields: dict[str, Any] = {
+        "meta.json": datasets.Json(),
+        "sar.npy": datasets.Value("binary"),
+        f"sar.{preview}": datasets.Image(),
+        "sicd.xml": datasets.Value("binary"),
+    }
+    if optical:
+        fields["optic.png"] = datasets.Image()
+    fields["__key__"] = datasets.Value("string")
+    fields["__url__"] = datasets.Value("string")
+    return datasets.Features(fields)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import json
+import math
 import os
 import signal
 import subprocess
@@ -11,6 +13,7 @@ import time
 from collections import Counter
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -72,6 +75,44 @@ def test_samples_read_back_complete_with_pass_disjoint_splits(release_built):
     assert len({next(iter(s)) for s in passes.values()}) >= 2
     stats = json.loads((out / "stats.json").read_text())
     assert stats["captions"]["MID"]["n"] == n
+
+
+def _close(a, b) -> bool:
+    """Equal JSON values, floats to 1e-9 (datasets' Json feature keeps 10 decimals)."""
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(_close(a[k], b[k]) for k in a)
+    if isinstance(a, list):
+        return isinstance(b, list) and len(a) == len(b) and all(map(_close, a, b))
+    if isinstance(a, float) or isinstance(b, float):
+        return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-9)
+    return a == b
+
+
+def test_the_release_streams_through_hugging_face_datasets(release_built):
+    datasets = pytest.importorskip("datasets")
+    from PIL import Image
+
+    out, _ = release_built
+    files = dataset.hf_data_files(str(out))
+    assert set(files) <= set(dataset.SPLITS) and files
+    for split in files:
+        hf = datasets.load_dataset(
+            "webdataset",
+            data_files=files,
+            split=split,
+            streaming=True,
+            features=dataset.hf_features(),
+        )
+        ours = list(dataset.open(str(out), split))
+        theirs = list(hf)
+        assert [s["__key__"] for s in theirs] == [s["__key__"] for s in ours]
+        for a, b in zip(theirs, ours, strict=True):
+            assert a["sar.npy"].dtype == np.complex64 and np.array_equal(a["sar.npy"], b["sar.npy"])
+            assert _close(a["meta.json"], b["meta.json"])
+            xml = b["sicd.xml"]
+            assert a["sicd.xml"] == (xml.encode() if isinstance(xml, str) else xml)
+            png = np.asarray(Image.open(io.BytesIO(b["sar.png"])))
+            assert np.array_equal(np.asarray(a["sar.png"]), png)
 
 
 def run_build(release_setup, work, out, env: dict | None = None) -> subprocess.Popen:
