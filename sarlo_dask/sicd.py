@@ -36,8 +36,9 @@ def sanitize_key(text: str) -> str:
 
 
 def scene_id_from_url(url: str) -> str:
-    """The file name without its extension, as a key; a URL's query (a token) is no part."""
-    if "://" in url:
+    """The file name without its extension, as a key; an http(s) URL's query (a token, a
+    signature) is no part of it."""
+    if url.lower().startswith(("http://", "https://")):
         url = url.split("?", 1)[0].split("#", 1)[0]
     name = url.rstrip("/").rsplit("/", 1)[-1]
     for ext in (".nitf", ".ntf", ".NITF", ".NTF"):
