@@ -94,23 +94,30 @@ def _on_cluster(cluster: str, workers: int | None, stage: Callable[[Any, Any], T
     return result
 
 
+def _scene_urls(inputs: list[str], storage_options: dict[str, Any]) -> list[str]:
+    """The scenes the INPUT arguments name; exit 2 for an input without any, 4 for none."""
+    from sarlo_dask.catalog import expand_inputs
+
+    try:
+        urls = expand_inputs(inputs, storage_options)
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    if not urls:
+        typer.echo("error: no scenes found in the inputs", err=True)
+        raise typer.Exit(4)
+    return urls
+
+
 def _run_standardize(
     inputs: list[str], work: str, cluster: str, workers: int | None, **settings: object
 ) -> int:
-    from sarlo_dask.catalog import expand_inputs
     from sarlo_dask.config import load_config
     from sarlo_dask.pipeline import exit_code, standardize_scenes, summary
 
     config = settings.pop("config", None)
     cfg = _configure(load_config, config, settings)
-    try:
-        urls = expand_inputs(inputs, cfg.storage_options)
-    except ValueError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        return 2
-    if not urls:
-        typer.echo("error: no scenes found in the inputs", err=True)
-        return 4
+    urls = _scene_urls(inputs, cfg.storage_options)
     t0 = time.perf_counter()
     results = _on_cluster(
         cluster,
@@ -264,7 +271,6 @@ def _run_build(
     include_optical: bool | None = None,
     caption_model: str | None = None,
 ) -> int:
-    from sarlo_dask.catalog import expand_inputs
     from sarlo_dask.config import (
         load_caption_config,
         load_config,
@@ -277,14 +283,7 @@ def _run_build(
     tcfg = _configure(load_tile_config, config, {"optical": optical, "zoom": zoom})
     ccfg = _configure(load_caption_config, config, {"model": caption_model})
     rcfg = _configure(load_release_config, config, {"include_optical": include_optical})
-    try:
-        urls = expand_inputs(inputs, scfg.storage_options)
-    except ValueError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        return 2
-    if not urls:
-        typer.echo("error: no scenes found in the inputs", err=True)
-        return 4
+    urls = _scene_urls(inputs, scfg.storage_options)
     t0 = time.perf_counter()
     result = _on_cluster(
         cluster,

@@ -28,6 +28,11 @@ def one_line(exc: BaseException, limit: int = 300) -> str:
     return redact_urls(text)[:limit]
 
 
+def exception_line(exc: BaseException) -> str:
+    """'Type: message' on one line: how a failure's reason names an unexpected exception."""
+    return f"{type(exc).__name__}: {one_line(exc)}"
+
+
 def redact(url: str) -> str:
     """A URL without credentials: user info dropped, query values masked."""
     parts = urlsplit(url)

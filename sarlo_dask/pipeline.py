@@ -16,7 +16,7 @@ from sarlo_dask import __version__
 from sarlo_dask.caption_stage import caption_batch, stored_captions
 from sarlo_dask.captions.stats import dataset_stats
 from sarlo_dask.config import CaptionConfig, ReleaseConfig, StandardizeConfig, TileConfig
-from sarlo_dask.errors import SceneError, one_line, redact
+from sarlo_dask.errors import SceneError, exception_line, redact
 from sarlo_dask.release import (
     SampleRef,
     ShardSpec,
@@ -28,7 +28,7 @@ from sarlo_dask.release import (
     split_report,
     write_shard,
 )
-from sarlo_dask.sicd import evict, open_sicd, scene_id_from_url
+from sarlo_dask.sicd import PIXEL_BYTES, evict, open_sicd, scene_id_from_url
 from sarlo_dask.standardize import open_scene_store, standardize_scene
 from sarlo_dask.store import (
     exists,
@@ -59,6 +59,12 @@ class SceneResult:
     exception: str = ""
     """type of the exception behind a failure ("" for a refusal by rule)"""
 
+    def fail(self, exc: BaseException) -> None:
+        """Mark the scene failed with the exception's reason, stage and type."""
+        self.status = "failed"
+        self.reason, self.stage = _reason(exc)
+        self.exception = type(exc).__name__
+
     def line(self) -> str:
         if self.status == "failed":
             return f"FAILED {redact(self.url)}: {self.reason}"
@@ -68,7 +74,7 @@ class SceneResult:
 def _reason(exc: BaseException) -> tuple[str, str]:
     if isinstance(exc, SceneError):
         return exc.reason, exc.stage
-    return f"{type(exc).__name__}: {one_line(exc)}", "standardize"
+    return exception_line(exc), "standardize"
 
 
 def standardize_scenes(
@@ -117,9 +123,7 @@ def standardize_scenes(
                     storage_options=so or None,
                 )
         except Exception as exc:
-            res.status = "failed"
-            res.reason, res.stage = _reason(exc)
-            res.exception = type(exc).__name__
+            res.fail(exc)
             continue
         pending[client.compute(write)] = res
     if progress is not None and pending:
@@ -140,9 +144,7 @@ def standardize_scenes(
                 so,
             )
         except Exception as exc:
-            res.status = "failed"
-            res.reason, res.stage = _reason(exc)
-            res.exception = type(exc).__name__
+            res.fail(exc)
         finally:
             future.release()
             client.run(evict, res.url, so)  # bounded disk: drop cached copies and readers
@@ -159,16 +161,13 @@ def _check_fits(scene: Any, url: str, memory: int) -> None:
     """Refuse a scene a worker cannot hold: reading azimuth chunks of a NITF stored by range
     lines maps the whole file into the reading worker, which Dask counts as its memory; half
     the limit leaves room for the worker itself and the FFTs."""
-    size = scene.slc.size * SOURCE_BYTES.get(scene.attrs.get("pixel_type", ""), 8)
+    size = scene.slc.size * PIXEL_BYTES.get(scene.attrs.get("pixel_type", ""), 8)
     if memory and size > memory / 2:
         raise SceneError(
             url,
             f"scene of {size / 1e9:.2f} GB does not fit workers with {memory / 1e9:.2f} GB of "
             "memory (a worker needs twice the scene's size): use workers with more memory",
         )
-
-
-SOURCE_BYTES = {"RE32F_IM32F": 8, "RE16I_IM16I": 4, "AMP8I_PHS8I": 2}
 
 
 def summary(results: Sequence[SceneResult]) -> dict[str, Any]:

@@ -24,7 +24,9 @@ from sarlo_dask.errors import SceneError, one_line
 from sarlo_dask.store import input_options
 
 SPEED_OF_LIGHT = 299792458.0
-SICD_PIXEL_TYPES = ("RE32F_IM32F", "RE16I_IM16I", "AMP8I_PHS8I")
+PIXEL_BYTES = {"RE32F_IM32F": 8, "RE16I_IM16I": 4, "AMP8I_PHS8I": 2}
+"""the SICD pixel types read here, with their size in the file"""
+SICD_PIXEL_TYPES = tuple(PIXEL_BYTES)
 SUPPORTED_FORMATION = ("PFA", "RMA", "RGAZCOMP")
 _KEY_BAD = re.compile(r"[^A-Za-z0-9_-]+")
 

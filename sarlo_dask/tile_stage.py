@@ -19,7 +19,7 @@ import numpy as np
 
 from sarlo_dask import __version__
 from sarlo_dask.config import TileConfig
-from sarlo_dask.errors import one_line
+from sarlo_dask.errors import exception_line
 from sarlo_dask.optical.mosaic import DECODED
 from sarlo_dask.optical.pair import PairConfig, pair_tile
 from sarlo_dask.optical.sources import source_from_spec
@@ -223,11 +223,5 @@ def make_tiles(
         try:
             out.append(make_tile(store_url, work, w, cfg))
         except Exception as exc:
-            out.append(
-                {
-                    "key": w.key,
-                    "status": "error",
-                    "reason": f"{type(exc).__name__}: {one_line(exc)}",
-                }
-            )
+            out.append({"key": w.key, "status": "error", "reason": exception_line(exc)})
     return out

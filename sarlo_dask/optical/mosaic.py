@@ -159,7 +159,7 @@ def xyz_mosaic(
     else:
         tiles = [(z, x, y) for x, y in tiles_touching(footprint, x0, y0, x1, y1)]
     h, w = (y1 - y0 + 1) * TILE_PX, (x1 - x0 + 1) * TILE_PX
-    image = _scratch(h * w * 4).reshape(h, w, 4) if scratch else np.zeros((h, w, 4), np.uint8)
+    image = (_scratch(h * w * 4) if scratch else np.empty(h * w * 4, np.uint8)).reshape(h, w, 4)
     filled: set[tuple[int, int, int]] = set()
     m = Mosaic(image, zoom=z, origin=(x0 * TILE_PX, y0 * TILE_PX), tiles=len(tiles))
     tag = repr(source)  # the full spec: two folders or servers never share entries
@@ -191,12 +191,11 @@ def xyz_mosaic(
             image[rows, cols] = px
             filled.add(t)
             DECODED.put((tag, *t), px)
-    if scratch:
-        for y in range(y0, y1 + 1):
-            for x in range(x0, x1 + 1):
-                if (z, x, y) not in filled:
-                    r, c = (y - y0) * TILE_PX, (x - x0) * TILE_PX
-                    image[r : r + TILE_PX, c : c + TILE_PX] = 0
+    for y in range(y0, y1 + 1):  # what no tile filled has no data: alpha 0
+        for x in range(x0, x1 + 1):
+            if (z, x, y) not in filled:
+                r, c = (y - y0) * TILE_PX, (x - x0) * TILE_PX
+                image[r : r + TILE_PX, c : c + TILE_PX] = 0
     return m
 
 
