@@ -21,6 +21,7 @@ import sys
 import tarfile
 import time
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
@@ -184,9 +185,12 @@ def ours(urls: list[str], optical: str, zoom: int, root: Path, workers: int) -> 
     return seconds, result.release.manifest["samples"]
 
 
-def shard_writer(root: Path) -> tuple[float, float, int]:
-    """(ours s, plain s, bytes): rewrite the 2-worker build's first shard vs copying its
-    members' bytes into one file sequentially."""
+def shard_writer(root: Path) -> tuple[float, float, float, int]:
+    """(ours s, plain s, sha256 s, bytes): rewrite the 2-worker build's first shard vs
+    copying its members' bytes into one file sequentially; and the SHA-256 alone of the
+    shard's bytes in memory (the manifest lists it: no writer that hashes goes faster)."""
+    import hashlib
+
     from sarlo_dask.config import ReleaseConfig
     from sarlo_dask.release import ShardSpec, write_shard
     from sarlo_dask.standardize import open_scene_store
@@ -208,7 +212,7 @@ def shard_writer(root: Path) -> tuple[float, float, int]:
     files = [
         p for sid, k in keys for p in sorted((work / "tiles" / sid).glob(f"{k}.*"))
     ]  # the members' bytes (ours also makes sicd.xml, tar headers and the sha256)
-    runs: dict[str, list[float]] = {"ours": [], "plain": []}
+    runs: dict[str, list[float]] = {"ours": [], "plain": [], "sha256": []}
     for _ in range(5):
         # new files each time, as in a build (replacing a 150 MB file costs its deletion)
         shutil.rmtree(target, ignore_errors=True)
@@ -221,7 +225,48 @@ def shard_writer(root: Path) -> tuple[float, float, int]:
             for p in files:
                 f.write(p.read_bytes())
         runs["plain"].append(time.perf_counter() - t0)
-    return sorted(runs["ours"])[2], sorted(runs["plain"])[2], m["bytes"]  # medians
+        data = (target / spec.path).read_bytes()
+        t0 = time.perf_counter()
+        hashlib.sha256(data).hexdigest()
+        runs["sha256"].append(time.perf_counter() - t0)
+        del data
+    ours_s, plain_s, sha_s = (sorted(runs[k])[2] for k in ("ours", "plain", "sha256"))  # medians
+    return ours_s, plain_s, sha_s, m["bytes"]
+
+
+def _loop(kind: str, start: Any, times: Any) -> None:
+    a = np.ones(64_000_000, "f4")
+    start.wait()  # both processes loop at the same time
+    t0 = time.perf_counter()
+    if kind == "cpu":
+        total = 0
+        for i in range(10_000_000):
+            total += i * i
+    else:  # streams 256 MB through memory 16 times
+        for _ in range(16):
+            a *= 1.0001
+    times.put(time.perf_counter() - t0)
+
+
+def machine_scaling(kind: str) -> float:
+    """Throughput of 2 processes over 1 running the same loop: what 2 workers can get here."""
+    from multiprocessing import get_context
+
+    ctx = get_context("spawn")
+
+    def timed(n: int) -> float:
+        start, times = ctx.Barrier(n), ctx.Queue()
+        procs = [ctx.Process(target=_loop, args=(kind, start, times)) for _ in range(n)]
+        for p in procs:
+            p.start()
+        seconds = max(times.get() for _ in procs)
+        for p in procs:
+            p.join()
+        return seconds
+
+    one = sorted(timed(1) for _ in range(3))[1]
+    two = sorted(timed(2) for _ in range(3))[1]
+    return 2 * one / two
 
 
 def main() -> None:
@@ -230,33 +275,49 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=4096)
     ap.add_argument("--zoom", type=int, default=18)
     ap.add_argument("--dir", default=".bench")
+    ap.add_argument("--reps", type=int, default=3, help="builds per worker count (median)")
     args = ap.parse_args()
     root = Path(args.dir)
     root.mkdir(exist_ok=True)
     urls, optical = inputs(root, args.scenes, args.size, args.zoom)
 
-    t1, n1 = ours(urls, optical, args.zoom, root, 1)
-    print(f"build, 1 worker: {n1} tiles in {t1:.1f} s", flush=True)
-    t2, n2 = ours(urls, optical, args.zoom, root, 2)
-    print(f"build, 2 workers: {n2} tiles in {t2:.1f} s", flush=True)
-    assert n1 == n2
+    runs: dict[int, list[float]] = {1: [], 2: []}
+    counts = set()
+    for _ in range(args.reps):  # interleaved: the VM's slow spells hit both alike
+        for workers in (1, 2):
+            t, n = ours(urls, optical, args.zoom, root, workers)
+            runs[workers].append(t)
+            counts.add(n)
+            print(f"build, {workers} worker(s): {n} tiles in {t:.1f} s", flush=True)
+    assert len(counts) == 1
+    n1 = n2 = counts.pop()
+    t1, t2 = (sorted(runs[w])[len(runs[w]) // 2] for w in (1, 2))  # medians
+    ceiling = {kind: machine_scaling(kind) for kind in ("cpu", "memory")}
     t0 = time.perf_counter()
     ns = serial_paper_way(urls, optical, args.zoom, root / "serial_out")
     ts = time.perf_counter() - t0
     assert ns == n1, (ns, n1)
-    ours_s, plain_s, size = shard_writer(root)
+    ours_s, plain_s, sha_s, size = shard_writer(root)
     print(
         f"{args.scenes} scenes of {args.size} x {args.size} at 0.4 m -> {n1} tiles of 1024 px "
         f"(zoom {args.zoom}, no captions), {os.cpu_count()} cores"
     )
     print(f"serial, paper's way:  {ns / ts:6.2f} tiles/s  ({ts:.1f} s)")
-    print(f"build, 1 worker:      {n1 / t1:6.2f} tiles/s  ({t1:.1f} s)")
-    print(f"build, 2 workers:     {n2 / t2:6.2f} tiles/s  ({t2:.1f} s)")
+    print(f"build, 1 worker:      {n1 / t1:6.2f} tiles/s  ({t1:.1f} s, median of {args.reps})")
+    print(f"build, 2 workers:     {n2 / t2:6.2f} tiles/s  ({t2:.1f} s, median of {args.reps})")
     print(f"scaling 2 / 1 worker: {t1 / t2:6.2f}x  (target >= 1.7x)")
+    print(
+        "  this machine, 2 processes vs 1 on the same work: "
+        f"CPU-bound loop {ceiling['cpu']:.2f}x, memory-bound loop {ceiling['memory']:.2f}x"
+    )
     print(f"2 workers / serial:   {ts / t2:6.2f}x  (target >= 3x)")
     print(
         f"shard writer: {size / ours_s / 1e6:7.0f} MB/s vs plain sequential write "
         f"{size / plain_s / 1e6:7.0f} MB/s: {plain_s / ours_s:.2f}x  (target >= 0.7x)"
+    )
+    print(
+        f"  SHA-256 alone of the same bytes: {size / sha_s / 1e6:7.0f} MB/s: a writer that "
+        f"hashes them is at most {min(1.0, plain_s / sha_s):.2f}x of the plain write here"
     )
 
 
