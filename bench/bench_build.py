@@ -150,6 +150,9 @@ def _warm() -> None:
         "PIL.PngImagePlugin",
         "rasterio",
         "sarpy.geometry.point_projection",
+        "sarpy.io.complex.sicd",
+        "xarray.backends.zarr",
+        "sarlo_dask.standardize",
         "webdataset",
     ):
         importlib.import_module(name)
