@@ -43,7 +43,8 @@ def make_client(
             raise SystemExit(
                 "--cluster local-cuda needs the gpu extra: pip install 'sarlo-dask[gpu]'"
             ) from None
-        return Client(LocalCUDACluster(resources={"GPU": 1}, rmm_pool_size="50%"))
+        # CuPy allocates from the RMM pool (gpu.bound_caches), half of each GPU
+        return Client(LocalCUDACluster(resources={"GPU": 1}, rmm_pool_size=0.5))
     kind, _, path = cluster.partition(":")
     if kind == "slurm":
         c = slurm_cluster(path or None)

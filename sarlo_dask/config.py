@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -30,6 +30,12 @@ class StandardizeConfig(BaseModel):
     geolocation_bound_m: float = Field(1e-3, gt=0, description="tie-point interpolation bound")
     tie_point_max_step: int = Field(512, ge=4)
     hae: float | None = Field(None, description="projection height; None: the SCP's")
+    device: str = Field(
+        "auto",
+        pattern="^(auto|cpu|cuda)$",
+        description="where the resampling FFTs run; auto: cuda when every worker declares a "
+        "GPU resource (equal to the CPU's within float32 tolerance, not bit for bit)",
+    )
     storage_options: dict[str, Any] = Field(
         default_factory=dict,
         exclude=True,
@@ -92,6 +98,11 @@ class TileConfig(BaseModel):
     http_retries: int = Field(3, ge=0, description="retries per XYZ tile after a failure")
     http_backoff: float = Field(0.5, ge=0, description="first retry delay, doubling")
     http_concurrency: int = Field(4, ge=1, description="XYZ requests in flight per tile task")
+    device: str = Field(
+        "auto",
+        pattern="^(auto|cpu|cuda)$",
+        description="where the optical warp runs; auto: cuda when every worker declares a GPU",
+    )
     decoded_cache_mb: int = Field(
         512,
         ge=0,
@@ -103,6 +114,17 @@ class TileConfig(BaseModel):
     def digest(self) -> str:
         text = json.dumps(self.model_dump(mode="json"), sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+Device = TypeVar("Device", "StandardizeConfig", "TileConfig")
+
+
+def on_device(cfg: Device, gpus: bool) -> Device:
+    """`cfg` with device 'auto' settled: 'cuda' where `gpus` (every worker has one), else
+    'cpu'; what the output's provenance records."""
+    if cfg.device != "auto":
+        return cfg
+    return cfg.model_copy(update={"device": "cuda" if gpus else "cpu"})
 
 
 STYLE = "Do not use color terms in the text description. Avoid hypothesis or vague wording."

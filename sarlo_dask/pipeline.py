@@ -15,7 +15,13 @@ from typing import Any
 from sarlo_dask import __version__
 from sarlo_dask.caption_stage import caption_batch, stored_captions
 from sarlo_dask.captions.stats import dataset_stats
-from sarlo_dask.config import CaptionConfig, ReleaseConfig, StandardizeConfig, TileConfig
+from sarlo_dask.config import (
+    CaptionConfig,
+    ReleaseConfig,
+    StandardizeConfig,
+    TileConfig,
+    on_device,
+)
 from sarlo_dask.errors import SceneError, exception_line, redact
 from sarlo_dask.release import (
     SampleRef,
@@ -113,6 +119,7 @@ def standardize_scenes(
     """Standardize every scene into {work}/scenes/{scene_id}.zarr, skipping completed ones."""
     from distributed import as_completed
 
+    cfg = on_device(cfg, _all_gpus(client))
     so = cfg.storage_options
     results: list[SceneResult] = []
     plans: dict[Any, SceneResult] = {}
@@ -176,6 +183,18 @@ def standardize_scenes(
             future.release()
             client.run(evict, res.url, so)  # bounded disk: drop cached copies and readers
     return results
+
+
+def worker_gpus(client: Any) -> list[bool]:
+    """Whether each worker of the cluster declares a GPU resource."""
+    workers = client.scheduler_info()["workers"].values()
+    return [bool(w.get("resources", {}).get("GPU")) for w in workers]
+
+
+def _all_gpus(client: Any) -> bool:
+    """Every worker has a GPU: device 'auto' means 'cuda' (tasks may land on any worker)."""
+    gpus = worker_gpus(client)
+    return bool(gpus) and all(gpus)
 
 
 def worker_memory(client: Any) -> int:
@@ -279,10 +298,9 @@ class CaptionPool:
 
     def __init__(self, client: Any, work: str, cfg: CaptionConfig, so: dict[str, Any]) -> None:
         self.client, self.work, self.cfg, self.so = client, work, cfg, so
-        workers = client.scheduler_info()["workers"].values()
-        gpu = any(w.get("resources", {}).get("GPU") for w in workers)
-        self.resources = {"GPU": 1} if gpu else None
-        self.limit = cfg.max_in_flight or 2 * max(1, len(workers))
+        gpus = worker_gpus(client)
+        self.resources = {"GPU": 1} if any(gpus) else None
+        self.limit = cfg.max_in_flight or 2 * max(1, len(gpus))
         self.batch_of: dict[str, tuple[str, int]] = {}
         self.left: dict[tuple[str, int], int] = {}
         self.todo: dict[tuple[str, int], list[str]] = {}
@@ -409,6 +427,7 @@ def tile_scenes(
     with a caption model in `captions`, caption them as they come (CaptionPool)."""
     from distributed import as_completed
 
+    cfg = on_device(cfg, _all_gpus(client))
     so = cfg.storage_options
     results: dict[str, SceneTiles] = {}
     pending: dict[Any, tuple[str, list[Window]]] = {}

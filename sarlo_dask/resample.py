@@ -38,6 +38,9 @@ def _fft(xp: Any) -> Any:
         return scipy.fft
     import cupyx.scipy.fft
 
+    from sarlo_dask.gpu import bound_caches
+
+    bound_caches()  # the plan cache is this thread's: bound it where the FFTs run
     return cupyx.scipy.fft
 
 

@@ -15,9 +15,10 @@ import numpy as np
 import xarray as xr
 
 from sarlo_dask import __version__
-from sarlo_dask.config import StandardizeConfig
+from sarlo_dask.config import StandardizeConfig, on_device
 from sarlo_dask.errors import SceneError
 from sarlo_dask.geolocation import project_grid, tie_point_axis, tie_point_step
+from sarlo_dask.gpu import device_meta, gpu_count, host_meta, to_device, to_host
 from sarlo_dask.resample import (
     AxisPlan,
     array_module,
@@ -159,11 +160,16 @@ def standardize_scene(scene: xr.Dataset, cfg: StandardizeConfig | None = None) -
     `source_sicd_xml`, `scene_id`, `pass_id`, the effective spacings, the geolocation bound
     and its measured estimate, and provenance.
     """
-    cfg = cfg or StandardizeConfig()
+    cfg = on_device(cfg or StandardizeConfig(), gpu_count() > 0)
     where = scene.attrs.get("source_url", scene.attrs.get("scene_id", "scene"))
     sicd = sicd_from_xml(scene.attrs["sicd_xml"])
     plan_rg, plan_az = plan_scene(sicd, cfg, where)
-    slc, p_row, p_col = resample_slc(scene.slc.data, sicd, plan_rg, plan_az, cfg)
+    data = scene.slc.data
+    if cfg.device == "cuda":  # the same graph on GPU blocks; the store gets host blocks
+        data = da.map_blocks(to_device, data, dtype=np.complex64, meta=device_meta(np.complex64))
+    slc, p_row, p_col = resample_slc(data, sicd, plan_rg, plan_az, cfg)
+    if cfg.device == "cuda":
+        slc = da.map_blocks(to_host, slc, dtype=np.complex64, meta=host_meta(np.complex64))
     slc = slc.rechunk((cfg.store_chunk, cfg.store_chunk))  # the store's chunks
     sicd_out = resampled_sicd(sicd, plan_rg, plan_az, p_row, p_col)
     choice = tie_point_step(sicd_out, cfg.geolocation_bound_m, cfg.tie_point_max_step, hae=cfg.hae)

@@ -18,8 +18,9 @@ from typing import Any
 import numpy as np
 
 from sarlo_dask import __version__
-from sarlo_dask.config import TileConfig
+from sarlo_dask.config import TileConfig, on_device
 from sarlo_dask.errors import exception_line
+from sarlo_dask.gpu import gpu_count
 from sarlo_dask.optical.mosaic import DECODED
 from sarlo_dask.optical.pair import PairConfig, pair_tile
 from sarlo_dask.optical.sources import source_from_spec
@@ -102,6 +103,7 @@ def _open_local(url: str, stamp: int) -> Any:
 
 def make_tile(store_url: str, work: str, w: Window, cfg: TileConfig) -> dict[str, Any]:
     """Cut, check, preview and pair one tile; write its members; return a one-line summary."""
+    cfg = on_device(cfg, gpu_count() > 0)
     so = cfg.storage_options
     ds = _open_store(store_url, so)
     sicd, src_sicd = _scene_sicds(ds.attrs["sicd_xml"], ds.attrs["source_sicd_xml"])
@@ -184,7 +186,13 @@ def make_tile(store_url: str, work: str, w: Window, cfg: TileConfig) -> dict[str
                 w,
                 ds,
                 source,
-                PairConfig(cfg.zoom, cfg.fit_grid, cfg.min_optical_fraction, cfg.max_residual_px),
+                PairConfig(
+                    cfg.zoom,
+                    cfg.fit_grid,
+                    cfg.min_optical_fraction,
+                    cfg.max_residual_px,
+                    device=cfg.device,
+                ),
                 mosaic_path,
             )
             if mosaic_path is not None:

@@ -58,3 +58,22 @@ def test_warp_cupy_equals_numpy():
     gpu, ok_gpu = warp_bilinear(cupy.asarray(img), a, 160)
     assert np.array_equal(cupy.asnumpy(ok_gpu), ok_cpu)
     assert np.abs(cupy.asnumpy(gpu).astype(int) - cpu.astype(int)).max() <= 1
+
+
+def test_device_cuda_scene_equals_cpu_and_bounds_cupy_caches(scenes):
+    """The pipeline's own switch: device 'cuda' moves the read blocks to the GPU and the
+    result back to host blocks for the store; the FFT thread's plan cache is bounded."""
+    from sarlo_dask.gpu import FFT_PLAN_BYTES, FFT_PLANS
+
+    scene = open_sicd(str(scenes["fine_skew"]), 256)
+    base = dict(min_size=64, chunk_range=256, store_chunk=128)
+    with dask.config.set(scheduler="sync"):  # this thread runs the FFTs
+        cpu = standardize_scene(scene, StandardizeConfig(device="cpu", **base))
+        gpu = standardize_scene(scene, StandardizeConfig(device="cuda", **base))
+        assert '"device": "cuda"' in gpu.attrs["provenance"]
+        host = gpu.slc.data.compute()
+    assert isinstance(host, np.ndarray)
+    ref = cpu.slc.values
+    np.testing.assert_allclose(host, ref, atol=1e-4 * np.abs(ref).max())
+    assert cupy.fft.config.get_plan_cache_size() == FFT_PLANS
+    assert cupy.fft.config.get_plan_cache_max_memsize() == FFT_PLAN_BYTES

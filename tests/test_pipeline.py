@@ -209,3 +209,26 @@ def test_list_files_expand_and_public_buckets_are_read_anonymously(
         assert sicd.ImageData.NumRows == 512
     finally:
         store._aws_credentials_available.cache_clear()
+
+
+def test_device_auto_is_the_cpu_unless_every_worker_declares_a_gpu(scenes, client, tmp_path):
+    """On CPU workers the store records device 'cpu'; on workers that declare GPU=1 but have
+    none (a misconfigured cluster), 'auto' means 'cuda' and the scene fails saying why."""
+    from distributed import Client, LocalCluster
+
+    url = str(scenes["coarse"])
+    (res,) = standardize_scenes([url], str(tmp_path / "cpu"), CFG, client)
+    assert res.status == "done"
+    store = open_scene_store(scene_store_url(str(tmp_path / "cpu"), "coarse"))
+    assert '"device": "cpu"' in store.attrs["provenance"]
+
+    with (
+        LocalCluster(
+            n_workers=1, threads_per_worker=1, resources={"GPU": 1}, dashboard_address=":0"
+        ) as cluster,
+        Client(cluster) as gpu_client,
+    ):
+        (res,) = standardize_scenes([url], str(tmp_path / "gpu"), CFG, gpu_client)
+    assert res.status == "failed"
+    assert "device 'cuda' needs CuPy and a CUDA device on every worker" in res.reason
+    assert "\n" not in res.reason

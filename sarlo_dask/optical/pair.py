@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from sarlo_dask.gpu import to_device, to_host
 from sarlo_dask.optical.mosaic import Mosaic, build_mosaic, write_geotiff
 from sarlo_dask.optical.sources import OpticalSource
 from sarlo_dask.optical.tilemath import global_pixel, ground_resolution
@@ -26,6 +27,8 @@ class PairConfig:
     min_valid_fraction: float = 0.95
     max_residual_px: float = 1.0
     residual_grid: int = 17
+    device: str = "cpu"
+    """where the warp runs: cpu or cuda"""
 
 
 def _grid(size: int, n: int) -> np.ndarray:
@@ -56,13 +59,19 @@ def footprint_bbox(latlon: np.ndarray, zoom: int) -> tuple[float, float, float, 
 
 
 def render_optical(
-    sar: np.ndarray, latlon: np.ndarray, source: OpticalSource, zoom: int, size: int
+    sar: np.ndarray,
+    latlon: np.ndarray,
+    source: OpticalSource,
+    zoom: int,
+    size: int,
+    device: str = "cpu",
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, Mosaic]:
     """(image, valid, A, mosaic): the optical view warped into the size x size SAR grid.
 
     XYZ tiles are fetched only where the tile's outline (one SAR pixel wider, so bilinear
     neighbours are in) falls: a footprint at an angle to north leaves the bbox's corners out.
     The mosaic's image is this thread's scratch buffer: use it before the thread's next call.
+    `device` 'cuda' warps on this worker's GPU (the result comes back to host memory).
     """
     gx, gy = global_pixel(latlon[:, 1], latlon[:, 0], zoom)
     outline = np.array([[-1, -1], [-1, size], [size, size], [size, -1]], dtype="float64")
@@ -70,7 +79,11 @@ def render_optical(
     mosaic = build_mosaic(source, *footprint_bbox(latlon, zoom), footprint=footprint, scratch=True)
     u, v = mosaic.project(latlon[:, 1], latlon[:, 0])
     a = fit_affine(sar, np.column_stack([u, v]))
-    image, valid = warp_bilinear(mosaic.image, a, size)
+    if device == "cuda":
+        image, valid = warp_bilinear(to_device(mosaic.image), a, size)
+        image, valid = to_host(image), to_host(valid)
+    else:
+        image, valid = warp_bilinear(mosaic.image, a, size)
     return image, valid, a, mosaic
 
 
@@ -82,7 +95,7 @@ def pair_tile(
     `mosaic_path`: also write the mosaic it was warped from there, as a GeoTIFF.
     """
     sar, latlon = fit_points(w, ds, cfg.fit_grid)
-    image, valid, a, mosaic = render_optical(sar, latlon, source, cfg.zoom, w.size)
+    image, valid, a, mosaic = render_optical(sar, latlon, source, cfg.zoom, w.size, cfg.device)
     if mosaic_path is not None:
         write_geotiff(mosaic, mosaic_path)
     check_sar, check_ll = fit_points(w, ds, cfg.residual_grid)
