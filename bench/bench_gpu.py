@@ -27,9 +27,8 @@ import numpy as np
 def scene_in_memory(size: int, chunk: int) -> Any:
     """The xarray Dataset `sicd.open_sicd` would give for a simulated scene, in memory."""
     import dask.array as da
-    import xarray as xr
 
-    from sarlo_dask.sicd import pass_id
+    from sarlo_dask.sicd import scene_dataset
     from sarlo_dask.simulate import SimulationSpec, build_sicd
 
     sicd = build_sicd(SimulationSpec(rows=size, cols=size, row_spacing=0.4, col_spacing=0.4))
@@ -38,16 +37,7 @@ def scene_in_memory(size: int, chunk: int) -> Any:
     for a0 in range(0, size, chunk):  # (azimuth, range), row block by row block
         block = rng.standard_normal((min(chunk, size - a0), size, 2), dtype=np.float32)
         data[a0 : a0 + chunk] = block.view(np.complex64)[..., 0]
-    return xr.Dataset(
-        {"slc": (("azimuth", "range"), da.from_array(data, chunks=(chunk, -1)))},
-        attrs={
-            "sicd_xml": sicd.to_xml_string(tag="SICD"),
-            "scene_id": "bench",
-            "pass_id": pass_id(sicd),
-            "source_url": "memory",
-            "pixel_type": "RE32F_IM32F",
-        },
-    )
+    return scene_dataset(da.from_array(data, chunks=(chunk, -1)), sicd, "memory/bench.nitf")
 
 
 def time_standardize(ds: Any, device: str, workers: int) -> float:

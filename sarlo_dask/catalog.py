@@ -8,7 +8,7 @@ from typing import Any
 import fsspec
 
 from sarlo_dask.errors import redact
-from sarlo_dask.store import input_options
+from sarlo_dask.store import input_options, is_http
 
 SCENE_SUFFIXES = (".nitf", ".ntf")
 LIST_SUFFIXES = (".txt", ".list")
@@ -30,7 +30,7 @@ def expand_inputs(
                 lines = [ln.split("#", 1)[0].strip() for ln in f]
             urls.extend(expand_inputs([ln for ln in lines if ln], storage_options))
             continue
-        if item.lower().startswith(("http://", "https://")):
+        if is_http(item):
             urls.append(item)  # one object; "?" starts its query, not a glob
             continue
         fs, path = fsspec.core.url_to_fs(item, **options)

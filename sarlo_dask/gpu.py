@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from sarlo_dask.resample import array_module
+
 FFT_PLANS = 8
 """cuFFT plans kept per thread and device: a scene's passes use a few sizes"""
 FFT_PLAN_BYTES = 1 << 30
@@ -24,18 +26,8 @@ POOL_FRACTION = 0.5
 _bounded = threading.local()
 
 
-@functools.cache
-def gpu_count() -> int:
-    """CUDA devices this process can use (0 without CuPy, a driver or a device)."""
-    try:
-        import cupy
-
-        return int(cupy.cuda.runtime.getDeviceCount())
-    except Exception:
-        return 0
-
-
 def _cupy() -> Any:
+    """The cupy module, where it imports and sees a CUDA device; else a RuntimeError."""
     try:
         import cupy
 
@@ -46,6 +38,15 @@ def _cupy() -> Any:
             f"(pip install 'sarlo-dask[gpu]'): {type(exc).__name__}: {exc}"
         ) from None
     return cupy
+
+
+@functools.cache
+def gpu_count() -> int:
+    """CUDA devices this process can use (0 without CuPy, a driver or a device)."""
+    try:
+        return int(_cupy().cuda.runtime.getDeviceCount())
+    except RuntimeError:
+        return 0
 
 
 def _rmm_pool() -> bool:
@@ -84,15 +85,9 @@ def to_device(block: Any) -> Any:
 
 def to_host(block: Any) -> Any:
     """A CuPy block back in host memory (NumPy blocks pass through)."""
-    if type(block).__module__.split(".")[0] == "cupy":
-        return block.get()
-    return block
+    return block if array_module(block) is np else block.get()
 
 
 def device_meta(dtype: Any) -> Any:
     """An empty 2-D CuPy array of `dtype`: Dask's `meta` for a graph of GPU blocks."""
     return _cupy().empty((0, 0), dtype=dtype)
-
-
-def host_meta(dtype: Any) -> np.ndarray:
-    return np.empty((0, 0), dtype=dtype)

@@ -90,10 +90,10 @@ def plan_scene_store(url: str, store: str, cfg: StandardizeConfig, memory: int) 
     take a fraction of a second per scene: on the workers they run in parallel, where the
     client would plan a catalogue's scenes one after another (and on a small machine take
     the workers' cores to do it)."""
-    scene = open_sicd(url, cfg.chunk_azimuth, cfg.storage_options)
+    so = cfg.storage_options
+    scene = open_sicd(url, cfg.chunk_azimuth, so)
     _check_fits(scene, url, memory)
     out = standardize_scene(scene, cfg)
-    so = cfg.storage_options
     remove(store, so)  # a partial store from an interrupted run
     with warnings.catch_warnings():
         # consolidated metadata is not in the v3 spec yet; zarr and xarray read it,

@@ -21,7 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 from sarlo_dask.errors import SceneError, one_line
-from sarlo_dask.store import input_options
+from sarlo_dask.store import input_options, is_http
 
 SPEED_OF_LIGHT = 299792458.0
 PIXEL_BYTES = {"RE32F_IM32F": 8, "RE16I_IM16I": 4, "AMP8I_PHS8I": 2}
@@ -40,7 +40,7 @@ def sanitize_key(text: str) -> str:
 def scene_id_from_url(url: str) -> str:
     """The file name without its extension, as a key; an http(s) URL's query (a token, a
     signature) is no part of it."""
-    if url.lower().startswith(("http://", "https://")):
+    if is_http(url):
         url = url.split("?", 1)[0].split("#", 1)[0]
     name = url.rstrip("/").rsplit("/", 1)[-1]
     for ext in (".nitf", ".ntf", ".NITF", ".NTF"):
@@ -350,7 +350,6 @@ def open_sicd(
     """
     import dask
     import dask.array as da
-    import xarray as xr
 
     sicd = read_sicd_meta(url, storage_options)
     n_rg, n_az = int(sicd.ImageData.NumRows), int(sicd.ImageData.NumCols)
@@ -360,6 +359,15 @@ def open_sicd(
         task = dask.delayed(_read_columns, pure=True)(url, storage_options, c0, c1)
         blocks.append(da.from_delayed(task, shape=(c1 - c0, n_rg), dtype=np.complex64))
     slc = da.concatenate(blocks, axis=0) if blocks else da.zeros((0, n_rg), np.complex64)
+    return scene_dataset(slc, sicd, url)
+
+
+def scene_dataset(slc: Any, sicd: Any, url: str) -> Any:
+    """The Dataset `open_sicd` gives: `slc` (azimuth, range) of the SICD `sicd` read from `url`,
+    its pixel-index coordinates and the attrs the scene stage needs."""
+    import xarray as xr
+
+    n_az, n_rg = slc.shape
     return xr.Dataset(
         {"slc": (("azimuth", "range"), slc)},
         coords={

@@ -18,7 +18,7 @@ from sarlo_dask import __version__
 from sarlo_dask.config import StandardizeConfig, on_device
 from sarlo_dask.errors import SceneError
 from sarlo_dask.geolocation import project_grid, tie_point_axis, tie_point_step
-from sarlo_dask.gpu import device_meta, gpu_count, host_meta, to_device, to_host
+from sarlo_dask.gpu import device_meta, gpu_count, to_device, to_host
 from sarlo_dask.resample import (
     AxisPlan,
     array_module,
@@ -169,7 +169,7 @@ def standardize_scene(scene: xr.Dataset, cfg: StandardizeConfig | None = None) -
         data = da.map_blocks(to_device, data, dtype=np.complex64, meta=device_meta(np.complex64))
     slc, p_row, p_col = resample_slc(data, sicd, plan_rg, plan_az, cfg)
     if cfg.device == "cuda":
-        slc = da.map_blocks(to_host, slc, dtype=np.complex64, meta=host_meta(np.complex64))
+        slc = da.map_blocks(to_host, slc, dtype=np.complex64, meta=np.empty((0, 0), np.complex64))
     slc = slc.rechunk((cfg.store_chunk, cfg.store_chunk))  # the store's chunks
     sicd_out = resampled_sicd(sicd, plan_rg, plan_az, p_row, p_col)
     choice = tie_point_step(sicd_out, cfg.geolocation_bound_m, cfg.tie_point_max_step, hae=cfg.hae)

@@ -62,6 +62,11 @@ def exists(url: str, storage_options: dict[str, Any] | None = None) -> bool:
     return bool(fs.exists(path))
 
 
+def is_http(url: str) -> bool:
+    """Whether `url` is an http(s) address: one object, whose "?" starts a query."""
+    return url.lower().startswith(("http://", "https://"))
+
+
 def is_local(fs: Any) -> bool:
     """Whether fs is the local file system (where renames are atomic)."""
     protocol = fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)

@@ -79,12 +79,10 @@ def render_optical(
     mosaic = build_mosaic(source, *footprint_bbox(latlon, zoom), footprint=footprint, scratch=True)
     u, v = mosaic.project(latlon[:, 1], latlon[:, 0])
     a = fit_affine(sar, np.column_stack([u, v]))
-    if device == "cuda":
-        image, valid = warp_bilinear(to_device(mosaic.image), a, size)
-        image, valid = to_host(image), to_host(valid)
-    else:
-        image, valid = warp_bilinear(mosaic.image, a, size)
-    return image, valid, a, mosaic
+    image, valid = warp_bilinear(
+        to_device(mosaic.image) if device == "cuda" else mosaic.image, a, size
+    )
+    return to_host(image), to_host(valid), a, mosaic
 
 
 def pair_tile(
