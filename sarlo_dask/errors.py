@@ -33,6 +33,26 @@ def exception_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {one_line(exc)}"
 
 
+def exception_chain(exc: BaseException, limit: int = 400) -> str:
+    """'Type: message' of `exc` and of each exception that caused it, on one line: a library
+    that re-raises a connection failure as FileNotFoundError(url) still tells why."""
+    parts: list[str] = []
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        parts.append(exception_line(cur))
+        cur = cur.__cause__ or (None if cur.__suppress_context__ else cur.__context__)
+    return " <- ".join(parts)[:limit]
+
+
+def caused_by_other(exc: BaseException) -> bool:
+    """Whether `exc` was raised while handling another exception (it has a cause)."""
+    return exc.__cause__ is not None or (
+        exc.__context__ is not None and not exc.__suppress_context__
+    )
+
+
 def redact(url: str) -> str:
     """A URL without credentials: user info dropped, query values masked."""
     parts = urlsplit(url)

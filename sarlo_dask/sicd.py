@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from sarlo_dask.errors import SceneError, one_line
-from sarlo_dask.store import input_options, is_http
+from sarlo_dask.errors import SceneError, caused_by_other, exception_chain, one_line
+from sarlo_dask.store import input_options, is_http, s3_endpoint
 
 SPEED_OF_LIGHT = 299792458.0
 PIXEL_BYTES = {"RE32F_IM32F": 8, "RE16I_IM16I": 4, "AMP8I_PHS8I": 2}
@@ -250,8 +250,13 @@ def read_sicd_meta(url: str, storage_options: dict[str, Any] | None = None) -> A
                 reader.close()
     except SceneError:
         raise
+    except FileNotFoundError as exc:
+        if caused_by_other(exc):  # fsspec's http answers every failure so
+            raise SceneError(url, f"cannot read ({exception_chain(exc)})") from None
+        where = f" at {s3_endpoint(storage_options)}" if url.startswith(("s3://", "s3a://")) else ""
+        raise SceneError(url, f"no such object{where} ({one_line(exc)})") from None
     except Exception as exc:
-        raise SceneError(url, f"cannot read ({one_line(exc)})") from None
+        raise SceneError(url, f"cannot read ({exception_chain(exc)})") from None
 
 
 def check_sicd(

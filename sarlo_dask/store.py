@@ -56,6 +56,18 @@ def input_options(url: str, storage_options: dict[str, Any] | None = None) -> di
     return options
 
 
+def s3_endpoint(storage_options: dict[str, Any] | None = None) -> str:
+    """The S3 endpoint a read with these options goes to (for reasons that say where)."""
+    options = storage_options or {}
+    url = (
+        options.get("endpoint_url")
+        or (options.get("client_kwargs") or {}).get("endpoint_url")
+        or os.environ.get("AWS_ENDPOINT_URL_S3")
+        or os.environ.get("AWS_ENDPOINT_URL")
+    )
+    return f"endpoint {url}" if url else "AWS S3"
+
+
 def exists(url: str, storage_options: dict[str, Any] | None = None) -> bool:
     fs, path = filesystem(url, storage_options)
     fs.invalidate_cache()

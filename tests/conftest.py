@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import socket
+import sys
 import tempfile
 from pathlib import Path
 
@@ -14,6 +16,24 @@ os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 # worker processes inherit it: remote scenes are cached here, not in a shared /tmp folder
 os.environ["SARLO_CACHE"] = tempfile.mkdtemp(prefix="sarlo-cache-test-")
+
+# The network guard (tests/netguard): in this process, and through sitecustomize in every
+# Python process the tests start; refusals are logged in SARLO_NETGUARD, read after each test.
+NETGUARD_DIR = Path(__file__).resolve().parent / "netguard"
+os.environ["SARLO_NETGUARD"] = tempfile.mkdtemp(prefix="sarlo-netguard-")
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    p for p in (str(NETGUARD_DIR), os.environ.get("PYTHONPATH", "")) if p
+)
+sys.path.insert(0, str(NETGUARD_DIR))
+# S3 in any test process goes to the suite's moto server (s3_server starts it on this port),
+# never to a public endpoint, whichever process reads and whatever options it was given.
+with socket.socket() as _probe:
+    _probe.bind(("127.0.0.1", 0))
+    S3_PORT = _probe.getsockname()[1]
+os.environ["AWS_ENDPOINT_URL"] = f"http://127.0.0.1:{S3_PORT}"
+import netguard  # noqa: E402
+
+netguard.install()
 
 from sarlo_dask.simulate import SimulationSpec, simulate_scene  # noqa: E402
 
@@ -54,6 +74,16 @@ CASES = {
         collect_start="2025-06-04T10:00:00",
     ),
 }
+
+
+@pytest.fixture(autouse=True)
+def network_guard():
+    """Fails the test during which any of the suite's processes reached past the loopback."""
+    yield
+    refused = netguard.take(os.environ["SARLO_NETGUARD"])
+    if refused:
+        lines = [f"{r['message']} ({' '.join(r['argv'])})" for r in refused]
+        pytest.fail("left 127.0.0.1:\n" + "\n".join(lines[:10]), pytrace=False)
 
 
 FAULTS: list[tuple[str, str, str, int]] = []
@@ -112,13 +142,12 @@ def client():
 
 @pytest.fixture(scope="session")
 def s3_server():
-    """moto's S3 API server on 127.0.0.1 (a free port)."""
-    from moto.server import ThreadedMotoServer
+    """moto's S3 API server on 127.0.0.1 (the port of AWS_ENDPOINT_URL), recording requests."""
+    from .s3server import RecordingMotoServer
 
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server = RecordingMotoServer(ip_address="127.0.0.1", port=S3_PORT, verbose=False)
     server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
+    yield server
     server.stop()
 
 
@@ -128,9 +157,14 @@ def s3(s3_server):
     import requests
     import s3fs
 
-    requests.post(f"{s3_server}/moto-api/reset", timeout=10)
+    requests.post(f"{s3_server.url}/moto-api/reset", timeout=10)
+    s3_server.requests.clear()
     s3fs.S3FileSystem.clear_instance_cache()
-    options = {"key": "testing", "secret": "testing", "client_kwargs": {"endpoint_url": s3_server}}
+    options = {
+        "key": "testing",
+        "secret": "testing",
+        "client_kwargs": {"endpoint_url": s3_server.url},
+    }
     fs = s3fs.S3FileSystem(**options)
     fs.mkdir("sarlo")
     return options

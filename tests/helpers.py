@@ -139,19 +139,29 @@ def build_meanwhile(client, urls, work, out, config, steps, timeout=300, storage
         while not ready():
             assert time.monotonic() < deadline and thread.is_alive()
             time.sleep(0.02)
+        assert thread.is_alive(), "the build ended before its fault"
         action()
     thread.join(timeout=600)
     assert box, "the build did not finish"
     return box[0]
 
 
-def kill_worker(client) -> None:
-    """SIGKILL one worker process of `client`'s cluster (the first by address)."""
+def kill_worker(client) -> int:
+    """SIGKILL one worker process of `client`'s cluster (the first by address); its pid."""
     import os
     import signal
 
     pids = client.run(os.getpid)
-    os.kill(pids[sorted(pids)[0]], signal.SIGKILL)
+    pid = pids[sorted(pids)[0]]
+    os.kill(pid, signal.SIGKILL)
+    return pid
+
+
+def worker_pids(client) -> set[int]:
+    """The pids of the cluster's worker processes now."""
+    import os
+
+    return set(client.run(os.getpid).values())
 
 
 def samples(files: dict) -> dict:

@@ -172,18 +172,22 @@ def test_a_worker_killed_mid_run_still_yields_every_caption_once(tiled, tmp_path
             time.sleep(0.05)
         pids = client.run(os.getpid)
         victim = sorted(pids)[0]
+        assert thread.is_alive()  # the fault hits a running build
         os.kill(pids[victim], signal.SIGKILL)
         thread.join(timeout=300)
         assert not thread.is_alive()
+        alive = set(client.run(os.getpid).values())
     (res,) = out[0]
     keys = kept_keys(work, scene_id)
     written = sorted(p.stem for p in folder.glob("*.json"))
     fault_table(
         "worker SIGKILLed in captions",
         "every caption once",
-        f"{res.status}, {res.captioned}/{len(keys)} captioned",
+        f"worker died: {pids[victim] not in alive}; {res.status}, "
+        f"{res.captioned}/{len(keys)} captioned",
         len(set(keys) - set(written)),
     )
+    assert pids[victim] not in alive  # the victim died and was replaced
     assert res.status == "done", res.errors
     assert res.captioned == len(keys) and not res.uncaptioned
     assert sorted(p.stem for p in folder.glob("*.json")) == keys

@@ -135,8 +135,9 @@ def kill_when(proc: subprocess.Popen, ready, timeout: float = 240) -> None:
         assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
         assert time.monotonic() < deadline
         time.sleep(0.02)
+    assert proc.poll() is None  # still running when killed: the kill is the fault
     os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    assert proc.wait() == -signal.SIGKILL
 
 
 def test_build_killed_at_several_points_resumes_to_the_same_bytes(

@@ -286,10 +286,12 @@ def test_stage_over_http_with_a_failing_server_then_a_later_run_fills_in(
         fault_table(
             f"optical server: {mode}",
             f"tiles say '{words}', a re-run fills in",
-            f"{len(failed)} tiles failed ({first.optical_failed[0]['reason'] if failed else '-'}); "
+            f"server answered {srv.served[mode]} x {mode}; {len(failed)} tiles failed "
+            f"({first.optical_failed[0]['reason'] if failed else '-'}); "
             f"re-run: {second.status}, {n_optic}/{second.kept} optical",
             second.kept - n_optic,
         )
+        assert srv.served[mode] > 0  # the server did fail
         assert first.status == "incomplete" and failed
         assert all(words in d["reason"] for d in first.optical_failed)
         assert not failed & optic  # no optical image for a failed tile: nothing made up
@@ -322,11 +324,13 @@ def test_a_server_without_imagery_404_gives_no_optical_and_no_retry(
     fault_table(
         "optical server: 404 everywhere",
         "no optical, reason given, not retried",
+        f"server answered {srv.served['404']} x 404; "
         f"{len(first.optical_failed)}/{first.kept} without optical "
         f"({first.optical_failed[0]['reason'] if first.optical_failed else '-'}); "
         f"re-run: {second.status}, {srv.requests - asked} requests",
         0 if first.kept == second.kept else abs(first.kept - second.kept),
     )
+    assert srv.served["404"] > 0  # the server did answer 404
     assert first.kept and len(first.optical_failed) == first.kept and n_optic == 0
     assert all("tiles empty" in d["reason"] for d in first.optical_failed)
     assert first.status == "done" and second.status == "skipped"  # nothing to retry

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from sarlo_dask.simulate import render_ground_tile
@@ -18,6 +19,8 @@ class TileServer:
         self.markers = markers
         self.faults: dict[object, tuple[str, int]] = {}
         self.requests = 0
+        self.paths: list[str] = []  # every request's path and query, in order
+        self.served: Counter[str] = Counter()  # faults actually answered, by mode
         self.lock = threading.Lock()
         server = self
 
@@ -28,6 +31,7 @@ class TileServer:
             def do_GET(self) -> None:  # noqa: N802
                 with server.lock:
                     server.requests += 1
+                    server.paths.append(self.path)
                 parts = self.path.strip("/").split(".")[0].split("/")
                 try:
                     z, x, y = (int(p) for p in parts[-3:])
@@ -72,6 +76,7 @@ class TileServer:
                     if times == 0:
                         continue
                     self.faults[key] = (mode, times - 1)
+                    self.served[mode] += 1
                     return mode
         return None
 

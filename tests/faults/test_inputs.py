@@ -21,7 +21,7 @@ def _shards(folder: Path) -> dict[str, bytes]:
 
 
 def test_malformed_inputs_are_reported_and_good_scenes_come_out_the_same(
-    release_setup, release_built, client, s3, monkeypatch, tmp_path, fault_table
+    release_setup, release_built, client, s3, s3_server, tmp_path, fault_table
 ):
     _, urls, config = release_setup
     out_ref, _ = release_built
@@ -43,11 +43,11 @@ def test_malformed_inputs_are_reported_and_good_scenes_come_out_the_same(
     expected = bad_inputs(tmp_path / "bad", Path(urls[-1]), external)
     (tmp_path / "dup").mkdir()
     shutil.copy(urls[0], tmp_path / "dup" / Path(urls[0]).name)
-    monkeypatch.setenv("AWS_ENDPOINT_URL", s3["client_kwargs"]["endpoint_url"])
+    # the workers read s3:// from the suite's moto server (AWS_ENDPOINT_URL, set in conftest)
     bad_urls = [str(tmp_path / "bad" / f"{name}.nitf") for name in expected]
     bad_urls += [str(tmp_path / "dup" / Path(urls[0]).name), "s3://sarlo/inputs/missing.nitf"]
     expected["duplicate"] = "duplicate scene id"
-    expected["missing"] = "cannot read"
+    expected["missing"] = "no such object"
 
     work, out = tmp_path / "work", tmp_path / "out"
     try:
@@ -60,9 +60,14 @@ def test_malformed_inputs_are_reported_and_good_scenes_come_out_the_same(
     by_id = {r["id"]: r for r in rows if r["kind"] == "scene" and r["id"] in expected}
     by_id["duplicate"] = next(r for r in rows if "duplicate scene id" in r["reason"])
     lost = lost_samples(tree(out), tree(out_ref))
+    seen = s3_server.answers("/sarlo/inputs/missing.nitf")
     for name, words in expected.items():
-        row = by_id.get(name, {})
-        fault_table(f"input: {name}", words, row.get("reason", "NOT REPORTED"), lost)
+        observed = by_id.get(name, {}).get("reason", "NOT REPORTED")
+        if name == "missing":  # what the server itself answered
+            observed = f"moto: {', '.join(f'{m} {p} {s}' for m, p, s in seen)}; {observed}"
+        fault_table(f"input: {name}", words, observed, lost)
+    assert seen and {status for _, _, status in seen} == {404}, seen  # moto was asked
+    assert s3["client_kwargs"]["endpoint_url"] in by_id["missing"]["reason"]
     assert set(by_id) == set(expected), set(expected) - set(by_id)
     for name, words in expected.items():
         assert words in by_id[name]["reason"], (name, by_id[name])

@@ -56,6 +56,8 @@ def test_credentials_never_reach_logs_or_outputs(release_setup, s3, tmp_path, fa
         0,
     )
     assert run.returncode == 3, run.stdout + run.stderr  # the missing input is refused
+    # the secrets were in use: the token went to the tile server, the keys wrote the objects
+    assert any(token in p for p in srv.paths) and objects
     assert any(p.endswith("failures.jsonl") for p in objects)
     assert any(p.endswith(".meta.json") for p in objects)
     assert not leaks
