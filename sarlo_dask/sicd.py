@@ -172,9 +172,11 @@ def _refuse_xml_declarations(source: Any, where: str) -> None:
             segments = [nitf.get_des_bytes(i) for i in range(n)]
     except Exception:
         return  # not a readable NITF: _open_reader says why
+    broken: list[str] = []
+    has_sicd = False
     for i, data in enumerate(segments):
         try:
-            fromstring(data.strip(), forbid_dtd=True)
+            root = fromstring(data.strip(), forbid_dtd=True)
         except DefusedXmlException as exc:
             what = _DECLARED.get(type(exc).__name__, type(exc).__name__)
             raise SceneError(
@@ -184,13 +186,14 @@ def _refuse_xml_declarations(source: Any, where: str) -> None:
             ) from None
         except Exception as exc:
             if nitf.get_des_subheader_bytes(i).startswith((b"DEXML_DATA_CONTENT", b"DESICD_XML")):
-                raise SceneError(
-                    where,
-                    _truncation(source)
-                    or f"the SICD XML in NITF data extension segment {i} is not well-formed "
-                    f"XML ({one_line(exc)})",
-                ) from None
-            # another kind of segment: sarpy decides what it is
+                broken.append(
+                    f"the SICD XML in NITF data extension segment {i} is not well-formed "
+                    f"XML ({one_line(exc)})"
+                )
+            continue  # another kind of segment: sarpy decides what it is
+        has_sicd = has_sicd or root.tag.rsplit("}", 1)[-1] == "SICD"
+    if broken and not has_sicd:  # extra segments beside a well-formed SICD are not read
+        raise SceneError(where, _truncation(source) or broken[0])
 
 
 _DECLARED = {

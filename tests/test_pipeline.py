@@ -127,6 +127,23 @@ def test_each_shared_sicd_standardizes_or_is_refused_with_a_reason(path, client,
     res = standardize_scenes([str(path)], str(tmp_path), StandardizeConfig(), client)[0]
     assert res.status == "failed"  # all are far smaller than a 1024 px tile, or degenerate
     assert res.reason and "\n" not in res.reason and res.url == str(path)
+    # every real file is read by its SICD segment and reaches the rule that refuses it
+    # (cropped_sicd_extra_des.nitf: extra non-XML segments labelled XML beside the SICD)
+    assert SHARED_REASONS[path.name] in res.reason, res.reason
+
+
+SHARED_REASONS = {
+    **{f"cropped_sicd_{v}.nitf": "smaller than one tile" for v in ("050", "100", "101", "110")},
+    "cropped_sicd_120.nitf": "smaller than one tile",
+    # SICD 0.4.0: sarpy reads its INCA block without what projection needs; 0.4.1 projects
+    "cropped_sicd_040.nitf": "cannot geolocate",
+    "cropped_sicd_041.nitf": "smaller than one tile",
+    "cropped_sicd_extra_des.nitf": "smaller than one tile",
+    "sicd_50x50.nitf": "outside the selection range",
+    "sicd_French_xml.nitf": "outside the selection range",
+    "sicd_0.4.1.nitf": "degenerate metadata",
+    "sicd_1.1.0.nitf": "degenerate metadata",
+}
 
 
 def test_unsupported_image_formation_is_refused():
