@@ -204,8 +204,7 @@ def shard_writer(root: Path) -> tuple[float, float, float, int]:
     keys = tuple((k.rsplit("_a", 1)[0], k) for k in marker["keys"])
     scenes = {
         sid: {
-            "sicd_xml": open_scene_store(scene_store_url(str(work), sid)).attrs["sicd_xml"],
-            "provenance": None,
+            "provenance": open_scene_store(scene_store_url(str(work), sid)).attrs.get("provenance"),
         }
         for sid in {s for s, _ in keys}
     }

@@ -573,7 +573,7 @@ def release_scenes(
     scenes = {}
     for sid in ids:
         attrs = open_scene_store(scene_store_url(work, sid), so, chunks=None).attrs
-        scenes[sid] = {"sicd_xml": attrs["sicd_xml"], "provenance": attrs.get("provenance")}
+        scenes[sid] = {"provenance": attrs.get("provenance")}
     markers: dict[str, dict[str, Any]] = {}
     pending: dict[Any, ShardSpec] = {}
     for spec in plan:

@@ -12,7 +12,6 @@ import functools
 import hashlib
 import json
 import os
-import re
 import tarfile
 import tempfile
 from collections import Counter, deque
@@ -161,37 +160,6 @@ def _caption_record(work: str, scene_id: str, key: str, so: dict[str, Any]) -> d
     return read_json(url, so) if fs.exists(path) else {}
 
 
-def tile_sicd_xml(scene_xml: str, crop: Mapping[str, Sequence[int]]) -> str:
-    """The scene's SICD as a chip for one tile: NumRows/NumCols the tile, FirstRow/FirstCol
-    its offset in the scene (SICD rows are range, columns azimuth); the rest unchanged, so
-    tile pixel (a, r) projects as SICD pixel (row = FirstRow + r, col = FirstCol + a).
-
-    The four ImageData fields are replaced in the scene's XML text (parsing and writing the
-    whole SICD per sample cost more than the rest of the shard)."""
-    head, sep, rest = scene_xml.partition("<ImageData>")
-    block, end, tail = rest.partition("<FullImage>")
-    if not sep or not end:
-        raise ValueError("scene SICD XML without ImageData / FullImage")
-    (a0, a1), (r0, r1) = crop["azimuth"], crop["range"]
-    first = {name: int(_field(block, name)) for name in ("FirstRow", "FirstCol")}
-    values = {
-        "NumRows": r1 - r0,
-        "NumCols": a1 - a0,
-        "FirstRow": first["FirstRow"] + r0,
-        "FirstCol": first["FirstCol"] + a0,
-    }
-    for name, value in values.items():
-        block = re.sub(rf"<{name}>[^<]*</{name}>", f"<{name}>{value}</{name}>", block, count=1)
-    return head + sep + block + end + tail
-
-
-def _field(block: str, name: str) -> str:
-    m = re.search(rf"<{name}>([^<]*)</{name}>", block)
-    if m is None:
-        raise ValueError(f"scene SICD XML without ImageData/{name}")
-    return m.group(1)
-
-
 def sample_members(
     work: str,
     scene_id: str,
@@ -215,7 +183,7 @@ def sample_members(
     out = {f"sar.{fmt}": member(f"sar.{fmt}"), "sar.npy": member("sar.npy")}
     if cfg.include_optical and meta["optical"].get("status") == "ok":
         out["optic.png"] = member("optic.png")
-    out["sicd.xml"] = tile_sicd_xml(scene["sicd_xml"], meta["crop"]).encode()
+    out["sicd.xml"] = member("sicd.xml")  # the chip's own SICD (sarlo_dask.chip)
     meta.pop("members", None)
     meta["caption"] = rec.get("caption")
     meta["label"] = rec.get("label")

@@ -1,8 +1,9 @@
 """The tile stage's unit of work: one window of a scene store -> its members in {work}/tiles.
 
 Members of tile KEY in {work}/tiles/{scene_id}/: KEY.sar.npy (complex64, little-endian),
-KEY.sar.png (or .jpg), KEY.optic.png (when the optical check passed) and KEY.meta.json,
-written last: a tile is complete when its meta.json exists and asks for no retry.
+KEY.sicd.xml (the chip's SICD, sarlo_dask.chip), KEY.sar.png (or .jpg), KEY.optic.png (when
+the optical check passed) and KEY.meta.json, written last: a tile is complete when its
+meta.json exists and asks for no retry.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from sarlo_dask import __version__
+from sarlo_dask.chip import chip_sicd_xml
 from sarlo_dask.config import TileConfig, on_device
 from sarlo_dask.errors import exception_line
 from sarlo_dask.gpu import gpu_count
@@ -35,6 +37,7 @@ from sarlo_dask.tiles import (
     refined_lee,
     sigma0,
     tile_geometry,
+    tile_llh,
     valid_fraction,
 )
 
@@ -158,6 +161,11 @@ def make_tile(store_url: str, work: str, w: Window, cfg: TileConfig) -> dict[str
         }
     members = {
         f"{w.key}.sar.npy": npy_bytes(patch),
+        f"{w.key}.sicd.xml": chip_sicd_xml(
+            ds.attrs["sicd_xml"],
+            meta["crop"],
+            lambda rows, cols: tile_llh(ds.lat, ds.lon, ds.hae, cols, rows)[:, :2],
+        ).encode(),
         f"{w.key}.sar.{cfg.preview_format}": encode_image(
             preview, cfg.preview_format, compress_level=cfg.png_compress_level, speckle=True
         ),

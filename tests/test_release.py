@@ -22,6 +22,7 @@ from sarlo_dask.pipeline import build_dataset
 from sarlo_dask.release import SampleRef, shard_plan, split_passes, split_report
 
 from .helpers import build_configs, lost_samples, tree
+from .validators import RECIPE_FINDINGS, sarpy_findings, sicdcheck_findings
 
 META_FIELDS = {
     "crop", "Nb_pixel_a", "Nb_pixel_r", "ss_row", "ss_col", "spacing_eff_az",
@@ -68,6 +69,9 @@ def test_samples_read_back_complete_with_pass_disjoint_splits(release_built):
             assert meta["provenance"]["version"] and meta["provenance"]["release_config"]
             sicd = sicd_from_xml(sample["sicd.xml"].decode())
             assert (sicd.ImageData.NumRows, sicd.ImageData.NumCols) == (128, 128)
+            # the chip's SICD passes sarkit's and sarpy's validators (the recipe's OSR aside)
+            assert sicdcheck_findings(sample["sicd.xml"]) <= set(RECIPE_FINDINGS)
+            assert "is_valid False" not in sarpy_findings(sample["sicd.xml"]), key
             assert sicd.ImageData.FirstCol == meta["crop"]["azimuth"][0]
             passes.setdefault(meta["pass_id"], set()).add(split)
     assert n == manifest["samples"] == sum(s["samples"] for s in manifest["shards"])

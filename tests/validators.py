@@ -1,0 +1,57 @@
+"""The field's own SICD validators as test oracles: sarkit's consistency checker (what
+`sicdcheck` runs) and sarpy's `is_valid`, each reduced to a set of findings so a test can
+say which findings an output adds to its input's."""
+
+from __future__ import annotations
+
+import logging
+
+from lxml import etree
+
+
+def sicdcheck_findings(xml: str | bytes) -> set[str]:
+    """'check: detail' of every failed check of sarkit's SicdConsistency (sicdcheck)."""
+    from sarkit.verification import SicdConsistency
+
+    data = xml.encode() if isinstance(xml, str) else xml
+    con = SicdConsistency.from_parts(etree.fromstring(data).getroottree())
+    con.check()
+    return {
+        f"{name}: {d['details']}"
+        for name, result in con.failures(omit_passed_sub=True).items()
+        for d in result["details"]
+    }
+
+
+class _Collect(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+def sarpy_findings(xml: str | bytes) -> set[str]:
+    """What sarpy's SICDType.is_valid(recursive=True) logs, plus 'is_valid False' if so."""
+    from sarpy.io.complex.sicd_elements.SICD import SICDType
+
+    text = xml.decode() if isinstance(xml, bytes) else xml
+    handler = _Collect()
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        sicd = SICDType.from_xml_string(text)
+        valid = sicd.is_valid(recursive=True, stack=False)
+    finally:
+        root.removeHandler(handler)
+    found = {" ".join(m.split()) for m in handler.messages}
+    return found if valid else found | {"is_valid False"}
+
+
+RECIPE_FINDINGS = {
+    "check_iprbw_to_ss_osr_row: Row OSR >= 1.1": "the recipe crops a band wider than "
+    "1.25 cycles/m to 0.8 m spacing: oversampling 1.0 by design (SARLO-80)",
+    "check_iprbw_to_ss_osr_col: Col OSR >= 1.1": "as for rows",
+}
+"""Findings the 0.8 m recipe adds to any input whose band exceeds 1 / 0.8 m, with the reason"""
