@@ -454,6 +454,24 @@ def _narrow_processing_window(sicd: Any) -> None:
     form.TStartProc, form.TEndProc = float(times.min()), float(times.max())
 
 
+def _follow_deskew_inca(sicd: Any, col_poly: np.ndarray) -> None:
+    """RMA/INCA with DopCentroidCOA: SICD Vol. 1 ties the azimuth spectrum centre to the
+    Doppler centroid, Grid.Col.DeltaKCOAPoly = DopCentroidPoly * TimeCAPoly[1]. The deskew
+    moved the data's spectrum centre, so the Doppler centroid of the written data follows it
+    (zero where the deskew zeroed the polynomial); TimeCOAPoly, a property of each pixel's
+    collection, is unchanged."""
+    from sarpy.io.complex.sicd_elements.blocks import Poly2DType
+
+    rma = sicd.RMA
+    inca = None if rma is None else rma.INCA
+    if inca is None or inca.DopCentroidPoly is None or not inca.DopCentroidCOA:
+        return
+    slope = float(inca.TimeCAPoly.get_array(dtype="float64")[1:2].sum())
+    if slope == 0:
+        return
+    inca.DopCentroidPoly = Poly2DType(Coefs=np.atleast_2d(col_poly) / slope)
+
+
 def resampled_sicd(
     sicd: Any, plan_row: Any, plan_col: Any, row_poly: np.ndarray, col_poly: np.ndarray
 ) -> Any:
@@ -486,6 +504,7 @@ def resampled_sicd(
         img.ValidData = new
     ratio = _resampled_direction(grid.Row, plan_row.ss_out, row_poly)
     ratio *= _resampled_direction(grid.Col, plan_col.ss_out, col_poly)
+    _follow_deskew_inca(out, col_poly)
     rows = (np.array([0, img.NumRows - 1, img.NumRows - 1, 0]) - img.SCPPixel.Row) * grid.Row.SS
     cols = (np.array([0, 0, img.NumCols - 1, img.NumCols - 1]) - img.SCPPixel.Col) * grid.Col.SS
     grid.Row.estimate_deltak(rows, cols, populate=True)

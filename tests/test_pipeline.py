@@ -12,12 +12,13 @@ import s3fs
 from sarlo_dask.config import StandardizeConfig
 from sarlo_dask.errors import SceneError
 from sarlo_dask.pipeline import exit_code, standardize_scenes
-from sarlo_dask.sicd import cache_dir, check_sicd, read_sicd_meta
+from sarlo_dask.sicd import cache_dir, check_sicd, read_sicd_meta, sicd_from_xml
 from sarlo_dask.simulate import SimulationSpec, build_sicd
 from sarlo_dask.standardize import open_scene_store
 from sarlo_dask.store import scene_marker_url, scene_store_url
 
 from .conftest import SHARED_SICD, needs_shared
+from .validators import RECIPE_FINDINGS, sarpy_findings, sicdcheck_findings
 
 CFG = StandardizeConfig(min_size=64, chunk_azimuth=256, chunk_range=256, store_chunk=128)
 
@@ -173,6 +174,17 @@ def test_real_rma_scenes_standardize_when_small_scenes_are_allowed(client, tmp_p
     # same ground to within a metre (grids differ: 0.9 x 1.3 m in, 0.8 m out)
     assert np.allclose(
         [float(ds.lat.mean()), float(ds.lon.mean())], corners[:, :2].mean(axis=0), atol=1e-5
+    )
+    # the store's SICD adds no finding of sarkit's or sarpy's validators to the input's: the
+    # deskew zeroed Grid.Col.DeltaKCOAPoly, INCA.DopCentroidPoly followed it
+    src_xml, out_xml = src.to_xml_string(tag="SICD"), ds.attrs["sicd_xml"]
+    assert sicdcheck_findings(out_xml) <= sicdcheck_findings(src_xml) | set(RECIPE_FINDINGS)
+    assert sarpy_findings(out_xml) <= sarpy_findings(src_xml)
+    out = sicd_from_xml(out_xml)
+    inca = out.RMA.INCA
+    assert inca.DopCentroidCOA and np.allclose(
+        inca.DopCentroidPoly.get_array() * inca.TimeCAPoly.get_array()[1],
+        out.Grid.Col.DeltaKCOAPoly.get_array(),
     )
 
 
