@@ -23,8 +23,10 @@ class StandardizeConfig(BaseModel):
         ("V:V", "H:H"), description="selection: processed Tx:Rcv polarizations (co-pol)"
     )
     min_size: int = Field(1024, ge=1, description="smallest output size in pixels (one tile)")
-    chunk_azimuth: int = Field(1024, ge=16, description="azimuth samples per input chunk")
-    chunk_range: int = Field(512, ge=16, description="range samples per chunk, azimuth pass")
+    chunk_azimuth: int = Field(1024, ge=16, description="azimuth lines per block, range pass")
+    chunk_range: int = Field(
+        512, ge=16, description="range lines per block read (one request each), azimuth pass"
+    )
     store_chunk: int = Field(512, ge=16, description="zarr chunk edge of the stored slc")
     deskew: bool = Field(True, description="centre each axis's spectrum before cropping")
     geolocation_bound_m: float = Field(1e-3, gt=0, description="tie-point interpolation bound")

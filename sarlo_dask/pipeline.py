@@ -34,7 +34,7 @@ from sarlo_dask.release import (
     split_report,
     write_shard,
 )
-from sarlo_dask.sicd import PIXEL_BYTES, evict, open_sicd, scene_id_from_url
+from sarlo_dask.sicd import open_sicd, scene_id_from_url
 from sarlo_dask.standardize import open_scene_store, standardize_scene
 from sarlo_dask.store import (
     exists,
@@ -91,8 +91,8 @@ def plan_scene_store(url: str, store: str, cfg: StandardizeConfig, memory: int) 
     client would plan a catalogue's scenes one after another (and on a small machine take
     the workers' cores to do it)."""
     so = cfg.storage_options
-    scene = open_sicd(url, cfg.chunk_azimuth, so)
-    _check_fits(scene, url, memory)
+    scene = open_sicd(url, cfg.chunk_range, so)
+    _check_fits(scene, cfg, url, memory)
     out = standardize_scene(scene, cfg)
     remove(store, so)  # a partial store from an interrupted run
     with warnings.catch_warnings():
@@ -181,7 +181,6 @@ def standardize_scenes(
             res.fail(exc)
         finally:
             future.release()
-            client.run(evict, res.url, so)  # bounded disk: drop cached copies and readers
     return results
 
 
@@ -203,16 +202,26 @@ def worker_memory(client: Any) -> int:
     return min(limits) if limits and all(limits) else 0
 
 
-def _check_fits(scene: Any, url: str, memory: int) -> None:
-    """Refuse a scene a worker cannot hold: reading azimuth chunks of a NITF stored by range
-    lines maps the whole file into the reading worker, which Dask counts as its memory; half
-    the limit leaves room for the worker itself and the FFTs."""
-    size = scene.slc.size * PIXEL_BYTES.get(scene.attrs.get("pixel_type", ""), 8)
-    if memory and size > memory / 2:
+BLOCK_WORKING_SET = 4
+"""a resampling task holds about this many copies of its block (input, FFT, output)"""
+
+
+def _check_fits(scene: Any, cfg: StandardizeConfig, url: str, memory: int) -> None:
+    """Refuse, before any read, a scene whose resampling tasks a worker cannot hold: a task
+    holds about BLOCK_WORKING_SET copies of its block (chunk_range range lines of every
+    azimuth sample, then chunk_azimuth azimuth lines of every range sample); half the limit
+    leaves room for the worker itself. The scene as a whole streams through the workers."""
+    n_az, n_rg = scene.slc.shape
+    blocks = {"chunk_range": cfg.chunk_range * n_az, "chunk_azimuth": cfg.chunk_azimuth * n_rg}
+    name, pixels = max(blocks.items(), key=lambda kv: kv[1])
+    need = pixels * 8 * BLOCK_WORKING_SET  # complex64
+    if memory and need > memory / 2:
         raise SceneError(
             url,
-            f"scene of {size / 1e9:.2f} GB does not fit workers with {memory / 1e9:.2f} GB of "
-            "memory (a worker needs twice the scene's size): use workers with more memory",
+            f"a resampling task of this {n_az} x {n_rg} scene needs about {need / 1e9:.2f} GB "
+            f"({name} {getattr(cfg, name)}): it does not fit workers with "
+            f"{memory / 1e9:.2f} GB of memory: lower standardize.{name} or use workers "
+            "with more memory",
         )
 
 

@@ -9,10 +9,8 @@ SICD pixel (row=r, col=c).
 from __future__ import annotations
 
 import contextlib
-import functools
 import os
 import re
-import tempfile
 import warnings
 from collections.abc import Iterator
 from typing import Any
@@ -21,11 +19,10 @@ import numpy as np
 import numpy.typing as npt
 
 from sarlo_dask.errors import SceneError, caused_by_other, exception_chain, one_line
+from sarlo_dask.nitf import HEADER_BLOCK, PIXEL_BYTES, PixelLayout, pixel_layout, read_rows
 from sarlo_dask.store import input_options, is_http, s3_endpoint
 
 SPEED_OF_LIGHT = 299792458.0
-PIXEL_BYTES = {"RE32F_IM32F": 8, "RE16I_IM16I": 4, "AMP8I_PHS8I": 2}
-"""the SICD pixel types read here, with their size in the file"""
 SICD_PIXEL_TYPES = tuple(PIXEL_BYTES)
 SUPPORTED_FORMATION = ("PFA", "RMA", "RGAZCOMP")
 _KEY_BAD = re.compile(r"[^A-Za-z0-9_-]+")
@@ -76,12 +73,6 @@ def local_path(url: str) -> str:
     return url[len("file://") :] if url.startswith("file://") else url
 
 
-def cache_dir() -> str:
-    """This process's scene cache: fsspec's filecache is not safe across processes."""
-    base = os.environ.get("SARLO_CACHE", os.path.join(tempfile.gettempdir(), "sarlo-cache"))
-    return os.path.join(base, f"pid{os.getpid()}")
-
-
 @contextlib.contextmanager
 def _quiet() -> Iterator[None]:
     """sarpy logs and warns loudly about NITF tags and deprecations; keep errors only."""
@@ -98,38 +89,6 @@ def _quiet() -> Iterator[None]:
     finally:
         for lg, level in zip(loggers, levels, strict=True):
             lg.setLevel(level)
-
-
-def _cache_fs(url: str, storage_options: dict[str, Any] | None) -> Any:
-    import fsspec
-
-    return fsspec.filesystem(
-        "filecache",
-        target_protocol=url.split("://", 1)[0],
-        target_options=input_options(url, storage_options),
-        cache_storage=cache_dir(),
-    )
-
-
-def fetch(url: str, storage_options: dict[str, Any] | None = None) -> str:
-    """A local path for `url`: itself when local, else a copy in the worker's file cache.
-
-    Pixel reads of an azimuth chunk stride across every NITF row, so remote scenes are
-    copied whole once per worker (fsspec's filecache) rather than read in tiny ranges;
-    `evict` removes the copy when the scene is done.
-    """
-    if is_local(url):
-        return local_path(url)
-    with _cache_fs(url, storage_options).open(url, "rb") as f:
-        return str(f.name)
-
-
-def evict(url: str, storage_options: dict[str, Any] | None = None) -> None:
-    """Drop this worker's open readers and its cached copy of a remote scene."""
-    _cached_reader.cache_clear()
-    if not is_local(url):
-        with contextlib.suppress(FileNotFoundError):
-            _cache_fs(url, storage_options).pop_from_cache(url)
 
 
 def _open_reader(source: Any, where: str) -> Any:
@@ -203,13 +162,6 @@ _DECLARED = {
 }
 
 
-@functools.lru_cache(maxsize=4)
-def _cached_reader(path: str, size: int, mtime: float, where: str) -> Any:
-    """One open reader per file and worker: chunk tasks of a scene share its parsed header."""
-    del size, mtime  # part of the cache key: a rewritten file gets a fresh reader
-    return _open_reader(path, where)
-
-
 def _truncation(source: Any) -> str:
     """'truncated NITF ...' when the NITF header declares more bytes than there are, else ''."""
     from sarpy.io.general.nitf import NITFDetails
@@ -228,29 +180,48 @@ def _truncation(source: Any) -> str:
     return ""
 
 
-def read_sicd_meta(url: str, storage_options: dict[str, Any] | None = None) -> Any:
-    """The SICD structure of the scene at `url` (sarpy SICDType), or a SceneError.
-
-    Remote scenes are read through an fsspec file object: only the header and the SICD XML
-    are fetched, not the pixels.
-    """
-    if is_local(url):
-        reader = _open_reader(local_path(url), url)
-        try:
-            return reader.sicd_meta.copy()
-        finally:
-            reader.close()
+def _open_input(url: str, storage_options: dict[str, Any] | None, header: bool) -> Any:
+    """A binary file object for a scene: local files as they are; remote ones through fsspec,
+    with a small block cache for headers or with none for pixel blocks (one range request
+    per read)."""
     import fsspec
 
+    if is_local(url):
+        return open(local_path(url), "rb")  # noqa: SIM115 (closed by the caller)
+    fs, path = fsspec.core.url_to_fs(url, **input_options(url, storage_options))
+    if header:  # the blocks stay cached: parsers seek between the start and the end
+        return fs.open(path, "rb", block_size=HEADER_BLOCK, cache_type="blockcache")
+    return fs.open(path, "rb", cache_type="none")
+
+
+def read_header(url: str, storage_options: dict[str, Any] | None = None) -> tuple[Any, PixelLayout]:
+    """The SICD structure (sarpy SICDType: sarkit 1.8 has no object model with the derived
+    fields the checks use) and the pixel layout of the scene at `url`, or a SceneError.
+
+    Only headers are read: for a remote scene, a few range requests of HEADER_BLOCK bytes."""
+    if is_local(url) and not os.path.exists(local_path(url)):
+        raise SceneError(url, "file not found")
     try:
-        with fsspec.open(url, "rb", **input_options(url, storage_options)) as f:
-            if f.size == 0:
-                raise SceneError(url, "empty object, not a SICD NITF")
+        with _open_input(url, storage_options, header=True) as f:
+            if f.seek(0, os.SEEK_END) == 0:
+                raise SceneError(url, "empty file, not a SICD NITF")
+            f.seek(0)
             reader = _open_reader(f, url)
             try:
-                return reader.sicd_meta.copy()
+                sicd = reader.sicd_meta.copy()
             finally:
                 reader.close()
+            img = sicd.ImageData
+            if img is None or img.PixelType not in PIXEL_BYTES:
+                return sicd, PixelLayout(0, 0, "", ())  # check_sicd says why
+            try:
+                f.seek(0)
+                layout = pixel_layout(
+                    f, int(img.NumRows), int(img.NumCols), str(img.PixelType), img.AmpTable
+                )
+            except Exception as exc:
+                raise SceneError(url, _truncation(f) or f"pixel layout: {one_line(exc)}") from None
+            return sicd, layout
     except SceneError:
         raise
     except FileNotFoundError as exc:
@@ -260,6 +231,11 @@ def read_sicd_meta(url: str, storage_options: dict[str, Any] | None = None) -> A
         raise SceneError(url, f"no such object{where} ({one_line(exc)})") from None
     except Exception as exc:
         raise SceneError(url, f"cannot read ({exception_chain(exc)})") from None
+
+
+def read_sicd_meta(url: str, storage_options: dict[str, Any] | None = None) -> Any:
+    """The SICD structure of the scene at `url` (sarpy SICDType), or a SceneError."""
+    return read_header(url, storage_options)[0]
 
 
 def check_sicd(
@@ -327,47 +303,48 @@ def check_sicd(
             )
 
 
-def _read_columns(url: str, storage_options: dict[str, Any] | None, c0: int, c1: int) -> np.ndarray:
-    """Azimuth samples c0:c1 as (azimuth, range) complex64 in native byte order."""
-    path = fetch(url, storage_options)
-    stat = os.stat(path)
-    reader = _cached_reader(path, stat.st_size, stat.st_mtime, url)
+def _read_block(
+    url: str, storage_options: dict[str, Any] | None, layout: PixelLayout, r0: int, r1: int
+) -> np.ndarray:
+    """SICD rows r0:r1 (range lines, every azimuth sample), (r1 - r0, NumCols) complex64:
+    one range request per image segment touched."""
     try:
-        with _quiet():
-            block = reader[:, c0:c1]
+        with _open_input(url, storage_options, header=False) as f:
+            out = read_rows(f, layout, r0, r1)
     except Exception as exc:
         raise SceneError(
-            url, f"pixel read failed for columns {c0}:{c1} ({one_line(exc)}); truncated file?"
+            url, f"pixel read failed for rows {r0}:{r1} ({one_line(exc)}); truncated file?"
         ) from None
-    out = np.ascontiguousarray(np.asarray(block).T, dtype=np.complex64)
     bad = out.size - int(np.count_nonzero(np.isfinite(out)))
     if bad:  # the FFT would spread them over the whole block: nothing to keep
         raise SceneError(
-            url, f"{bad} non-finite pixels (NaN or inf) in azimuth columns {c0}:{c1}", "standardize"
+            url, f"{bad} non-finite pixels (NaN or inf) in range rows {r0}:{r1}", "standardize"
         )
     return out
 
 
 def open_sicd(
-    url: str, chunk_azimuth: int = 1024, storage_options: dict[str, Any] | None = None
+    url: str, chunk_range: int = 1024, storage_options: dict[str, Any] | None = None
 ) -> Any:
-    """Open a SICD lazily as an xarray Dataset with `slc` (azimuth, range), chunked over azimuth.
+    """Open a SICD lazily as an xarray Dataset with `slc` (azimuth, range), chunked over range.
 
-    Coordinates are SICD pixel indices (column for azimuth, row for range); attrs hold the
-    SICD XML, the scene id and the pass id. Nothing but the header is read here.
+    A chunk is `chunk_range` SICD rows (range lines) with every azimuth sample: contiguous in
+    the file, so each is read in one request and each byte of the file once. Coordinates are
+    SICD pixel indices (column for azimuth, row for range); attrs hold the SICD XML, the scene
+    id and the pass id. Nothing but the header is read here.
     """
     import dask
     import dask.array as da
 
-    sicd = read_sicd_meta(url, storage_options)
+    sicd, layout = read_header(url, storage_options)
     n_rg, n_az = int(sicd.ImageData.NumRows), int(sicd.ImageData.NumCols)
     blocks = []
-    for c0 in range(0, n_az, chunk_azimuth):
-        c1 = min(n_az, c0 + chunk_azimuth)
-        task = dask.delayed(_read_columns, pure=True)(url, storage_options, c0, c1)
-        blocks.append(da.from_delayed(task, shape=(c1 - c0, n_rg), dtype=np.complex64))
-    slc = da.concatenate(blocks, axis=0) if blocks else da.zeros((0, n_rg), np.complex64)
-    return scene_dataset(slc, sicd, url)
+    for r0 in range(0, n_rg, chunk_range):
+        r1 = min(n_rg, r0 + chunk_range)
+        task = dask.delayed(_read_block, pure=True)(url, storage_options, layout, r0, r1)
+        blocks.append(da.from_delayed(task, shape=(r1 - r0, n_az), dtype=np.complex64))
+    rows = da.concatenate(blocks, axis=0) if blocks else da.zeros((0, n_az), np.complex64)
+    return scene_dataset(rows.T, sicd, url)
 
 
 def scene_dataset(slc: Any, sicd: Any, url: str) -> Any:

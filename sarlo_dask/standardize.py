@@ -1,8 +1,9 @@
 """The scene stage as a lazy graph: SICD scene -> 0.8 m slant-range slc + tie-point geolocation.
 
-Range first (an azimuth chunk holds whole range lines), a rechunk, then azimuth. Each pass
-deskews its own axis before cropping, so a skewed spectrum is never cut; the written
-DeltaKCOAPoly is what is left after both deskews (zero for a curl-free skew field).
+Azimuth first (a block of SICD rows, contiguous in the file, holds whole azimuth lines), a
+rechunk, then range. Each pass deskews its own axis before cropping, so a skewed spectrum is
+never cut; the written DeltaKCOAPoly is what is left after both deskews (zero for a curl-free
+skew field).
 """
 
 from __future__ import annotations
@@ -116,23 +117,27 @@ def resample_slc(
 ) -> tuple[da.Array, np.ndarray, np.ndarray]:
     """The 2-D band-limited resampling graph; returns (slc_out, row_poly, col_poly) written.
 
-    slc_out is (azimuth, range) in blocks of all azimuth lines by `chunk_range` range samples
-    (as the azimuth pass leaves them); the store rechunks to its own chunks."""
+    `slc` is (azimuth, range) in blocks of range lines holding every azimuth sample (as
+    `open_sicd` reads them: contiguous in the file). The azimuth pass runs on those blocks,
+    a rechunk gives blocks of azimuth lines holding every range sample, the range pass runs
+    on them. slc_out is (azimuth, range) in blocks of `chunk_azimuth` azimuth lines; the
+    store rechunks to its own chunks."""
     grid = sicd.Grid
     p_row, p_col = _poly(grid.Row), _poly(grid.Col)
     s_row, s_col = int(grid.Row.Sgn), int(grid.Col.Sgn)
     if not cfg.deskew:  # for comparison only: a skewed spectrum gets cut by the crop
         p_row, p_col = np.zeros((1, 1)), np.zeros((1, 1))
 
-    step1 = _pass(slc, plan_rg, p_row, s_row, 0, plan_az.positions_in())
-    p_col = off_axis_poly(p_row, p_col, 0, s_row, s_col)
-    p_row = np.zeros((1, 1))
-    # the rechunk copies anyway: through a lazy transpose its copies come out range-major,
-    # so the azimuth FFTs run along contiguous memory (about twice as fast as strided)
-    step1 = step1.T.rechunk({0: cfg.chunk_range, 1: -1})
-    step2 = _pass(step1, plan_az, p_col, s_col, 1, plan_rg.positions_out(), transpose=True)
+    lines = slc.T  # (range, azimuth): the file's own blocks, no copy
+    step1 = _pass(lines, plan_az, p_col, s_col, 1, plan_rg.positions_in())
     p_row = off_axis_poly(p_col, p_row, 1, s_col, s_row)
     p_col = np.zeros((1, 1))
+    # the rechunk copies anyway: through a lazy transpose its copies come out azimuth-major,
+    # so the range FFTs run along contiguous memory (about twice as fast as strided)
+    step1 = step1.T.rechunk({0: cfg.chunk_azimuth, 1: -1})
+    step2 = _pass(step1, plan_rg, p_row, s_row, 0, plan_az.positions_out())
+    p_col = off_axis_poly(p_row, p_col, 0, s_row, s_col)
+    p_row = np.zeros((1, 1))
     if not cfg.deskew:  # nothing was deskewed: the input's skew is still in the data
         p_row, p_col = _poly(grid.Row), _poly(grid.Col)
     return step2, p_row, p_col

@@ -13,6 +13,8 @@ import pytest
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
 os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+# no instance metadata service here: botocore would look for credentials at 169.254.169.254
+os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 # worker processes inherit it: remote scenes are cached here, not in a shared /tmp folder
 os.environ["SARLO_CACHE"] = tempfile.mkdtemp(prefix="sarlo-cache-test-")
@@ -159,6 +161,7 @@ def s3(s3_server):
 
     requests.post(f"{s3_server.url}/moto-api/reset", timeout=10)
     s3_server.requests.clear()
+    s3_server.sent.clear()
     s3fs.S3FileSystem.clear_instance_cache()
     options = {
         "key": "testing",

@@ -16,6 +16,7 @@ class RecordingMotoServer(ThreadedMotoServer):
     def __init__(self, ip_address: str = "127.0.0.1", port: int = 0, verbose: bool = False):
         super().__init__(ip_address, port, verbose)
         self.requests: list[tuple[str, str, int]] = []
+        self.sent: list[tuple[str, str, int]] = []  # (method, path, body bytes) of answers
         self._lock = threading.Lock()
 
     @property
@@ -34,10 +35,11 @@ class RecordingMotoServer(ThreadedMotoServer):
 
         def recording(environ: dict[str, Any], start_response: Any) -> Any:
             def start(status: str, headers: Any, *exc: Any) -> Any:
+                length = next((int(v) for k, v in headers if k.lower() == "content-length"), 0)
+                method, path = environ["REQUEST_METHOD"], environ["PATH_INFO"]
                 with self._lock:
-                    self.requests.append(
-                        (environ["REQUEST_METHOD"], environ["PATH_INFO"], int(status[:3]))
-                    )
+                    self.requests.append((method, path, int(status[:3])))
+                    self.sent.append((method, path, length if method != "HEAD" else 0))
                 return start_response(status, headers, *exc)
 
             return app(environ, start)
@@ -47,6 +49,12 @@ class RecordingMotoServer(ThreadedMotoServer):
         )
         self._server_ready_event.set()
         self._server.serve_forever()
+
+    def traffic(self, path: str) -> tuple[int, int]:
+        """(requests, body bytes) the server answered for one object's path."""
+        with self._lock:
+            hits = [n for _, p, n in self.sent if p == path]
+        return len(hits), sum(hits)
 
     def answers(self, path_suffix: str) -> list[tuple[str, str, int]]:
         """The logged requests whose path ends with `path_suffix`."""

@@ -107,9 +107,14 @@ def test_slurm_job_script_from_cluster_jobqueue_yaml():
     import pytest
 
     pytest.importorskip("dask_jobqueue")
+    import dask
+
     from sarlo_dask.cluster import slurm_cluster
 
-    cluster = slurm_cluster(str(ROOT / "cluster" / "jobqueue.yaml"))
+    # the scheduler on the loopback: by default dask-jobqueue binds it to the address this
+    # host reaches the internet by, found by aiming a UDP socket at 8.8.8.8
+    with dask.config.set({"jobqueue.slurm.scheduler-options": {"host": "127.0.0.1"}}):
+        cluster = slurm_cluster(str(ROOT / "cluster" / "jobqueue.yaml"))
     try:
         script = cluster.job_script()
     finally:

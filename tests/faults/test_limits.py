@@ -28,12 +28,18 @@ def _large_scene(path, n: int) -> int:
     return n * n * 8
 
 
-def test_a_scene_larger_than_worker_memory_is_refused(scenes, tmp_path, fault_table):
+def test_a_scene_larger_than_worker_memory_streams_through_and_a_block_too_large_is_refused(
+    scenes, tmp_path, fault_table
+):
+    """Workers of 700 MB standardize a 411 MB scene: blocks of range lines are read one by
+    one (never the whole file), and no worker is killed for memory. A block that cannot fit
+    (chunk_range as large as the scene) is refused with the reason before any read."""
     from distributed import Client, LocalCluster
 
     big = tmp_path / "large.nitf"
     size = _large_scene(big, 7168)
-    cfg = StandardizeConfig(min_size=64, chunk_azimuth=256, chunk_range=256, store_chunk=128)
+    cfg = StandardizeConfig(min_size=64, chunk_azimuth=256, chunk_range=256, store_chunk=512)
+    huge = cfg.model_copy(update={"chunk_range": 7168})
     with (
         LocalCluster(
             n_workers=1, threads_per_worker=1, memory_limit="700MB", dashboard_address=":0"
@@ -41,18 +47,21 @@ def test_a_scene_larger_than_worker_memory_is_refused(scenes, tmp_path, fault_ta
         Client(cluster) as client,
     ):
         before = client.run(os.getpid)
-        results = standardize_scenes(
+        (refused,) = standardize_scenes([str(big)], str(tmp_path / "w1"), huge, client)
+        large, small = standardize_scenes(
             [str(big), str(scenes["coarse"])], str(tmp_path / "work"), cfg, client
         )
         after = client.run(os.getpid)
-    large, small = results
     fault_table(
         f"scene of {size / 1e6:.0f} MB, workers of 700 MB",
-        "refused with the reason; others built",
-        f"{large.status}: {large.reason}; other scene {small.status}",
+        "streams through; a block too large is refused",
+        f"{large.status}; chunk_range 7168: {refused.status}: {refused.reason}",
         0,
     )
-    assert size > 700e6 / 2 and large.status == "failed"
-    assert "does not fit workers" in large.reason and "0.70 GB" in large.reason
+    assert size > 700e6 / 2
+    assert large.status == "done", large.reason
     assert small.status == "done"
+    assert refused.status == "failed" and "does not fit workers" in refused.reason
+    assert "0.70 GB" in refused.reason and "chunk_range" in refused.reason
+    assert not (tmp_path / "w1" / "scenes" / "large.zarr" / "slc").exists()  # nothing read
     assert before == after  # no worker was killed for memory
