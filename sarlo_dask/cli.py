@@ -41,9 +41,19 @@ def simulate(
     seed: int = typer.Option(0),
     lat: float = typer.Option(48.7128),
     lon: float = typer.Option(2.2075),
+    like: Path | None = typer.Option(
+        None,
+        help="a real SICD XML (or NITF) whose geometry, grid, skew, weighting, radiometry and "
+        "image formation to keep: ROWS x COLS on its SCP, in its pixel type",
+    ),
 ) -> None:
-    """Write a synthetic spotlight PFA SICD with point targets at known ground positions."""
+    """Write a synthetic SICD with point targets at known ground positions: a spotlight PFA
+    of the given spacing, or (--like) the geometry of a real product."""
     from sarlo_dask.simulate import SimulationSpec, simulate_scene
+
+    if like is not None:
+        _simulate_like(like, out, rows, cols, seed, targets)
+        return
 
     spec = SimulationSpec(
         rows=rows,
@@ -64,6 +74,26 @@ def simulate(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     typer.echo(f"wrote {out} ({rows} x {cols} at {spacing} m, {len(truth['targets'])} targets)")
+
+
+def _simulate_like(like: Path, out: Path, rows: int, cols: int, seed: int, targets: int) -> None:
+    from sarlo_dask.errors import SceneError
+    from sarlo_dask.sicd import read_sicd_meta
+    from sarlo_dask.simulate_like import simulate_like
+
+    try:
+        if like.suffix.lower() in (".nitf", ".ntf"):
+            xml = read_sicd_meta(str(like)).to_xml_string(tag="SICD")
+        else:
+            xml = like.read_text(encoding="utf-8")
+        truth = simulate_like(xml, out, rows, cols, seed=seed, n_targets=targets)
+    except (OSError, ValueError, SceneError) as exc:
+        typer.echo(f"error: --like {like}: {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(
+        f"wrote {out} ({rows} x {cols} like {like.name}, {truth['pixel_type']}, "
+        f"{len(truth['targets'])} targets)"
+    )
 
 
 def _configure(loader: Any, path: object, settings: dict[str, object]) -> Any:

@@ -53,5 +53,9 @@ RECIPE_FINDINGS = {
     "check_iprbw_to_ss_osr_row: Row OSR >= 1.1": "the recipe crops a band wider than "
     "1.25 cycles/m to 0.8 m spacing: oversampling 1.0 by design (SARLO-80)",
     "check_iprbw_to_ss_osr_col: Col OSR >= 1.1": "as for rows",
+    "check_iprbw_to_ss_osr_row: Row OSR <= 2.2": "the recipe zero-pads a band narrower than "
+    "1 / (2.2 x 0.8 m) = 0.57 cycles/m to 0.8 m spacing: oversampled by design, nothing lost",
+    "check_iprbw_to_ss_osr_col: Col OSR <= 2.2": "as for rows (the NGA example's 1.78 m "
+    "azimuth spacing)",
 }
-"""Findings the 0.8 m recipe adds to any input whose band exceeds 1 / 0.8 m, with the reason"""
+"""Findings the 0.8 m recipe itself adds (any band resampled to 0.8 m), with the reason"""
