@@ -780,5 +780,9 @@ def build_dataset(
     result = Build(scenes, tiles, rel)
     rows = result.failures()
     text = "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows)
-    write_bytes(join(work, "failures.jsonl"), text.encode(), scfg.storage_options)
+    report = join(work, "failures.jsonl")
+    try:
+        write_bytes(report, text.encode(), scfg.storage_options)
+    except OSError as exc:  # {work} full or gone: the failures are still returned and printed
+        say(f"cannot write {redact(report)} ({exception_line(exc)})")
     return result
