@@ -121,3 +121,23 @@ def read_rows(f: Any, layout: PixelLayout, r0: int, r1: int) -> npt.NDArray[np.c
             raise EOFError(f"rows {a}:{b}: {len(raw)} of {count} bytes (truncated file?)")
         out[a - r0 : b - r0] = decode(raw, layout, b - a)
     return out
+
+
+def write_sicd_nitf(path: str | os.PathLike[str], sicd_xml: str, pixels: Any, source: str) -> None:
+    """A SICD NITF written by sarkit's NitfWriter: `pixels` (NumRows, NumCols) complex64 for
+    RE32F_IM32F, else raw values of sarkit's dtype for the XML's pixel type; `source` names
+    the sensor in the image subheader (ISORCE)."""
+    import sarkit.sicd as sksicd
+    from lxml import etree
+
+    def security() -> Any:
+        return sksicd.NitfSecurityFields(clas="U")
+
+    meta = sksicd.NitfMetadata(
+        xmltree=etree.ElementTree(etree.fromstring(sicd_xml.encode())),
+        file_header_part=sksicd.NitfFileHeaderPart(ostaid="sarlo-dask", security=security()),
+        im_subheader_part=sksicd.NitfImSubheaderPart(isorce=source, security=security()),
+        de_subheader_part=sksicd.NitfDeSubheaderPart(security=security()),
+    )
+    with open(path, "wb") as f, sksicd.NitfWriter(f, meta) as writer:
+        writer.write_image(pixels)

@@ -2,8 +2,9 @@
 
 A scene is band-limited complex speckle plus bright point targets, synthesised in the
 spatial-frequency domain with the product's own aperture weighting, optionally skewed by a
-DeltaKCOAPoly, and written by sarpy as a SICD NITF. Targets sit at known ground positions:
-the truth file beside the NITF holds their pixels, ECEF and lat/lon/hae.
+DeltaKCOAPoly, and written by sarkit as a SICD NITF (sarpy builds the metadata model: sarkit
+1.8 has no object model). Targets sit at known ground positions: the truth file beside the
+NITF holds their pixels, ECEF and lat/lon/hae.
 """
 
 from __future__ import annotations
@@ -354,8 +355,9 @@ def check_spec(spec: SimulationSpec, sicd: Any) -> None:
 
 
 def simulate_scene(path: str | Path, spec: SimulationSpec | None = None) -> dict[str, Any]:
-    """Write a SICD NITF at `path` and its ground truth at `path` + '.truth.json'."""
-    from sarpy.io.complex.sicd import SICDWriter
+    """Write a SICD NITF at `path` (with sarkit) and its ground truth at `path` +
+    '.truth.json'."""
+    from sarlo_dask.nitf import write_sicd_nitf
 
     spec = spec or SimulationSpec()
     sicd = _fit_collect_duration(spec)
@@ -365,8 +367,8 @@ def simulate_scene(path: str | Path, spec: SimulationSpec | None = None) -> dict
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.exists():
         path.unlink()
-    with SICDWriter(str(path), sicd, check_existence=False) as writer:
-        writer.write_chip(image, start_indices=(0, 0))
+    xml = sicd.to_xml_string(tag="SICD", check_validity=False)
+    write_sicd_nitf(path, xml, image, spec.collector)
     truth = {
         "spec": asdict(spec),
         "scp_ecf": sicd.GeoData.SCP.ECF.get_array().tolist(),

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from sarlo_dask.chip import sicd_vertex_order
+from sarlo_dask.nitf import write_sicd_nitf
 from sarlo_dask.sicd import _quiet, sicd_from_xml
 from sarlo_dask.simulate import SimulationSpec, synthesize
 
@@ -79,7 +80,6 @@ def simulate_like(
     """Write a SICD NITF at `path` with the geometry of the SICD `xml` and simulated pixels;
     the ground truth goes to `path` + '.truth.json'. Returns the truth."""
     import sarkit.sicd as sksicd
-    from lxml import etree
 
     sicd = like_sicd(xml, rows, cols)
     grid = sicd.Grid
@@ -105,23 +105,10 @@ def simulate_like(
         raw = image.astype(np.complex64)
     else:
         raise ValueError(f"simulate --like writes RE32F_IM32F or RE16I_IM16I, not {pixel_type}")
-    text = sicd.to_xml_string(tag="SICD", check_validity=False)
-    meta = sksicd.NitfMetadata(
-        xmltree=etree.ElementTree(etree.fromstring(text.encode())),
-        file_header_part=sksicd.NitfFileHeaderPart(
-            ostaid="sarlo-dask",
-            ftitle="simulated like a real SICD",
-            security=sksicd.NitfSecurityFields(clas="U"),
-        ),
-        im_subheader_part=sksicd.NitfImSubheaderPart(
-            isorce="sarlo-dask simulate --like", security=sksicd.NitfSecurityFields(clas="U")
-        ),
-        de_subheader_part=sksicd.NitfDeSubheaderPart(security=sksicd.NitfSecurityFields(clas="U")),
-    )
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "wb") as f, sksicd.NitfWriter(f, meta) as writer:
-        writer.write_image(raw)
+    text = sicd.to_xml_string(tag="SICD", check_validity=False)
+    write_sicd_nitf(path, text, raw, "sarlo-dask simulate --like")
     truth = {
         "like": sicd.CollectionInfo.CoreName,
         "rows": rows,
