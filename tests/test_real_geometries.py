@@ -111,3 +111,21 @@ def test_each_real_geometry_is_standardized_faithfully_or_refused(path, tmp_path
         )
         assert sicdcheck_findings(chip) <= store_check, (path.name, crop)
         assert sarpy_findings(chip) <= store_sarpy, (path.name, crop)
+        c_sicd = sicd_from_xml(chip)
+        # its corners are its own corner pixels (within 1 cm of sarpy's projection)
+        last = TILE - 1
+        corners = np.array([[0, 0], [0, last], [last, last], [last, 0]]) + [r0, a0]
+        want = image_to_ground_geo(corners.astype(float), out, projection_type="HAE")
+        icp = c_sicd.GeoData.ImageCorners.get_array(dtype="float64")
+        d_n = (icp[:, 0] - want[:, 0]) * 111_320.0
+        d_e = (icp[:, 1] - want[:, 1]) * 111_320.0 * np.cos(np.radians(want[:, 0]))
+        assert np.hypot(d_n, d_e).max() < 0.01, (path.name, crop)
+        # a target in the chip sits where the chip's own XML projects it
+        tile = img[a0 : a0 + TILE, r0 : r0 + TILE]
+        for t in truth["targets"]:
+            (r, c), _, _ = ground_to_image(np.array(t["ecf"]), c_sicd)
+            r, c = r - c_sicd.ImageData.FirstRow, c - c_sicd.ImageData.FirstCol
+            if 16 < r < TILE - 16 and 16 < c < TILE - 16:
+                a, rr = peak(tile, c, r)
+                if abs(a - c) < 1 and abs(rr - r) < 1:  # not a brighter neighbour's peak
+                    assert abs(a - c) < 0.1 and abs(rr - r) < 0.1, (path.name, crop)
