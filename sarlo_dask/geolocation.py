@@ -1,44 +1,103 @@
-"""Geolocation of standardized pixels: sarpy projection on tie points sized by an error bound.
+"""Geolocation of standardized pixels: sarkit projection on tie points sized by an error bound.
 
 Dense per-pixel projection costs about a microsecond a point; a tie-point grid projected with
-sarpy and interpolated bilinearly costs almost nothing and, on a smooth constant-height
+sarkit (SICD Vol. 3 image-to-scene, to the constant-height surface) and interpolated
+bilinearly costs almost nothing and, on a smooth constant-height
 surface, errs by millimetres. The grid step is the largest whose interpolation error, measured
 at the cell centres (where bilinear error peaks), stays within half the stated bound.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 
+def _sarkit_at_least(major: int, minor: int) -> bool:
+    from importlib.metadata import version
+
+    parts = version("sarkit").split(".")
+    return (int(parts[0]), int(parts[1])) >= (major, minor)
+
+
+BISTATIC_OK = _sarkit_at_least(1, 9)
+"""sarkit 1.8 computes bistatic transmit/receive times that depend on the other points of a
+call (seen: 0.742 s alone, 0.698 s among 500 points); 1.9+ (Python 3.12+) does not"""
+
+PROJECTION_BLOCK = 50_000
+"""points per projection call (one large block is slower)"""
+HAE_TOLERANCE_M = 1e-3
+"""iterate until each point is this close to the height surface (sarkit's default is 1 m)"""
+HAE_ITERATIONS = 10
+BISTATIC_TOLERANCE_M = 1e-5
+"""bistatic collects: ground-plane iteration tolerance (sarkit's default, 1 cm, would leave
+tie points centimetres apart from one batch of points to another)"""
+BISTATIC_ITERATIONS = 50
+
+
+@functools.lru_cache(maxsize=8)
+def _projection_of(xml: str) -> tuple[Any, Any, int, int]:
+    import sarkit.sicd.projection as proj
+    from lxml import etree
+
+    tree = etree.ElementTree(etree.fromstring(xml.encode()))
+    n_rows = int(tree.findtext("{*}ImageData/{*}NumRows"))
+    n_cols = int(tree.findtext("{*}ImageData/{*}NumCols"))
+    return tree, proj.MetadataParams.from_xml(tree), n_rows, n_cols
+
+
+def _projection(sicd: Any) -> tuple[Any, Any, int, int]:
+    """sarkit's XML tree, projection metadata, NumRows and NumCols of a SICD: its XML text
+    (parsed once per process), or a sarpy structure (serialized on each call: pass the text
+    where a SICD is projected repeatedly, as the scene stage does)."""
+    return _projection_of(sicd if isinstance(sicd, str) else sicd.to_xml_string(tag="SICD"))
+
+
 def project_pixels(
     sicd: Any, rows: np.ndarray, cols: np.ndarray, hae: float | None = None
 ) -> np.ndarray:
-    """ECEF (N, 3) of SICD pixels (row = range, col = azimuth) at constant height.
+    """ECEF (N, 3) of SICD pixels (row = range, col = azimuth) at constant height, with
+    sarkit's image-to-constant-HAE-surface projection (the same points as sarpy's
+    image_to_ground to nanometres). The height is the SCP's unless `hae` is given."""
+    import sarkit.sicd as sksicd
+    import sarkit.sicd.projection as proj
 
-    The height is the SCP's unless `hae` is given; sarpy iterates to 1e-3 m in blocks of
-    50,000 points (its default: one large block is slower).
-    """
-    from sarpy.geometry.point_projection import image_to_ground
-
+    tree, params, _, _ = _projection(sicd)
     points = np.column_stack([np.ravel(rows), np.ravel(cols)]).astype("float64")
-    kwargs = {} if hae is None else {"hae0": hae}
-    return np.asarray(image_to_ground(points, sicd, projection_type="HAE", **kwargs))
+    h0 = float(params.SCP_HAE if hae is None else hae)
+    out = np.empty((len(points), 3))
+    for i in range(0, len(points), PROJECTION_BLOCK):
+        xy = sksicd.rowcol_to_xrowycol(tree, points[i : i + PROJECTION_BLOCK])
+        sets = proj.compute_projection_sets(params, xy)
+        spp, _, ok = proj.r_rdot_to_constant_hae_surface(
+            params.LOOK,
+            params.SCP,
+            sets,
+            h0,
+            delta_hae_max=HAE_TOLERANCE_M,
+            nlim=HAE_ITERATIONS,
+            bistat_delta_gp_gpp=BISTATIC_TOLERANCE_M,
+            bistat_maxiter=BISTATIC_ITERATIONS,
+        )
+        if not ok:
+            raise ValueError(f"projection to the {h0:.1f} m HAE surface did not converge")
+        out[i : i + PROJECTION_BLOCK] = spp
+    return out
 
 
 def ecf_to_llh(ecf: np.ndarray) -> np.ndarray:
-    from sarpy.geometry.geocoords import ecf_to_geodetic
+    from sarkit.wgs84 import cartesian_to_geodetic
 
-    return np.asarray(ecf_to_geodetic(ecf))
+    return np.asarray(cartesian_to_geodetic(np.asarray(ecf, dtype="float64")))
 
 
 def llh_to_ecf(llh: np.ndarray) -> np.ndarray:
-    from sarpy.geometry.geocoords import geodetic_to_ecf
+    from sarkit.wgs84 import geodetic_to_cartesian
 
-    return np.asarray(geodetic_to_ecf(llh))
+    return np.asarray(geodetic_to_cartesian(np.asarray(llh, dtype="float64")))
 
 
 def tie_point_axis(n: int, step: int) -> np.ndarray:
@@ -92,7 +151,7 @@ def tie_point_step(
     hae: float | None = None,
 ) -> StepChoice:
     """The largest power-of-two step whose measured error is at most half of `bound_m`."""
-    n_rg, n_az = int(sicd.ImageData.NumRows), int(sicd.ImageData.NumCols)
+    _, _, n_rg, n_az = _projection(sicd)
     step = max_step
     while True:
         err = interpolation_error(sicd, n_az, n_rg, step, hae)
@@ -105,7 +164,7 @@ def geolocate_tie_points(sicd: Any, step: int, hae: float | None = None) -> Any:
     """An xarray Dataset of lat, lon, hae on (tp_azimuth, tp_range) for a whole image."""
     import xarray as xr
 
-    n_rg, n_az = int(sicd.ImageData.NumRows), int(sicd.ImageData.NumCols)
+    _, _, n_rg, n_az = _projection(sicd)
     az, rg = tie_point_axis(n_az, step), tie_point_axis(n_rg, step)
     lat, lon, h = project_grid(sicd, az, rg, hae)
     dims = ("tp_azimuth", "tp_range")

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from sarlo_dask import geolocation
 from sarlo_dask.errors import SceneError, caused_by_other, exception_chain, one_line
 from sarlo_dask.nitf import HEADER_BLOCK, PIXEL_BYTES, PixelLayout, pixel_layout, read_rows
 from sarlo_dask.store import input_options, is_http, s3_endpoint
@@ -251,6 +252,14 @@ def check_sicd(
         raise SceneError(where, "missing ImageData or Grid metadata")
     if img.PixelType not in SICD_PIXEL_TYPES:
         raise SceneError(where, f"unsupported pixel type {img.PixelType}")
+    info = sicd.CollectionInfo
+    if info is not None and info.CollectType == "BISTATIC" and not geolocation.BISTATIC_OK:
+        raise SceneError(
+            where,
+            "bistatic collection: sarkit < 1.9 (the newest for Python 3.11) projects bistatic "
+            "pixels up to decimetres off (its transmit/receive times depend on the other "
+            "points of a call); use Python >= 3.12",
+        )
     algo = sicd.ImageFormation.ImageFormAlgo if sicd.ImageFormation else None
     if algo not in SUPPORTED_FORMATION:
         raise SceneError(

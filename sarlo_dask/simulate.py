@@ -282,6 +282,8 @@ def _pick_targets(spec: SimulationSpec, rng: np.random.Generator) -> np.ndarray:
 def synthesize(spec: SimulationSpec, sicd: Any) -> tuple[npt.NDArray[np.complex64], list[Target]]:
     """The pixels (NumRows, NumCols) and targets of a scene, in the product's conventions."""
     from sarpy.geometry import geocoords
+
+    # the truth comes from sarpy's projection: independent of the pipeline's (sarkit's)
     from sarpy.geometry.point_projection import image_to_ground
     from sarpy.processing.sicd.normalize_sicd import apply_skew_poly
 

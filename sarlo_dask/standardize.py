@@ -143,17 +143,19 @@ def resample_slc(
     return step2, p_row, p_col
 
 
-def geolocation_graph(sicd_out: Any, step: int, hae: float | None) -> da.Array:
-    """(3, tp_azimuth, tp_range) lat, lon, hae, projected in tasks of ~50,000 points."""
+def geolocation_graph(
+    sicd_xml: str, step: int, n_rg: int, n_az: int, hae: float | None
+) -> da.Array:
+    """(3, tp_azimuth, tp_range) lat, lon, hae of the SICD `sicd_xml` (n_rg rows, n_az
+    columns), projected in tasks of ~50,000 points."""
     import dask
 
-    n_rg, n_az = int(sicd_out.ImageData.NumRows), int(sicd_out.ImageData.NumCols)
     az, rg = tie_point_axis(n_az, step), tie_point_axis(n_rg, step)
     rows_per_task = max(1, GEOLOCATION_BLOCK // len(rg))
     parts = []
     for i in range(0, len(az), rows_per_task):
         sub = az[i : i + rows_per_task]
-        task = dask.delayed(project_grid, pure=True)(sicd_out, sub, rg, hae)
+        task = dask.delayed(project_grid, pure=True)(sicd_xml, sub, rg, hae)
         parts.append(da.from_delayed(task, shape=(3, len(sub), len(rg)), dtype="float64"))
     return da.concatenate(parts, axis=1)
 
@@ -176,16 +178,17 @@ def standardize_scene(scene: xr.Dataset, cfg: StandardizeConfig | None = None) -
     if cfg.device == "cuda":
         slc = da.map_blocks(to_host, slc, dtype=np.complex64, meta=np.empty((0, 0), np.complex64))
     slc = slc.rechunk((cfg.store_chunk, cfg.store_chunk))  # the store's chunks
-    sicd_out = resampled_sicd(sicd, plan_rg, plan_az, p_row, p_col)
-    choice = tie_point_step(sicd_out, cfg.geolocation_bound_m, cfg.tie_point_max_step, hae=cfg.hae)
-    llh = geolocation_graph(sicd_out, choice.step, cfg.hae)
+    # one text for everything that projects and for the store: the same SICD by construction
+    xml_out = resampled_sicd(sicd, plan_rg, plan_az, p_row, p_col).to_xml_string(tag="SICD")
+    choice = tie_point_step(xml_out, cfg.geolocation_bound_m, cfg.tie_point_max_step, hae=cfg.hae)
+    llh = geolocation_graph(xml_out, choice.step, plan_rg.n_out, plan_az.n_out, cfg.hae)
     n_rg, n_az = plan_rg.n_out, plan_az.n_out
     tp = ("tp_azimuth", "tp_range")
     attrs = {
         "scene_id": scene.attrs["scene_id"],
         "pass_id": scene.attrs["pass_id"],
         "source_url": scene.attrs.get("source_url", ""),
-        "sicd_xml": sicd_out.to_xml_string(tag="SICD"),
+        "sicd_xml": xml_out,
         "source_sicd_xml": scene.attrs["sicd_xml"],
         "spacing_eff_az": plan_az.ss_out,
         "spacing_eff_rg": plan_rg.ss_out,

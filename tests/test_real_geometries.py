@@ -17,6 +17,7 @@ import pytest
 from sarlo_dask.chip import chip_sicd_xml
 from sarlo_dask.config import StandardizeConfig
 from sarlo_dask.errors import SceneError
+from sarlo_dask.geolocation import BISTATIC_OK, ecf_to_llh, llh_to_ecf, project_pixels
 from sarlo_dask.sicd import check_sicd, open_sicd, read_sicd_meta, sicd_from_xml
 from sarlo_dask.simulate_like import simulate_like
 from sarlo_dask.tiles import tile_llh
@@ -48,7 +49,7 @@ def test_the_corpus_is_there():
 @pytest.mark.parametrize("path", XMLS, ids=lambda p: p.name)
 def test_each_real_geometry_is_standardized_faithfully_or_refused(path, tmp_path):
     import dask
-    from sarpy.geometry.point_projection import ground_to_image, image_to_ground_geo
+    from sarpy.geometry.point_projection import ground_to_image, image_to_ground
     from sarpy.io.complex.sicd import SICDReader
 
     from sarlo_dask.standardize import standardize_scene
@@ -59,6 +60,10 @@ def test_each_real_geometry_is_standardized_faithfully_or_refused(path, tmp_path
             check_sicd(sicd_from_xml(xml), path.name, CFG.min_spacing, CFG.max_spacing)
         return
     sicd = sicd_from_xml(xml)
+    if sicd.CollectionInfo.CollectType == "BISTATIC" and not BISTATIC_OK:
+        with pytest.raises(SceneError, match="bistatic collection: sarkit < 1.9"):
+            check_sicd(sicd, path.name, CFG.min_spacing, CFG.max_spacing)
+        return
     rows = math.ceil(OUT_PX * CFG.spacing / sicd.Grid.Row.SS)
     cols = math.ceil(OUT_PX * CFG.spacing / sicd.Grid.Col.SS)
     nitf = tmp_path / "like.nitf"
@@ -89,15 +94,26 @@ def test_each_real_geometry_is_standardized_faithfully_or_refused(path, tmp_path
     data = np.asarray(SICDReader(str(nitf))[:, :])
     assert correlation(interior(ideal_reference(data, src, out)), interior(img.T)) >= 0.999
 
-    # tie points within their recorded bound of dense projection
+    # tie points within their recorded bound of dense projection (sarkit, as the pipeline)
     rng = np.random.default_rng(0)
     pa = rng.uniform(0, img.shape[0] - 1, 200)
     pr = rng.uniform(0, img.shape[1] - 1, 200)
-    got = tile_llh(ds.lat, ds.lon, ds.hae, pa, pr)
-    dense = image_to_ground_geo(np.column_stack([pr, pa]), out, projection_type="HAE")
-    north = (got[:, 0] - dense[:, 0]) * 111_320.0
-    east = (got[:, 1] - dense[:, 1]) * 111_320.0 * np.cos(np.radians(dense[:, 0]))
-    assert np.hypot(north, east).max() <= ds.attrs["geolocation_error_bound_m"] * 1.5
+    got = llh_to_ecf(tile_llh(ds.lat, ds.lon, ds.hae, pa, pr))
+    dense = project_pixels(out_xml, pr, pa)  # the XML text: sarpy's calls may edit `out`
+    assert np.linalg.norm(got - dense, axis=1).max() <= ds.attrs["geolocation_error_bound_m"]
+    # sarkit and sarpy place the output's pixels as they place the input's: identically on
+    # consistent products; the NGA/Valkyrie examples' PFA polynomials are inconsistent (sarpy
+    # says so) and the two libraries already part by 5-42 m on their input
+    sarpy_out = image_to_ground(np.column_stack([pr, pa]), out, projection_type="HAE")
+    apart_out = np.linalg.norm(dense - sarpy_out, axis=1).max()
+    n_r, n_c = src.ImageData.NumRows, src.ImageData.NumCols
+    ends = np.array([[0, 0], [0, n_c - 1], [n_r - 1, n_c - 1], [n_r - 1, 0]], dtype=float)
+    apart_in = np.linalg.norm(
+        project_pixels(src_xml, ends[:, 0], ends[:, 1])
+        - image_to_ground(ends, src, projection_type="HAE"),
+        axis=1,
+    ).max()
+    assert apart_out <= apart_in + (1e-3 if apart_in < 1e-3 else 0.5), (apart_in, apart_out)
 
     # validators: the store adds nothing to the input's findings (the recipe's own aside),
     # each chip nothing to the store's
@@ -112,10 +128,11 @@ def test_each_real_geometry_is_standardized_faithfully_or_refused(path, tmp_path
         assert sicdcheck_findings(chip) <= store_check, (path.name, crop)
         assert sarpy_findings(chip) <= store_sarpy, (path.name, crop)
         c_sicd = sicd_from_xml(chip)
-        # its corners are its own corner pixels (within 1 cm of sarpy's projection)
+        # its corners are its own corner pixels (within 1 cm of their dense projection;
+        # sarpy's where it agrees with sarkit, i.e. on every monostatic product)
         last = TILE - 1
-        corners = np.array([[0, 0], [0, last], [last, last], [last, 0]]) + [r0, a0]
-        want = image_to_ground_geo(corners.astype(float), out, projection_type="HAE")
+        corners = (np.array([[0, 0], [0, last], [last, last], [last, 0]]) + [r0, a0]).astype(float)
+        want = ecf_to_llh(project_pixels(out_xml, corners[:, 0], corners[:, 1]))
         icp = c_sicd.GeoData.ImageCorners.get_array(dtype="float64")
         d_n = (icp[:, 0] - want[:, 0]) * 111_320.0
         d_e = (icp[:, 1] - want[:, 1]) * 111_320.0 * np.cos(np.radians(want[:, 0]))
