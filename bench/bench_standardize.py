@@ -155,8 +155,9 @@ def main() -> None:
 
     # 4. geolocation: tie points (step chosen for 1 mm) vs every pixel
     with measure("tie points") as ours_geo:
-        choice = tie_point_step(sicd_out, cfg.geolocation_bound_m)
-        grid = geolocate_tie_points(sicd_out, choice.step)
+        xml_out = sicd_out.to_xml_string(tag="SICD")  # as the scene stage passes it
+        choice = tie_point_step(xml_out, cfg.geolocation_bound_m)
+        grid = geolocate_tie_points(xml_out, choice.step)
     interp = grid.interp(tp_azimuth=np.arange(n_out[1]), tp_range=np.arange(n_out[0]))
     got = np.stack([interp[v].values.T.ravel() for v in ("lat", "lon", "hae")], axis=1)
     err = np.linalg.norm(llh_to_ecf(got) - llh_to_ecf(llh.reshape(-1, 3)), axis=1).max()
