@@ -93,7 +93,11 @@ def _quiet() -> Iterator[None]:
 
 
 def _open_reader(source: Any, where: str) -> Any:
-    """A sarpy SICD reader for a local path or an open binary file object."""
+    """A sarpy SICD reader for a local path or an open binary file object.
+
+    sarpy, not sarkit: sarkit 1.8's NitfReader takes the SICD from the first DES only and
+    has no metadata model; sarpy's reader finds the SICD DES and derives the fields older
+    products omit (Position, SCPCOA), which the checks and the resampled SICD use."""
     from sarpy.io.complex.sicd import SICDDetails, SICDReader
 
     if isinstance(source, str):
@@ -120,7 +124,9 @@ def _open_reader(source: Any, where: str) -> Any:
 
 def _refuse_xml_declarations(source: Any, where: str) -> None:
     """Refuse a NITF whose XML segments declare a DTD or entities (billion laughs, external
-    entities), before sarpy's parser sees them: SICD XML has neither."""
+    entities), before sarpy's parser sees them: SICD XML has neither. (sarpy's NITFDetails
+    lists the segments: the same parser that reads the SICD next, so both see the same
+    segments.)"""
     from defusedxml import DefusedXmlException
     from defusedxml.ElementTree import fromstring
     from sarpy.io.general.nitf import NITFDetails
@@ -379,7 +385,8 @@ def scene_dataset(slc: Any, sicd: Any, url: str) -> Any:
 
 
 def sicd_from_xml(xml: str) -> Any:
-    """Parse SICD XML with sarpy, refusing DTDs and entities first (XXE, billion laughs)."""
+    """Parse SICD XML into sarpy's metadata model (sarkit has none: the grid algebra of the
+    resampled SICD works on it), refusing DTDs and entities first (XXE, billion laughs)."""
     import defusedxml.ElementTree as safe_et
     from sarpy.io.complex.sicd_elements.SICD import SICDType
 

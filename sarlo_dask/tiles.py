@@ -249,12 +249,12 @@ def _border_and_inner(w: Window, tp_az: np.ndarray, tp_rg: np.ndarray) -> np.nda
 
 def incidence_deg(sicd: Any, ground_ecf: np.ndarray) -> float:
     """Angle between the line of sight (ARP at the SCP's COA time) and the ellipsoid normal."""
-    from sarpy.geometry.geocoords import wgs_84_norm
+    from sarkit.wgs84 import cartesian_to_geodetic, up
 
     t_coa = sicd.SCPCOA.SCPTime
     arp = sicd.Position.ARPPoly(t_coa)
     los = arp - ground_ecf
-    normal = wgs_84_norm(ground_ecf)
+    normal = up(cartesian_to_geodetic(np.asarray(ground_ecf, dtype="float64")))
     c = np.dot(los, normal) / np.linalg.norm(los)
     return float(np.degrees(np.arccos(np.clip(c, -1, 1))))
 
