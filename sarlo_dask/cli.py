@@ -104,7 +104,8 @@ def _configure(loader: Any, path: object, settings: dict[str, object]) -> Any:
         return loader(path, **settings)
     except ValidationError as exc:
         bad = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        typer.echo(f"error: invalid settings: {bad}", err=True)
+        where = f"{path}: " if path else ""
+        typer.echo(f"error: {where}invalid settings: {bad}", err=True)
         raise typer.Exit(2) from None
     except (OSError, ValueError) as exc:
         typer.echo(f"error: {path}: {exc}", err=True)

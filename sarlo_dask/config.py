@@ -268,15 +268,55 @@ def load_caption_config(path: str | Path | None = None, **overrides: Any) -> Cap
     return _load(CaptionConfig, "captions", path, overrides)
 
 
+SECTIONS: dict[str, type[BaseModel]] = {
+    "standardize": StandardizeConfig,
+    "tiles": TileConfig,
+    "captions": CaptionConfig,
+    "release": ReleaseConfig,
+}
+"""the sections of a build YAML and their models"""
+
+
+def read_settings(path: str | Path) -> dict[str, dict[str, Any]]:
+    """A build YAML's sections, checked: the file parses (else its line is named), every
+    section is known and a mapping, every key of a section is a setting of its model; a
+    flat mapping is the `standardize` section. A ValueError names the file and the culprit."""
+    try:
+        loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or type(exc).__name__
+        raise ValueError(f"malformed YAML{where}: {problem}") from None
+    if not isinstance(loaded, dict):
+        raise ValueError("expected a mapping of settings")
+    fields = StandardizeConfig.model_fields
+    if not any(k in SECTIONS for k in loaded):
+        for key, value in loaded.items():  # a mapping under an unknown name is a section
+            if key not in fields and isinstance(value, dict):
+                raise ValueError(f"unknown section {key!r} (sections: {', '.join(SECTIONS)})")
+        loaded = {"standardize": loaded}  # the flat form: the scene stage's settings
+    sections: dict[str, dict[str, Any]] = {}
+    for name, values in loaded.items():
+        if name not in SECTIONS:
+            raise ValueError(f"unknown section {name!r} (sections: {', '.join(SECTIONS)})")
+        if values is None:
+            values = {}
+        if not isinstance(values, dict):
+            raise ValueError(f"section {name!r} is not a mapping of settings")
+        fields = SECTIONS[name].model_fields
+        for key in values:
+            if key not in fields:
+                raise ValueError(
+                    f"unknown setting {name}.{key} (settings: {', '.join(sorted(fields))})"
+                )
+        sections[name] = dict(values)
+    return sections
+
+
 def _load(model: Any, section: str, path: str | Path | None, overrides: dict[str, Any]) -> Any:
     data: dict[str, Any] = {}
     if path is not None:
-        loaded = yaml.safe_load(Path(path).read_text()) or {}
-        if not isinstance(loaded, dict):
-            raise ValueError(f"{path}: expected a mapping of settings")
-        if section in loaded:
-            data = dict(loaded[section])
-        elif not any(k in loaded for k in ("standardize", "tiles", "captions", "release")):
-            data = {k: v for k, v in loaded.items() if k in model.model_fields}
+        data = read_settings(path).get(section, {})
     data.update({k: v for k, v in overrides.items() if v is not None})
     return model(**data)

@@ -112,6 +112,33 @@ def test_yaml_sections_and_bad_settings(tmp_path):
     assert res.stderr.strip().count("\n") == 0
 
 
+def test_configuration_mistakes_are_one_line_errors_before_any_cluster(tmp_path):
+    """A typo, an unknown section, a section that is not a mapping, malformed YAML: one line
+    naming the file and the culprit, exit 2, before any cluster starts (no dashboard line)."""
+    import time
+
+    cases = {
+        "typo": ("spaceing: 1.0\n", "unknown setting standardize.spaceing"),
+        "typo_in_section": ("tiles:\n  sise: 512\n", "unknown setting tiles.sise"),
+        "section": ("tile:\n  size: 512\n", "unknown section 'tile'"),
+        "section_beside": ("tiles: {size: 256}\ntile: {size: 512}\n", "unknown section 'tile'"),
+        "not_mapping": ("tiles: 512\n", "section 'tiles' is not a mapping"),
+        "malformed": ("tiles:\n  size: [1\n  stride: 2\n", "malformed YAML at line 3"),
+    }
+    for name, (text, words) in cases.items():
+        cfg = tmp_path / f"{name}.yaml"
+        cfg.write_text(text)
+        for command in (["standardize", "x.nitf"], ["build", "x.nitf", "--out", "o"]):
+            start = time.monotonic()
+            res = sarlo(*command, "--work", str(tmp_path / "w"), "--config", str(cfg))
+            err = res.stderr.strip()
+            assert res.returncode == 2, (name, command, res.stdout, err)
+            assert err == err.splitlines()[0] and err.startswith(f"error: {cfg}: "), err
+            assert words in err, (name, err)
+            assert "dashboard" not in res.stdout and time.monotonic() - start < 5
+    assert not (tmp_path / "w").exists()
+
+
 def test_yaml_spacing_is_not_overridden_by_a_default_flag(scenes, tmp_path):
     cfg = tmp_path / "b.yaml"
     cfg.write_text("standardize:\n  spacing: 1.0\n  min_size: 64\n")
