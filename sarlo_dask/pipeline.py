@@ -46,6 +46,7 @@ from sarlo_dask.store import (
     scene_marker_url,
     scene_store_url,
     tiles_marker_url,
+    url_token,
     write_bytes,
     write_json,
 )
@@ -147,7 +148,7 @@ def standardize_scenes(
             memory,
             pure=False,
             priority=1,  # ahead of the writes already sent: the next scenes keep coming
-            key=f"plan-{scene_id}-{cfg.digest()}",
+            key=f"plan-{scene_id}-{cfg.digest()}-{url_token(store)}",
         )
         plans[plan] = res
     for plan in as_completed(list(plans)):
@@ -360,7 +361,7 @@ class CaptionPool:
                 self.cfg,
                 self.so,
                 pure=False,
-                key=f"caption-{keys[0]}-{self.cfg.digest()}",
+                key=f"caption-{keys[0]}-{self.cfg.digest()}-{url_token(self.work)}",
                 retries=self.cfg.retries,
                 resources=self.resources,
             )
@@ -466,11 +467,16 @@ def tile_scenes(
         windows = tile_windows(
             scene_id, ds.sizes["azimuth"], ds.sizes["range"], cfg.size, cfg.stride
         )
+        try:  # {work} may fail here too (an S3 outage): the scene is left for a re-run
+            stored = [(w, stored_summary(work, w, so)) for w in windows]
+        except Exception as exc:
+            res.status = "incomplete"
+            res.errors.append({"key": scene_id, "reason": _reason(exc)[0]})
+            continue
         if pool is not None:
             pool.plan(scene_id, [w.key for w in windows])
         todo = []
-        for w in windows:
-            done = stored_summary(work, w, so)
+        for w, done in stored:
             if done is not None:  # completed by an earlier run: recorded the same way
                 res.record(done)
                 resumed.append((scene_id, w, done))
@@ -484,7 +490,7 @@ def tile_scenes(
                 group,
                 cfg,
                 pure=False,
-                key=f"tiles-{group[0].key}-{len(group)}-{cfg.digest()}",
+                key=f"tiles-{group[0].key}-{len(group)}-{cfg.digest()}-{url_token(work)}",
             )
             pending[fut] = (scene_id, group)
     if progress is not None and pending:
@@ -568,7 +574,8 @@ def release_scenes(
     out_so = cfg.storage_options
     ids = sorted(scene_ids)
     index_futures = [
-        client.submit(scene_index, work, sid, so, pure=False, key=f"index-{sid}") for sid in ids
+        client.submit(scene_index, work, sid, so, pure=False, key=f"index-{sid}-{url_token(work)}")
+        for sid in ids
     ]
     index = dict(zip(ids, client.gather(index_futures), strict=True))
     samples = [
@@ -602,7 +609,7 @@ def release_scenes(
             so,
             out_so,
             pure=False,
-            key=f"shard-{spec.path}-{digest}",
+            key=f"shard-{spec.path}-{digest}-{url_token(work + ' ' + out)}",
         )
         pending[fut] = spec
     reused = len(markers)

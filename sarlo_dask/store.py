@@ -68,6 +68,14 @@ def s3_endpoint(storage_options: dict[str, Any] | None = None) -> str:
     return f"endpoint {url}" if url else "AWS S3"
 
 
+def url_token(url: str) -> str:
+    """A short digest of a URL: task keys name the store they write, so that two builds with
+    the same settings on one cluster (or a build left running) never share a task."""
+    import hashlib
+
+    return hashlib.sha256(url.encode()).hexdigest()[:8]
+
+
 def exists(url: str, storage_options: dict[str, Any] | None = None) -> bool:
     fs, path = filesystem(url, storage_options)
     fs.invalidate_cache()
