@@ -43,6 +43,37 @@ def test_two_clean_builds_give_the_same_bytes(release_setup, release_built, clie
     assert first.release.manifest["samples"] > 12 and len(first.release.manifest["shards"]) > 3
 
 
+def test_two_builds_at_once_on_one_cluster_each_write_their_own(
+    release_setup, release_built, client, tmp_path
+):
+    """The same settings and scenes, two {work}/{out} pairs, one cluster, at the same time:
+    no task of one build stands in for the other's (task keys name their store)."""
+    import threading
+
+    _, urls, config = release_setup
+    out_ref, _ = release_built
+    results: dict[str, object] = {}
+
+    def build(name: str) -> None:
+        results[name] = build_dataset(
+            urls,
+            str(tmp_path / name / "work"),
+            str(tmp_path / name / "out"),
+            *build_configs(config),
+            client,
+        )
+
+    threads = [threading.Thread(target=build, args=(n,)) for n in ("a", "b")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=600)
+    assert [results[n].exit_code() for n in ("a", "b")] == [0, 0]  # type: ignore[attr-defined]
+    ref = tree(out_ref)
+    assert tree(tmp_path / "a" / "out") == ref
+    assert tree(tmp_path / "b" / "out") == ref
+
+
 def test_samples_read_back_complete_with_pass_disjoint_splits(release_built):
     from sarlo_dask.sicd import sicd_from_xml
 
