@@ -65,7 +65,8 @@ def serial_paper_way(urls: list[str], optical: str, zoom: int, out: Path) -> int
 
     from sarlo_dask.config import StandardizeConfig
     from sarlo_dask.optical.tilemath import global_pixel, tiles_for_bbox
-    from sarlo_dask.sicd import open_sicd, read_sicd_meta, resampled_sicd
+    from sarlo_dask.resampled import resampled_sicd
+    from sarlo_dask.sicd import open_sicd, read_sicd_meta
     from sarlo_dask.standardize import plan_scene
     from sarlo_dask.tiles import tile_windows
 

@@ -72,7 +72,8 @@ def main() -> None:
     from sarlo_dask.config import StandardizeConfig
     from sarlo_dask.geolocation import geolocate_tie_points, llh_to_ecf, tie_point_step
     from sarlo_dask.pipeline import standardize_scenes
-    from sarlo_dask.sicd import open_sicd, read_sicd_meta, resampled_sicd
+    from sarlo_dask.resampled import resampled_sicd
+    from sarlo_dask.sicd import open_sicd, read_sicd_meta
     from sarlo_dask.standardize import plan_scene, resample_slc
 
     root = Path(args.dir)

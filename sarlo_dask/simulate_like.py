@@ -20,7 +20,7 @@ import numpy as np
 
 from sarlo_dask.chip import sicd_vertex_order
 from sarlo_dask.nitf import write_sicd_nitf
-from sarlo_dask.sicd import _quiet, sicd_from_xml
+from sarlo_dask.sicd import quiet, sicd_from_xml
 from sarlo_dask.simulate import SimulationSpec, synthesize
 
 INT16_CLUTTER_RMS = 200.0
@@ -57,10 +57,10 @@ def like_sicd(xml: str, rows: int, cols: int) -> Any:
     # the support bounds over the new frame (the product's are over its own frame)
     x = (np.array([0, rows - 1, rows - 1, 0]) - rows // 2) * grid.Row.SS
     y = (np.array([0, 0, cols - 1, cols - 1]) - cols // 2) * grid.Col.SS
-    with _quiet():
+    with quiet():
         grid.Row.estimate_deltak(x, y, populate=True)
         grid.Col.estimate_deltak(x, y, populate=True)
-    with _quiet():
+    with quiet():
         sicd.define_geo_image_corners(override=True)
         sicd.GeoData.ValidData = None
         if valid is not None:
@@ -93,7 +93,7 @@ def simulate_like(
         n_targets=n_targets,
         seed=seed,
     )
-    with _quiet():
+    with quiet():
         image, targets = synthesize(spec, sicd)
     pixel_type = str(sicd.ImageData.PixelType)
     if pixel_type == "RE16I_IM16I":

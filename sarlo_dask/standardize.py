@@ -28,7 +28,8 @@ from sarlo_dask.resample import (
     resample_axis,
     skew_phase,
 )
-from sarlo_dask.sicd import check_sicd, resampled_sicd, sicd_from_xml
+from sarlo_dask.resampled import resampled_sicd
+from sarlo_dask.sicd import check_sicd, sicd_from_xml
 
 GEOLOCATION_BLOCK = 50_000  # tie points per projection task
 
