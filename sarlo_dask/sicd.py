@@ -93,18 +93,14 @@ def quiet() -> Iterator[None]:
 
 
 def _open_reader(source: Any, where: str) -> Any:
-    """A sarpy SICD reader for a local path or an open binary file object.
+    """A sarpy SICD reader over an open binary file object (read_header checked that the
+    file exists and is not empty).
 
     sarpy, not sarkit: sarkit 1.8's NitfReader takes the SICD from the first DES only and
     has no metadata model; sarpy's reader finds the SICD DES and derives the fields older
     products omit (Position, SCPCOA), which the checks and the resampled SICD use."""
     from sarpy.io.complex.sicd import SICDDetails, SICDReader
 
-    if isinstance(source, str):
-        if not os.path.exists(source):
-            raise SceneError(where, "file not found")
-        if os.path.getsize(source) == 0:
-            raise SceneError(where, "empty file, not a SICD NITF")
     _refuse_xml_declarations(source, where)
     try:
         with quiet():

@@ -16,8 +16,6 @@ os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 # no instance metadata service here: botocore would look for credentials at 169.254.169.254
 os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-# worker processes inherit it: remote scenes are cached here, not in a shared /tmp folder
-os.environ["SARLO_CACHE"] = tempfile.mkdtemp(prefix="sarlo-cache-test-")
 
 # The network guard (tests/netguard): in this process, and through sitecustomize in every
 # Python process the tests start; refusals are logged in SARLO_NETGUARD, read after each test.
