@@ -157,7 +157,6 @@ def chip_sicd_xml(
     _replace(geo, geo.find(f"{ns}ImageCorners"), icp)
 
     old_valid = img.find(f"{ns}ValidData")
-    scene_valid = None
     if old_valid is not None:
         scene_valid = [
             (int(v.findtext(f"{ns}Row", "0")), int(v.findtext(f"{ns}Col", "0")))

@@ -166,16 +166,14 @@ _DECLARED = {
 
 
 def _truncation(source: Any) -> str:
-    """'truncated NITF ...' when the NITF header declares more bytes than there are, else ''."""
+    """'truncated NITF ...' when the header of the open NITF `source` declares more bytes
+    than there are, else ''."""
     from sarpy.io.general.nitf import NITFDetails
 
     try:
         with quiet():
             declared = int(NITFDetails(source).nitf_header.FL)
-        if isinstance(source, str):
-            size = os.path.getsize(source)
-        else:
-            size = int(source.seek(0, 2))
+        size = int(source.seek(0, 2))
     except Exception:
         return ""
     if size < declared:
@@ -375,7 +373,6 @@ def scene_dataset(slc: Any, sicd: Any, url: str) -> Any:
             "scene_id": scene_id_from_url(url),
             "pass_id": pass_id(sicd),
             "source_url": url,
-            "pixel_type": str(sicd.ImageData.PixelType),
         },
     )
 

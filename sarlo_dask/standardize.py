@@ -46,21 +46,17 @@ def _resample_lines(
     poly: np.ndarray,
     sgn: int,
     sicd_axis: int,
-    transpose: bool,
 ) -> Any:
     """Resample a block along its last axis, SICD direction `sicd_axis` (0 range, 1 azimuth).
 
     The block's first axis is the other direction, at `other_positions` (m), which locate
-    the deskew. `transpose` returns the result transposed and contiguous: done here, in
-    parallel tasks, it spares a single-threaded strided copy wherever blocks are assembled.
-    """
+    the deskew."""
     phase = skew_phase(
         poly, sicd_axis, plan.positions_in(), other_positions, sgn, array_module(block)
     )
     if phase is not None and sicd_axis == 0:
         phase = phase.T  # skew_phase is laid out (range, azimuth)
-    out = resample_axis(block, plan, axis=1, phase=phase)
-    return array_module(out).ascontiguousarray(out.T) if transpose else out
+    return resample_axis(block, plan, axis=1, phase=phase)
 
 
 def _pass(
@@ -70,13 +66,12 @@ def _pass(
     sgn: int,
     sicd_axis: int,
     other_positions: np.ndarray,
-    transpose: bool = False,
 ) -> da.Array:
     """One resampling pass along the last axis of `arr`, a task per block of lines."""
     positions = da.from_array(other_positions, chunks=(arr.chunks[0],))
     return da.blockwise(
         _resample_lines,
-        "ji" if transpose else "ij",
+        "ij",
         arr,
         "ij",
         positions,
@@ -85,7 +80,6 @@ def _pass(
         poly=poly,
         sgn=sgn,
         sicd_axis=sicd_axis,
-        transpose=transpose,
         adjust_chunks={"j": plan.n_out},
         dtype=np.complex64,
         meta=arr._meta,

@@ -71,6 +71,21 @@ def ideal_reference(src_rc: np.ndarray, sicd_in: Any, sicd_out: Any) -> np.ndarr
     return mats[0] @ x @ mats[1].T
 
 
+def latlon_distance_m(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Metres between (N, 2+) lat/lon pairs a and b, locally flat (for cm-scale checks)."""
+    north = (a[:, 0] - b[:, 0]) * 111_320.0
+    east = (a[:, 1] - b[:, 1]) * 111_320.0 * np.cos(np.radians(b[:, 0]))
+    return np.hypot(north, east)
+
+
+def same_store(a, b) -> None:
+    """Two scene stores hold the same pixels, tie points and SICD."""
+    for name in ("slc", "lat", "lon", "hae"):
+        np.testing.assert_array_equal(a[name].values, b[name].values)
+    for key in ("sicd_xml", "source_sicd_xml", "scene_id", "pass_id", "tie_point_step"):
+        assert a.attrs[key] == b.attrs[key]
+
+
 def correlation(a: np.ndarray, b: np.ndarray) -> float:
     return float(abs(np.vdot(a, b)) / np.sqrt(np.vdot(a, a).real * np.vdot(b, b).real))
 

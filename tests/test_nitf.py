@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sarlo_dask.nitf import read_rows
+from sarlo_dask.nitf import read_rows, write_sicd_nitf
 from sarlo_dask.sicd import read_header
 from sarlo_dask.simulate import SimulationSpec, build_sicd
 
@@ -40,23 +40,6 @@ def test_real_files_read_as_sarpy_reads_them(name):
     np.testing.assert_array_equal(_rows(path, 1, 3), want[1:3])
 
 
-def _write_sarkit(path, sicd, raw: np.ndarray) -> None:
-    """A SICD NITF written by sarkit's NitfWriter with raw pixels of the SICD's pixel type."""
-    import sarkit.sicd as sksicd
-    from lxml import etree
-
-    xml = sicd.to_xml_string(tag="SICD", check_validity=False)
-    sec = {"security": {"clas": "U"}}
-    meta = sksicd.NitfMetadata(
-        xmltree=etree.ElementTree(etree.fromstring(xml.encode())),
-        file_header_part={"ostaid": "sarlo-test"} | sec,
-        im_subheader_part={"isorce": "simulated"} | sec,
-        de_subheader_part=sec,
-    )
-    with open(path, "wb") as f, sksicd.NitfWriter(f, meta) as writer:
-        writer.write_image(raw)
-
-
 @pytest.mark.parametrize("pixel_type", ["RE16I_IM16I", "AMP8I_PHS8I", "RE32F_IM32F"])
 def test_every_pixel_type_reads_as_sarpy_reads_it(pixel_type, tmp_path):
     """Written by sarkit, read by sarpy's SICDReader (the reference) and by byte range."""
@@ -79,7 +62,7 @@ def test_every_pixel_type_reads_as_sarpy_reads_it(pixel_type, tmp_path):
     if dtype.names is None:
         raw[...] = rng.normal(size=(40, 24)) + 1j * rng.normal(size=(40, 24))
     path = tmp_path / f"{pixel_type}.nitf"
-    _write_sarkit(path, sicd, raw)
+    write_sicd_nitf(path, sicd.to_xml_string(tag="SICD", check_validity=False), raw, "test")
     want = _sarpy_pixels(path)
     got = _rows(path, 0, 40)
     if pixel_type == "AMP8I_PHS8I":  # float32 trigonometry: the two round apart

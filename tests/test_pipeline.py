@@ -18,16 +18,10 @@ from sarlo_dask.standardize import open_scene_store
 from sarlo_dask.store import scene_marker_url, scene_store_url
 
 from .conftest import SHARED_SICD, needs_shared
+from .helpers import same_store
 from .validators import RECIPE_FINDINGS, sarpy_findings, sicdcheck_findings
 
 CFG = StandardizeConfig(min_size=64, chunk_azimuth=256, chunk_range=256, store_chunk=128)
-
-
-def _same_store(a, b):
-    for name in ("slc", "lat", "lon", "hae"):
-        np.testing.assert_array_equal(a[name].values, b[name].values)
-    for key in ("sicd_xml", "source_sicd_xml", "scene_id", "pass_id", "tie_point_step"):
-        assert a.attrs[key] == b.attrs[key]
 
 
 def test_local_and_s3_give_identical_stores_and_a_rerun_skips(scenes, client, s3, tmp_path):
@@ -43,7 +37,7 @@ def test_local_and_s3_give_identical_stores_and_a_rerun_skips(scenes, client, s3
 
     local = open_scene_store(scene_store_url(local_work, "fine_skew"))
     remote = open_scene_store(scene_store_url(s3_work, "fine_skew"), s3)
-    _same_store(local, remote)
+    same_store(local, remote)
 
     again_local = standardize_scenes([str(scenes["fine_skew"])], local_work, CFG, client)
     again_s3 = standardize_scenes(["s3://sarlo/in/fine_skew.nitf"], s3_work, cfg_s3, client)
@@ -61,7 +55,7 @@ def test_a_rerun_replaces_a_store_left_without_its_marker(scenes, client, tmp_pa
         chunk = next(chunk.iterdir())
     chunk.write_bytes(b"partial")
     assert standardize_scenes([url], work, CFG, client)[0].status == "done"
-    _same_store(reference, open_scene_store(scene_store_url(work, "coarse")))
+    same_store(reference, open_scene_store(scene_store_url(work, "coarse")))
 
 
 def _write_bad_inputs(folder: Path, good: Path) -> dict[str, str]:

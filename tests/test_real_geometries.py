@@ -22,7 +22,7 @@ from sarlo_dask.sicd import check_sicd, open_sicd, read_sicd_meta, sicd_from_xml
 from sarlo_dask.simulate_like import simulate_like
 from sarlo_dask.tiles import tile_llh
 
-from .helpers import correlation, ideal_reference, interior, peak
+from .helpers import correlation, ideal_reference, interior, latlon_distance_m, peak
 from .validators import RECIPE_FINDINGS, sarpy_findings, sicdcheck_findings
 
 CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "sicd-xml"
@@ -159,9 +159,7 @@ def test_each_real_geometry_is_standardized_faithfully_or_refused(path, tmp_path
         corners = (np.array([[0, 0], [0, last], [last, last], [last, 0]]) + [r0, a0]).astype(float)
         want = ecf_to_llh(project_pixels(out_xml, corners[:, 0], corners[:, 1]))
         icp = c_sicd.GeoData.ImageCorners.get_array(dtype="float64")
-        d_n = (icp[:, 0] - want[:, 0]) * 111_320.0
-        d_e = (icp[:, 1] - want[:, 1]) * 111_320.0 * np.cos(np.radians(want[:, 0]))
-        assert np.hypot(d_n, d_e).max() < 0.01, (path.name, crop)
+        assert latlon_distance_m(icp, want).max() < 0.01, (path.name, crop)
         # a target in the chip sits where the chip's own XML projects it
         tile = img[a0 : a0 + TILE, r0 : r0 + TILE]
         for t in truth["targets"]:

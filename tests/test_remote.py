@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import shutil
 
-import numpy as np
 import pytest
 
 from sarlo_dask.config import StandardizeConfig
@@ -16,16 +15,11 @@ from sarlo_dask.sicd import read_header
 from sarlo_dask.standardize import open_scene_store
 from sarlo_dask.store import scene_store_url
 
+from .helpers import same_store
 from .rangeserver import RangeServer
 
 CFG = StandardizeConfig(min_size=64, chunk_azimuth=256, chunk_range=256, store_chunk=128)
 MIB4 = 4 * 2**20
-
-
-def _same(a, b) -> None:
-    for name in ("slc", "lat", "lon", "hae"):
-        np.testing.assert_array_equal(a[name].values, b[name].values)
-    assert a.attrs["sicd_xml"] == b.attrs["sicd_xml"]
 
 
 @pytest.fixture(scope="module")
@@ -76,4 +70,4 @@ def test_each_byte_of_a_remote_scene_is_fetched_once(served, s3, s3_server, tmp_
             assert res.status == "done", res.reason
             assert sent <= 1.05 * size, (name, sent, size)
             assert n <= size / MIB4 + 20, (name, n)
-            _same(open_scene_store(scene_store_url(str(work), "fine_skew")), reference)
+            same_store(open_scene_store(scene_store_url(str(work), "fine_skew")), reference)
