@@ -54,8 +54,13 @@ class SimulationSpec:
     collect_start: str = DEFAULT_COLLECT_START
     polarization: str = "V:V"
     core_name: str = field(default="")
-    sigma0_sf: float | None = None
-    """SigmaZeroSFPoly constant (sigma0 = sf * |pixel|^2); None: no Radiometric block"""
+    sigma0_sf: float | None = 0.1
+    """SigmaZeroSFPoly constant (sigma0 = sf * |pixel|^2). The clutter has unit mean power, so
+    the default declares it at sigma0 -10 dB (a field's backscatter at X band); None writes no
+    Radiometric block, as Umbra's and TerraSAR-X's products have none"""
+    nesz_db: float | None = -25.0
+    """receiver noise, as sigma0 (dB): added with the clutter's spectral shape and declared in
+    Radiometric.NoiseLevel; None (or no sigma0_sf): a noise-free scene"""
 
     def skewed(self) -> bool:
         return bool(
@@ -225,9 +230,14 @@ def build_sicd(spec: SimulationSpec, collect_duration: float | None = None) -> A
         ),
     )
     if spec.sigma0_sf is not None:
-        from sarpy.io.complex.sicd_elements.Radiometric import RadiometricType
+        from sarpy.io.complex.sicd_elements.Radiometric import NoiseLevelType_, RadiometricType
 
         sicd.Radiometric = RadiometricType(SigmaZeroSFPoly=Poly2DType(Coefs=[[spec.sigma0_sf]]))
+        noise = noise_power(spec)
+        if noise:
+            sicd.Radiometric.NoiseLevel = NoiseLevelType_(
+                NoiseLevelType="ABSOLUTE", NoisePoly=Poly2DType(Coefs=[[10 * np.log10(noise)]])
+            )
     sicd.derive()
     sicd.Grid.Row.KCtr = krg_ctr  # derive() computes it wrongly for PFA
     sicd.define_geo_image_corners(override=True)
@@ -279,6 +289,13 @@ def _pick_targets(spec: SimulationSpec, rng: np.random.Generator) -> np.ndarray:
     return np.column_stack([rows, cols])
 
 
+def noise_power(spec: SimulationSpec) -> float:
+    """Mean receiver-noise power per pixel, |z|^2 units (0: none): NESZ over the sigma0 scale."""
+    if spec.sigma0_sf is None or spec.nesz_db is None:
+        return 0.0
+    return float(10 ** (spec.nesz_db / 10) / spec.sigma0_sf)
+
+
 def synthesize(spec: SimulationSpec, sicd: Any) -> tuple[npt.NDArray[np.complex64], list[Target]]:
     """The pixels (NumRows, NumCols) and targets of a scene, in the product's conventions."""
     from sarpy.geometry import geocoords
@@ -297,6 +314,10 @@ def synthesize(spec: SimulationSpec, sicd: Any) -> tuple[npt.NDArray[np.complex6
     spectrum *= np.outer(wr, wc)
     clutter = np.fft.ifft2(spectrum)
     clutter /= np.sqrt(np.mean(np.abs(clutter) ** 2))
+    if noise_power(spec):  # its own stream: the clutter and targets do not depend on it
+        white = np.random.default_rng([spec.seed, 1]).standard_normal((2, spec.rows, spec.cols))
+        noise = np.fft.ifft2((white[0] + 1j * white[1]) * np.outer(wr, wc))
+        clutter += noise * np.sqrt(noise_power(spec) / np.mean(np.abs(noise) ** 2))
 
     pixels = _pick_targets(spec, rng)
     peak_gain = wr.sum() * wc.sum() / (spec.rows * spec.cols)

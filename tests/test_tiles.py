@@ -365,7 +365,9 @@ def test_sigma0_previews_keep_the_calibration_through_resampling(client, tmp_pat
 
     path = tmp_path / "cal.nitf"
     sf = 0.05  # sigma0 = sf |z|^2; clutter has unit mean power: sigma0 = -13.0 dB
-    simulate_scene(path, SimulationSpec(rows=1024, cols=1024, sigma0_sf=sf, n_targets=0))
+    simulate_scene(
+        path, SimulationSpec(rows=1024, cols=1024, sigma0_sf=sf, nesz_db=None, n_targets=0)
+    )
     work = str(tmp_path / "work")
     assert standardize_scenes([str(path)], work, SCFG, client)[0].status == "done"
     res = tile_scenes(work, TileConfig(size=256, stride=256, speckle_filter=True), client)[0]
