@@ -2,7 +2,8 @@
 
 Record of tile KEY: {work}/captions/{scene_id}/KEY.json with `caption` {SHORT, MID, LONG}
 (cleaned; null when there is none, `reason` saying why), `caption_raw` (the model's text),
-`label` (scene category of the MID caption), the model and the config digest.
+`label` (scene category of the MID caption), the model, the config digest and the lineage of
+the tile it describes (a record of a tile made under other settings is never reused).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from sarlo_dask.captions.clean import clean
 from sarlo_dask.captions.label import label
 from sarlo_dask.config import CaptionConfig
 from sarlo_dask.store import filesystem, join, read_json, write_json
-from sarlo_dask.tile_stage import tile_dir
+from sarlo_dask.tile_stage import tile_dir, tile_lineage
 
 NO_MODEL = "no caption model configured"
 _BATCHES = [0]
@@ -31,19 +32,24 @@ def caption_url(work: str, scene_id: str, key: str) -> str:
 
 
 def stored_captions(
-    work: str, scene_id: str, cfg: CaptionConfig, so: dict[str, Any]
+    work: str,
+    scene_id: str,
+    cfg: CaptionConfig,
+    so: dict[str, Any],
+    lineage: dict[str, Any] | None,
 ) -> dict[str, dict[str, Any]]:
-    """The caption records of the scene an earlier run wrote with this config, by key."""
+    """The caption records of the scene an earlier run wrote with this config, of tiles made
+    under `lineage` (the scene's and tiles' settings now; None: unknown, nothing reused)."""
     fs, path = filesystem(join(work, "captions", scene_id), so)
     fs.invalidate_cache()
-    if not fs.exists(path):
+    if lineage is None or not fs.exists(path):
         return {}
     done = {}
     for name in fs.ls(path, detail=False):
         if name.endswith(".json"):
             with fs.open(name, "rb") as f:
                 rec = json.loads(f.read())
-            if rec.get("caption_config") == cfg.digest():
+            if rec.get("caption_config") == cfg.digest() and rec.get("tile") == lineage:
                 done[name.rsplit("/", 1)[-1][: -len(".json")]] = rec
     return done
 
@@ -58,10 +64,12 @@ def caption_batch(
     from sarlo_dask.captions.backend import get_captioner, get_rewriter
 
     records: dict[str, dict[str, Any]] = {}
+    lineage: dict[str, dict[str, Any]] = {}
     images: list[Image.Image] = []
     todo: list[str] = []
     for key in keys:
         meta = read_json(join(tile_dir(work, scene_id), f"{key}.meta.json"), so)
+        lineage[key] = tile_lineage(meta)
         status = meta.get("optical", {}).get("status")
         if cfg.image == "optical" and status != "ok":
             records[key] = {"caption": None, "reason": f"no optical image ({status})"}
@@ -105,6 +113,7 @@ def caption_batch(
             "model": cfg.model,
             "image": cfg.image,
             "caption_config": cfg.digest(),
+            "tile": lineage[key],
             **records[key],
         }
         write_json(caption_url(work, scene_id, key), rec, so)

@@ -28,12 +28,14 @@ from sarlo_dask.release import (
     ShardSpec,
     committed,
     plan_digest,
+    prune_shards,
     scene_index,
     shard_plan,
     split_passes,
     split_report,
     write_shard,
 )
+from sarlo_dask.resume import remove_scene_tiles, stale_reason
 from sarlo_dask.sicd import open_sicd, scene_id_from_url
 from sarlo_dask.standardize import open_scene_store, standardize_scene
 from sarlo_dask.store import (
@@ -46,8 +48,9 @@ from sarlo_dask.store import (
     scene_marker_url,
     scene_store_url,
     tiles_marker_url,
+    update_bytes,
+    update_json,
     url_token,
-    write_bytes,
     write_json,
 )
 from sarlo_dask.tile_stage import make_tiles, stored_summary
@@ -65,6 +68,8 @@ class SceneResult:
     store: str = ""
     exception: str = ""
     """type of the exception behind a failure ("" for a refusal by rule)"""
+    rebuilt: str = ""
+    """why a scene an earlier run completed was made again ("": it was not)"""
 
     def fail(self, exc: BaseException) -> None:
         """Mark the scene failed with the exception's reason, stage and type."""
@@ -75,7 +80,8 @@ class SceneResult:
     def line(self) -> str:
         if self.status == "failed":
             return f"FAILED {redact(self.url)}: {self.reason}"
-        return f"{self.status:7s} {self.scene_id} -> {self.store}"
+        again = f" (rebuilt: {self.rebuilt})" if self.rebuilt else ""
+        return f"{self.status:7s} {self.scene_id} -> {self.store}{again}"
 
 
 def _reason(exc: BaseException) -> tuple[str, str]:
@@ -137,9 +143,14 @@ def standardize_scenes(
             res.reason = f"duplicate scene id {scene_id!r} (also {seen[scene_id]})"
             continue
         seen[scene_id] = url
-        if exists(scene_marker_url(work, scene_id), so):
-            res.status = "skipped"
-            continue
+        marker = scene_marker_url(work, scene_id)
+        if exists(marker, so):
+            made = read_json(marker, so).get("config")
+            if made == cfg.digest():
+                res.status = "skipped"
+                continue
+            res.rebuilt = f"standardize settings changed ({made} -> {cfg.digest()})"
+            remove(marker, so)  # not complete under these settings until rewritten
         plan = client.submit(
             plan_scene_store,
             url,
@@ -251,6 +262,8 @@ class SceneTiles:
     captioned: int = 0
     uncaptioned: list[dict[str, Any]] = field(default_factory=list)
     """tiles kept without captions, with the reason"""
+    rebuilt: str = ""
+    """why tiles an earlier run made were removed and made again ("": none were)"""
 
     def record(self, summary: dict[str, Any]) -> None:
         """Count one tile's outcome (a tile_stage summary)."""
@@ -283,6 +296,8 @@ class SceneTiles:
             text = f"skipped {self.scene_id}: tiles already complete"
         if self.captioned or self.uncaptioned:
             text += f"; {self.captioned} captioned, {len(self.uncaptioned)} without caption"
+        if self.rebuilt:
+            text += f" (rebuilt: {self.rebuilt})"
         return text
 
 
@@ -320,9 +335,10 @@ class CaptionPool:
         self.done: list[tuple[str, dict[str, Any]]] = []
         self.errors: list[tuple[str, dict[str, Any]]] = []
 
-    def plan(self, scene_id: str, keys: Sequence[str]) -> None:
-        """A scene's windows (keys in window order) split into its fixed batches."""
-        self.stored[scene_id] = stored_captions(self.work, scene_id, self.cfg, self.so)
+    def plan(self, scene_id: str, keys: Sequence[str], lineage: dict[str, Any] | None) -> None:
+        """A scene's windows (keys in window order) split into its fixed batches; `lineage`:
+        the settings its tiles are made under (captions of tiles made otherwise are stale)."""
+        self.stored[scene_id] = stored_captions(self.work, scene_id, self.cfg, self.so, lineage)
         b = self.cfg.batch_size
         for i in range(0, len(keys), b):
             batch = (scene_id, i // b)
@@ -412,7 +428,9 @@ def caption_tiles(
     so = storage_options or {}
     pool = CaptionPool(client, work, cfg, so)
     for scene_id, scene_keys in keys.items():
-        pool.plan(scene_id, scene_keys)
+        marker = tiles_marker_url(work, scene_id)  # the tiles' lineage: stored captions of it
+        lineage = read_json(marker, so).get("lineage") if exists(marker, so) else None
+        pool.plan(scene_id, scene_keys, lineage)
         for k in scene_keys:
             pool.tile_done(scene_id, k, {"status": "kept"})
     queue = as_completed(pool.submit_ready())
@@ -443,38 +461,41 @@ def tile_scenes(
     pending: dict[Any, tuple[str, list[Window]]] = {}
     pool = CaptionPool(client, work, captions, so) if captions and captions.model else None
     resumed: list[tuple[str, Window, dict[str, Any] | None]] = []
+    lineages: dict[str, dict[str, Any]] = {}
     for scene_id in scene_ids if scene_ids is not None else completed_scenes(work, so):
-        marker = tiles_marker_url(work, scene_id)
-        if exists(marker, so) and pool is None:
-            results[scene_id] = SceneTiles(
-                scene_id,
-                "skipped",
-                **{
-                    k: v
-                    for k, v in read_json(marker, so).items()
-                    if k in ("kept", "refused", "optical_failed")
-                },
-            )
-            continue
         res = results[scene_id] = SceneTiles(scene_id, "done")
         store = scene_store_url(work, scene_id)
-        try:
-            ds = open_scene_store(store, so)
-        except Exception as exc:
-            res.status = "incomplete"
-            res.errors.append({"key": scene_id, "reason": _reason(exc)[0]})
-            continue
-        windows = tile_windows(
-            scene_id, ds.sizes["azimuth"], ds.sizes["range"], cfg.size, cfg.stride
-        )
+        marker = tiles_marker_url(work, scene_id)
         try:  # {work} may fail here too (an S3 outage): the scene is left for a re-run
+            lineage = {
+                "scene_config": read_json(scene_marker_url(work, scene_id), so).get("config"),
+                "tile_config": cfg.digest(),
+            }
+            made = read_json(marker, so) if exists(marker, so) else None
+            if made is not None and made.get("lineage") == lineage and pool is None:
+                recorded = ("kept", "refused", "optical_failed")
+                results[scene_id] = SceneTiles(
+                    scene_id, "skipped", **{k: v for k, v in made.items() if k in recorded}
+                )
+                continue
+            ds = open_scene_store(store, so)
+            windows = tile_windows(
+                scene_id, ds.sizes["azimuth"], ds.sizes["range"], cfg.size, cfg.stride
+            )
             stored = [(w, stored_summary(work, w, so)) for w in windows]
+            old = [made.get("lineage")] if made is not None else []
+            old += [d["lineage"] for _, d in stored if d is not None]
+            if any(o != lineage for o in old):  # made under other settings: all made again
+                res.rebuilt = stale_reason(next(o for o in old if o != lineage), lineage)
+                remove_scene_tiles(work, scene_id, so)
+                stored = [(w, None) for w in windows]
         except Exception as exc:
             res.status = "incomplete"
             res.errors.append({"key": scene_id, "reason": _reason(exc)[0]})
             continue
+        lineages[scene_id] = lineage
         if pool is not None:
-            pool.plan(scene_id, [w.key for w in windows])
+            pool.plan(scene_id, [w.key for w in windows], lineage)
         todo = []
         for w, done in stored:
             if done is not None:  # completed by an earlier run: recorded the same way
@@ -489,6 +510,7 @@ def tile_scenes(
                 work,
                 group,
                 cfg,
+                lineage["scene_config"],
                 pure=False,
                 key=f"tiles-{group[0].key}-{len(group)}-{cfg.digest()}-{url_token(work)}",
             )
@@ -532,14 +554,14 @@ def tile_scenes(
         res.refused.sort(key=lambda d: d["key"])
         res.optical_failed.sort(key=lambda d: d["key"])
         if res.status == "done":
-            write_json(
+            update_json(
                 tiles_marker_url(work, res.scene_id),
                 {
                     "scene_id": res.scene_id,
                     "kept": res.kept,
                     "refused": res.refused,
                     "optical_failed": res.optical_failed,
-                    "tile_config": cfg.digest(),
+                    "lineage": lineages[res.scene_id],
                 },
                 so,
             )
@@ -554,6 +576,8 @@ class Release:
     written: int
     reused: int
     errors: list[dict[str, Any]] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    """shards of an earlier plan that this one does not have, removed"""
 
 
 def release_scenes(
@@ -585,7 +609,8 @@ def release_scenes(
     ]
     assignment = split_passes(samples, cfg.splits, cfg.balance)
     plan = shard_plan(samples, assignment, cfg)
-    digest = plan_digest(plan, cfg)
+    lineage = {f"{sid}/{row['key']}": row["lineage"] for sid in ids for row in index[sid]}
+    digest = plan_digest(plan, cfg, lineage)
     scenes = {}
     for sid in ids:
         attrs = open_scene_store(scene_store_url(work, sid), so, chunks=None).attrs
@@ -626,6 +651,7 @@ def release_scenes(
             future.release()
     # a shard task lost with its worker leaves its temporary file; its retry wrote the shard
     remove_partials(out, out_so)
+    stale = prune_shards(out, plan, out_so) if not errors else []
     rows = [
         {"split": assignment[r["pass_id"]], "label": r["label"], "caption": r["caption"] or {}}
         for sid in ids
@@ -651,9 +677,9 @@ def release_scenes(
         "catalogue": catalogue or {},
     }
     if not errors:  # written last: a manifest means every shard it lists is committed
-        write_json(join(out, "stats.json"), dataset_stats(rows), out_so)
-        write_json(join(out, "manifest.json"), manifest, out_so)
-    return Release(manifest, len(pending) - len(errors), reused, errors)
+        update_json(join(out, "stats.json"), dataset_stats(rows), out_so)
+        update_json(join(out, "manifest.json"), manifest, out_so)
+    return Release(manifest, len(pending) - len(errors), reused, errors, stale)
 
 
 def _retries_of(reason: str) -> int:
@@ -789,7 +815,7 @@ def build_dataset(
     text = "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows)
     report = join(work, "failures.jsonl")
     try:
-        write_bytes(report, text.encode(), scfg.storage_options)
+        update_bytes(report, text.encode(), scfg.storage_options)
     except OSError as exc:  # {work} full or gone: the failures are still returned and printed
         say(f"cannot write {redact(report)} ({exception_line(exc)})")
     return result

@@ -24,7 +24,7 @@ from sarlo_dask.caption_stage import NO_MODEL, caption_url
 from sarlo_dask.config import ReleaseConfig
 from sarlo_dask.dataset import shard_marker
 from sarlo_dask.store import PARTIAL, filesystem, is_local, join, read_json, write_json
-from sarlo_dask.tile_stage import tile_dir
+from sarlo_dask.tile_stage import tile_dir, tile_lineage
 
 MTIME = 0
 """every tar member's mtime: the same samples give the same bytes"""
@@ -127,8 +127,12 @@ def shard_plan(
     return plan
 
 
-def plan_digest(plan: Sequence[ShardSpec], cfg: ReleaseConfig) -> str:
-    text = json.dumps([[asdict(s) for s in plan], cfg.digest()], sort_keys=True)
+def plan_digest(
+    plan: Sequence[ShardSpec], cfg: ReleaseConfig, lineage: Mapping[str, Any] | None = None
+) -> str:
+    """What a shard's bytes depend on: the plan, the release settings and the settings every
+    sample was made under (`lineage`, by key): a shard committed under another is rewritten."""
+    text = json.dumps([[asdict(s) for s in plan], cfg.digest(), lineage or {}], sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -142,22 +146,27 @@ def scene_index(work: str, scene_id: str, so: dict[str, Any]) -> list[dict[str, 
             meta = json.loads(f.read())
         if meta.get("optical", {}).get("retry"):
             continue  # an optical retry is still due: not a finished sample
-        rec = _caption_record(work, scene_id, meta["key"], so)
+        rec = _caption_record(work, scene_id, meta, so)
         out.append(
             {
                 "key": meta["key"],
                 "pass_id": meta["pass_id"],
                 "label": rec.get("label") or "none",
                 "caption": rec.get("caption"),
+                "lineage": {**tile_lineage(meta), "caption_config": rec.get("caption_config")},
             }
         )
     return out
 
 
-def _caption_record(work: str, scene_id: str, key: str, so: dict[str, Any]) -> dict[str, Any]:
-    url = caption_url(work, scene_id, key)
+def _caption_record(
+    work: str, scene_id: str, meta: dict[str, Any], so: dict[str, Any]
+) -> dict[str, Any]:
+    """The tile's caption record, if it describes this tile (made under the same settings)."""
+    url = caption_url(work, scene_id, meta["key"])
     fs, path = filesystem(url, so)
-    return read_json(url, so) if fs.exists(path) else {}
+    rec = read_json(url, so) if fs.exists(path) else {}
+    return rec if rec.get("tile") == tile_lineage(meta) else {}
 
 
 def sample_members(
@@ -173,7 +182,7 @@ def sample_members(
     captions, label, split and provenance."""
     root = tile_dir(work, scene_id)
     meta = read_json(join(root, f"{key}.meta.json"), so)
-    rec = _caption_record(work, scene_id, key, so)
+    rec = _caption_record(work, scene_id, meta, so)
     fs, base = filesystem(root, so)
 
     def member(name: str) -> bytes:
@@ -304,6 +313,21 @@ def write_shard(
     }
     write_json(shard_marker(join(out, spec.path)), marker, out_so)
     return marker
+
+
+def prune_shards(out: str, plan: Sequence[ShardSpec], out_so: dict[str, Any]) -> list[str]:
+    """Remove the shards (and markers) of an earlier plan that this plan does not have: a
+    release holds exactly its plan's shards. The paths removed, relative to `out`."""
+    fs, root = filesystem(out, out_so)
+    fs.invalidate_cache()
+    keep = {p.path for p in plan} | {shard_marker(p.path) for p in plan}
+    stale = []
+    for path in sorted(fs.glob(f"{root}/*/chunk_*/shard-*")):
+        rel = path[len(root) :].lstrip("/")
+        if rel.endswith((".tar", ".done.json")) and rel not in keep:
+            fs.rm(path)
+            stale.append(rel)
+    return stale
 
 
 def committed(out: str, spec: ShardSpec, digest: str, out_so: dict[str, Any]) -> dict | None:

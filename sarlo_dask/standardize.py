@@ -193,6 +193,7 @@ def standardize_scene(scene: xr.Dataset, cfg: StandardizeConfig | None = None) -
         "geolocation_error_bound_m": choice.bound_m,
         "geolocation_error_estimate_m": choice.estimate_m,
         "geolocation_height": "SCP HAE" if cfg.hae is None else f"{cfg.hae} m HAE",
+        "scene_config": cfg.digest(),  # what its tiles record: a store made otherwise is stale
         "provenance": json.dumps(
             {
                 "package": "sarlo-dask",

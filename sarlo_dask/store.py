@@ -141,6 +141,24 @@ def write_json(
     write_bytes(url, json.dumps(content, indent=1, sort_keys=True).encode(), storage_options)
 
 
+def update_bytes(url: str, data: bytes, storage_options: dict[str, Any] | None = None) -> bool:
+    """`write_bytes`, unless the object already holds exactly `data` (a resumed run that
+    changes nothing rewrites nothing); whether it wrote."""
+    fs, path = filesystem(url, storage_options)
+    if fs.exists(path) and fs.size(path) == len(data) and fs.cat_file(path) == data:
+        return False
+    write_bytes(url, data, storage_options)
+    return True
+
+
+def update_json(
+    url: str, content: dict[str, Any], storage_options: dict[str, Any] | None = None
+) -> bool:
+    """`write_json` unless the object already holds the same JSON; whether it wrote."""
+    data = json.dumps(content, indent=1, sort_keys=True).encode()
+    return update_bytes(url, data, storage_options)
+
+
 def read_json(url: str, storage_options: dict[str, Any] | None = None) -> dict[str, Any]:
     fs, path = filesystem(url, storage_options)
     with fs.open(path, "rb") as f:

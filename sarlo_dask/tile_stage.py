@@ -56,11 +56,18 @@ def npy_bytes(array: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
+def tile_lineage(meta: dict[str, Any]) -> dict[str, Any]:
+    """The settings a tile was made under (its scene's and its own), from its meta.json."""
+    prov = meta.get("provenance", {})
+    return {"scene_config": prov.get("scene_config"), "tile_config": prov.get("tile_config")}
+
+
 def tile_summary(meta: dict[str, Any]) -> dict[str, Any]:
     """What the pipeline records of a kept tile, from its meta.json (fresh or from a past run)."""
     optical = meta.get("optical", {})
     return {
         "key": meta["key"],
+        "lineage": tile_lineage(meta),
         "valid_fraction": meta["valid_fraction"],
         "status": "kept",
         "optical": optical.get("status", "no optical source"),
@@ -70,7 +77,8 @@ def tile_summary(meta: dict[str, Any]) -> dict[str, Any]:
 
 def stored_summary(work: str, w: Window, storage_options: dict[str, Any]) -> dict[str, Any] | None:
     """The summary of a tile an earlier run completed, or None when it must be made (again):
-    no meta.json yet, or one that asks for an optical retry."""
+    no meta.json yet, or one that asks for an optical retry. Its `lineage` says what it was
+    made under: the caller compares it with the current settings."""
     fs, path = filesystem(tile_meta_url(work, w), storage_options)
     if not fs.exists(path):
         return None
@@ -104,8 +112,13 @@ def _open_local(url: str, stamp: int) -> Any:
     return open_scene_store(url, None, chunks=None, indexes=False)
 
 
-def make_tile(store_url: str, work: str, w: Window, cfg: TileConfig) -> dict[str, Any]:
-    """Cut, check, preview and pair one tile; write its members; return a one-line summary."""
+def make_tile(
+    store_url: str, work: str, w: Window, cfg: TileConfig, scene_config: str | None = None
+) -> dict[str, Any]:
+    """Cut, check, preview and pair one tile; write its members; return a one-line summary.
+
+    `scene_config`: the digest of the settings the scene was made under (its marker's; by
+    default its store's), recorded with the tile's own so a resume can tell a stale tile."""
     cfg = on_device(cfg, gpu_count() > 0)
     so = cfg.storage_options
     ds = _open_store(store_url, so)
@@ -139,6 +152,7 @@ def make_tile(store_url: str, work: str, w: Window, cfg: TileConfig) -> dict[str
             "package": "sarlo-dask",
             "version": __version__,
             "tile_config": cfg.digest(),
+            "scene_config": scene_config or ds.attrs.get("scene_config"),
         },
     }
     spec = PreviewSpec(cfg.preview_low_percentile, cfg.preview_high_percentile)
@@ -227,7 +241,11 @@ def make_tile(store_url: str, work: str, w: Window, cfg: TileConfig) -> dict[str
 
 
 def make_tiles(
-    store_url: str, work: str, windows: Sequence[Window], cfg: TileConfig
+    store_url: str,
+    work: str,
+    windows: Sequence[Window],
+    cfg: TileConfig,
+    scene_config: str | None = None,
 ) -> list[dict[str, Any]]:
     """`make_tile` over a group of windows (one task: see `tiles.tile_groups`), in order.
 
@@ -237,7 +255,7 @@ def make_tiles(
     out = []
     for w in windows:
         try:
-            out.append(make_tile(store_url, work, w, cfg))
+            out.append(make_tile(store_url, work, w, cfg, scene_config))
         except Exception as exc:
             out.append({"key": w.key, "status": "error", "reason": exception_line(exc)})
     return out

@@ -135,7 +135,8 @@ def test_configuration_mistakes_are_one_line_errors_before_any_cluster(tmp_path)
             assert res.returncode == 2, (name, command, res.stdout, err)
             assert err == err.splitlines()[0] and err.startswith(f"error: {cfg}: "), err
             assert words in err, (name, err)
-            assert "dashboard" not in res.stdout and time.monotonic() - start < 5
+            assert "dashboard" not in res.stdout, (name, command)
+            assert time.monotonic() - start < 10, "slow: a cluster start?"  # ~1.5 s idle
     assert not (tmp_path / "w").exists()
 
 
