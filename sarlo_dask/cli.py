@@ -112,6 +112,28 @@ def _configure(loader: Any, path: object, settings: dict[str, object]) -> Any:
         raise typer.Exit(2) from None
 
 
+def _preflight(*checks: Callable[[], None]) -> None:
+    """Run the checks made before any cluster starts; the first error: one line, exit 2."""
+    from sarlo_dask.preflight import UsageError
+
+    try:
+        for check in checks:
+            check()
+    except UsageError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
+def _common_checks(cluster: str, workers: int | None, work: str, so: Any) -> list[Any]:
+    from sarlo_dask import preflight
+
+    return [
+        lambda: preflight.check_workers(workers),
+        lambda: preflight.check_cluster(cluster),
+        lambda: preflight.check_writable(work, "--work", so),
+    ]
+
+
 def _on_cluster(cluster: str, workers: int | None, stage: Callable[[Any, Any], T]) -> T:
     """Run `stage(client, progress)` on a cluster, showing the dashboard link and progress."""
     from distributed import progress
@@ -148,6 +170,7 @@ def _run_standardize(
 
     config = settings.pop("config", None)
     cfg = _configure(load_config, config, settings)
+    _preflight(*_common_checks(cluster, workers, work, cfg.storage_options))
     urls = _scene_urls(inputs, cfg.storage_options)
     t0 = time.perf_counter()
     results = _on_cluster(
@@ -195,6 +218,12 @@ def _run_tiles(work: str, cluster: str, workers: int | None, **settings: object)
     }
     ccfg = _configure(load_caption_config, config, {k: v for k, v in caption.items() if v})
     cfg = _configure(load_tile_config, config, settings)
+    from sarlo_dask.preflight import check_optical
+
+    _preflight(
+        *_common_checks(cluster, workers, work, cfg.storage_options),
+        lambda: check_optical(cfg.optical, cfg.zoom),
+    )
     t0 = time.perf_counter()
     results = _on_cluster(
         cluster,
@@ -270,23 +299,54 @@ app.add_typer(optical_app, name="optical")
 @optical_app.command("reconstruct")
 def optical_reconstruct(
     sample: Annotated[str, typer.Argument(help="a sample's meta.json (path or URL)")],
-    source: Annotated[str, typer.Option(help="the optical source the build used")],
+    source: str | None = typer.Option(
+        None,
+        help="the optical source the build used: XYZ template, GeoTIFF, folder, or the "
+        "folder:PATH / geotiff:PATH meta.json records (default: meta.json's, names found "
+        "from the current folder)",
+    ),
     out: str | None = typer.Option(None, help="PNG to write (default: beside the sample)"),
+    tile_cache: str = typer.Option("", help="XYZ tile cache (default ~/.cache/sarlo/tiles)"),
+    timeout: float = typer.Option(5.0, help="seconds per XYZ request"),
+    retries: int = typer.Option(1, help="retries per XYZ tile; a tile still failing stops"),
 ) -> None:
-    """Rebuild a sample's warped optical image from its meta.json and the optical source."""
-    from sarlo_dask.optical import reconstruct_optical, source_from_spec
+    """Rebuild a sample's warped optical image from its meta.json and the optical source.
+
+    The build's image pixel for pixel, or no file: exit 4 when the source does not give it.
+    """
+    # exit 4: no image in the sample, or the source's tiles are not the build's (unreachable,
+    # failing, empty, missing tiles the build had); 2: a bad sample, source spec or --out
+    from sarlo_dask.optical.reconstruct import (
+        RECONSTRUCT_HTTP,
+        ReconstructError,
+        load_sample,
+        reconstruct_optical,
+        resolve_source,
+    )
     from sarlo_dask.store import filesystem
     from sarlo_dask.tiles import encode_image
 
-    fs, path = filesystem(sample)
-    with fs.open(path, "rb") as f:
-        meta = json.loads(f.read())
-    zoom = meta["optical"].get("zoom") or 0
-    image = reconstruct_optical(meta, source_from_spec(source, zoom))
-    target = out or sample.replace(".meta.json", ".optic.rebuilt.png")
-    ofs, opath = filesystem(target)
-    with ofs.open(opath, "wb") as f:
-        f.write(encode_image(image, "png"))
+    http = {**RECONSTRUCT_HTTP, "timeout": timeout, "retries": max(retries, 0)}
+    try:
+        meta = load_sample(sample)
+        src = resolve_source(meta, source, cache_dir=tile_cache, **http)
+        image = reconstruct_optical(meta, src)
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    except ReconstructError as exc:
+        typer.echo(f"error: {sample}: {exc}", err=True)
+        raise typer.Exit(4) from None
+    base = sample.removesuffix(".meta.json") if sample.endswith(".meta.json") else sample
+    target = out or f"{base}.optic.rebuilt.png"
+    data = encode_image(image, "png")
+    try:
+        ofs, opath = filesystem(target)
+        with ofs.open(opath, "wb") as f:
+            f.write(data)
+    except OSError as exc:
+        typer.echo(f"error: {target}: {exc}", err=True)
+        raise typer.Exit(2) from None
     typer.echo(f"wrote {target}")
 
 
@@ -314,6 +374,13 @@ def _run_build(
     tcfg = _configure(load_tile_config, config, {"optical": optical, "zoom": zoom})
     ccfg = _configure(load_caption_config, config, {"model": caption_model})
     rcfg = _configure(load_release_config, config, {"include_optical": include_optical})
+    from sarlo_dask.preflight import check_optical, check_writable
+
+    _preflight(
+        *_common_checks(cluster, workers, work, scfg.storage_options),
+        lambda: check_writable(out, "--out", rcfg.storage_options),
+        lambda: check_optical(tcfg.optical, tcfg.zoom),
+    )
     urls = _scene_urls(inputs, scfg.storage_options)
     t0 = time.perf_counter()
     result = _on_cluster(
@@ -330,7 +397,9 @@ def _run_build(
     split_counts = ", ".join(f"{k} {v['samples']}" for k, v in m["splits"].items())
     typer.echo(
         f"{m['samples']} samples ({split_counts}) in {len(m['shards'])} shards "
-        f"({rel.written} written, {rel.reused} already committed), "
+        f"({rel.written} written, {rel.reused} already committed"
+        + (f", {len(rel.removed)} of an earlier plan removed" if rel.removed else "")
+        + "), "
         f"{m['captions']['captioned']} captioned, in {time.perf_counter() - t0:.1f} s"
     )
     failures = result.failures()

@@ -3,20 +3,35 @@
 from __future__ import annotations
 
 import json
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import mercantile
 import numpy as np
 import pytest
+from PIL import Image
 from sarpy.geometry.point_projection import ground_to_image
 
 from sarlo_dask.config import StandardizeConfig
-from sarlo_dask.optical import HTTPTiles, PairConfig, pair_tile, reconstruct_optical
+from sarlo_dask.optical import (
+    FolderTiles,
+    GeoTIFFSource,
+    HTTPTiles,
+    PairConfig,
+    pair_tile,
+    reconstruct_optical,
+    source_from_spec,
+)
 from sarlo_dask.optical.tilemath import global_pixel, tiles_for_bbox
 from sarlo_dask.optical.warp import fit_affine, rgba, warp_bilinear
 from sarlo_dask.pipeline import standardize_scenes
 from sarlo_dask.sicd import sicd_from_xml
 from sarlo_dask.standardize import open_scene_store
-from sarlo_dask.tiles import tile_windows
+from sarlo_dask.tiles import encode_image, tile_windows
 
 from .helpers import peak
 from .tileserver import TileServer
@@ -206,3 +221,210 @@ def test_tiles_touching_a_rotated_footprint_against_brute_force():
             near = (pts[:, 0] > x * TILE_PX - 8) & (pts[:, 0] < (x + 1) * TILE_PX + 8)
             near &= (pts[:, 1] > y * TILE_PX - 8) & (pts[:, 1] < (y + 1) * TILE_PX + 8)
             assert near.any(), (x, y)
+
+
+# `sarlo optical reconstruct` as a user runs it: the build's image pixel for pixel, or a
+# one-line reason, exit 4 (source gave nothing / not the build's tiles) or 2 (usage), no file.
+
+
+def _rebuild(*args, cwd=None):
+    """`sarlo optical reconstruct ARGS` in a fresh process, as a user runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "sarlo_dask.cli", "optical", "reconstruct", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=120,
+    )
+
+
+def _write_sample(folder, image, optical):
+    """A sample as the build leaves it: KEY.meta.json, and KEY.optic.png when status is ok."""
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    meta = Path(folder, "t.meta.json")
+    meta.write_text(json.dumps({"Nb_pixel_a": SIZE, "optical": optical}))
+    png = Path(folder, "t.optic.png")
+    if optical["status"] == "ok":
+        png.write_bytes(encode_image(image, "png"))
+    return meta, png
+
+
+def _centre_tile(optical, folder):
+    """The tile file under the middle of the sample's footprint (the warp surely needs it)."""
+    pts = np.asarray(optical["fit_points"])
+    t = mercantile.tile(pts[:, 3].mean(), pts[:, 2].mean(), ZOOM)
+    return Path(folder, str(ZOOM), str(t.x), f"{t.y}.png")
+
+
+def _png(path):
+    with Image.open(path) as im:
+        return np.asarray(im)
+
+
+def _refused(res, code, *words):
+    """Exit `code`, one 'error: ' line naming `words`, no traceback."""
+    err = res.stderr.strip()
+    assert res.returncode == code, (res.returncode, res.stdout, err)
+    assert err.startswith("error: ") and "\n" not in err and "Traceback" not in err, err
+    for w in words:
+        assert w in err, (w, err)
+
+
+@pytest.fixture(scope="module")
+def folder_sample(scene, tmp_path_factory):
+    """A sample paired against a folder of XYZ tiles named `optical`: (build dir, meta, png)."""
+    from sarlo_dask.simulate import simulate_optical_tiles
+
+    ds, truth = scene
+    root = tmp_path_factory.mktemp("folder_sample")
+    simulate_optical_tiles(root / "optical", truth, zoom=ZOOM, margin_deg=0.004)
+    w = tile_windows("fine", ds.sizes["azimuth"], ds.sizes["range"], SIZE, STRIDE)[3]
+    image, optical = pair_tile(w, ds, FolderTiles(str(root / "optical"), ZOOM), PairConfig(ZOOM))
+    assert optical["status"] == "ok" and optical["source"] == "folder:optical"
+    meta, png = _write_sample(root / "sample", image, optical)
+    return root, meta, png
+
+
+def test_every_described_source_is_accepted_back(tmp_path, monkeypatch):
+    folder = tmp_path / "optical"
+    folder.mkdir()
+    monkeypatch.chdir(tmp_path)  # meta.json keeps names only: they resolve from here
+    template = "https://tiles.example.org/{z}/{x}/{y}.png"
+    for src in (
+        HTTPTiles(template, zoom=ZOOM),
+        HTTPTiles("https://user:secret@tiles.example.org/{z}/{x}/{y}.png", zoom=ZOOM),
+        FolderTiles(str(folder), zoom=ZOOM),
+        GeoTIFFSource(str(tmp_path / "ground.tif")),
+    ):
+        back = source_from_spec(src.describe(), ZOOM)
+        assert type(back) is type(src) and back.describe() == src.describe()
+    assert source_from_spec(f"folder:{folder}", ZOOM).root == str(folder)
+    keyed = HTTPTiles(template + "?key=secret", zoom=ZOOM).describe()
+    assert "secret" not in keyed
+    with pytest.raises(ValueError, match="redacted") as err:
+        source_from_spec(keyed, ZOOM)
+    assert "secret" not in str(err.value)
+    with pytest.raises(ValueError, match="no folder"):
+        source_from_spec("folder:elsewhere", ZOOM)
+
+
+def test_reconstruct_cli_with_the_source_meta_json_records(folder_sample, tmp_path):
+    """`--source folder:optical`, exactly as meta.json says, and no --source at all: the
+    build's optic.png pixel for pixel."""
+    root, meta, png = folder_sample
+    recorded = json.loads(meta.read_text())["optical"]["source"]
+    out = tmp_path / "given.png"
+    res = _rebuild(str(meta), "--source", recorded, "--out", str(out), cwd=root)
+    assert res.returncode == 0, res.stderr
+    assert np.array_equal(_png(out), _png(png))
+    res = _rebuild(str(meta), "--out", str(tmp_path / "d.png"), cwd=root)
+    assert res.returncode == 0, res.stderr
+    assert np.array_equal(_png(tmp_path / "d.png"), _png(png))
+    # from elsewhere, the recorded name finds no folder: a usage error that says so
+    res = _rebuild(str(meta), "--out", str(tmp_path / "x.png"), cwd=tmp_path)
+    _refused(res, 2, "folder:optical", "as meta.json records it")
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_reconstruct_cli_with_an_http_source_by_default(scene, server, tmp_path):
+    ds, _ = scene
+    w = tile_windows("fine", ds.sizes["azimuth"], ds.sizes["range"], SIZE, STRIDE)[3]
+    image, optical = pair_tile(w, ds, _source(server, tmp_path / "build"), PairConfig(ZOOM))
+    meta, png = _write_sample(tmp_path / "sample", image, optical)
+    res = _rebuild(str(meta), "--tile-cache", str(tmp_path / "c"))
+    assert res.returncode == 0, res.stderr
+    assert np.array_equal(_png(tmp_path / "sample" / "t.optic.rebuilt.png"), _png(png))
+
+
+@pytest.mark.parametrize("mode", ["empty folder", "refused", "500", "404", "timeout"])
+def test_reconstruct_cli_from_a_source_that_gives_nothing_fails_fast(
+    folder_sample, server, tmp_path, mode
+):
+    """No tile from the source: exit 4 in seconds, the source and the failure on one line,
+    no PNG anywhere (neither --out nor beside the sample)."""
+    _, meta, _ = folder_sample
+    sample = tmp_path / "sample"
+    shutil.copytree(meta.parent, sample)
+    before = set(sample.iterdir())
+    if mode == "empty folder":
+        (tmp_path / "empty").mkdir()
+        spec, words = f"folder:{tmp_path / 'empty'}", ["has none of the"]
+    elif mode == "refused":
+        with socket.socket() as s:  # a port nobody listens on
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        spec, words = f"http://127.0.0.1:{port}/{{z}}/{{x}}/{{y}}.png", ["ConnectionError"]
+    else:
+        server.faults["all"] = (mode, 10**9)
+        spec = server.url
+        words = {"500": ["HTTP 500"], "404": ["has none of the"], "timeout": ["Timeout"]}[mode]
+    extra = ["--timeout", "0.5"] if mode == "timeout" else []
+    start = time.monotonic()
+    res = _rebuild(
+        str(sample / "t.meta.json"),
+        "--source",
+        spec,
+        "--tile-cache",
+        str(tmp_path / "cache"),
+        *extra,
+    )
+    elapsed = time.monotonic() - start
+    _refused(res, 4, spec.removeprefix("folder:"), *words)
+    assert elapsed < 15, elapsed
+    assert set(sample.iterdir()) == before
+
+
+def test_reconstruct_cli_with_a_tile_missing_fails_unless_the_build_missed_it(
+    folder_sample, scene, tmp_path
+):
+    """Partial coverage: a source lacking a tile the build had is refused (exit 4, no file);
+    a sample the build made with that tile missing (status ok under a lower
+    min_optical_fraction) is rebuilt as the build made it, and refused from the full folder."""
+    root, meta, _ = folder_sample
+    lacking = tmp_path / "lacking" / "optical"
+    shutil.copytree(root / "optical", lacking)
+    optical = json.loads(meta.read_text())["optical"]
+    _centre_tile(optical, lacking).unlink()
+    out = tmp_path / "out.png"
+    res = _rebuild(str(meta), "--source", str(lacking), "--out", str(out))
+    _refused(res, 4, f"folder:{lacking}", f"lacks 1 of the {optical['tiles']}", "lacked 0")
+    assert not out.exists()
+
+    ds, _ = scene
+    w = tile_windows("fine", ds.sizes["azimuth"], ds.sizes["range"], SIZE, STRIDE)[3]
+    cfg = PairConfig(ZOOM, min_valid_fraction=0.0)
+    image, partial = pair_tile(w, ds, FolderTiles(str(lacking), ZOOM), cfg)
+    assert partial["status"] == "ok" and partial["tiles_empty"] == 1
+    assert partial["valid_fraction"] < 0.95 and not image.all()
+    pmeta, ppng = _write_sample(tmp_path / "partial", image, partial)
+    res = _rebuild(str(pmeta), "--out", str(out), cwd=lacking.parent)
+    assert res.returncode == 0, res.stderr
+    assert np.array_equal(_png(out), _png(ppng))
+    out.unlink()
+    res = _rebuild(str(pmeta), "--source", str(root / "optical"), "--out", str(out))
+    _refused(res, 4, "lacks 0 of the", "lacked 1")
+    assert not out.exists()
+
+
+def test_reconstruct_cli_usage_errors_and_samples_without_an_image(folder_sample, tmp_path):
+    """Exit 2: no meta.json, not a meta.json, a source spec it cannot read, a source of the
+    wrong kind, a redacted key. Exit 4: the build made no optical image for the sample."""
+    root, meta, _ = folder_sample
+    out = tmp_path / "o.png"
+    not_meta = tmp_path / "n.meta.json"
+    not_meta.write_text("{}")
+    cases = [
+        ([str(tmp_path / "none.meta.json")], ["no such file"]),
+        ([str(not_meta)], ["not a sample's meta.json"]),
+        ([str(meta), "--source", "ftp://x/{z}/{x}/{y}"], ["not an http(s) XYZ template"]),
+        ([str(meta), "--source", "geotiff:ground.tif"], ["the build used XYZ tiles"]),
+        ([str(meta), "--source", "http://127.0.0.1:9/{z}/{x}/{y}.png?k=***"], ["redacted"]),
+    ]
+    for args, words in cases:
+        _refused(_rebuild(*args, "--out", str(out), cwd=root), 2, *words)
+    optical = json.loads(meta.read_text())["optical"]
+    for status in ("failed: valid optical fraction 0.000 < 0.95", "no optical source"):
+        failed, _ = _write_sample(tmp_path / status[:6], None, {**optical, "status": status})
+        res = _rebuild(str(failed), "--out", str(out), cwd=root)
+        _refused(res, 4, "no optical image", status)
+    assert not out.exists()

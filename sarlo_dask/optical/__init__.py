@@ -1,6 +1,7 @@
 """Optical views of SAR tiles: sources, mosaics, the affine warp, reconstruction."""
 
-from sarlo_dask.optical.pair import PairConfig, pair_tile, reconstruct_optical
+from sarlo_dask.optical.pair import PairConfig, pair_tile
+from sarlo_dask.optical.reconstruct import ReconstructError, reconstruct_optical
 from sarlo_dask.optical.sources import FolderTiles, GeoTIFFSource, HTTPTiles, source_from_spec
 
 __all__ = [
@@ -8,6 +9,7 @@ __all__ = [
     "GeoTIFFSource",
     "HTTPTiles",
     "PairConfig",
+    "ReconstructError",
     "pair_tile",
     "reconstruct_optical",
     "source_from_spec",

@@ -1,7 +1,7 @@
 """Pair a SAR tile with its optical view: fit points, mosaic, affine, warp, checks.
 
-The build and `reconstruct_optical` go through the same `render_optical` with the fit points
-recorded in meta.json, so a reconstruction is pixel-identical to what the build made.
+The build and `reconstruct.reconstruct_optical` go through the same `render_optical` with the
+fit points recorded in meta.json, so a reconstruction is pixel-identical to what the build made.
 """
 
 from __future__ import annotations
@@ -130,13 +130,3 @@ def pair_tile(
         "retry": retry,
     }
     return image, meta
-
-
-def reconstruct_optical(meta: dict[str, Any], source: OpticalSource) -> np.ndarray:
-    """Rebuild a released sample's warped optical image from its meta.json (paper's procedure)."""
-    opt = meta["optical"]
-    pts = np.asarray(opt["fit_points"], dtype="float64")
-    zoom = opt["zoom"] if opt["zoom"] is not None else 0
-    size = int(meta["Nb_pixel_a"])
-    image, _, _, _ = render_optical(pts[:, :2], pts[:, 2:4], source, zoom, size)
-    return image

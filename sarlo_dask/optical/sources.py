@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 from sarlo_dask.errors import redact
 
@@ -81,6 +82,9 @@ class HTTPTiles:
     retries: int = 3
     backoff: float = 0.5
     max_workers: int = 4
+    fail_fast: bool = False
+    """stop at the first tile that still fails after its retries: the tiles not yet asked for
+    come back with that failure (a reconstruction learns in seconds that a server is down)"""
 
     def describe(self) -> str:
         return redact(self.template)
@@ -127,8 +131,18 @@ class HTTPTiles:
         os.replace(tmp, path)
 
     def fetch(self, tiles: list[tuple[int, int, int]]) -> dict[tuple[int, int, int], TileResult]:
+        stopped: list[TileFailure] = []  # fail_fast: the first failure, once there is one
+
+        def get(t: tuple[int, int, int]) -> TileResult:
+            if stopped:
+                return stopped[0]
+            got = self._get(*t)
+            if self.fail_fast and isinstance(got, TileFailure):
+                stopped.append(got)
+            return got
+
         with ThreadPoolExecutor(max_workers=self.max_workers) as pool:
-            results = list(pool.map(lambda t: self._get(*t), tiles))
+            results = list(pool.map(get, tiles))
         return dict(zip(tiles, results, strict=True))
 
 
@@ -168,18 +182,39 @@ OpticalSource = HTTPTiles | FolderTiles | GeoTIFFSource
 
 
 def source_from_spec(spec: str, zoom: int = 19, cache_dir: str = "", **http: Any) -> OpticalSource:
-    """An http(s) template, a .tif/.tiff path, or a folder of XYZ tiles.
+    """An http(s) template, a .tif/.tiff path, a folder of XYZ tiles, or what `describe()`
+    records in meta.json: `folder:PATH`, `geotiff:PATH`, a redacted template (refused when
+    its query values were masked: the key is not in meta.json, it must be given again).
 
-    `http` takes HTTPTiles' timeout, retries, backoff and max_workers.
+    `http` takes HTTPTiles' timeout, retries, backoff, max_workers and fail_fast.
     """
     if spec.startswith(("http://", "https://")):
         if not all(k in spec for k in ("{z}", "{x}", "{y}")):
             raise ValueError(f"optical template {redact(spec)} needs {{z}}, {{x}} and {{y}}")
+        if "=***" in urlsplit(spec).query:
+            raise ValueError(
+                f"optical template {redact(spec)}: its query values were redacted "
+                "(meta.json keeps no credentials): give the template with them"
+            )
         return HTTPTiles(spec, zoom=zoom, cache_dir=cache_dir, **http)
+    if spec.startswith("geotiff:"):
+        return GeoTIFFSource(spec.removeprefix("geotiff:"))
     if spec.lower().endswith((".tif", ".tiff")):
         return GeoTIFFSource(spec)
-    if Path(spec).is_dir():
-        return FolderTiles(spec, zoom=zoom)
+    folder = spec.removeprefix("folder:")
+    if folder and Path(folder).is_dir():
+        return FolderTiles(folder, zoom=zoom)
+    if spec.startswith("folder:"):
+        raise ValueError(f"optical source {spec!r}: no folder {folder!r} here")
     raise ValueError(
         f"optical source {spec!r}: not an http(s) XYZ template, a GeoTIFF or a folder of XYZ tiles"
     )
+
+
+def source_spec(source: OpticalSource) -> str:
+    """The spec `source_from_spec` takes back, full paths kept (describe() keeps only names)."""
+    if isinstance(source, HTTPTiles):
+        return redact(source.template)
+    if isinstance(source, FolderTiles):
+        return f"folder:{source.root}"
+    return f"geotiff:{source.path}"
