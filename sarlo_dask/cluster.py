@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any
 
@@ -83,3 +84,51 @@ def slurm_cluster(config: str | None = None) -> Any:
         settings = (yaml.safe_load(f) or {}).get("jobqueue", {}).get("slurm", {})
     # as keyword arguments: jobqueue reads its dask config again whenever it makes a job
     return SLURMCluster(**{k.replace("-", "_"): v for k, v in settings.items()})
+
+
+class QuietRefusals(logging.Filter):
+    """Drops a worker's "Compute Failed" traceback for an expected refusal (a SceneError):
+    the client records it as one line with its reason; other errors keep their traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args if isinstance(record.args, tuple) else ()
+        refusal = len(args) >= 4 and str(args[3]).startswith("SceneError(")
+        return not (str(record.msg).startswith("Compute Failed") and refusal)
+
+
+def quiet_refusals() -> None:
+    """Install QuietRefusals on this process's worker logger (once)."""
+    logger = logging.getLogger("distributed.worker")
+    if not any(isinstance(f, QuietRefusals) for f in logger.filters):
+        logger.addFilter(QuietRefusals())
+
+
+def install_quiet_refusals(client: Any) -> None:
+    """On every worker of `client`'s cluster, now and joining later."""
+    from distributed.diagnostics.plugin import WorkerPlugin
+
+    class Quiet(WorkerPlugin):
+        name = "sarlo-quiet-refusals"
+
+        def setup(self, worker: Any) -> None:
+            quiet_refusals()
+
+    client.register_plugin(Quiet(), name=Quiet.name)
+
+
+def worker_gpus(client: Any) -> list[bool]:
+    """Whether each worker of the cluster declares a GPU resource."""
+    workers = client.scheduler_info()["workers"].values()
+    return [bool(w.get("resources", {}).get("GPU")) for w in workers]
+
+
+def all_gpus(client: Any) -> bool:
+    """Every worker has a GPU: device 'auto' means 'cuda' (tasks may land on any worker)."""
+    gpus = worker_gpus(client)
+    return bool(gpus) and all(gpus)
+
+
+def worker_memory(client: Any) -> int:
+    """The smallest memory limit of the cluster's workers in bytes (0: none set or known)."""
+    limits = [w.get("memory_limit") or 0 for w in client.scheduler_info()["workers"].values()]
+    return min(limits) if limits and all(limits) else 0

@@ -15,6 +15,7 @@ from typing import Any
 from sarlo_dask import __version__
 from sarlo_dask.caption_stage import caption_batch, stored_captions
 from sarlo_dask.captions.stats import dataset_stats
+from sarlo_dask.cluster import install_quiet_refusals
 from sarlo_dask.config import (
     CaptionConfig,
     ReleaseConfig,
@@ -126,6 +127,7 @@ def standardize_scenes(
     """Standardize every scene into {work}/scenes/{scene_id}.zarr, skipping completed ones."""
     from distributed import as_completed
 
+    install_quiet_refusals(client)  # a refusal is one line here, not a worker traceback
     cfg = on_device(cfg, _all_gpus(client))
     so = cfg.storage_options
     results: list[SceneResult] = []

@@ -1,0 +1,121 @@
+"""Checks made before any cluster starts: what can be known wrong from the command line, the
+configuration and a few small requests is refused at once, in one line naming the culprit
+(a `UsageError`, exit 2), not after workers have started."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from typing import Any
+
+from sarlo_dask.errors import exception_chain, redact
+from sarlo_dask.store import filesystem, is_local, join
+
+PROBE_TIMEOUT_S = 5.0
+
+
+class UsageError(Exception):
+    """A usage or configuration error: `what` (an option, a URL) and why; exit 2."""
+
+    def __init__(self, what: str, why: str | None = None) -> None:
+        super().__init__(what if why is None else f"{what}: {why}")
+
+
+def check_workers(workers: int | None) -> None:
+    if workers is not None and workers < 1:
+        raise UsageError(f"--workers {workers}", "a cluster needs at least 1 worker")
+
+
+def check_cluster(cluster: str) -> None:
+    """A cluster spec that names a file (slurm:YAML, kubernetes:YAML, scheduler-file:PATH)
+    names one that exists; an unknown kind is refused."""
+    kind, _, path = cluster.partition(":")
+    if cluster.startswith(("tcp://", "tls://", "ucx://")) or cluster in ("local", "local-cuda"):
+        return
+    if kind not in ("slurm", "kubernetes", "scheduler-file"):
+        raise UsageError(
+            f"--cluster {cluster}",
+            "unknown cluster (local, local-cuda, slurm[:JOBQUEUE_YAML], "
+            "kubernetes[:DASKCLUSTER_YAML], tcp://HOST:PORT or scheduler-file:PATH)",
+        )
+    if path and not os.path.exists(path):
+        raise UsageError(f"--cluster {cluster}", f"no such file {path}")
+
+
+def check_protocol(url: str, option: str) -> None:
+    """`url`'s protocol is one fsspec knows and can import."""
+    import fsspec
+
+    protocol = url.split("://", 1)[0] if "://" in url else "file"
+    try:
+        fsspec.get_filesystem_class(protocol)
+    except (ValueError, ImportError) as exc:
+        raise UsageError(
+            f"{option} {redact(url)}", f"unknown protocol {protocol!r} ({exc})"
+        ) from None
+
+
+def check_writable(url: str, option: str, storage_options: dict[str, Any] | None) -> None:
+    """The store at `url` takes a write: a small probe object is written and removed (on a
+    local disk, the nearest existing folder must be writable)."""
+    check_protocol(url, option)
+    try:
+        fs, path = filesystem(url, storage_options)
+    except Exception as exc:  # bad storage options, missing packages
+        raise UsageError(f"{option} {redact(url)}", exception_chain(exc)) from None
+    if is_local(fs):
+        parent = path
+        while parent and not os.path.exists(parent):
+            parent = os.path.dirname(parent.rstrip("/")) or "/"
+        if not os.access(parent, os.W_OK):
+            raise UsageError(f"{option} {url}", f"{parent} is not writable")
+        return
+    probe = join(url, f".sarlo-probe-{uuid.uuid4().hex}")
+    try:
+        fs2, ppath = filesystem(probe, storage_options)
+        fs2.pipe_file(ppath, b"")
+        fs2.rm(ppath)
+    except Exception as exc:
+        raise UsageError(
+            f"{option} {redact(url)}",
+            f"cannot write there ({exception_chain(exc)}); check the credentials "
+            "(AWS_* variables, a profile, or storage_options in the configuration)",
+        ) from None
+
+
+def check_optical(spec: str | None, zoom: int) -> None:
+    """The optical source parses and answers: a folder holds tiles, a GeoTIFF opens, an XYZ
+    server answers a request (any HTTP status: only an unreachable host is refused)."""
+    if not spec:
+        return
+    from sarlo_dask.optical.sources import FolderTiles, GeoTIFFSource, HTTPTiles, source_from_spec
+
+    what = f"optical source {redact(spec)}"
+    try:
+        source = source_from_spec(spec, zoom)
+    except (ValueError, OSError) as exc:  # its message names the source
+        raise UsageError(str(exc)) from None
+    if isinstance(source, HTTPTiles):
+        import requests
+
+        probe = spec.replace("{z}", "0").replace("{x}", "0").replace("{y}", "0")
+        try:
+            requests.get(probe, timeout=PROBE_TIMEOUT_S, stream=True).close()
+        except requests.RequestException as exc:
+            raise UsageError(what, f"unreachable ({_root_cause(exc)})") from None
+    elif isinstance(source, GeoTIFFSource):
+        import rasterio
+
+        try:
+            rasterio.open(source.path).close()
+        except Exception as exc:
+            raise UsageError(what, exception_chain(exc)) from None
+    elif isinstance(source, FolderTiles) and not any(os.scandir(source.root)):
+        raise UsageError(what, "the folder holds no XYZ tiles")
+
+
+def _root_cause(exc: BaseException) -> str:
+    """The innermost exception behind `exc` (a refused connection, a name not found)."""
+    while exc.__cause__ is not None or exc.__context__ is not None:
+        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+    return exception_chain(exc, limit=200)

@@ -1,0 +1,144 @@
+"""Errors before work: what the command line, the configuration and a few small requests can
+tell is refused in one line, exit 2, before any cluster starts; a catalogue's bad scenes are
+one line each, with no worker traceback, and typed rows in failures.jsonl."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from .conftest import needs_shared
+
+
+def sarlo(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "sarlo_dask.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
+
+
+def _no_aws_credentials() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env["AWS_ENDPOINT_URL"] = os.environ["AWS_ENDPOINT_URL"]  # moto, on 127.0.0.1
+    env["AWS_EC2_METADATA_DISABLED"] = "true"
+    env["AWS_SHARED_CREDENTIALS_FILE"] = env["AWS_CONFIG_FILE"] = "/nonexistent"
+    return env
+
+
+def test_usage_errors_are_one_line_exit_2_before_any_cluster(s3, s3_server, tmp_path):
+    """An unknown protocol, a bucket without credentials (moto), an unreachable optical
+    source, a folder without tiles, --workers 0, a missing jobqueue file."""
+    work, out = str(tmp_path / "w"), str(tmp_path / "o")
+    empty = tmp_path / "no_tiles"
+    empty.mkdir()
+    before = len(s3_server.requests)
+    cases = [
+        (["--work", "foo://x", "--out", out], {}, "error: --work foo://x: unknown protocol 'foo'"),
+        (["--work", work, "--out", "bar://y/z"], {}, "error: --out bar://y/z: unknown protocol"),
+        (
+            ["--work", "s3://sarlo/w", "--out", out],
+            _no_aws_credentials(),
+            "error: --work s3://sarlo/w: cannot write there (NoCredentialsError",
+        ),
+        (
+            ["--work", work, "--out", out, "--optical", "http://127.0.0.1:9/{z}/{x}/{y}.png"],
+            {},
+            "error: optical source http://127.0.0.1:9/{z}/{x}/{y}.png: unreachable",
+        ),
+        (
+            ["--work", work, "--out", out, "--optical", str(empty)],
+            {},
+            f"error: optical source {empty}: the folder holds no XYZ tiles",
+        ),
+        (["--work", work, "--out", out, "--workers", "0"], {}, "error: --workers 0: a cluster"),
+        (
+            ["--work", work, "--out", out, "--cluster", "slurm:missing.yaml"],
+            {},
+            "error: --cluster slurm:missing.yaml: no such file missing.yaml",
+        ),
+    ]
+    for args, env, words in cases:
+        start = time.monotonic()
+        res = sarlo("build", "scene.nitf", *args, env=env or None)
+        took = time.monotonic() - start
+        err = res.stderr.strip()
+        assert res.returncode == 2, (args, res.stdout, err)
+        assert err.startswith(words) and len(err.splitlines()) == 1, (words, err)
+        assert "dashboard" not in res.stdout and "Traceback" not in err, args
+        print(f"{words[:50]}...: exit 2 in {took:.1f} s")
+        assert took < 10, "slow: a cluster start?"  # about 1.5 s on an idle machine
+    assert not Path(work).exists() and not Path(out).exists()
+    # the credentials case never reached moto (botocore refuses to sign without any)
+    assert not [r for r in s3_server.requests[before:] if r[1].startswith("/sarlo/w/")]
+
+
+@needs_shared
+def test_bad_scenes_are_one_line_each_and_typed_in_failures(release_setup, tmp_path):
+    """3 good scenes and 8 bad ones through `sarlo build`: each refusal one line, no worker
+    traceback, and failures.jsonl rows with stage, reason, exception type and retries."""
+    from .test_pipeline import _write_bad_inputs
+
+    _, urls, config = release_setup
+    expected = _write_bad_inputs(tmp_path / "bad", Path(urls[0]))
+    bad = [str(tmp_path / "bad" / f"{name}.nitf") for name in expected]
+    work = tmp_path / "w"
+    res = sarlo(
+        "build",
+        *urls,
+        *bad,
+        "--work",
+        str(work),
+        "--out",
+        str(tmp_path / "o"),
+        "--config",
+        str(config),
+        "--workers",
+        "2",
+    )
+    text = res.stdout + res.stderr
+    assert res.returncode == 3, text
+    assert "Traceback" not in text and "Compute Failed" not in text, text
+    for name, words in expected.items():
+        lines = [ln for ln in text.splitlines() if f"FAILED {tmp_path}/bad/{name}.nitf" in ln]
+        assert len(lines) == 1 and words in lines[0], (name, lines)
+    rows = [json.loads(ln) for ln in (work / "failures.jsonl").read_text().splitlines()]
+    assert {r["id"] for r in rows} == set(expected)
+    for r in rows:
+        assert {"stage", "reason", "exception", "retries", "kind"} <= set(r)
+        assert r["kind"] == "scene" and r["stage"] in ("ingest", "standardize")
+        assert isinstance(r["retries"], int) and isinstance(r["exception"], str)
+        assert r["exception"] == "SceneError", r
+
+
+def test_the_worker_log_filter_drops_refusals_only():
+    """QuietRefusals: a worker's Compute Failed record of a SceneError goes; others stay."""
+    import logging
+
+    from sarlo_dask.cluster import QuietRefusals
+
+    def record(exc_text: str) -> logging.LogRecord:
+        return logging.LogRecord(
+            "distributed.worker",
+            logging.ERROR,
+            "w.py",
+            1,
+            "Compute Failed\nKey: %s\nState: %s\nTask: %s\nException: %r\nTraceback: %r\n",
+            ("k", "executing", "task", exc_text, "tb"),
+            None,
+        )
+
+    f = QuietRefusals()
+    assert not f.filter(record("SceneError('/x.nitf: file not found')"))
+    assert f.filter(record("ZeroDivisionError('division by zero')"))
+
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
