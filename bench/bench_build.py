@@ -1,8 +1,9 @@
 """Whole-build benchmark: tiles/s of `build_dataset` (captioning off) on 1 and 2 workers,
-against a serial one-process implementation of the same steps the paper's way; and the
-shard writer's MB/s against a plain sequential write of the same bytes.
+against a serial one-process implementation of the same steps the paper's way; the
+shard writer's MB/s against a plain sequential write of the same bytes; and the client's
+own CPU time per scene and per tile on a catalogue of 20 small scenes.
 
-    python bench/bench_build.py [--scenes 4] [--size 2048] [--zoom 18]
+    python bench/bench_build.py [--scenes 4] [--size 2048] [--zoom 18] [--client-only]
 
 Inputs: simulated 0.4 m scenes (resampled to 0.8 m) with their optical ground as an XYZ
 folder. The serial way, per scene: read the whole SICD, scipy full-2-D FFT crop, dense
@@ -31,7 +32,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 
 def inputs(root: Path, n: int, size: int, zoom: int) -> tuple[list[str], str]:
-    from sarlo_dask.simulate import SimulationSpec, simulate_optical_tiles, simulate_scene
+    from sarlo_dask.simulate import SimulationSpec, simulate_scene
+    from sarlo_dask.simulate_optical import simulate_optical_tiles
 
     urls = []
     optical = root / f"build_optical_z{zoom}"
@@ -189,6 +191,53 @@ def ours(urls: list[str], optical: str, zoom: int, root: Path, workers: int) -> 
     return seconds, result.release.manifest["samples"]
 
 
+def client_cpu(root: Path, n: int = 20) -> tuple[float, int, int]:
+    """(CPU seconds of the driver's thread, scenes, tiles) for a build of `n` small scenes on
+    2 workers: what the client itself spends planning, submitting and recording (the
+    scheduler's and the client's I/O threads aside). Then an unchanged re-run's."""
+    from distributed import Client, LocalCluster
+
+    from sarlo_dask.config import CaptionConfig, ReleaseConfig, StandardizeConfig, TileConfig
+    from sarlo_dask.pipeline import build_dataset
+    from sarlo_dask.simulate import SimulationSpec, simulate_scene
+
+    urls = []
+    for i in range(n):
+        path = root / f"client_{i:02d}.nitf"
+        if not path.exists():
+            spacing = {"row_spacing": 0.4, "col_spacing": 0.4}
+            simulate_scene(path, SimulationSpec(rows=1200, cols=1200, seed=100 + i, **spacing))
+        urls.append(str(path))
+    work, out = root / "client_work", root / "client_out"
+    shutil.rmtree(work, ignore_errors=True)
+    shutil.rmtree(out, ignore_errors=True)
+    cfgs = (
+        StandardizeConfig(min_size=256),
+        TileConfig(size=256, stride=256),
+        CaptionConfig(),
+        ReleaseConfig(samples_per_shard=16),
+    )
+    cpu = []
+    with (
+        LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=":0") as cluster,
+        Client(cluster) as client,
+    ):
+        client.run(_warm)
+        for _ in range(2):  # a build, then an unchanged re-run (every unit skipped)
+            c0 = time.thread_time()
+            result = build_dataset(urls, str(work), str(out), *cfgs, client)
+            cpu.append(time.thread_time() - c0)
+            assert result.exit_code() == 0
+    tiles = sum(t.kept + len(t.refused) for t in result.tiles)
+    print(
+        f"client CPU, {n} scenes / {tiles} tiles on 2 workers: build {cpu[0]:.2f} s = "
+        f"{1e3 * cpu[0] / n:.1f} ms per scene (target <= 20), {1e3 * cpu[0] / tiles:.2f} ms "
+        f"per tile (target <= 2); unchanged re-run {1e3 * cpu[1] / n:.1f} ms per scene",
+        flush=True,
+    )
+    return cpu[0], n, tiles
+
+
 def shard_writer(root: Path) -> tuple[float, float, float, int]:
     """(ours s, plain s, sha256 s, bytes): rewrite the 2-worker build's first shard vs
     copying its members' bytes into one file sequentially; and the SHA-256 alone of the
@@ -198,7 +247,7 @@ def shard_writer(root: Path) -> tuple[float, float, float, int]:
     from sarlo_dask.config import ReleaseConfig
     from sarlo_dask.release import ShardSpec, write_shard
     from sarlo_dask.standardize import open_scene_store
-    from sarlo_dask.store import scene_store_url
+    from sarlo_dask.store import Store, scene_store_url
 
     work, out = root / "build_work_2", root / "build_out_2"
     marker = json.loads(next(out.glob("train/chunk_000/shard-00000.done.json")).read_text())
@@ -221,7 +270,9 @@ def shard_writer(root: Path) -> tuple[float, float, float, int]:
         shutil.rmtree(target, ignore_errors=True)
         (root / "plain.bin").unlink(missing_ok=True)
         t0 = time.perf_counter()
-        m = write_shard(spec, str(work), str(target), scenes, "bench", ReleaseConfig(), {}, {})
+        m = write_shard(
+            spec, Store(str(work)), Store(str(target)), scenes, "bench", ReleaseConfig()
+        )
         runs["ours"].append(time.perf_counter() - t0)
         t0 = time.perf_counter()
         with open(root / "plain.bin", "wb") as f:
@@ -279,9 +330,13 @@ def main() -> None:
     ap.add_argument("--zoom", type=int, default=18)
     ap.add_argument("--dir", default=".bench")
     ap.add_argument("--reps", type=int, default=3, help="builds per worker count (median)")
+    ap.add_argument("--client-only", action="store_true", help="only the client CPU figures")
     args = ap.parse_args()
     root = Path(args.dir)
     root.mkdir(exist_ok=True)
+    client_cpu(root)
+    if args.client_only:
+        return
     urls, optical = inputs(root, args.scenes, args.size, args.zoom)
 
     runs: dict[int, list[float]] = {1: [], 2: []}

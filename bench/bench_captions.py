@@ -48,10 +48,11 @@ def make_tiles(work: Path, n: int) -> list[str]:
 
 def direct(work: str, keys: list[str], cfg) -> float:
     from sarlo_dask.caption_stage import caption_batch
+    from sarlo_dask.store import Store
 
     t0 = time.perf_counter()
     for i in range(0, len(keys), cfg.batch_size):
-        caption_batch(work, "bench", keys[i : i + cfg.batch_size], cfg, {})
+        caption_batch(Store(work), "bench", keys[i : i + cfg.batch_size], cfg)
     return time.perf_counter() - t0
 
 

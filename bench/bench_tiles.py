@@ -36,7 +36,8 @@ def prepare(root: Path, size: int, zoom: int) -> tuple[str, str]:
 
     from sarlo_dask.config import StandardizeConfig
     from sarlo_dask.sicd import open_sicd
-    from sarlo_dask.simulate import SimulationSpec, simulate_optical_tiles, simulate_scene
+    from sarlo_dask.simulate import SimulationSpec, simulate_scene
+    from sarlo_dask.simulate_optical import simulate_optical_tiles
     from sarlo_dask.standardize import standardize_scene
     from sarlo_dask.store import scene_store_url
 
@@ -153,6 +154,7 @@ def main() -> None:
 
     from sarlo_dask.config import TileConfig
     from sarlo_dask.standardize import open_scene_store
+    from sarlo_dask.store import Store
     from sarlo_dask.tile_stage import make_tile
     from sarlo_dask.tiles import tile_groups, tile_windows
 
@@ -167,13 +169,14 @@ def main() -> None:
         )
         for w in group
     ]
-    out = root / "tiles_out"
+    work = Store(store.rsplit("/scenes/", 1)[0])  # tiles go to {work}/tiles, beside the scene
+    out = Path(work.path("tiles"))
     cfg = TileConfig(optical=optical, zoom=args.zoom)
-    make_tile(store, str(out), windows[0], cfg)  # one-time imports outside the timings
+    make_tile(work, windows[0], cfg)  # one-time imports outside the timings
     reference_tile(store, windows[0], optical, args.zoom, root / "ref_out")
     shutil.rmtree(out, ignore_errors=True)
     with measure("ours") as ours:
-        kept = [make_tile(store, str(out), w, cfg) for w in windows]
+        kept = [make_tile(work, w, cfg) for w in windows]
     assert all(k["optical"] == "ok" for k in kept), kept
     with measure("reference") as ref:
         for w in windows:

@@ -15,8 +15,8 @@ from typing import Any
 from sarlo_dask.captions.clean import clean
 from sarlo_dask.captions.label import label
 from sarlo_dask.config import CaptionConfig
-from sarlo_dask.store import filesystem, join, read_json, write_json
-from sarlo_dask.tile_stage import tile_dir, tile_lineage
+from sarlo_dask.store import Store
+from sarlo_dask.tile_stage import tile_lineage
 
 NO_MODEL = "no caption model configured"
 _BATCHES = [0]
@@ -27,20 +27,12 @@ def batches_run() -> int:
     return _BATCHES[0]
 
 
-def caption_url(work: str, scene_id: str, key: str) -> str:
-    return join(work, "captions", scene_id, f"{key}.json")
-
-
 def stored_captions(
-    work: str,
-    scene_id: str,
-    cfg: CaptionConfig,
-    so: dict[str, Any],
-    lineage: dict[str, Any] | None,
+    work: Store, scene_id: str, cfg: CaptionConfig, lineage: dict[str, Any] | None
 ) -> dict[str, dict[str, Any]]:
     """The caption records of the scene an earlier run wrote with this config, of tiles made
     under `lineage` (the scene's and tiles' settings now; None: unknown, nothing reused)."""
-    fs, path = filesystem(join(work, "captions", scene_id), so)
+    fs, path = work.filesystem(work.captions_dir(scene_id))
     fs.invalidate_cache()
     if lineage is None or not fs.exists(path):
         return {}
@@ -55,7 +47,7 @@ def stored_captions(
 
 
 def caption_batch(
-    work: str, scene_id: str, keys: list[str], cfg: CaptionConfig, so: dict[str, Any]
+    work: Store, scene_id: str, keys: list[str], cfg: CaptionConfig
 ) -> list[dict[str, Any]]:
     """Caption the tiles `keys` of one scene in one model batch per prompt; write a record
     per tile; return one summary per tile: key, captioned (bool), reason."""
@@ -68,7 +60,7 @@ def caption_batch(
     images: list[Image.Image] = []
     todo: list[str] = []
     for key in keys:
-        meta = read_json(join(tile_dir(work, scene_id), f"{key}.meta.json"), so)
+        meta = work.read_json(work.tile_member(scene_id, key, "meta.json"))
         lineage[key] = tile_lineage(meta)
         status = meta.get("optical", {}).get("status")
         if cfg.image == "optical" and status != "ok":
@@ -79,7 +71,7 @@ def caption_batch(
             if cfg.image == "optical"
             else f"{key}.sar.{meta['preview']['format']}"
         )
-        fs, root = filesystem(tile_dir(work, scene_id), so)
+        fs, root = work.filesystem(work.tile_dir(scene_id))
         with fs.open(f"{root}/{name}", "rb") as f:
             images.append(Image.open(io.BytesIO(f.read())).convert("RGB"))
         todo.append(key)
@@ -116,6 +108,6 @@ def caption_batch(
             "tile": lineage[key],
             **records[key],
         }
-        write_json(caption_url(work, scene_id, key), rec, so)
+        work.write_json(work.caption(scene_id, key), rec)
         out.append({"key": key, "captioned": rec["caption"] is not None, "reason": rec["reason"]})
     return out

@@ -1,6 +1,6 @@
 """The GPU side: moving blocks to and from a CUDA device, and bounding what CuPy keeps there.
 
-The math modules take NumPy or CuPy arrays alike (`resample.array_module`); this module is
+The math modules take NumPy or CuPy arrays alike (`array_module`); this module is
 where blocks cross over, and where CuPy's caches get their limits: cuFFT plans (CuPy keeps a
 cache per thread and device, 16 plans of any size by default) and its memory pool (which
 otherwise keeps every block it ever freed). Nothing here runs without CuPy.
@@ -14,7 +14,16 @@ from typing import Any
 
 import numpy as np
 
-from sarlo_dask.resample import array_module
+
+def array_module(x: Any) -> Any:
+    """numpy or cupy, from the array itself (one code path for CPU and GPU blocks)."""
+    mod = type(x).__module__.split(".")[0]
+    if mod == "cupy":
+        import cupy
+
+        return cupy
+    return np
+
 
 FFT_PLANS = 8
 """cuFFT plans kept per thread and device: a scene's passes use a few sizes"""

@@ -14,140 +14,53 @@ import json
 import os
 import tarfile
 import tempfile
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 from sarlo_dask import __version__
-from sarlo_dask.caption_stage import NO_MODEL, caption_url
+from sarlo_dask.caption_stage import NO_MODEL
 from sarlo_dask.config import ReleaseConfig
 from sarlo_dask.dataset import shard_marker
-from sarlo_dask.store import PARTIAL, filesystem, is_local, join, read_json, write_json
-from sarlo_dask.tile_stage import tile_dir, tile_lineage
+from sarlo_dask.splits import (
+    SampleRef,
+    ShardSpec,
+    plan_digest,
+    shard_plan,
+    split_passes,
+    split_report,
+)
+from sarlo_dask.store import PARTIAL, Store, is_local
+from sarlo_dask.tile_stage import tile_lineage
 
 MTIME = 0
 """every tar member's mtime: the same samples give the same bytes"""
 
 
-@dataclass(frozen=True)
-class SampleRef:
-    """What the planner needs of one sample."""
+@dataclass
+class SceneIndex:
+    """What the release needs of one scene: its kept tiles and its store's provenance."""
 
-    scene_id: str
-    key: str
-    pass_id: str
-    label: str
-
-
-@dataclass(frozen=True)
-class ShardSpec:
-    split: str
-    index: int
-    path: str
-    """relative to {out}"""
-    keys: tuple[tuple[str, str], ...]
-    """(scene_id, key) of each sample, in order"""
+    rows: list[dict[str, Any]]
+    """per kept tile: key, pass id, MID label, captions and the settings it was made under"""
+    provenance: Any
 
 
-def total_variation(p: Mapping[str, float], q: Mapping[str, float]) -> float:
-    """Half the L1 distance between two label distributions (0 same, 1 disjoint)."""
-    return 0.5 * sum(abs(p.get(k, 0.0) - q.get(k, 0.0)) for k in set(p) | set(q))
+def scene_index(work: Store, scene_id: str) -> SceneIndex:
+    """A scene's SceneIndex (a task: the scenes are indexed on the workers in parallel)."""
+    from sarlo_dask.standardize import open_scene_store
 
-
-def _shares(counts: Counter[str]) -> dict[str, float]:
-    n = sum(counts.values())
-    return {k: v / n for k, v in counts.items()} if n else {}
-
-
-def split_passes(
-    samples: Sequence[SampleRef], ratios: Mapping[str, float], balance: float = 1.0
-) -> dict[str, str]:
-    """Assign each satellite pass to one split: sizes near the ratios, label shares near the
-    whole's. Greedy, largest pass first, ties to the earlier split: deterministic."""
-    by_pass: dict[str, Counter[str]] = {}
-    for ref in samples:
-        by_pass.setdefault(ref.pass_id, Counter())[ref.label] += 1
-    whole = _shares(sum(by_pass.values(), Counter()))
-    splits = [name for name, r in ratios.items() if r > 0]
-    counts: dict[str, Counter[str]] = {name: Counter() for name in splits}
-    out: dict[str, str] = {}
-    order = sorted(by_pass, key=lambda p: (-sum(by_pass[p].values()), p))
-    done = 0
-    for p in order:
-        n = sum(by_pass[p].values())
-        done += n
-        best, best_cost = splits[0], float("inf")
-        for cand in splits:
-            cost = 0.0
-            for split in splits:
-                c = counts[split] + by_pass[p] if split == cand else counts[split]
-                size = sum(c.values())
-                cost += abs(size / done - ratios[split])
-                cost += balance * (size / done) * total_variation(_shares(c), whole)
-            if cost < best_cost - 1e-12:
-                best, best_cost = cand, cost
-        counts[best] += by_pass[p]
-        out[p] = best
-    return out
-
-
-def split_report(
-    samples: Sequence[SampleRef], assignment: Mapping[str, str], ratios: Mapping[str, float]
-) -> dict[str, Any]:
-    """Per split: passes, samples, label counts and total-variation distance to the whole."""
-    whole = _shares(Counter(s.label for s in samples))
-    report: dict[str, Any] = {}
-    for split in ratios:
-        chosen = [s for s in samples if assignment.get(s.pass_id) == split]
-        labels = Counter(s.label for s in chosen)
-        report[split] = {
-            "ratio": ratios[split],
-            "passes": sorted({s.pass_id for s in chosen}),
-            "samples": len(chosen),
-            "labels": dict(sorted(labels.items())),
-            "label_distance": total_variation(_shares(labels), whole) if chosen else None,
-        }
-    return report
-
-
-def shard_plan(
-    samples: Sequence[SampleRef], assignment: Mapping[str, str], cfg: ReleaseConfig
-) -> list[ShardSpec]:
-    """Samples ordered by split, scene id and tile key, cut into shards of
-    `samples_per_shard`, `shards_per_chunk` to a chunk folder."""
-    plan = []
-    for split in cfg.splits:
-        chosen = sorted((s.scene_id, s.key) for s in samples if assignment.get(s.pass_id) == split)
-        n = cfg.samples_per_shard
-        for i in range(0, len(chosen), n):
-            index = i // n
-            path = f"{split}/chunk_{index // cfg.shards_per_chunk:03d}/shard-{index:05d}.tar"
-            plan.append(ShardSpec(split, index, path, tuple(chosen[i : i + n])))
-    return plan
-
-
-def plan_digest(
-    plan: Sequence[ShardSpec], cfg: ReleaseConfig, lineage: Mapping[str, Any] | None = None
-) -> str:
-    """What a shard's bytes depend on: the plan, the release settings and the settings every
-    sample was made under (`lineage`, by key): a shard committed under another is rewritten."""
-    text = json.dumps([[asdict(s) for s in plan], cfg.digest(), lineage or {}], sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def scene_index(work: str, scene_id: str, so: dict[str, Any]) -> list[dict[str, Any]]:
-    """Each kept tile of a scene: key, pass id, MID label, captions (for planning and stats)."""
-    fs, root = filesystem(tile_dir(work, scene_id), so)
+    fs, root = work.filesystem(work.tile_dir(scene_id))
     fs.invalidate_cache()
-    out = []
+    rows = []
     for path in sorted(fs.glob(f"{root}/*.meta.json")):
         with fs.open(path, "rb") as f:
             meta = json.loads(f.read())
         if meta.get("optical", {}).get("retry"):
             continue  # an optical retry is still due: not a finished sample
-        rec = _caption_record(work, scene_id, meta, so)
-        out.append(
+        rec = _caption_record(work, scene_id, meta)
+        rows.append(
             {
                 "key": meta["key"],
                 "pass_id": meta["pass_id"],
@@ -156,34 +69,90 @@ def scene_index(work: str, scene_id: str, so: dict[str, Any]) -> list[dict[str, 
                 "lineage": {**tile_lineage(meta), "caption_config": rec.get("caption_config")},
             }
         )
-    return out
+    attrs = open_scene_store(work.scene_store(scene_id), work.options, chunks=None).attrs
+    return SceneIndex(rows, attrs.get("provenance"))
 
 
-def _caption_record(
-    work: str, scene_id: str, meta: dict[str, Any], so: dict[str, Any]
+@dataclass
+class ReleasePlan:
+    """The release's plan over the scenes' kept tiles: splits by pass, shards, their digest."""
+
+    samples: list[SampleRef]
+    assignment: dict[str, str]
+    """pass id -> split"""
+    shards: list[ShardSpec]
+    digest: str
+    rows: list[dict[str, Any]]
+    """index rows of the released samples (label, caption), in sample order"""
+
+    def stats_rows(self) -> list[dict[str, Any]]:
+        """What stats.json counts: split, label and captions of each released sample."""
+        return [
+            {"split": self.assignment[r["pass_id"]], "label": r["label"], "caption": r["caption"]}
+            for r in self.rows
+        ]
+
+
+def release_plan(index: Mapping[str, SceneIndex], cfg: ReleaseConfig) -> ReleasePlan:
+    """Splits and shards over the indexed scenes (sorted by id), digested with every sample's
+    lineage: a shard committed under another digest is written again."""
+    rows = [(sid, r) for sid in sorted(index) for r in index[sid].rows]
+    samples = [SampleRef(sid, r["key"], r["pass_id"], r["label"]) for sid, r in rows]
+    assignment = split_passes(samples, cfg.splits, cfg.balance)
+    shards = shard_plan(samples, assignment, cfg)
+    digest = plan_digest(shards, cfg, {f"{sid}/{r['key']}": r["lineage"] for sid, r in rows})
+    released = [{**r, "caption": r["caption"] or {}} for _, r in rows if r["pass_id"] in assignment]
+    return ReleasePlan(samples, assignment, shards, digest, released)
+
+
+def release_manifest(
+    plan: ReleasePlan,
+    markers: Mapping[str, dict[str, Any]],
+    cfg: ReleaseConfig,
+    complete: bool,
+    catalogue: dict[str, Any],
 ) -> dict[str, Any]:
+    """manifest.json: the plan's committed shards with their sha256, splits, caption counts."""
+    captioned = sum(1 for r in plan.rows if r["caption"])
+    return {
+        "dataset": "sarlo-dask release",
+        "version": __version__,
+        "release_config": cfg.digest(),
+        "plan": plan.digest,
+        "complete": complete,
+        "samples": len(plan.samples),
+        "bytes": sum(m["bytes"] for m in markers.values()),
+        "captions": {"captioned": captioned, "without": len(plan.rows) - captioned},
+        "splits": split_report(plan.samples, plan.assignment, cfg.splits),
+        "shards": [
+            {k: markers[s.path][k] for k in ("shard", "sha256", "bytes", "samples")}
+            for s in plan.shards
+            if s.path in markers
+        ],
+        "catalogue": catalogue,
+    }
+
+
+def _caption_record(work: Store, scene_id: str, meta: dict[str, Any]) -> dict[str, Any]:
     """The tile's caption record, if it describes this tile (made under the same settings)."""
-    url = caption_url(work, scene_id, meta["key"])
-    fs, path = filesystem(url, so)
-    rec = read_json(url, so) if fs.exists(path) else {}
+    url = work.caption(scene_id, meta["key"])
+    rec = work.read_json(url) if work.exists(url) else {}
     return rec if rec.get("tile") == tile_lineage(meta) else {}
 
 
 def sample_members(
-    work: str,
+    work: Store,
     scene_id: str,
     key: str,
     split: str,
     scene: Mapping[str, Any],
     cfg: ReleaseConfig,
-    so: dict[str, Any],
 ) -> dict[str, bytes]:
     """The members of one sample (without the `key.` prefix), meta.json completed with its
     captions, label, split and provenance."""
-    root = tile_dir(work, scene_id)
-    meta = read_json(join(root, f"{key}.meta.json"), so)
-    rec = _caption_record(work, scene_id, meta, so)
-    fs, base = filesystem(root, so)
+    meta = work.read_json(work.tile_member(scene_id, key, "meta.json"))
+    rec = _caption_record(work, scene_id, meta)
+    fs, base = work.filesystem(work.tile_dir(scene_id))
 
     def member(name: str) -> bytes:
         return bytes(fs.cat_file(f"{base}/{key}.{name}"))
@@ -267,18 +236,15 @@ def _tar_writer() -> type:
 
 def write_shard(
     spec: ShardSpec,
-    work: str,
-    out: str,
+    work: Store,
+    out: Store,
     scenes: Mapping[str, Mapping[str, Any]],
     digest: str,
     cfg: ReleaseConfig,
-    so: dict[str, Any],
-    out_so: dict[str, Any],
 ) -> dict[str, Any]:
     """Write one whole shard, then its commit marker; return the marker's content."""
     _TarWriter = _tar_writer()
-    url = join(out, spec.path)
-    fs, path = filesystem(url, out_so)
+    fs, path = out.filesystem(out.path(spec.path))
     local = is_local(fs)
     folder = os.path.dirname(path) if local else None
     if folder:
@@ -290,9 +256,8 @@ def write_shard(
             try:
                 with _TarWriter(hashing, mtime=MTIME, encoder=False) as tw:
                     for scene_id, key in spec.keys:
-                        members = sample_members(
-                            work, scene_id, key, spec.split, scenes[scene_id], cfg, so
-                        )
+                        scene = scenes[scene_id]
+                        members = sample_members(work, scene_id, key, spec.split, scene, cfg)
                         tw.write({"__key__": key, **members})
             finally:
                 sha256 = hashing.finish()
@@ -311,14 +276,14 @@ def write_shard(
         "keys": [k for _, k in spec.keys],
         "plan": digest,
     }
-    write_json(shard_marker(join(out, spec.path)), marker, out_so)
+    out.write_json(shard_marker(out.path(spec.path)), marker)
     return marker
 
 
-def prune_shards(out: str, plan: Sequence[ShardSpec], out_so: dict[str, Any]) -> list[str]:
+def prune_shards(out: Store, plan: Sequence[ShardSpec]) -> list[str]:
     """Remove the shards (and markers) of an earlier plan that this plan does not have: a
     release holds exactly its plan's shards. The paths removed, relative to `out`."""
-    fs, root = filesystem(out, out_so)
+    fs, root = out.filesystem()
     fs.invalidate_cache()
     keep = {p.path for p in plan} | {shard_marker(p.path) for p in plan}
     stale = []
@@ -330,11 +295,10 @@ def prune_shards(out: str, plan: Sequence[ShardSpec], out_so: dict[str, Any]) ->
     return stale
 
 
-def committed(out: str, spec: ShardSpec, digest: str, out_so: dict[str, Any]) -> dict | None:
+def committed(out: Store, spec: ShardSpec, digest: str) -> dict | None:
     """The marker of a shard an earlier run completed under the same plan, else None."""
-    url = shard_marker(join(out, spec.path))
-    fs, path = filesystem(url, out_so)
-    if not fs.exists(path):
+    url = shard_marker(out.path(spec.path))
+    if not out.exists(url):
         return None
-    marker = read_json(url, out_so)
+    marker = out.read_json(url)
     return marker if marker.get("plan") == digest else None

@@ -19,15 +19,7 @@ from typing import Any
 import numpy as np
 from numpy.polynomial import polynomial
 
-
-def array_module(x: Any) -> Any:
-    """numpy or cupy, from the array itself (one code path for CPU and GPU blocks)."""
-    mod = type(x).__module__.split(".")[0]
-    if mod == "cupy":
-        import cupy
-
-        return cupy
-    return np
+from sarlo_dask.gpu import array_module, bound_caches
 
 
 def _fft(xp: Any) -> Any:
@@ -37,8 +29,6 @@ def _fft(xp: Any) -> Any:
 
         return scipy.fft
     import cupyx.scipy.fft
-
-    from sarlo_dask.gpu import bound_caches
 
     bound_caches()  # the plan cache is this thread's: bound it where the FFTs run
     return cupyx.scipy.fft

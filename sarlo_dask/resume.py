@@ -8,10 +8,16 @@ other settings is removed with everything made from it and made again, never reu
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
-from sarlo_dask.store import join, remove, tiles_marker_url
-from sarlo_dask.tile_stage import tile_dir
+from sarlo_dask import __version__
+from sarlo_dask.caption_stage import stored_captions
+from sarlo_dask.config import CaptionConfig, TileConfig
+from sarlo_dask.outcomes import SceneResult, SceneTiles
+from sarlo_dask.store import Store
+from sarlo_dask.tile_stage import stored_summary
+from sarlo_dask.tiles import Window, tile_windows
 
 STAGE_OF = {"scene_config": "standardize", "tile_config": "tiles", "caption_config": "captions"}
 
@@ -22,8 +28,89 @@ def stale_reason(made: dict[str, Any] | None, want: dict[str, Any]) -> str:
     return f"{' and '.join(changed) or 'no'} settings changed"
 
 
-def remove_scene_tiles(work: str, scene_id: str, so: dict[str, Any] | None) -> None:
+def remove_scene_tiles(work: Store, scene_id: str) -> None:
     """Remove a scene's tiles, their marker and their captions (all made from the scene)."""
-    remove(tiles_marker_url(work, scene_id), so)
-    remove(tile_dir(work, scene_id), so)
-    remove(join(work, "captions", scene_id), so)
+    work.remove(work.tiles_marker(scene_id))
+    work.remove(work.tile_dir(scene_id))
+    work.remove(work.captions_dir(scene_id))
+
+
+def completed_scenes(work: Store) -> list[str]:
+    """Scene ids whose standardization finished (their marker exists), sorted."""
+    fs, path = work.filesystem(work.path("scenes"))
+    fs.invalidate_cache()
+    if not fs.exists(path):
+        return []
+    names = [p.rsplit("/", 1)[-1] for p in fs.ls(path, detail=False)]
+    return sorted(n[: -len(".done.json")] for n in names if n.endswith(".done.json"))
+
+
+@dataclass
+class TilePlan:
+    """What the tile stage has to do for one scene, from what {work} holds."""
+
+    scene_id: str
+    lineage: dict[str, Any]
+    """the settings its tiles are made under now: the scene's and the tiles' digests"""
+    skipped: dict[str, Any] | None = None
+    """the tiles marker's counts when the scene's tiles are complete under `lineage`"""
+    windows: list[Window] = field(default_factory=list)
+    stored: list[dict[str, Any] | None] = field(default_factory=list)
+    """per window, the summary of the tile an earlier run made under `lineage`, else None"""
+    captions: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """caption records an earlier run made of these tiles with the caption settings, by key"""
+    rebuilt: str = ""
+    """why the tiles an earlier run made were removed ("": none were)"""
+
+
+def plan_scene_tiles(
+    work: Store, scene_id: str, cfg: TileConfig, captions: CaptionConfig | None
+) -> TilePlan:
+    """A scene's TilePlan (a task: a scene's resume reads run on the workers in parallel).
+    Tiles of another lineage are removed with their captions: all are made again."""
+    from sarlo_dask.standardize import open_scene_store
+
+    made_scene = work.read_json(work.scene_marker(scene_id)).get("config")
+    plan = TilePlan(scene_id, {"scene_config": made_scene, "tile_config": cfg.digest()})
+    marker = work.tiles_marker(scene_id)
+    made = work.read_json(marker) if work.exists(marker) else None
+    if made is not None and made.get("lineage") == plan.lineage and captions is None:
+        plan.skipped = {k: made[k] for k in ("kept", "refused", "optical_failed") if k in made}
+        return plan
+    ds = open_scene_store(work.scene_store(scene_id), work.options)
+    plan.windows = tile_windows(
+        scene_id, ds.sizes["azimuth"], ds.sizes["range"], cfg.size, cfg.stride
+    )
+    plan.stored = [stored_summary(work, w) for w in plan.windows]
+    old = [made.get("lineage")] if made is not None else []
+    old += [d["lineage"] for d in plan.stored if d is not None]
+    stale = [o for o in old if o != plan.lineage]
+    if stale:  # made under other settings: removed, all made again
+        plan.rebuilt = stale_reason(stale[0], plan.lineage)
+        remove_scene_tiles(work, scene_id)
+        plan.stored = [None] * len(plan.windows)
+    if captions is not None:
+        plan.captions = stored_captions(work, scene_id, captions, plan.lineage)
+    return plan
+
+
+def scene_marker(res: SceneResult, digest: str) -> dict[str, Any]:
+    """A completed scene's marker: its source, store and the settings it was made under."""
+    return {
+        "scene_id": res.scene_id,
+        "source_url": res.url,
+        "store": f"scenes/{res.scene_id}.zarr",  # relative to {work}
+        "package_version": __version__,
+        "config": digest,
+    }
+
+
+def tiles_marker(res: SceneTiles, lineage: dict[str, Any]) -> dict[str, Any]:
+    """A scene's tiles marker: what its windows gave, and the settings they were made under."""
+    return {
+        "scene_id": res.scene_id,
+        "kept": res.kept,
+        "refused": res.refused,
+        "optical_failed": res.optical_failed,
+        "lineage": lineage,
+    }

@@ -76,10 +76,10 @@ def local_path(url: str) -> str:
 
 @contextlib.contextmanager
 def quiet() -> Iterator[None]:
-    """sarpy logs and warns loudly about NITF tags and deprecations; keep errors only."""
+    """sarpy and jbpy log and warn loudly about NITF fields and deprecations; keep errors only."""
     import logging
 
-    loggers = [logging.getLogger(name) for name in ("sarpy", "validation", "sarkit")]
+    loggers = [logging.getLogger(n) for n in ("sarpy", "validation", "sarkit", "jbpy")]
     levels = [lg.level for lg in loggers]
     for lg in loggers:
         lg.setLevel(logging.CRITICAL)
@@ -217,9 +217,10 @@ def read_header(url: str, storage_options: dict[str, Any] | None = None) -> tupl
                 return sicd, PixelLayout(0, 0, "", ())  # check_sicd says why
             try:
                 f.seek(0)
-                layout = pixel_layout(
-                    f, int(img.NumRows), int(img.NumCols), str(img.PixelType), img.AmpTable
-                )
+                with quiet():  # jbpy warns of every blank optional field
+                    layout = pixel_layout(
+                        f, int(img.NumRows), int(img.NumCols), str(img.PixelType), img.AmpTable
+                    )
             except Exception as exc:
                 raise SceneError(url, _truncation(f) or f"pixel layout: {one_line(exc)}") from None
             return sicd, layout

@@ -1,4 +1,5 @@
-"""The work store on any fsspec URL: layout, and completion markers written last."""
+"""The stores on any fsspec URL ({work}, {out}): their layout, atomic writes, and completion
+markers written last."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import functools
 import json
 import os
 import uuid
+from dataclasses import dataclass, field
 from typing import Any
 
 import fsspec
@@ -169,3 +171,78 @@ def remove(url: str, storage_options: dict[str, Any] | None = None) -> None:
     fs, path = filesystem(url, storage_options)
     if fs.exists(path):
         fs.rm(path, recursive=True)
+
+
+@dataclass(frozen=True, eq=False)
+class Store:
+    """{work} or {out} on any fsspec URL: its root and storage options, named here once, and
+    every path and marker of its layout (as pangeo-forge's FSSpecTarget). Stages and tasks
+    take a Store, never a URL and options apart; its I/O takes URLs under the root."""
+
+    url: str
+    options: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, store: str | Store, options: dict[str, Any] | None = None) -> Store:
+        """`store` itself, or a Store at the URL `store` with `options`."""
+        return store if isinstance(store, Store) else cls(store.rstrip("/"), dict(options or {}))
+
+    @property
+    def token(self) -> str:
+        """A short digest of the URL, for task keys (see url_token)."""
+        return url_token(self.url)
+
+    def path(self, *parts: str) -> str:
+        return join(self.url, *parts)
+
+    # {work}: scenes/{id}.zarr and .done.json, tiles/{id}/, tiles/{id}.done.json,
+    # captions/{id}/{key}.json, failures.jsonl
+    def scene_store(self, scene_id: str) -> str:
+        return scene_store_url(self.url, scene_id)
+
+    def scene_marker(self, scene_id: str) -> str:
+        return scene_marker_url(self.url, scene_id)
+
+    def tiles_marker(self, scene_id: str) -> str:
+        return tiles_marker_url(self.url, scene_id)
+
+    def tile_dir(self, scene_id: str) -> str:
+        return join(self.url, "tiles", scene_id)
+
+    def tile_member(self, scene_id: str, key: str, member: str) -> str:
+        """A member of tile `key`: sar.npy, meta.json, ..."""
+        return join(self.url, "tiles", scene_id, f"{key}.{member}")
+
+    def captions_dir(self, scene_id: str) -> str:
+        return join(self.url, "captions", scene_id)
+
+    def caption(self, scene_id: str, key: str) -> str:
+        return join(self.url, "captions", scene_id, f"{key}.json")
+
+    # I/O of small objects under the root
+    def filesystem(self, url: str | None = None) -> tuple[Any, str]:
+        return filesystem(url or self.url, self.options)
+
+    def exists(self, url: str) -> bool:
+        return exists(url, self.options)
+
+    def read_json(self, url: str) -> dict[str, Any]:
+        return read_json(url, self.options)
+
+    def write_bytes(self, url: str, data: bytes) -> None:
+        write_bytes(url, data, self.options)
+
+    def write_json(self, url: str, content: dict[str, Any]) -> None:
+        write_json(url, content, self.options)
+
+    def update_bytes(self, url: str, data: bytes) -> bool:
+        return update_bytes(url, data, self.options)
+
+    def update_json(self, url: str, content: dict[str, Any]) -> bool:
+        return update_json(url, content, self.options)
+
+    def remove(self, url: str) -> None:
+        remove(url, self.options)
+
+    def remove_partials(self) -> int:
+        return remove_partials(self.url, self.options)

@@ -21,13 +21,13 @@ import numpy as np
 from sarlo_dask import __version__
 from sarlo_dask.chip import chip_sicd_xml
 from sarlo_dask.config import TileConfig, on_device
-from sarlo_dask.errors import exception_line
 from sarlo_dask.gpu import gpu_count
 from sarlo_dask.optical.mosaic import DECODED
 from sarlo_dask.optical.pair import PairConfig, pair_tile
 from sarlo_dask.optical.sources import source_from_spec
+from sarlo_dask.outcomes import window_error
 from sarlo_dask.sicd import sicd_from_xml
-from sarlo_dask.store import filesystem, is_local, join, write_bytes, write_json
+from sarlo_dask.store import Store, filesystem, is_local, join
 from sarlo_dask.tiles import (
     PreviewSpec,
     Window,
@@ -40,14 +40,6 @@ from sarlo_dask.tiles import (
     tile_llh,
     valid_fraction,
 )
-
-
-def tile_dir(work: str, scene_id: str) -> str:
-    return join(work, "tiles", scene_id)
-
-
-def tile_meta_url(work: str, w: Window) -> str:
-    return join(tile_dir(work, w.scene_id), f"{w.key}.meta.json")
 
 
 def npy_bytes(array: np.ndarray) -> bytes:
@@ -75,11 +67,11 @@ def tile_summary(meta: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def stored_summary(work: str, w: Window, storage_options: dict[str, Any]) -> dict[str, Any] | None:
+def stored_summary(work: Store, w: Window) -> dict[str, Any] | None:
     """The summary of a tile an earlier run completed, or None when it must be made (again):
     no meta.json yet, or one that asks for an optical retry. Its `lineage` says what it was
     made under: the caller compares it with the current settings."""
-    fs, path = filesystem(tile_meta_url(work, w), storage_options)
+    fs, path = work.filesystem(work.tile_member(w.scene_id, w.key, "meta.json"))
     if not fs.exists(path):
         return None
     with fs.open(path, "rb") as f:
@@ -113,15 +105,14 @@ def _open_local(url: str, stamp: int) -> Any:
 
 
 def make_tile(
-    store_url: str, work: str, w: Window, cfg: TileConfig, scene_config: str | None = None
+    work: Store, w: Window, cfg: TileConfig, scene_config: str | None = None
 ) -> dict[str, Any]:
     """Cut, check, preview and pair one tile; write its members; return a one-line summary.
 
     `scene_config`: the digest of the settings the scene was made under (its marker's; by
     default its store's), recorded with the tile's own so a resume can tell a stale tile."""
     cfg = on_device(cfg, gpu_count() > 0)
-    so = cfg.storage_options
-    ds = _open_store(store_url, so)
+    ds = _open_store(work.scene_store(w.scene_id), work.options)
     sicd, src_sicd = _scene_sicds(ds.attrs["sicd_xml"], ds.attrs["source_sicd_xml"])
     ia, ir = w.slices()
     patch = np.asarray(ds.slc[ia, ir].values, dtype=np.complex64)
@@ -233,16 +224,15 @@ def make_tile(
             "status": "no optical source",
         }
     meta["members"] = sorted([*members, f"{w.key}.meta.json"])
-    root = tile_dir(work, w.scene_id)
+    root = work.tile_dir(w.scene_id)
     for name, data in members.items():
-        write_bytes(join(root, name), data, so)
-    write_json(join(root, f"{w.key}.meta.json"), meta, so)  # last: the tile's marker
+        work.write_bytes(join(root, name), data)
+    work.write_json(work.tile_member(w.scene_id, w.key, "meta.json"), meta)  # last: its marker
     return tile_summary(meta)
 
 
 def make_tiles(
-    store_url: str,
-    work: str,
+    work: Store,
     windows: Sequence[Window],
     cfg: TileConfig,
     scene_config: str | None = None,
@@ -250,12 +240,12 @@ def make_tiles(
     """`make_tile` over a group of windows (one task: see `tiles.tile_groups`), in order.
 
     A window that raises does not stop the others: its entry is `{"key", "status": "error",
-    "reason"}` with the exception on one line.
+    "reason", "exception"}`: the exception on one line, and its type.
     """
     out = []
     for w in windows:
         try:
-            out.append(make_tile(store_url, work, w, cfg, scene_config))
+            out.append(make_tile(work, w, cfg, scene_config))
         except Exception as exc:
-            out.append({"key": w.key, "status": "error", "reason": exception_line(exc)})
+            out.append(window_error(w.key, exc))
     return out

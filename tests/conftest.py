@@ -183,7 +183,7 @@ def release_setup(scenes, tmp_path_factory):
     import yaml
 
     from sarlo_dask.captions import tiny
-    from sarlo_dask.simulate import simulate_optical_tiles
+    from sarlo_dask.simulate_optical import simulate_optical_tiles
 
     root = tmp_path_factory.mktemp("release")
     urls = [str(scenes[name]) for name in RELEASE_SCENES]

@@ -13,14 +13,14 @@ import pytest
 
 pytest.importorskip("transformers")
 
-from sarlo_dask.caption_stage import batches_run, caption_url
+from sarlo_dask.caption_stage import batches_run
 from sarlo_dask.captions import tiny
 from sarlo_dask.captions.backend import get_captioner, load_counts
 from sarlo_dask.config import CaptionConfig, TileConfig
 from sarlo_dask.pipeline import standardize_scenes, tile_scenes
-from sarlo_dask.simulate import simulate_optical_tiles
+from sarlo_dask.simulate_optical import simulate_optical_tiles
 from sarlo_dask.standardize import open_scene_store
-from sarlo_dask.store import read_json, scene_store_url
+from sarlo_dask.store import Store, read_json, scene_store_url
 from sarlo_dask.tiles import tile_windows
 
 from .helpers import small_scene_config
@@ -78,7 +78,7 @@ def test_pool_captions_every_tile_once_loading_the_model_once_per_worker(
     keys = kept_keys(work, res.scene_id)
     assert res.status == "done" and res.captioned == len(keys) == before.kept
     assert not res.uncaptioned
-    records = [read_json(caption_url(work, res.scene_id, k)) for k in keys]
+    records = [read_json(Store(work).caption(res.scene_id, k)) for k in keys]
     for rec in records:
         assert set(rec["caption"]) == {"SHORT", "MID", "LONG"} and rec["label"]
         assert rec["reason"] is None and rec["model"] == model
@@ -115,7 +115,7 @@ def test_a_resumed_build_captions_only_what_is_missing(tiled, client, tmp_path):
     ccfg = CaptionConfig(model=model, batch_size=3)
     (res,) = tile_scenes(work, tcfg, client, captions=ccfg)
     keys = kept_keys(work, res.scene_id)
-    paths = {k: Path(caption_url(work, res.scene_id, k)) for k in keys}
+    paths = {k: Path(Store(work).caption(res.scene_id, k)) for k in keys}
     first = {k: p.read_bytes() for k, p in paths.items()}
     stamps = {k: p.stat().st_mtime_ns for k, p in paths.items()}
     lost = keys[1:3] + keys[-1:]
@@ -208,11 +208,11 @@ def test_llm_rewrite_pass_then_cleanup(tiled, tmp_path):
         rewrite_model=tiny.build_text_model(tmp_path / "gpt2"),
         rewrite_max_new_tokens=12,
     )
-    out = caption_batch(work, scene_id, keys, cfg, {})
+    out = caption_batch(Store(work), scene_id, keys, cfg)
     assert [o["captioned"] for o in out] == [True, True]
     rewriter = get_rewriter(cfg)
     for key in keys:
-        rec = read_json(caption_url(work, scene_id, key))
+        rec = read_json(Store(work).caption(scene_id, key))
         for kind in ("SHORT", "MID", "LONG"):
             (again,) = rewriter.rewrite(
                 [rec["caption_raw"][kind]], cfg.rewrite_instruction, cfg.rewrite_max_new_tokens

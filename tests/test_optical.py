@@ -273,7 +273,7 @@ def _refused(res, code, *words):
 @pytest.fixture(scope="module")
 def folder_sample(scene, tmp_path_factory):
     """A sample paired against a folder of XYZ tiles named `optical`: (build dir, meta, png)."""
-    from sarlo_dask.simulate import simulate_optical_tiles
+    from sarlo_dask.simulate_optical import simulate_optical_tiles
 
     ds, truth = scene
     root = tmp_path_factory.mktemp("folder_sample")

@@ -11,7 +11,8 @@ import s3fs
 
 from sarlo_dask.config import StandardizeConfig
 from sarlo_dask.errors import SceneError
-from sarlo_dask.pipeline import exit_code, standardize_scenes
+from sarlo_dask.outcomes import exit_code
+from sarlo_dask.pipeline import standardize_scenes
 from sarlo_dask.sicd import check_sicd, read_sicd_meta, sicd_from_xml
 from sarlo_dask.simulate import SimulationSpec, build_sicd
 from sarlo_dask.standardize import open_scene_store

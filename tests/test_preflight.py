@@ -142,3 +142,45 @@ def test_the_worker_log_filter_drops_refusals_only():
 
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+
+def test_version_and_an_unexpected_error_in_one_line(tmp_path):
+    from sarlo_dask import __version__
+
+    res = sarlo("--version")
+    assert res.returncode == 0 and res.stdout.strip() == f"sarlo-dask {__version__}"
+    # an error no check foresaw (a folder that cannot be made): one line, the traceback
+    # with --debug
+    target = "/proc/no_such_folder/x.nitf"
+    res = sarlo("simulate", target, "--rows", "64", "--cols", "64")
+    err = res.stderr.strip()
+    assert res.returncode == 1 and len(err.splitlines()) == 1, err
+    assert err.startswith("error: FileNotFoundError: ") and "--debug" in err
+    res = sarlo("--debug", "simulate", target, "--rows", "64", "--cols", "64")
+    assert "Traceback" in res.stderr
+
+
+@needs_shared
+def test_dry_run_reports_selection_and_tiles_from_headers(release_setup, release_built, tmp_path):
+    """--dry-run: each scene selected with the tiles the build cut, or refused with the
+    build's reason; nothing written, no cluster."""
+    from .test_pipeline import _write_bad_inputs
+
+    root, urls, config = release_setup
+    expected = _write_bad_inputs(tmp_path / "bad", Path(urls[0]))
+    bad = [str(tmp_path / "bad" / f"{name}.nitf") for name in expected]
+    work, out = tmp_path / "w", tmp_path / "o"
+    args = ["--work", str(work), "--out", str(out), "--config", str(config), "--dry-run"]
+    res = sarlo("build", *urls, *bad, *args)
+    assert res.returncode == 0, res.stderr
+    assert "dashboard" not in res.stdout and not work.exists() and not out.exists()
+    lines = res.stdout.splitlines()
+    for url in urls:
+        sid = Path(url).stem
+        made = json.loads((root / "work" / "tiles" / f"{sid}.done.json").read_text())
+        windows = made["kept"] + len(made["refused"])
+        assert any(ln.startswith(f"selected {sid}: ") and f" {windows} tiles" in ln for ln in lines)
+    for name, words in expected.items():
+        line = [ln for ln in lines if ln.startswith(f"refused  {tmp_path}/bad/{name}.nitf: ")]
+        assert len(line) == 1 and words in line[0], (name, line)
+    assert lines[-1].startswith(f"dry run: {len(urls)} of {len(urls) + len(bad)} scenes selected")

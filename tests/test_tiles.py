@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from sarlo_dask.config import TileConfig
 from sarlo_dask.optical import GeoTIFFSource, PairConfig, pair_tile
 from sarlo_dask.pipeline import standardize_scenes, tile_scenes
-from sarlo_dask.simulate import simulate_optical_tiles
+from sarlo_dask.simulate_optical import simulate_optical_tiles
 from sarlo_dask.standardize import open_scene_store
 from sarlo_dask.store import scene_marker_url, scene_store_url
 from sarlo_dask.tiles import (

@@ -11,7 +11,7 @@ import time
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from sarlo_dask.simulate import render_ground_tile
+from sarlo_dask.simulate_optical import render_ground_tile
 
 
 class TileServer:

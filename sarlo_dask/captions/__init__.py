@@ -1,6 +1,6 @@
 """Captions: the transformers backend, cleanup, scene labels and statistics.
 
-The Dask worker pool that feeds the backend is `sarlo_dask.pipeline.CaptionPool`; one batch
+The Dask worker pool that feeds the backend is `sarlo_dask.caption_pool.CaptionPool`; one batch
 of work is `sarlo_dask.caption_stage.caption_batch`.
 """
 

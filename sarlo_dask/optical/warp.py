@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from sarlo_dask.resample import array_module
+from sarlo_dask.gpu import array_module
 
 
 def fit_affine(src: np.ndarray, dst: np.ndarray) -> np.ndarray:

@@ -12,8 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from sarlo_dask.sicd import scene_id_from_url
-from sarlo_dask.store import scene_store_url
-from sarlo_dask.tile_stage import tile_dir
+from sarlo_dask.store import Store
 from sarlo_dask.tiles import Window
 
 from ..tileserver import TileServer
@@ -69,7 +68,7 @@ def test_scene_names_cannot_escape_work_or_out(name):
     assert re.fullmatch(r"[A-Za-z0-9_-]+", scene_id)
     signed = scene_id_from_url(f"https://host/{name}.nitf?token=SECRET")
     assert "SECRET" not in signed and re.fullmatch(r"[A-Za-z0-9_-]+", signed)
-    for url in (tile_dir("/w", scene_id), scene_store_url("/w", scene_id)):
+    for url in (Store("/w").tile_dir(scene_id), Store("/w").scene_store(scene_id)):
         assert posixpath.normpath(url).startswith("/w/") and ".." not in url.split("/")
     key = Window(scene_id, 3, 4, 1536, 2048, 1024).key  # tar member names start with it
     assert re.fullmatch(r"[A-Za-z0-9_-]+", key) and key.startswith(scene_id)

@@ -1,0 +1,140 @@
+"""The caption-worker pool: caption batches fed to the cluster as tile futures complete."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sarlo_dask.caption_stage import caption_batch, stored_captions
+from sarlo_dask.cluster import worker_gpus
+from sarlo_dask.config import CaptionConfig
+from sarlo_dask.outcomes import Failure, SceneTiles
+from sarlo_dask.store import Store
+
+Batch = tuple[str, int]
+"""(scene id, index of the batch among the scene's windows)"""
+
+
+class CaptionPool:
+    """Caption batches fed to the cluster as tile futures complete.
+
+    Batches are fixed runs of `batch_size` consecutive windows of a scene (captioning the
+    kept ones among them), so their make-up, and so the model's padded inputs, never
+    depend on the order tiles finish in: captions are the same bytes on every run. A
+    batch goes out once all its windows are done, at most `limit` batches are queued on
+    the cluster at once (backpressure), and on GPU clusters each asks for one GPU.
+    """
+
+    def __init__(self, client: Any, work: Store, cfg: CaptionConfig) -> None:
+        self.client, self.work, self.cfg = client, work, cfg
+        gpus = worker_gpus(client)
+        self.resources = {"GPU": 1} if any(gpus) else None
+        self.limit = cfg.max_in_flight or 2 * max(1, len(gpus))
+        self.batch_of: dict[str, Batch] = {}
+        self.left: dict[Batch, int] = {}
+        self.todo: dict[Batch, list[str]] = {}
+        self.ready: list[Batch] = []
+        self.in_flight: dict[Any, Batch] = {}
+        self.stored: dict[str, dict[str, dict[str, Any]]] = {}
+        self.done: list[tuple[str, dict[str, Any]]] = []
+        self.errors: list[tuple[str, Failure]] = []
+
+    def plan(self, scene_id: str, keys: Sequence[str], stored: dict[str, dict[str, Any]]) -> None:
+        """A scene's windows (keys in window order) split into its fixed batches; `stored`:
+        the caption records an earlier run made of these very tiles (by key)."""
+        self.stored[scene_id] = stored
+        b = self.cfg.batch_size
+        for i in range(0, len(keys), b):
+            batch = (scene_id, i // b)
+            self.left[batch] = len(keys[i : i + b])
+            self.todo[batch] = []
+            for key in keys[i : i + b]:
+                self.batch_of[key] = batch
+
+    def tile_done(self, scene_id: str, key: str, summary: dict[str, Any] | None) -> None:
+        """A window finished (summary None: it failed); its batch may now be ready."""
+        batch = self.batch_of[key]
+        if summary is not None and summary["status"] == "kept":
+            rec = self.stored[scene_id].get(key)
+            if rec is not None:
+                self.done.append(
+                    (scene_id, {"key": key, "captioned": rec["caption"] is not None, **rec})
+                )
+            else:
+                self.todo[batch].append(key)
+        self.left[batch] -= 1
+        if self.left[batch] == 0 and self.todo[batch]:
+            self.ready.append(batch)
+
+    def submit_ready(self) -> list[Any]:
+        """Send ready batches while fewer than `limit` are queued; the futures sent."""
+        sent = []
+        while self.ready and len(self.in_flight) < self.limit:
+            batch = self.ready.pop(0)
+            scene_id = batch[0]
+            keys = sorted(self.todo[batch])
+            fut = self.client.submit(
+                caption_batch,
+                self.work,
+                scene_id,
+                keys,
+                self.cfg,
+                pure=False,
+                key=f"caption-{keys[0]}-{self.cfg.digest()}-{self.work.token}",
+                retries=self.cfg.retries,
+                resources=self.resources,
+            )
+            self.in_flight[fut] = batch
+            sent.append(fut)
+        return sent
+
+    def owns(self, future: Any) -> bool:
+        return future in self.in_flight
+
+    def record(self, results: dict[str, SceneTiles]) -> None:
+        """Put the captions' outcomes into the scenes' records."""
+        for scene_id, summary in sorted(self.done, key=lambda d: d[1]["key"]):
+            results[scene_id].record_caption(summary)
+        for scene_id, failure in self.errors:
+            results[scene_id].error(failure)
+
+    def collect(self, future: Any) -> None:
+        batch = self.in_flight.pop(future)
+        scene_id = batch[0]
+        try:
+            for summary in future.result():
+                self.done.append((scene_id, summary))
+        except Exception as exc:
+            for key in sorted(self.todo[batch]):
+                failure = Failure.of(exc, key, "tile", "captions", retries=self.cfg.retries)
+                self.errors.append((scene_id, failure))
+        finally:
+            future.release()
+
+
+def caption_tiles(
+    work: str | Store,
+    cfg: CaptionConfig,
+    client: Any,
+    keys: dict[str, list[str]],
+    storage_options: dict[str, Any] | None = None,
+) -> dict[str, SceneTiles]:
+    """Caption tiles already in {work}/tiles ({scene_id: sorted tile keys}) through the pool."""
+    from distributed import as_completed
+
+    work = Store.of(work, storage_options)
+    pool = CaptionPool(client, work, cfg)
+    for scene_id, scene_keys in keys.items():
+        marker = work.tiles_marker(scene_id)  # the tiles' lineage: stored captions of it
+        lineage = work.read_json(marker).get("lineage") if work.exists(marker) else None
+        pool.plan(scene_id, scene_keys, stored_captions(work, scene_id, cfg, lineage))
+        for k in scene_keys:
+            pool.tile_done(scene_id, k, {"status": "kept"})
+    queue = as_completed(pool.submit_ready())
+    for future in queue:
+        pool.collect(future)
+        for fut in pool.submit_ready():
+            queue.add(fut)
+    results = {scene_id: SceneTiles(scene_id, "done", kept=len(k)) for scene_id, k in keys.items()}
+    pool.record(results)
+    return results

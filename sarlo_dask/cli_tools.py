@@ -1,0 +1,163 @@
+"""The `sarlo` commands around the build: simulate scenes, rebuild a sample's optical view,
+a release's caption and label statistics."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def simulate(
+    out: Annotated[Path, typer.Argument(help="SICD NITF to write (truth goes to OUT.truth.json)")],
+    rows: int = typer.Option(2048, help="range samples"),
+    cols: int = typer.Option(2048, help="azimuth samples"),
+    spacing: float = typer.Option(0.3, help="native spacing, m (both axes)"),
+    oversampling: float = typer.Option(1.25),
+    weighting: str = typer.Option("TAYLOR", help="UNIFORM, TAYLOR or HAMMING"),
+    skew: float = typer.Option(0.0, help="constant azimuth DeltaKCOA, cycles/m"),
+    skew_rate: float = typer.Option(0.0, help="azimuth DeltaKCOA change per metre of azimuth"),
+    targets: int = typer.Option(9),
+    seed: int = typer.Option(0),
+    lat: float = typer.Option(48.7128),
+    lon: float = typer.Option(2.2075),
+    like: Path | None = typer.Option(
+        None,
+        help="a real SICD XML (or NITF) whose geometry, grid, skew, weighting, radiometry and "
+        "image formation to keep: ROWS x COLS on its SCP, in its pixel type",
+    ),
+) -> None:
+    """Write a synthetic SICD with point targets at known ground positions: a spotlight PFA
+    of the given spacing, or (--like) the geometry of a real product."""
+    from sarlo_dask.simulate import SimulationSpec, simulate_scene
+
+    if like is not None:
+        _simulate_like(like, out, rows, cols, seed, targets)
+        return
+
+    spec = SimulationSpec(
+        rows=rows,
+        cols=cols,
+        row_spacing=spacing,
+        col_spacing=spacing,
+        oversampling=oversampling,
+        weighting=weighting,
+        col_deltakcoa=((skew, skew_rate),),
+        n_targets=targets,
+        seed=seed,
+        lat=lat,
+        lon=lon,
+    )
+    try:
+        truth = simulate_scene(out, spec)
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"wrote {out} ({rows} x {cols} at {spacing} m, {len(truth['targets'])} targets)")
+
+
+def _simulate_like(like: Path, out: Path, rows: int, cols: int, seed: int, targets: int) -> None:
+    from sarlo_dask.errors import SceneError
+    from sarlo_dask.sicd import read_sicd_meta
+    from sarlo_dask.simulate_like import simulate_like
+
+    try:
+        if like.suffix.lower() in (".nitf", ".ntf"):
+            xml = read_sicd_meta(str(like)).to_xml_string(tag="SICD")
+        else:
+            xml = like.read_text(encoding="utf-8")
+        truth = simulate_like(xml, out, rows, cols, seed=seed, n_targets=targets)
+    except (OSError, ValueError, SceneError) as exc:
+        typer.echo(f"error: --like {like}: {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(
+        f"wrote {out} ({rows} x {cols} like {like.name}, {truth['pixel_type']}, "
+        f"{len(truth['targets'])} targets)"
+    )
+
+
+optical_app = typer.Typer(no_args_is_help=True, help="Optical views of released samples.")
+
+
+def optical_reconstruct(
+    sample: Annotated[str, typer.Argument(help="a sample's meta.json (path or URL)")],
+    source: str | None = typer.Option(
+        None,
+        help="the optical source the build used: XYZ template, GeoTIFF, folder, or the "
+        "folder:PATH / geotiff:PATH meta.json records (default: meta.json's, names found "
+        "from the current folder)",
+    ),
+    out: str | None = typer.Option(None, help="PNG to write (default: beside the sample)"),
+    tile_cache: str = typer.Option("", help="XYZ tile cache (default ~/.cache/sarlo/tiles)"),
+    timeout: float = typer.Option(5.0, help="seconds per XYZ request"),
+    retries: int = typer.Option(1, help="retries per XYZ tile; a tile still failing stops"),
+) -> None:
+    """Rebuild a sample's warped optical image from its meta.json and the optical source.
+
+    The build's image pixel for pixel, or no file: exit 4 when the source does not give it.
+    """
+    # exit 4: no image in the sample, or the source's tiles are not the build's (unreachable,
+    # failing, empty, missing tiles the build had); 2: a bad sample, source spec or --out
+    from sarlo_dask.optical.reconstruct import (
+        RECONSTRUCT_HTTP,
+        ReconstructError,
+        load_sample,
+        reconstruct_optical,
+        resolve_source,
+    )
+    from sarlo_dask.store import filesystem
+    from sarlo_dask.tiles import encode_image
+
+    http = {**RECONSTRUCT_HTTP, "timeout": timeout, "retries": max(retries, 0)}
+    try:
+        meta = load_sample(sample)
+        src = resolve_source(meta, source, cache_dir=tile_cache, **http)
+        image = reconstruct_optical(meta, src)
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    except ReconstructError as exc:
+        typer.echo(f"error: {sample}: {exc}", err=True)
+        raise typer.Exit(4) from None
+    base = sample.removesuffix(".meta.json") if sample.endswith(".meta.json") else sample
+    target = out or f"{base}.optic.rebuilt.png"
+    data = encode_image(image, "png")
+    try:
+        ofs, opath = filesystem(target)
+        with ofs.open(opath, "wb") as f:
+            f.write(data)
+    except OSError as exc:
+        typer.echo(f"error: {target}: {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"wrote {target}")
+
+
+def stats(
+    dataset: Annotated[str, typer.Argument(help="a released dataset's URL ({out} of a build)")],
+    out: Path = typer.Option(Path("."), help="folder for stats.json and labels.png"),
+) -> None:
+    """The caption table (words, P10/P90, vocabulary, duplicates) and labels per split."""
+    from sarlo_dask.captions.stats import dataset_stats, format_labels, format_table, plot_labels
+    from sarlo_dask.dataset import iter_meta
+
+    result = dataset_stats(iter_meta(dataset))
+    if not any(s["n"] for s in result["captions"].values()) and not result["labels"]["all"]:
+        typer.echo(f"error: {dataset}: no committed shards with samples", err=True)
+        raise typer.Exit(4)
+    typer.echo(format_table(result))
+    typer.echo("")
+    typer.echo(format_labels(result))
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "stats.json").write_text(json.dumps(result, indent=1, sort_keys=True))
+    plot_labels(result, str(out / "labels.png"))
+    typer.echo(f"wrote {out / 'stats.json'} and {out / 'labels.png'}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add these commands to the `sarlo` app."""
+    app.command()(simulate)
+    optical_app.command("reconstruct")(optical_reconstruct)
+    app.add_typer(optical_app, name="optical")
+    app.command()(stats)

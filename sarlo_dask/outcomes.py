@@ -1,0 +1,221 @@
+"""Typed outcomes of the build's stages: what each scene, tile and shard came to, with the
+stage, reason, exception type and retries of every failure as fields (never parsed back out
+of text), the build's failures.jsonl rows and its exit code."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from sarlo_dask.errors import SceneError, exception_line, redact
+
+Stage = Literal["ingest", "standardize", "tiles", "optical", "captions", "release"]
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A unit the build could not use: one row of {work}/failures.jsonl."""
+
+    id: str
+    kind: Literal["scene", "tile", "shard"]
+    stage: Stage
+    reason: str
+    exception: str = ""
+    """type of the exception behind it ("" for a refusal by rule)"""
+    retries: int = 0
+    """how many times the cluster retried it before giving up"""
+    url: str = ""
+
+    @classmethod
+    def of(
+        cls,
+        exc: BaseException,
+        id: str,
+        kind: Literal["scene", "tile", "shard"],
+        stage: Stage,
+        retries: int = 0,
+    ) -> Failure:
+        """From an exception: a SceneError's reason and stage, else 'Type: message'."""
+        if isinstance(exc, SceneError):
+            return cls(id, kind, exc.stage, exc.reason, type(exc).__name__, retries)  # type: ignore[arg-type]
+        return cls(id, kind, stage, exception_line(exc), type(exc).__name__, retries)
+
+
+@dataclass
+class SceneResult:
+    url: str
+    scene_id: str
+    status: Literal["done", "skipped", "failed"]
+    store: str = ""
+    failure: Failure | None = None
+    rebuilt: str = ""
+    """why a scene an earlier run completed was made again ("": it was not)"""
+
+    @property
+    def reason(self) -> str:
+        return self.failure.reason if self.failure else ""
+
+    @property
+    def stage(self) -> str:
+        return self.failure.stage if self.failure else ""
+
+    def fail(self, exc: BaseException | str, stage: Stage = "standardize") -> None:
+        """Mark the scene failed: from an exception, or a refusal by rule (a reason)."""
+        self.status = "failed"
+        if isinstance(exc, str):
+            self.failure = Failure(self.scene_id, "scene", stage, exc, url=redact(self.url))
+        else:
+            f = Failure.of(exc, self.scene_id, "scene", stage)
+            self.failure = Failure(**{**asdict(f), "url": redact(self.url)})
+
+    def line(self) -> str:
+        if self.status == "failed":
+            return f"FAILED {redact(self.url)}: {self.reason}"
+        again = f" (rebuilt: {self.rebuilt})" if self.rebuilt else ""
+        return f"{self.status:7s} {self.scene_id} -> {self.store}{again}"
+
+
+def summary(results: Sequence[SceneResult]) -> dict[str, Any]:
+    counts = {s: sum(r.status == s for r in results) for s in ("done", "skipped", "failed")}
+    return {"counts": counts, "failures": [asdict(r) for r in results if r.status == "failed"]}
+
+
+def exit_code(results: Sequence[SceneResult]) -> int:
+    """0 all good, 3 some scenes failed while others completed, 4 nothing could be built."""
+    failed = sum(r.status == "failed" for r in results)
+    if failed == 0:
+        return 0
+    return 4 if failed == len(results) else 3
+
+
+@dataclass
+class SceneTiles:
+    scene_id: str
+    status: Literal["done", "skipped", "incomplete"]
+    """done, skipped (already complete), incomplete (some tile failed or wants a retry)"""
+    kept: int = 0
+    refused: list[dict[str, Any]] = field(default_factory=list)
+    optical_failed: list[dict[str, Any]] = field(default_factory=list)
+    errors: list[Failure] = field(default_factory=list)
+    captioned: int = 0
+    uncaptioned: list[dict[str, Any]] = field(default_factory=list)
+    """tiles kept without captions, with the reason"""
+    rebuilt: str = ""
+    """why tiles an earlier run made were removed and made again ("": none were)"""
+
+    def record(self, summary: dict[str, Any]) -> bool:
+        """Count one tile's outcome (a tile_stage summary); whether the tile was made."""
+        if summary["status"] == "error":
+            why, name = summary["reason"], summary.get("exception", "")
+            self.error(Failure(summary["key"], "tile", "tiles", why, name))
+            return False
+        if summary["status"] != "kept":
+            self.refused.append({"key": summary["key"], "reason": summary["status"]})
+            return True
+        self.kept += 1
+        if summary["optical"] not in ("ok", "no optical source"):
+            self.optical_failed.append({"key": summary["key"], "reason": summary["optical"]})
+            if summary["retry"]:
+                self.status = "incomplete"  # transient: a later run fills what is missing
+        return True
+
+    def error(self, failure: Failure) -> None:
+        """A tile (or the scene's planning) failed: the scene is left for a re-run."""
+        self.status = "incomplete"
+        self.errors.append(failure)
+
+    def empty(self) -> bool:
+        """Every window refused (an all-zero scene, say): the scene gives no sample."""
+        return self.kept == 0 and bool(self.refused) and not self.errors
+
+    def record_caption(self, summary: dict[str, Any]) -> None:
+        """Count one tile's caption outcome (a caption_stage summary)."""
+        if summary["captioned"]:
+            self.captioned += 1
+        else:
+            self.uncaptioned.append({"key": summary["key"], "reason": summary["reason"]})
+
+    def line(self) -> str:
+        text = (
+            f"{self.status:10s} {self.scene_id}: {self.kept} tiles, {len(self.refused)} "
+            f"refused, {len(self.optical_failed)} without optical, {len(self.errors)} failed"
+        )
+        if self.status == "skipped" and not self.captioned:
+            text = f"skipped {self.scene_id}: tiles already complete"
+        if self.captioned or self.uncaptioned:
+            text += f"; {self.captioned} captioned, {len(self.uncaptioned)} without caption"
+        if self.rebuilt:
+            text += f" (rebuilt: {self.rebuilt})"
+        return text
+
+
+@dataclass
+class Release:
+    """What a release run did: the manifest it wrote and how many shards it wrote now."""
+
+    manifest: dict[str, Any]
+    written: int
+    reused: int
+    errors: list[Failure] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    """shards of an earlier plan that this one does not have, removed"""
+
+
+@dataclass
+class Build:
+    """The outcome of each stage of one build."""
+
+    scenes: list[SceneResult]
+    tiles: list[SceneTiles]
+    release: Release
+
+    def failures(self) -> list[dict[str, Any]]:
+        """Every scene, tile or shard the build could not use (failures.jsonl rows), sorted."""
+        rows = [r.failure for r in self.scenes if r.failure is not None]
+        for t in self.tiles:
+            if t.empty():
+                first = t.refused[0]["reason"]
+                why = f"no tile kept: all {len(t.refused)} windows refused ({first})"
+                rows.append(Failure(t.scene_id, "scene", "tiles", why))
+            rows += t.errors
+            rows += [Failure(o["key"], "tile", "optical", o["reason"]) for o in t.optical_failed]
+        rows += self.release.errors
+        return [asdict(r) for r in sorted(rows, key=lambda r: (r.stage, r.id))]
+
+    def failures_jsonl(self) -> bytes:
+        """{work}/failures.jsonl: one JSON object per failure, sorted by stage and id."""
+        return "".join(json.dumps(r, sort_keys=True) + "\n" for r in self.failures()).encode()
+
+    def exit_code(self) -> int:
+        """0 every selected scene gave its samples, 3 some did, 4 no sample at all."""
+        if not self.release.manifest["samples"]:
+            return 4
+        failed = any(r.status == "failed" for r in self.scenes)
+        incomplete = any(t.status == "incomplete" or t.empty() for t in self.tiles)
+        return 3 if failed or incomplete or self.release.errors else 0
+
+
+def window_error(key: str, exc: BaseException) -> dict[str, Any]:
+    """The summary of a window whose tile raised: its exception on one line, and its type."""
+    return {
+        "key": key,
+        "status": "error",
+        "reason": exception_line(exc),
+        "exception": type(exc).__name__,
+    }
+
+
+def catalogue_of(
+    urls: Sequence[str], selected: Sequence[str], scenes: Sequence[SceneResult]
+) -> dict[str, Any]:
+    """The manifest's catalogue: how many inputs, the scenes selected, the refused and why."""
+    refused = [r.failure for r in scenes if r.failure is not None]
+    return {
+        "inputs": len(urls),
+        "selected": list(selected),
+        "refused": [
+            {"url": f.url, "scene_id": f.id, "stage": f.stage, "reason": f.reason} for f in refused
+        ],
+    }

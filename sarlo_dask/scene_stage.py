@@ -1,0 +1,117 @@
+"""The scene stage's unit of work: plan one scene's standardization and create its store.
+
+Reading the header, the grid algebra, the tie-point step search and the store's metadata
+take a fraction of a second per scene: as tasks they run on the workers in parallel, where
+the client would plan a catalogue's scenes one after another.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+from sarlo_dask.config import StandardizeConfig
+from sarlo_dask.errors import SceneError, redact
+from sarlo_dask.sicd import open_sicd, read_header, scene_id_from_url
+from sarlo_dask.standardize import plan_scene, standardize_scene
+from sarlo_dask.store import Store
+from sarlo_dask.tiles import tile_windows
+
+BLOCK_WORKING_SET = 4
+"""a resampling task holds about this many copies of its block (input, FFT, output)"""
+
+
+def check_fits(scene: Any, cfg: StandardizeConfig, url: str, memory: int) -> None:
+    """Refuse, before any read, a scene whose resampling tasks a worker cannot hold: a task
+    holds about BLOCK_WORKING_SET copies of its block (chunk_range range lines of every
+    azimuth sample, then chunk_azimuth azimuth lines of every range sample); half the limit
+    leaves room for the worker itself. The scene as a whole streams through the workers."""
+    n_az, n_rg = scene.slc.shape
+    blocks = {"chunk_range": cfg.chunk_range * n_az, "chunk_azimuth": cfg.chunk_azimuth * n_rg}
+    name, pixels = max(blocks.items(), key=lambda kv: kv[1])
+    need = pixels * 8 * BLOCK_WORKING_SET  # complex64
+    if memory and need > memory / 2:
+        raise SceneError(
+            url,
+            f"a resampling task of this {n_az} x {n_rg} scene needs about {need / 1e9:.2f} GB "
+            f"({name} {getattr(cfg, name)}): it does not fit workers with "
+            f"{memory / 1e9:.2f} GB of memory: lower standardize.{name} or use workers "
+            "with more memory",
+        )
+
+
+@dataclass
+class ScenePlan:
+    """What the scene stage has to do for one scene."""
+
+    write: Any | None
+    """the store's write, delayed; None: the scene is complete under these settings"""
+    rebuilt: str = ""
+    """why a scene an earlier run completed is made again ("": it is not)"""
+
+
+def plan_scene_store(
+    url: str, scene_id: str, work: Store, cfg: StandardizeConfig, memory: int
+) -> ScenePlan:
+    """Plan the scene's standardization and create its store (a task), unless its marker says
+    it is complete under these settings. A scene that cannot be made raises SceneError.
+    The input is read with the stage's storage options, the store written with {work}'s."""
+    digest, marker, store = cfg.digest(), work.scene_marker(scene_id), work.scene_store(scene_id)
+    rebuilt = ""
+    if work.exists(marker):
+        made = work.read_json(marker).get("config")
+        if made == digest:
+            return ScenePlan(None)
+        rebuilt = f"standardize settings changed ({made} -> {digest})"
+        work.remove(marker)  # not complete under these settings until rewritten
+    scene = open_sicd(url, cfg.chunk_range, cfg.storage_options)
+    check_fits(scene, cfg, url, memory)
+    out = standardize_scene(scene, cfg)
+    work.remove(store)  # a partial store from an interrupted run
+    with warnings.catch_warnings():
+        # consolidated metadata is not in the v3 spec yet; zarr and xarray read it,
+        # and it lets a plain xr.open_zarr(url) open the store in one request
+        warnings.filterwarnings("ignore", message="Consolidated metadata")
+        write = out.to_zarr(
+            store,
+            mode="w",
+            compute=False,
+            consolidated=True,
+            zarr_format=3,
+            storage_options=work.options or None,
+        )
+    return ScenePlan(write, rebuilt)
+
+
+@dataclass(frozen=True)
+class ScenePreview:
+    """What a build would make of one scene, from its header alone (`sarlo build --dry-run`)."""
+
+    url: str
+    scene_id: str
+    reason: str = ""
+    """why the selection refuses it ("": selected)"""
+    size: tuple[int, int] = (0, 0)
+    """(azimuth, range) pixels at the output spacing"""
+    tiles: int = 0
+    """windows the tile stage would cut (before its validity check)"""
+
+    def line(self) -> str:
+        if self.reason:
+            return f"refused  {redact(self.url)}: {self.reason}"
+        az, rg = self.size
+        return f"selected {self.scene_id}: {az} x {rg} px, {self.tiles} tiles"
+
+
+def preview_scene(url: str, cfg: StandardizeConfig, size: int, stride: int) -> ScenePreview:
+    """The scene's selection, output size and tile count from its header (a few small range
+    requests); the memory rule needs the cluster's workers and is not checked here."""
+    scene_id = scene_id_from_url(url)
+    try:
+        sicd, _ = read_header(url, cfg.storage_options)
+        plan_rg, plan_az = plan_scene(sicd, cfg, url)
+    except SceneError as exc:
+        return ScenePreview(url, scene_id, exc.reason)
+    n = len(tile_windows(scene_id, plan_az.n_out, plan_rg.n_out, size, stride))
+    return ScenePreview(url, scene_id, size=(plan_az.n_out, plan_rg.n_out), tiles=n)

@@ -1,0 +1,64 @@
+"""The optical ground of a simulated scene: XYZ tiles of a known ground, with red disks on its
+targets, for the optical pairing's tests and the demo (a tile server or folder serves them)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+MARKER_RADIUS_M = 1.6
+
+
+def render_ground_tile(z: int, x: int, y: int, markers: list[tuple[float, float]]) -> bytes:
+    """A 256 px XYZ tile (PNG) of a known ground: grey stripes, red disks at `markers` (lat, lon).
+
+    The optical counterpart of a simulated scene: the markers sit on its targets.
+    """
+    import io
+
+    from PIL import Image
+
+    from sarlo_dask.optical.tilemath import TILE_PX, lonlat_of_pixel
+
+    i = np.arange(TILE_PX) + 0.5
+    gx, gy = np.meshgrid(x * TILE_PX + i, y * TILE_PX + i)
+    lon, lat = lonlat_of_pixel(gx, gy, z)
+    grey = 90 + 40 * np.sin(lon * 6000.0) + 30 * np.cos(lat * 5000.0)  # never pure red
+    rgb = np.repeat(grey[..., None], 3, axis=2)
+    for mlat, mlon in markers:
+        dy = (lat - mlat) * 111_320.0
+        dx = (lon - mlon) * 111_320.0 * np.cos(np.radians(mlat))
+        rgb[np.hypot(dx, dy) < MARKER_RADIUS_M] = (255, 0, 0)
+    buf = io.BytesIO()
+    Image.fromarray(rgb.astype(np.uint8)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def simulate_optical_tiles(
+    folder: str | Path, truth: dict[str, Any], zoom: int = 18, margin_deg: float = 0.01
+) -> int:
+    """Write the XYZ tiles covering a simulated scene's targets (plus a margin) to `folder`."""
+    from sarlo_dask.optical.tilemath import tiles_for_bbox
+
+    targets = truth["targets"]
+    markers = [(t["llh"][0], t["llh"][1]) for t in targets]
+    lats = [m[0] for m in markers] or [truth["spec"]["lat"]]
+    lons = [m[1] for m in markers] or [truth["spec"]["lon"]]
+    x0, y0, x1, y1 = tiles_for_bbox(
+        min(lons) - margin_deg,
+        min(lats) - margin_deg,
+        max(lons) + margin_deg,
+        max(lats) + margin_deg,
+        zoom,
+    )
+    n = 0
+    for x in range(x0, x1 + 1):
+        for y in range(y0, y1 + 1):
+            path = Path(folder, str(zoom), str(x), f"{y}.png")
+            if not path.exists():
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(render_ground_tile(zoom, x, y, markers))
+                n += 1
+    return n
