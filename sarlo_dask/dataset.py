@@ -17,6 +17,14 @@ from sarlo_dask.store import filesystem, join
 SPLITS = ("train", "validation", "test")
 
 
+def meta_schema() -> dict[str, Any]:
+    """The JSON Schema of a sample's meta.json (sarlo_dask/schemas/meta.schema.json): each
+    field documented; validate with any JSON Schema 2020-12 validator."""
+    from importlib.resources import files
+
+    return dict(json.loads(files("sarlo_dask.schemas").joinpath("meta.schema.json").read_text()))
+
+
 def shard_marker(shard_url: str) -> str:
     return shard_url[: -len(".tar")] + ".done.json"
 

@@ -27,7 +27,7 @@ from sarlo_dask.outcomes import (
 )
 from sarlo_dask.scene_stage import plan_scene_store
 from sarlo_dask.sicd import scene_id_from_url
-from sarlo_dask.store import Store
+from sarlo_dask.store import Store, absolute_url
 from sarlo_dask.tile_stage import make_tiles
 from sarlo_dask.tiles import Window, tile_groups
 
@@ -46,6 +46,7 @@ def standardize_scenes(
     from distributed import as_completed
 
     install_quiet_refusals(client)  # a refusal is one line here, not a worker traceback
+    urls = [absolute_url(u) for u in urls]  # what meta.json records: the same from any folder
     cfg = on_device(cfg, all_gpus(client))
     work, digest = Store.of(work, cfg.storage_options), cfg.digest()
     results: list[SceneResult] = []

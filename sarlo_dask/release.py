@@ -167,16 +167,22 @@ def sample_members(
     meta["label"] = rec.get("label")
     if meta["caption"] is None:
         meta["caption_reason"] = rec.get("reason") or NO_MODEL
+        meta["label_reason"] = "no caption to label"
     meta["split"] = split
     meta["city_id_satellite_pass"] = meta["pass_id"]
-    meta["operation_sampling"] = "band-limited FFT resampling to 0.8 m (slant range)"
+    spacing = meta["acquisition"]["spacing_m"]["output"]
+    meta["operation_sampling"] = (
+        f"band-limited FFT resampling to {spacing['azimuth']:g} m (azimuth) x "
+        f"{spacing['range']:g} m (slant range)"
+    )
+    provenance = scene.get("provenance")
     meta["provenance"] = {
         **meta.get("provenance", {}),
         "package": "sarlo-dask",
         "version": __version__,
         "caption_model": rec.get("model"),
         "caption_config": rec.get("caption_config"),
-        "scene_provenance": scene.get("provenance"),
+        "scene_provenance": json.loads(provenance) if isinstance(provenance, str) else provenance,
         "release_config": cfg.digest(),
     }
     out["meta.json"] = json.dumps(meta, indent=1, sort_keys=True).encode()

@@ -70,6 +70,11 @@ def s3_endpoint(storage_options: dict[str, Any] | None = None) -> str:
     return f"endpoint {url}" if url else "AWS S3"
 
 
+def absolute_url(url: str) -> str:
+    """A local path made absolute (the same scene, wherever the build runs); URLs as given."""
+    return url if "://" in url else os.path.abspath(url)
+
+
 def url_token(url: str) -> str:
     """A short digest of a URL: task keys name the store they write, so that two builds with
     the same settings on one cluster (or a build left running) never share a task."""

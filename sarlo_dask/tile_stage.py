@@ -19,8 +19,10 @@ from typing import Any
 import numpy as np
 
 from sarlo_dask import __version__
+from sarlo_dask.acquisition import SCHEMA_VERSION, acquisition
 from sarlo_dask.chip import chip_sicd_xml
 from sarlo_dask.config import TileConfig, on_device
+from sarlo_dask.errors import redact
 from sarlo_dask.gpu import gpu_count
 from sarlo_dask.optical.mosaic import DECODED
 from sarlo_dask.optical.pair import PairConfig, pair_tile
@@ -127,14 +129,17 @@ def make_tile(
         summary["status"] = f"refused: valid SAR fraction {frac:.3f} < {cfg.min_valid_fraction}"
         return summary
     ds = ds[["lat", "lon", "hae"]].load()
+    geometry = tile_geometry(w, ds, sicd, src_sicd)
     meta: dict[str, Any] = {
         "key": w.key,
         "scene_id": w.scene_id,
         "pass_id": ds.attrs["pass_id"],
-        "source_url": ds.attrs.get("source_url", ""),
+        "schema_version": SCHEMA_VERSION,
+        "source_url": redact(ds.attrs.get("source_url", "")),
         "tile_index": [w.ia, w.ir],
         "valid_fraction": frac,
-        **tile_geometry(w, ds, sicd, src_sicd),
+        **geometry,
+        "acquisition": acquisition(sicd, src_sicd, geometry["incidence_angles"]["ellipsoid_deg"]),
         "preview": {
             "format": cfg.preview_format,
             "clip_percentiles": [cfg.preview_low_percentile, cfg.preview_high_percentile],

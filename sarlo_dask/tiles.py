@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from sarlo_dask.acquisition import footprint
 from sarlo_dask.geolocation import llh_to_ecf
 
 
@@ -284,11 +285,13 @@ def tile_geometry(w: Window, ds: Any, sicd: Any, source_sicd: Any) -> dict[str, 
         "bbox_ecf": [ecf.min(axis=0).tolist(), ecf.max(axis=0).tolist()],
         "bbox_llh": [llh.min(axis=0).tolist(), llh.max(axis=0).tolist()],
         "corners_llh": corners.tolist(),
+        "footprint": footprint(llh),
         "centre_llh": centre[0].tolist(),
         "incidence_angles": {
             "ellipsoid_deg": incidence_deg(sicd, centre_ecf),
             "sicd_deg": float(sicd.SCPCOA.IncidenceAng),
             "terrain_deg": None,
+            "terrain_deg_reason": "no DEM: heights are the SCP's (sarlo-dask issue 18)",
         },
     }
 

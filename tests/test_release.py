@@ -75,8 +75,13 @@ def test_two_builds_at_once_on_one_cluster_each_write_their_own(
 
 
 def test_samples_read_back_complete_with_pass_disjoint_splits(release_built):
+    from jsonschema import Draft202012Validator
+
     from sarlo_dask.sicd import sicd_from_xml
 
+    schema = Draft202012Validator(
+        dataset.meta_schema(), format_checker=Draft202012Validator.FORMAT_CHECKER
+    )
     out, result = release_built
     manifest = json.loads((out / "manifest.json").read_text())
     passes: dict[str, set[str]] = {}
@@ -103,6 +108,7 @@ def test_samples_read_back_complete_with_pass_disjoint_splits(release_built):
             # the chip's SICD passes sarkit's and sarpy's validators (the recipe's OSR aside)
             assert sicdcheck_findings(sample["sicd.xml"]) <= set(RECIPE_FINDINGS)
             assert sarpy_findings(sample["sicd.xml"]) == set(), key
+            schema.validate(meta)  # every released meta.json, against the shipped schema
             assert sicd.ImageData.FirstCol == meta["crop"]["azimuth"][0]
             passes.setdefault(meta["pass_id"], set()).add(split)
     assert n == manifest["samples"] == sum(s["samples"] for s in manifest["shards"])
@@ -306,3 +312,30 @@ def test_a_bad_scene_is_reported_and_the_others_give_the_same_shards(
     assert [r["scene_id"] for r in manifest["catalogue"]["refused"]] == ["empty_scene"]
     shards = {k: v for k, v in tree(out).items() if k.endswith(".tar")}
     assert shards == {k: v for k, v in tree(out_ref).items() if k.endswith(".tar")}
+
+
+def test_the_meta_schema_rejects_what_it_does_not_describe(release_built):
+    """The schema is strict: a missing acquisition field, an unknown top-level field, a wrong
+    type, another geometry type or an older schema version are each refused."""
+    import copy
+
+    from jsonschema import Draft202012Validator, ValidationError
+
+    schema = Draft202012Validator(dataset.meta_schema())
+    Draft202012Validator.check_schema(dataset.meta_schema())
+    meta = next(dataset.iter_meta(str(release_built[0])))
+    schema.validate(meta)
+    broken = []
+    for edit in (
+        lambda m: m["acquisition"].pop("polarization"),
+        lambda m: m.__setitem__("spacing", 0.8),
+        lambda m: m.__setitem__("valid_fraction", "1.0"),
+        lambda m: m["footprint"].__setitem__("type", "Point"),
+        lambda m: m.__setitem__("schema_version", "1.0"),
+    ):
+        m = copy.deepcopy(meta)
+        edit(m)
+        with pytest.raises(ValidationError):
+            schema.validate(m)
+        broken.append(m)
+    assert len(broken) == 5

@@ -138,7 +138,8 @@ def test_tiles_members_and_fields(built):
                 "bbox_llh",
             ):
                 assert k in meta, k
-            assert set(meta["incidence_angles"]) == {"ellipsoid_deg", "sicd_deg", "terrain_deg"}
+            angles = {"ellipsoid_deg", "sicd_deg", "terrain_deg", "terrain_deg_reason"}
+            assert set(meta["incidence_angles"]) == angles
             assert meta["incidence_angles"]["terrain_deg"] is None
             assert abs(meta["incidence_angles"]["ellipsoid_deg"] - 35) < 1
             assert meta["optical"]["status"] == "ok" and meta["optical"]["zoom"] == ZOOM
@@ -149,6 +150,12 @@ def test_tiles_members_and_fields(built):
             llh = tile_llh(ds.lat, ds.lon, ds.hae, a.ravel(), rr.ravel())
             lo, hi = np.array(meta["bbox_llh"])
             assert np.all(llh >= lo - 1e-12) and np.all(llh <= hi + 1e-12)
+            # and in the footprint: a closed, counter-clockwise GeoJSON ring (lon, lat)
+            ring = np.array(meta["footprint"]["coordinates"][0])
+            assert np.array_equal(ring[0], ring[-1]) and len(ring) >= 5
+            edge, rel = np.diff(ring, axis=0), llh[:, None, 1::-1] - ring[None, :-1]
+            cross = edge[None, :, 0] * rel[..., 1] - edge[None, :, 1] * rel[..., 0]
+            assert cross.min() >= -1e-15, cross.min()  # left of (or on) every edge
 
 
 def test_a_rerun_skips_and_a_lost_tile_comes_back_byte_identical(built, client):

@@ -1,0 +1,100 @@
+"""What users select samples by, from the scene's SICD: sensor, mode, time, polarization,
+viewing geometry, frequency, resolution and spacing (pure functions, no I/O).
+
+A value the SICD does not carry is null, and `unknown` says why, field by field."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+SCHEMA_VERSION = "2.0"
+"""of meta.json (sarlo_dask/schemas/meta.schema.json); 1.x: before the acquisition block"""
+
+
+def _get(obj: Any, path: str) -> Any:
+    for name in path.split("."):
+        obj = getattr(obj, name, None) if obj is not None else None
+    return obj
+
+
+def orbit_direction(sicd: Any) -> str | None:
+    """ascending or descending: the sign of the platform's northward velocity at the SCP."""
+    vel, llh = _get(sicd, "SCPCOA.ARPVel"), _get(sicd, "GeoData.SCP.LLH")
+    if vel is None or llh is None:
+        return None
+    lat, lon = np.radians(llh.Lat), np.radians(llh.Lon)
+    north = np.array([-np.sin(lat) * np.cos(lon), -np.sin(lat) * np.sin(lon), np.cos(lat)])
+    v_north = float(np.dot(vel.get_array(dtype="float64"), north))
+    return "ascending" if v_north > 0 else "descending"
+
+
+def centre_frequency(sicd: Any) -> float | None:
+    """The processed band's centre (ImageFormation.TxFrequencyProc), else the transmitted one."""
+    for path, lo, hi in (
+        ("ImageFormation.TxFrequencyProc", "MinProc", "MaxProc"),
+        ("RadarCollection.TxFrequency", "Min", "Max"),
+    ):
+        band = _get(sicd, path)
+        if band is not None and getattr(band, lo, None) and getattr(band, hi, None):
+            return float((getattr(band, lo) + getattr(band, hi)) / 2)
+    return None
+
+
+def _axes(sicd: Any, field: str) -> dict[str, float | None]:
+    row, col = _get(sicd, f"Grid.Row.{field}"), _get(sicd, f"Grid.Col.{field}")
+    return {
+        "range": float(row) if row is not None else None,
+        "azimuth": float(col) if col is not None else None,
+    }
+
+
+def acquisition(sicd: Any, source: Any, incidence_deg: float) -> dict[str, Any]:
+    """meta.json's `acquisition` block: `sicd` the tile's (resampled) SICD, `source` the
+    scene's own, `incidence_deg` the ellipsoid incidence at the tile's centre."""
+    start = _get(source, "Timeline.CollectStart")
+    pol = _get(source, "ImageFormation.TxRcvPolarizationProc")
+    out = {
+        "collector": _get(source, "CollectionInfo.CollectorName"),
+        "mode": _get(source, "CollectionInfo.RadarMode.ModeType"),
+        "mode_id": _get(source, "CollectionInfo.RadarMode.ModeID"),
+        "collect_start": str(np.datetime_as_string(start, unit="us")) + "Z"
+        if start is not None
+        else None,
+        "polarization": str(pol) if pol is not None else None,
+        "look_side": {"L": "left", "R": "right"}.get(str(_get(source, "SCPCOA.SideOfTrack"))),
+        "orbit_direction": orbit_direction(source),
+        "incidence_deg": incidence_deg,
+        "grazing_deg": 90.0 - incidence_deg,
+        "centre_frequency_hz": centre_frequency(source),
+        "resolution_m": {
+            "native": _axes(source, "ImpRespWid"),
+            "output": _axes(sicd, "ImpRespWid"),
+        },
+        "spacing_m": {"native": _axes(source, "SS"), "output": _axes(sicd, "SS")},
+    }
+    reasons = {
+        "collector": "no CollectionInfo.CollectorName in the SICD",
+        "mode": "no CollectionInfo.RadarMode in the SICD",
+        "mode_id": "no RadarMode.ModeID in the SICD (optional)",
+        "collect_start": "no Timeline.CollectStart in the SICD",
+        "polarization": "no ImageFormation.TxRcvPolarizationProc in the SICD",
+        "look_side": "no SCPCOA.SideOfTrack in the SICD",
+        "orbit_direction": "no SCPCOA.ARPVel or SCP in the SICD",
+        "centre_frequency_hz": "no TxFrequencyProc or TxFrequency band in the SICD",
+    }
+    out["unknown"] = {k: why for k, why in reasons.items() if out[k] is None}
+    return out
+
+
+def footprint(llh: np.ndarray) -> dict[str, Any]:
+    """The tile's footprint as a GeoJSON Polygon (RFC 7946: lon/lat, counter-clockwise,
+    closed): the convex hull of geolocated points on its border (and inside), so that it holds
+    every pixel of the tile."""
+    from scipy.spatial import ConvexHull
+
+    lonlat = np.asarray(llh, dtype="float64")[:, 1::-1]
+    hull = ConvexHull(lonlat)  # vertices counter-clockwise in 2-D
+    ring = [[float(x), float(y)] for x, y in lonlat[hull.vertices]]
+    return {"type": "Polygon", "coordinates": [[*ring, ring[0]]]}

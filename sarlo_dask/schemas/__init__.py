@@ -1,0 +1,1 @@
+"""JSON Schemas of what a release holds (meta.schema.json: a sample's meta.json)."""
