@@ -58,17 +58,30 @@ def iter_meta(
                     yield json.loads(data.read())
 
 
+def index(url: str, storage_options: dict[str, Any] | None = None) -> Any:
+    """{url}/index.parquet as a pyarrow Table: one row per sample (GeoParquet; see
+    sarlo_dask.index); `.to_pandas()`, DuckDB and GeoPandas take it as it is."""
+    import pyarrow.parquet as pq
+
+    fs, path = filesystem(join(url, "index.parquet"), storage_options)
+    with fs.open(path, "rb") as f:
+        return pq.read_table(f)
+
+
 def open(  # noqa: A001 - the dataset's entry point, as webdataset / xarray name theirs
     url: str,
     split: str = "train",
     storage_options: dict[str, Any] | None = None,
     decode: bool = True,
+    where: Any = None,
 ) -> Any:
     """A webdataset pipeline over one split's committed shards: dicts with `__key__`,
     `sar.npy` (complex64 array), `sar.png` (bytes), `meta.json` (dict), `sicd.xml` (str).
 
     Shards open through fsspec (storage options stay out of URLs and logs) and are split
-    over DataLoader workers and nodes, so it feeds a PyTorch DataLoader directly.
+    over DataLoader workers and nodes, so it feeds a PyTorch DataLoader directly. `where`, a
+    pyarrow compute expression over index.parquet's columns (e.g. `pc.field("polarization")
+    == "V:V"`), keeps the samples that match and reads only the shards that hold them.
     """
     import webdataset as wds
     from webdataset import tariterators
@@ -76,6 +89,14 @@ def open(  # noqa: A001 - the dataset's entry point, as webdataset / xarray name
     urls = shard_urls(url, split, storage_options)
     if not urls:
         raise FileNotFoundError(f"{join(url, split)}: no committed shards")
+    keep: set[str] | None = None
+    if where is not None:
+        import pyarrow.compute as pc
+
+        rows = index(url, storage_options).filter(where & (pc.field("split") == split))
+        keep = set(rows.column("key").to_pylist())
+        shards = set(rows.column("shard").to_pylist())  # {split}/chunk_NNN/shard-NNNNN.tar
+        urls = [u for u in urls if "/".join(u.rsplit("/", 3)[1:]) in shards]
 
     def opened(src: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
         for item in src:
@@ -91,6 +112,8 @@ def open(  # noqa: A001 - the dataset's entry point, as webdataset / xarray name
         tariterators.tar_file_expander,
         tariterators.group_by_keys,
     ]
+    if keep is not None:
+        stages.append(wds.select(lambda sample: sample["__key__"] in keep))
     if decode:
         stages.append(wds.decode())
     return wds.DataPipeline(*stages)

@@ -238,7 +238,8 @@ def release_scenes(
     out.remove_partials()
     stale = release.prune_shards(out, plan) if not errors else []
     manifest = release.release_manifest(rp, markers, cfg, not errors, catalogue or {})
-    if not errors:  # written last: a manifest means every shard it lists is committed
+    if not errors:  # written last: a manifest means every shard and the index are committed
+        manifest["index"] = release.write_index(out, rp, markers)
         out.update_json(out.path("stats.json"), dataset_stats(rp.stats_rows()))
         out.update_json(out.path("manifest.json"), manifest)
     return Release(manifest, len(pending) - len(errors), reused, errors, stale)

@@ -23,6 +23,7 @@ from sarlo_dask import __version__
 from sarlo_dask.caption_stage import NO_MODEL
 from sarlo_dask.config import ReleaseConfig
 from sarlo_dask.dataset import shard_marker
+from sarlo_dask.index import INDEX, index_parquet, index_rows, tar_members
 from sarlo_dask.splits import (
     SampleRef,
     ShardSpec,
@@ -63,7 +64,10 @@ def scene_index(work: Store, scene_id: str) -> SceneIndex:
         rows.append(
             {
                 "key": meta["key"],
+                "scene_id": scene_id,
                 "pass_id": meta["pass_id"],
+                "acquisition": meta["acquisition"],
+                "footprint": meta["footprint"],
                 "label": rec.get("label") or "none",
                 "caption": rec.get("caption"),
                 "lineage": {**tile_lineage(meta), "caption_config": rec.get("caption_config")},
@@ -263,10 +267,11 @@ def write_shard(
                 with _TarWriter(hashing, mtime=MTIME, encoder=False) as tw:
                     for scene_id, key in spec.keys:
                         scene = scenes[scene_id]
-                        members = sample_members(work, scene_id, key, spec.split, scene, cfg)
-                        tw.write({"__key__": key, **members})
+                        sample = sample_members(work, scene_id, key, spec.split, scene, cfg)
+                        tw.write({"__key__": key, **sample})
             finally:
                 sha256 = hashing.finish()
+        offsets = tar_members(tmp)  # where each member's bytes lie: index.parquet has them
         if local:
             os.replace(tmp, path)
         else:
@@ -280,6 +285,7 @@ def write_shard(
         "bytes": hashing.size,
         "samples": len(spec.keys),
         "keys": [k for _, k in spec.keys],
+        "members": offsets,
         "plan": digest,
     }
     out.write_json(shard_marker(out.path(spec.path)), marker)
@@ -308,3 +314,21 @@ def committed(out: Store, spec: ShardSpec, digest: str) -> dict | None:
         return None
     marker = out.read_json(url)
     return marker if marker.get("plan") == digest else None
+
+
+def write_index(out: Store, plan: ReleasePlan, markers: Mapping[str, dict[str, Any]]) -> dict:
+    """Write {out}/index.parquet over the committed shards (unless it holds these bytes
+    already); its manifest entry: path, sha256, bytes, rows."""
+    members = {
+        key: (shard, offsets)
+        for shard, m in markers.items()
+        for key, offsets in m["members"].items()
+    }
+    data = index_parquet(index_rows(plan.rows, plan.assignment, members))
+    out.update_bytes(out.path(INDEX), data)
+    return {
+        "path": INDEX,
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "bytes": len(data),
+        "rows": len(plan.rows),
+    }

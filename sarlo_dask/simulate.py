@@ -1,11 +1,9 @@
 """Synthetic spotlight PFA SICD scenes with ground truth: the demo's input and the tests' oracle.
 
-A scene is band-limited complex speckle plus bright point targets, synthesised in the
-spatial-frequency domain with the product's own aperture weighting, optionally skewed by a
-DeltaKCOAPoly, and written by sarkit as a SICD NITF (sarpy builds the metadata model: sarkit
-1.8 has no object model). Targets sit at known ground positions: the truth file beside the
-NITF holds their pixels, ECEF and lat/lon/hae.
-"""
+Band-limited speckle (declared sigma0 and receiver noise) plus point targets, made in the
+spatial-frequency domain with the aperture weighting, optionally skewed by a DeltaKCOAPoly,
+written by sarkit (sarpy builds the metadata model: sarkit 1.8 has none). The truth file
+beside the NITF holds the targets' pixels, ECEF and lat/lon/hae."""
 
 from __future__ import annotations
 

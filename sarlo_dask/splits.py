@@ -12,6 +12,10 @@ from typing import Any
 
 from sarlo_dask.config import ReleaseConfig
 
+RELEASE_FORMAT = 2
+"""of shards and their markers (2: markers list each member's offset); in every plan digest,
+so a release of another format is rewritten, never mixed"""
+
 
 @dataclass(frozen=True)
 class SampleRef:
@@ -115,5 +119,6 @@ def plan_digest(
 ) -> str:
     """What a shard's bytes depend on: the plan, the release settings and the settings every
     sample was made under (`lineage`, by key): a shard committed under another is rewritten."""
-    text = json.dumps([[asdict(s) for s in plan], cfg.digest(), lineage or {}], sort_keys=True)
+    parts = [RELEASE_FORMAT, [asdict(s) for s in plan], cfg.digest(), lineage or {}]
+    text = json.dumps(parts, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
