@@ -7,6 +7,7 @@ release still being written is never read half-way. `open` streams samples with 
 
 from __future__ import annotations
 
+import functools
 import json
 import tarfile
 from collections.abc import Iterator
@@ -74,6 +75,7 @@ def open(  # noqa: A001 - the dataset's entry point, as webdataset / xarray name
     storage_options: dict[str, Any] | None = None,
     decode: bool = True,
     where: Any = None,
+    batch_size: int | None = None,
 ) -> Any:
     """A webdataset pipeline over one split's committed shards: dicts with `__key__`,
     `sar.npy` (complex64 array), `sar.png` (bytes), `meta.json` (dict), `sicd.xml` (str).
@@ -81,7 +83,9 @@ def open(  # noqa: A001 - the dataset's entry point, as webdataset / xarray name
     Shards open through fsspec (storage options stay out of URLs and logs) and are split
     over DataLoader workers and nodes, so it feeds a PyTorch DataLoader directly. `where`, a
     pyarrow compute expression over index.parquet's columns (e.g. `pc.field("polarization")
-    == "V:V"`), keeps the samples that match and reads only the shards that hold them.
+    == "V:V"`), keeps the samples that match and reads only their bytes (one range request
+    per sample, at the offsets the index records).
+    `batch_size`: batches made by `collate`, for `DataLoader(ds, batch_size=None)`.
     """
     import webdataset as wds
     from webdataset import tariterators
@@ -89,34 +93,64 @@ def open(  # noqa: A001 - the dataset's entry point, as webdataset / xarray name
     urls = shard_urls(url, split, storage_options)
     if not urls:
         raise FileNotFoundError(f"{join(url, split)}: no committed shards")
-    keep: set[str] | None = None
-    if where is not None:
+    if where is None:
+
+        def opened(src: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+            for item in src:
+                fs, path = filesystem(item["url"], storage_options)
+                with fs.open(path, "rb") as f:
+                    yield {"url": item["url"], "stream": f}
+
+        source = [wds.SimpleShardList(urls)]
+        expand = [opened, tariterators.tar_file_expander, tariterators.group_by_keys]
+    else:  # the matching samples only: one range request each, from the index's offsets
         import pyarrow.compute as pc
 
         rows = index(url, storage_options).filter(where & (pc.field("split") == split))
-        keep = set(rows.column("key").to_pylist())
-        shards = set(rows.column("shard").to_pylist())  # {split}/chunk_NNN/shard-NNNNN.tar
-        urls = [u for u in urls if "/".join(u.rsplit("/", 3)[1:]) in shards]
-
-    def opened(src: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-        for item in src:
-            fs, path = filesystem(item["url"], storage_options)
-            with fs.open(path, "rb") as f:
-                yield {"url": item["url"], "stream": f}
-
-    stages = [
-        wds.SimpleShardList(urls),
-        wds.split_by_node,
-        wds.split_by_worker,
-        opened,
-        tariterators.tar_file_expander,
-        tariterators.group_by_keys,
-    ]
-    if keep is not None:
-        stages.append(wds.select(lambda sample: sample["__key__"] in keep))
+        committed = {"/".join(u.rsplit("/", 3)[1:]): u for u in urls}
+        items = [
+            {"url": committed[r["shard"]], "key": r["key"], "members": r["members"]}
+            for r in rows.select(["key", "shard", "members"]).to_pylist()
+            if r["shard"] in committed
+        ]
+        source = [functools.partial(iter, items)]  # a callable: a list would be taken as stages
+        expand = [functools.partial(_sample_ranges, storage_options=storage_options)]
+    stages = [*source, wds.split_by_node, wds.split_by_worker, *expand]
     if decode:
         stages.append(wds.decode())
+    if batch_size:
+        stages.append(wds.batched(batch_size, collation_fn=collate, partial=True))
     return wds.DataPipeline(*stages)
+
+
+def _sample_ranges(
+    src: Iterator[dict[str, Any]], storage_options: dict[str, Any] | None
+) -> Iterator[dict[str, Any]]:
+    """Samples read by byte range: for each item (a shard URL, a key and its members'
+    offsets and sizes) the bytes from its first member to its last, in one request."""
+    for item in src:
+        fs, path = filesystem(item["url"], storage_options)
+        first = min(m["offset"] for m in item["members"])
+        last = max(m["offset"] + m["size"] for m in item["members"])
+        blob = fs.cat_file(path, start=first, end=last)
+        sample = {"__key__": item["key"], "__url__": item["url"]}
+        for m in item["members"]:
+            sample[m["name"]] = blob[m["offset"] - first : m["offset"] - first + m["size"]]
+        yield sample
+
+
+def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
+    """A batch of samples: arrays of one shape stacked (sar.npy: (n, 1024, 1024) complex64,
+    exact), everything else (keys, meta.json dicts with their nulls, bytes) as lists."""
+    import numpy as np
+
+    out: dict[str, Any] = {}
+    for name in samples[0]:
+        values = [s.get(name) for s in samples]
+        arrays = [v for v in values if isinstance(v, np.ndarray)]
+        same = len(arrays) == len(values) and len({(a.shape, a.dtype) for a in arrays}) == 1
+        out[name] = np.stack(arrays) if same else values
+    return out
 
 
 def hf_data_files(url: str, storage_options: dict[str, Any] | None = None) -> dict[str, list]:

@@ -8,6 +8,7 @@ import hashlib
 import json
 from datetime import UTC, datetime
 
+import numpy as np
 import pytest
 
 from sarlo_dask import dataset
@@ -104,8 +105,9 @@ def test_filters_in_pyarrow_and_duckdb_equal_a_scan_of_every_meta(release_built,
     assert t0 < t1 and t0.utcoffset() == UTC.utcoffset(None)
 
 
-def test_open_where_reads_only_the_shards_holding_matches(release_built, metas, s3, s3_server):
-    """On moto's S3: a filtered read fetches the index and the shards with matches, no other."""
+def test_open_where_reads_only_the_matching_samples_bytes(release_built, metas, s3, s3_server):
+    """On moto's S3: a filtered read fetches the index and, of the shards, only the matching
+    samples' bytes (one range request each); the samples equal a full read's."""
     import pyarrow.compute as pc
     import s3fs
 
@@ -119,15 +121,18 @@ def test_open_where_reads_only_the_shards_holding_matches(release_built, metas, 
     first = sorted(train.column("key").to_pylist())[0]
     where = pc.field("key") == first
     s3_server.sent.clear()
-    got = [s["__key__"] for s in dataset.open(url, split, storage_options=s3, where=where)]
-    assert got == [first]
-    holding = train.filter(where).column("shard").to_pylist()
-    for shard in sorted(set(train.column("shard").to_pylist())):
-        n, size = s3_server.traffic(f"/sarlo/rel/{shard}")
-        if shard in holding:
-            assert n > 0 and size > 0, shard
-        else:
-            assert n == 0, (shard, n)  # never read
-    all_bytes = sum((out / s).stat().st_size for s in set(train.column("shard").to_pylist()))
-    read = sum(s3_server.traffic(f"/sarlo/rel/{s}")[1] for s in set(holding))
-    print(f"filtered read of 1 of {train.num_rows} train samples: {read} of {all_bytes} bytes")
+    got = list(dataset.open(url, split, storage_options=s3, where=where))
+    assert [s["__key__"] for s in got] == [first]
+    full = next(s for s in dataset.open(str(out), split) if s["__key__"] == first)
+    assert np.array_equal(got[0]["sar.npy"], full["sar.npy"])
+    assert got[0]["meta.json"] == full["meta.json"] and got[0]["sicd.xml"] == full["sicd.xml"]
+    (row,) = train.filter(where).to_pylist()
+    span = max(m["offset"] + m["size"] for m in row["members"]) - min(
+        m["offset"] for m in row["members"]
+    )
+    shards = sorted(set(train.column("shard").to_pylist()))
+    read = {s: s3_server.traffic(f"/sarlo/rel/{s}") for s in shards}
+    assert read[row["shard"]] == (1, span), read[row["shard"]]  # one request, its bytes only
+    assert all(n == 0 for s, (n, _) in read.items() if s != row["shard"])
+    all_bytes = sum((out / s).stat().st_size for s in shards)
+    print(f"filtered read of 1 of {train.num_rows} train samples: {span} of {all_bytes} bytes")
