@@ -1,6 +1,7 @@
 """Whole-build benchmark: tiles/s of `build_dataset` (captioning off) on 1 and 2 workers,
 against a serial one-process implementation of the same steps the paper's way; the
-shard writer's MB/s against a plain sequential write of the same bytes; and the client's
+shard writer's MB/s against its bound (the slower of a plain sequential write and SHA-256
+of the same bytes, both measured in the same run); and the client's
 own CPU time per scene and per tile on a catalogue of 20 small scenes.
 
     python bench/bench_build.py [--scenes 4] [--size 2048] [--zoom 18] [--client-only]
@@ -14,6 +15,7 @@ map_coordinates per channel, PIL encodes, members appended to one tar per split.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import io
 import json
 import os
@@ -205,8 +207,8 @@ def client_cpu(root: Path, n: int = 20) -> tuple[float, int, int]:
     for i in range(n):
         path = root / f"client_{i:02d}.nitf"
         if not path.exists():
-            spacing = {"row_spacing": 0.4, "col_spacing": 0.4}
-            simulate_scene(path, SimulationSpec(rows=1200, cols=1200, seed=100 + i, **spacing))
+            spec = SimulationSpec(rows=1200, cols=1200, row_spacing=0.4, col_spacing=0.4)
+            simulate_scene(path, dataclasses.replace(spec, seed=100 + i))
         urls.append(str(path))
     work, out = root / "client_work", root / "client_out"
     shutil.rmtree(work, ignore_errors=True)
@@ -238,10 +240,12 @@ def client_cpu(root: Path, n: int = 20) -> tuple[float, int, int]:
     return cpu[0], n, tiles
 
 
-def shard_writer(root: Path) -> tuple[float, float, float, int]:
-    """(ours s, plain s, sha256 s, bytes): rewrite the 2-worker build's first shard vs
-    copying its members' bytes into one file sequentially; and the SHA-256 alone of the
-    shard's bytes in memory (the manifest lists it: no writer that hashes goes faster)."""
+def shard_writer(root: Path) -> tuple[float, float, float, float, int]:
+    """(ours s, plain s, sha256 s, ours / bound, bytes), medians: rewrite the 2-worker build's
+    first shard vs copying its members' bytes into one file sequentially, and vs the SHA-256
+    alone of the shard's bytes in memory. The writer must do both (the manifest lists the
+    hash) and overlaps them: its bound is the slower of the two, measured beside it in the
+    same repetition; ours / bound is the median of the repetitions' ratios."""
     import hashlib
 
     from sarlo_dask.config import ReleaseConfig
@@ -264,7 +268,7 @@ def shard_writer(root: Path) -> tuple[float, float, float, int]:
     files = [
         p for sid, k in keys for p in sorted((work / "tiles" / sid).glob(f"{k}.*"))
     ]  # the members' bytes (ours also makes sicd.xml, tar headers and the sha256)
-    runs: dict[str, list[float]] = {"ours": [], "plain": [], "sha256": []}
+    runs: dict[str, list[float]] = {"ours": [], "plain": [], "sha256": [], "ratio": []}
     for _ in range(5):
         # new files each time, as in a build (replacing a 150 MB file costs its deletion)
         shutil.rmtree(target, ignore_errors=True)
@@ -284,8 +288,9 @@ def shard_writer(root: Path) -> tuple[float, float, float, int]:
         hashlib.sha256(data).hexdigest()
         runs["sha256"].append(time.perf_counter() - t0)
         del data
-    ours_s, plain_s, sha_s = (sorted(runs[k])[2] for k in ("ours", "plain", "sha256"))  # medians
-    return ours_s, plain_s, sha_s, m["bytes"]
+        runs["ratio"].append(max(runs["plain"][-1], runs["sha256"][-1]) / runs["ours"][-1])
+    ours_s, plain_s, sha_s, ratio = (sorted(runs[k])[2] for k in runs)  # medians of 5
+    return ours_s, plain_s, sha_s, ratio, m["bytes"]
 
 
 def _loop(kind: str, start: Any, times: Any) -> None:
@@ -355,7 +360,7 @@ def main() -> None:
     ns = serial_paper_way(urls, optical, args.zoom, root / "serial_out")
     ts = time.perf_counter() - t0
     assert ns == n1, (ns, n1)
-    ours_s, plain_s, sha_s, size = shard_writer(root)
+    ours_s, plain_s, sha_s, ratio, size = shard_writer(root)
     print(
         f"{args.scenes} scenes of {args.size} x {args.size} at 0.4 m -> {n1} tiles of 1024 px "
         f"(zoom {args.zoom}, no captions), {os.cpu_count()} cores"
@@ -369,13 +374,15 @@ def main() -> None:
         f"CPU-bound loop {ceiling['cpu']:.2f}x, memory-bound loop {ceiling['memory']:.2f}x"
     )
     print(f"2 workers / serial:   {ts / t2:6.2f}x  (target >= 3x)")
+    mbs = {k: size / v / 1e6 for k, v in (("ours", ours_s), ("plain", plain_s), ("sha", sha_s))}
     print(
-        f"shard writer: {size / ours_s / 1e6:7.0f} MB/s vs plain sequential write "
-        f"{size / plain_s / 1e6:7.0f} MB/s: {plain_s / ours_s:.2f}x  (target >= 0.7x)"
+        f"shard writer: {mbs['ours']:7.0f} MB/s ({size / 1e6:.0f} MB shard, median of 5); "
+        f"measured beside it: plain sequential write {mbs['plain']:.0f} MB/s, SHA-256 "
+        f"{mbs['sha']:.0f} MB/s"
     )
     print(
-        f"  SHA-256 alone of the same bytes: {size / sha_s / 1e6:7.0f} MB/s: a writer that "
-        f"hashes them is at most {min(1.0, plain_s / sha_s):.2f}x of the plain write here"
+        f"  its bound, the slower of the two: {min(mbs['plain'], mbs['sha']):.0f} MB/s; "
+        f"shard writer / bound: {ratio:.2f}x  (target >= 0.9x)"
     )
 
 

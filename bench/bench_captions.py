@@ -69,10 +69,10 @@ def main() -> None:
     import torch
     from distributed import Client, LocalCluster
 
+    from sarlo_dask.caption_pool import caption_tiles
     from sarlo_dask.captions import tiny
     from sarlo_dask.captions.backend import get_captioner
     from sarlo_dask.config import CaptionConfig
-    from sarlo_dask.pipeline import caption_tiles
 
     root = Path(args.dir) / "captions"
     shutil.rmtree(root, ignore_errors=True)

@@ -161,54 +161,98 @@ def build(
 @app.command()
 def demo(
     out: Annotated[Path, typer.Argument(help="folder for the demo's inputs and outputs")],
-    scenes: int = typer.Option(2, help="simulated scenes"),
+    scenes: int = typer.Option(3, help="simulated scenes (satellite passes)"),
     caption_model: str | None = typer.Option(None, help="caption model; none: captions null"),
     cluster: ClusterOpt = "local",
     workers: int | None = typer.Option(None),
 ) -> None:
-    """Simulate scenes and their optical ground, then run the whole build on them."""
+    """Simulate scenes and their optical ground, run the whole build on them, then draw a few
+    samples (OUT/samples.png) and the label shares (OUT/labels.png)."""
+    from dataclasses import asdict
+
     from sarlo_dask.simulate import SimulationSpec, simulate_scene
 
     inputs = out / "inputs"
-    from sarlo_dask.simulate_optical import simulate_optical_tiles
+    from sarlo_dask.optical.tilemath import tiles_for_bbox
+    from sarlo_dask.sicd import read_sicd_meta
+    from sarlo_dask.simulate_optical import render_ground_tile
 
+    def ground(path: Path, truth: dict, fresh: bool) -> None:
+        """The optical ground under the scene's footprint and 40 m around, its targets red
+        (a third of the tiles `simulate_optical_tiles` makes around the targets)."""
+        corners = read_sicd_meta(str(path)).GeoData.ImageCorners.get_array(dtype="float64")
+        (south, west), (north, east) = corners.min(axis=0) - 4e-4, corners.max(axis=0) + 4e-4
+        x0, y0, x1, y1 = tiles_for_bbox(west, south, east, north, 18)
+        markers = [(t["llh"][0], t["llh"][1]) for t in truth["targets"]]
+        for x in range(x0, x1 + 1):
+            for y in range(y0, y1 + 1):
+                tile = optical / "18" / str(x) / f"{y}.png"
+                if fresh or not tile.exists():
+                    tile.parent.mkdir(parents=True, exist_ok=True)
+                    tile.write_bytes(render_ground_tile(18, x, y, markers))
+
+    # one pass per scene; 1600 px at 0.8 m: 2 x 2 tiles of 1024 px at stride 512 each
     kinds = [(0.4, ((0.0,),)), (0.4, ((0.1, 2e-4),)), (1.2, ((0.0,),))]
-    urls = []
+    urls, replaced = [], False
     optical = out / "optical"  # the simulated ground seen from above, as XYZ tiles
+    out.mkdir(parents=True, exist_ok=True)
+    settings = out / "demo.yaml"  # `sarlo build --config` reads the same file
+    settings.write_text(
+        "release:\n"
+        "  # whole passes go to one split: with the default 0.8 / 0.1 / 0.1, three equal\n"
+        "  # passes would all go to train; near-thirds give each split one\n"
+        "  splits: {train: 0.34, validation: 0.33, test: 0.33}\n"
+        "  # the simulated optical ground is the demo's own: ship each sample's optical view\n"
+        "  include_optical: true\n"
+    )
     for i in range(scenes):
         spacing, skew = kinds[i % len(kinds)]
-        n = int(round(1100 * 0.8 / spacing))
+        n = int(round(1600 * 0.8 / spacing))
         path = inputs / f"sim_scene_{i:03d}.nitf"
-        if not path.exists():
-            simulate_scene(
-                path,
-                SimulationSpec(
-                    rows=n,
-                    cols=n,
-                    row_spacing=spacing,
-                    col_spacing=spacing,
-                    col_deltakcoa=skew,
-                    seed=i,
-                    collect_start=f"2025-06-{1 + i:02d}T10:00:00",
-                    lat=48.71 + 0.05 * i,
-                ),
-            )
-        truth = json.loads(Path(str(path) + ".truth.json").read_text())
-        simulate_optical_tiles(optical, truth, zoom=18)
+        spec = SimulationSpec(
+            rows=n,
+            cols=n,
+            row_spacing=spacing,
+            col_spacing=spacing,
+            col_deltakcoa=skew,
+            seed=i,
+            collect_start=f"2025-06-{1 + i:02d}T10:00:00",
+            lat=48.71 + 0.05 * i,
+        )
+        truth_path = Path(str(path) + ".truth.json")  # written last: the scene is whole
+        same = json.loads(json.dumps(asdict(spec)))  # as the truth file holds it
+        old = json.loads(truth_path.read_text())["spec"] if truth_path.exists() else None
+        fresh = old != same
+        if fresh:  # none yet, or another demo version's
+            replaced = replaced or old is not None
+            simulate_scene(path, spec)
+        truth = json.loads(truth_path.read_text())
+        ground(path, truth, fresh)
         typer.echo(f"simulated {path} ({n} x {n} at {spacing} m) and its optical tiles")
         urls.append(str(path))
+    if replaced:  # a build resumes by settings, not by input bytes: start it afresh
+        import shutil
+
+        typer.echo(f"inputs of another demo version replaced: removing {out}/work and release")
+        shutil.rmtree(out / "work", ignore_errors=True)
+        shutil.rmtree(out / "release", ignore_errors=True)
     code = cli_run.run_build(
         urls,
         str(out / "work"),
         str(out / "release"),
         cluster,
         workers,
+        config=settings,
         optical=str(optical),
         zoom=18,
         caption_model=caption_model,
     )
     if code == 0:
+        from sarlo_dask.figures import write_figures
+
         typer.echo(f"release: {out / 'release'} (manifest.json, stats.json, train/ ...)")
+        fig = write_figures(str(out / "release"), str(out))
+        typer.echo(f"figures: {fig.samples} ({fig.summary}) and {fig.labels}")
         typer.echo(
             "read it with: sarlo_dask.dataset.open("
             f"'{out / 'release'}', split='train'); stats: sarlo stats {out / 'release'}"

@@ -136,12 +136,23 @@ def optical_reconstruct(
 
 def stats(
     dataset: Annotated[str, typer.Argument(help="a released dataset's URL ({out} of a build)")],
-    out: Path = typer.Option(Path("."), help="folder for stats.json and labels.png"),
+    out: str | None = typer.Option(
+        None,
+        help="folder or URL for stats.json and labels.png (default: the folder holding the "
+        "release, which keeps only what its build wrote)",
+    ),
 ) -> None:
     """The caption table (words, P10/P90, vocabulary, duplicates) and labels per split."""
-    from sarlo_dask.captions.stats import dataset_stats, format_labels, format_table, plot_labels
+    from sarlo_dask.captions.stats import dataset_stats, format_labels, format_table
     from sarlo_dask.dataset import iter_meta
+    from sarlo_dask.figures import beside, labels_png
+    from sarlo_dask.store import write_bytes
 
+    try:
+        folder = (out or beside(dataset)).rstrip("/")
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
     result = dataset_stats(iter_meta(dataset))
     if not any(s["n"] for s in result["captions"].values()) and not result["labels"]["all"]:
         typer.echo(f"error: {dataset}: no committed shards with samples", err=True)
@@ -149,10 +160,9 @@ def stats(
     typer.echo(format_table(result))
     typer.echo("")
     typer.echo(format_labels(result))
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "stats.json").write_text(json.dumps(result, indent=1, sort_keys=True))
-    plot_labels(result, str(out / "labels.png"))
-    typer.echo(f"wrote {out / 'stats.json'} and {out / 'labels.png'}")
+    write_bytes(f"{folder}/stats.json", json.dumps(result, indent=1, sort_keys=True).encode())
+    write_bytes(f"{folder}/labels.png", labels_png(result))
+    typer.echo(f"wrote {folder}/stats.json and {folder}/labels.png")
 
 
 def register(app: typer.Typer) -> None:

@@ -154,9 +154,13 @@ def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def hf_data_files(url: str, storage_options: dict[str, Any] | None = None) -> dict[str, list]:
-    """`data_files` for Hugging Face `datasets`: each split's committed shards."""
+    """`data_files` for Hugging Face `datasets`: each split's committed shards (a release
+    without any is a FileNotFoundError here, not an empty `data_files` later)."""
     found = {s: shard_urls(url, s, storage_options) for s in SPLITS}
-    return {s: urls for s, urls in found.items() if urls}
+    files = {s: urls for s, urls in found.items() if urls}
+    if not files:
+        raise FileNotFoundError(f"{url}: no committed shards (is this a build's --out folder?)")
+    return files
 
 
 def hf_features(preview: str = "png", optical: bool = False) -> Any:

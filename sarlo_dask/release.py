@@ -272,6 +272,7 @@ def write_shard(
             finally:
                 sha256 = hashing.finish()
         offsets = tar_members(tmp)  # where each member's bytes lie: index.parquet has them
+        os.chmod(tmp, 0o644)  # mkstemp makes it 0600: a release is read by others
         if local:
             os.replace(tmp, path)
         else:

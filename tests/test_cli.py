@@ -91,7 +91,7 @@ def test_demo_runs_start_to_end(demo):
     from sarlo_dask import dataset
 
     samples = list(dataset.open(str(out / "release"), "train"))
-    assert len(samples) == 2
+    assert len(samples) == 4  # one pass of 2 x 2 tiles
     for s in samples:
         assert s["meta.json"]["caption"] is None
         assert s["meta.json"]["caption_reason"] == "no caption model configured"

@@ -1,0 +1,129 @@
+"""`sarlo demo` shows the dataset as its users get it: three passes, one per split, several
+tiles per scene, a picture of a few samples with the simulated targets circled, the label
+chart; `sarlo stats` writes beside the release."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from sarlo_dask import dataset
+from sarlo_dask.figures import DPI, PANEL_IN, beside, target_pixels, truth_targets
+
+
+def _ok(demo) -> Path:
+    out, run = demo
+    assert run.returncode == 0, run.stdout + run.stderr
+    return out
+
+
+def _png(path: Path) -> Image.Image:
+    image = Image.open(io.BytesIO(path.read_bytes()))
+    assert image.format == "PNG"
+    image.load()  # the whole file decodes
+    return image
+
+
+def test_every_split_gets_a_pass_and_every_scene_several_tiles(demo):
+    out = _ok(demo)
+    manifest = json.loads((out / "release" / "manifest.json").read_text())
+    splits = manifest["splits"]
+    assert set(splits) == {"train", "validation", "test"}
+    for name, s in splits.items():
+        assert s["samples"] > 0 and len(s["passes"]) == 1, (name, s)
+    passes = [p for s in splits.values() for p in s["passes"]]
+    assert len(set(passes)) == 3  # whole passes: no pass in two splits
+    per_scene = Counter(m["scene_id"] for m in dataset.iter_meta(str(out / "release")))
+    assert len(per_scene) == 3 and min(per_scene.values()) > 1, per_scene
+    assert sum(per_scene.values()) == manifest["samples"]
+
+
+def test_the_samples_picture_has_a_row_per_sample_over_every_split(demo):
+    out = _ok(demo)
+    line = next(x for x in demo[1].stdout.splitlines() if x.startswith("figures: "))
+    assert str(out / "samples.png") in line and str(out / "labels.png") in line
+    shown = [s for s in ("train", "validation", "test") if f"({s})" in line]
+    assert shown == ["train", "validation", "test"], line
+    n = int(line.split("(", 1)[1].split(" samples", 1)[0])
+    image = _png(out / "samples.png")
+    # n rows of two panels (SAR, optical), PANEL_IN inches at DPI each
+    assert image.size == (2 * PANEL_IN * DPI, n * PANEL_IN * DPI)
+    assert n >= 3
+    rgb = np.asarray(image.convert("RGB")).astype(int)
+    assert rgb.std() > 10  # images drawn, not a blank figure
+
+
+def test_the_circles_sit_on_the_sar_targets_and_the_optical_red_disks(demo):
+    """Where the picture circles a target, the SAR sample has its bright point and the
+    optical view its red disk: the picture shows the simulator's truth, geolocated."""
+    out = _ok(demo)
+    checked = 0
+    for split in ("train", "validation", "test"):
+        for s in dataset.open(str(out / "release"), split):
+            meta = s["meta.json"]
+            latlon = truth_targets(meta)
+            assert latlon, meta["source_url"]
+            amp = np.abs(s["sar.npy"])
+            optic = np.asarray(Image.open(io.BytesIO(s["optic.png"])).convert("RGB"))
+            floor = np.median(amp)
+            for a, r in np.round(target_pixels(meta, latlon)).astype(int):
+                if min(a, r) < 3 or max(a, r) > amp.shape[0] - 4:
+                    continue  # a target cut by the tile's edge
+                near = (slice(a - 3, a + 4), slice(r - 3, r + 4))
+                assert amp[near].max() > 30 * floor, (meta["key"], a, r)
+                red = optic[near]
+                assert ((red[..., 0] > 200) & (red[..., 1] < 60)).any(), (meta["key"], a, r)
+                checked += 1
+    assert checked >= 10
+
+
+def test_the_label_chart_is_the_one_sarlo_stats_draws(demo, tmp_path):
+    """The demo's labels.png and `sarlo stats RELEASE` (run elsewhere, no --out): the same
+    chart, written beside the release (the folder holding it), nothing in the current folder."""
+    out = _ok(demo)
+    _png(out / "labels.png")
+    public = tmp_path / "public"
+    public.mkdir()
+    (public / "rel").symlink_to(out / "release")  # beside the folder as named, not its target
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    run = subprocess.run(
+        [sys.executable, "-m", "sarlo_dask.cli", "stats", "../public/rel"],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr
+    assert list(cwd.iterdir()) == []
+    assert f"wrote {public}/stats.json and {public}/labels.png" in run.stdout
+    written = json.loads((public / "stats.json").read_text())
+    assert written == json.loads((out / "release" / "stats.json").read_text())
+    manifest = json.loads((out / "release" / "manifest.json").read_text())
+    assert sum(v["count"] for v in written["labels"]["all"].values()) == manifest["samples"]
+    assert (public / "labels.png").read_bytes() == (out / "labels.png").read_bytes()
+
+
+def test_the_figures_are_the_same_bytes_again(demo, tmp_path):
+    from sarlo_dask.figures import write_figures
+
+    out = _ok(demo)
+    done = write_figures(str(out / "release"), str(tmp_path))
+    assert Path(done.samples).read_bytes() == (out / "samples.png").read_bytes()
+    assert Path(done.labels).read_bytes() == (out / "labels.png").read_bytes()
+
+
+def test_beside_is_the_folder_holding_the_release(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert beside("rel") == beside("rel/") == str(tmp_path)
+    assert beside("s3://bucket/a/rel/") == "s3://bucket/a"
+    with pytest.raises(ValueError, match="--out"):
+        beside("s3://bucket")
