@@ -94,6 +94,14 @@ def caption_batch(
                 "label": label(caption["MID"]),
                 "reason": None,
             }
+            if not all(caption.values()):  # clean() dropped every sentence of one: no caption
+                empty = sorted(k for k, v in caption.items() if not v)
+                records[key] |= {
+                    "caption": None,
+                    "label": None,
+                    "reason": f"every sentence of the {'/'.join(empty)} caption was "
+                    "speculative or about colour (dropped by captions.clean)",
+                }
     out = []
     for key in keys:
         rec = {

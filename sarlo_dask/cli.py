@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated
 
@@ -216,7 +217,7 @@ def demo(
             col_spacing=spacing,
             col_deltakcoa=skew,
             seed=i,
-            collect_start=f"2025-06-{1 + i:02d}T10:00:00",
+            collect_start=(datetime(2025, 6, 1, 10) + timedelta(days=i)).isoformat(),
             lat=48.71 + 0.05 * i,
         )
         truth_path = Path(str(path) + ".truth.json")  # written last: the scene is whole

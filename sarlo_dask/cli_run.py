@@ -10,6 +10,9 @@ from typing import Any, TypeVar
 
 import typer
 
+from sarlo_dask.errors import redact
+from sarlo_dask.store import join
+
 T = TypeVar("T")
 
 
@@ -201,7 +204,8 @@ def run_build(
     )
     failures = result.failures()
     if failures:
-        typer.echo(f"{len(failures)} scenes / tiles left out ({work}/failures.jsonl):", err=True)
+        report = redact(join(work, "failures.jsonl"))
+        typer.echo(f"{len(failures)} scenes / tiles left out ({report}):", err=True)
         for row in failures[:20]:
             typer.echo(f"  {row['stage']:10s} {row['id']}: {row['reason']}", err=True)
         if len(failures) > 20:
@@ -224,7 +228,8 @@ def _dry_run(urls: list[str], scfg: Any, tcfg: Any) -> int:
     for v in views:
         dup = v.scene_id in seen and not v.reason
         seen.add(v.scene_id)
-        typer.echo(f"refused  {v.url}: duplicate scene id {v.scene_id!r}" if dup else v.line())
+        dup_line = f"refused  {redact(v.url)}: duplicate scene id {v.scene_id!r}"
+        typer.echo(dup_line if dup else v.line())
     ok = [v for v in views if not v.reason]
     typer.echo(
         f"dry run: {len(ok)} of {len(views)} scenes selected, {sum(v.tiles for v in ok)} "

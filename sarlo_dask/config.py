@@ -114,8 +114,11 @@ class TileConfig(BaseModel):
     storage_options: dict[str, Any] = Field(default_factory=dict, exclude=True)
 
     def digest(self) -> str:
-        text = json.dumps(self.model_dump(mode="json"), sort_keys=True)
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
+        """Of the settings that shape the tiles: how they are fetched (timeouts, retries,
+        concurrency, caches) is left out, so changing it rebuilds nothing."""
+        fetch = {"http_timeout", "http_retries", "http_backoff", "http_concurrency"}
+        shaping = self.model_dump(mode="json", exclude=fetch | {"decoded_cache_mb", "tile_cache"})
+        return hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()[:16]
 
 
 Device = TypeVar("Device", "StandardizeConfig", "TileConfig")
@@ -210,8 +213,10 @@ class CaptionConfig(BaseModel):
         return v
 
     def digest(self) -> str:
-        text = json.dumps(self.model_dump(mode="json"), sort_keys=True)
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
+        """Of the settings that shape the captions (not how many batches are queued or
+        retried)."""
+        shaping = self.model_dump(mode="json", exclude={"max_in_flight", "retries"})
+        return hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()[:16]
 
 
 class ReleaseConfig(BaseModel):

@@ -127,8 +127,9 @@ class SceneTiles:
         self.errors.append(failure)
 
     def empty(self) -> bool:
-        """Every window refused (an all-zero scene, say): the scene gives no sample."""
-        return self.kept == 0 and bool(self.refused) and not self.errors
+        """No tile kept and none failed: every window refused (an all-zero scene, say), or no
+        window of the tile size fits the scene. The scene gives no sample."""
+        return self.kept == 0 and not self.errors
 
     def record_caption(self, summary: dict[str, Any]) -> None:
         """Count one tile's caption outcome (a caption_stage summary)."""
@@ -136,6 +137,10 @@ class SceneTiles:
             self.captioned += 1
         else:
             self.uncaptioned.append({"key": summary["key"], "reason": summary["reason"]})
+
+    def lines(self) -> list[str]:
+        """Its line, then one per failed tile."""
+        return [self.line(), *(f"FAILED {e.id}: {e.reason}" for e in self.errors)]
 
     def line(self) -> str:
         text = (
@@ -175,9 +180,12 @@ class Build:
         """Every scene, tile or shard the build could not use (failures.jsonl rows), sorted."""
         rows = [r.failure for r in self.scenes if r.failure is not None]
         for t in self.tiles:
-            if t.empty():
+            if t.empty() and t.refused:
                 first = t.refused[0]["reason"]
                 why = f"no tile kept: all {len(t.refused)} windows refused ({first})"
+                rows.append(Failure(t.scene_id, "scene", "tiles", why))
+            elif t.empty():
+                why = "no tile kept: no window of the tile size fits the scene"
                 rows.append(Failure(t.scene_id, "scene", "tiles", why))
             rows += t.errors
             rows += [Failure(o["key"], "tile", "optical", o["reason"]) for o in t.optical_failed]
@@ -219,3 +227,13 @@ def catalogue_of(
             {"url": f.url, "scene_id": f.id, "stage": f.stage, "reason": f.reason} for f in refused
         ],
     }
+
+
+def transient_scenes(scenes: Sequence[SceneResult], tiles: Sequence[SceneTiles]) -> list[str]:
+    """Scenes that failed for a reason other than a refusal by rule (a SceneError): {work} or
+    an input unreadable now. A release made without them would drop their samples."""
+    out = [
+        r.scene_id for r in scenes if r.failure and r.failure.exception not in ("", "SceneError")
+    ]
+    out += [t.scene_id for t in tiles if any(e.kind == "scene" for e in t.errors)]
+    return sorted(set(out))

@@ -1,5 +1,6 @@
-"""The driver, the only module that talks to the Dask client: each stage plans its units as
-tasks, submits the work, collects typed outcomes as they complete and records them.
+"""The driver (with caption_pool, the only code that submits to the Dask client): each
+stage plans its units as tasks, submits the work, collects typed outcomes as they complete
+and records them.
 
 One scene's failure is recorded with its reason and never stops the others; every stage
 skips what {work} (or {out}) already holds under the same settings, so a re-run resumes.
@@ -23,6 +24,7 @@ from sarlo_dask.outcomes import (
     SceneResult,
     SceneTiles,
     catalogue_of,
+    transient_scenes,
     window_error,
 )
 from sarlo_dask.scene_stage import plan_scene_store
@@ -198,20 +200,23 @@ def release_scenes(
     storage_options: dict[str, Any] | None = None,
     catalogue: dict[str, Any] | None = None,
     progress: Progress = None,
+    captions: str | None = None,
 ) -> Release:
     """Plan splits and shards over the scenes' kept tiles and write the shards that are not
-    committed yet under the same plan; then manifest.json and stats.json. URLs for `work` and
-    `out` are Stores with `storage_options` and the release's own."""
+    committed yet under the same plan; then index.parquet, stats.json and manifest.json. URLs
+    for `work` and `out` are Stores with `storage_options` and the release's own; `captions`:
+    the caption settings' digest whose records are released (None: no captions)."""
     from distributed import as_completed
 
     work, out = Store.of(work, storage_options), Store.of(out, cfg.storage_options)
     ids = sorted(scene_ids)
+    key = f"index-{{}}-{captions}-{work.token}"
     futures = [
-        client.submit(release.scene_index, work, s, key=f"index-{s}-{work.token}") for s in ids
+        client.submit(release.scene_index, work, s, captions, key=key.format(s)) for s in ids
     ]
-    index = dict(zip(ids, client.gather(futures), strict=True))
-    rp = release.release_plan(index, cfg)
-    plan, digest = rp.shards, rp.digest
+    rp = release.release_plan(dict(zip(ids, client.gather(futures), strict=True)), cfg)
+    plan, digest, index = rp.shards, rp.digest, rp.index
+    release.retire_manifest(out, digest)  # another plan's manifest and index go first
     markers: dict[str, dict[str, Any]] = {}
     pending: dict[Any, str] = {}
     for spec in plan:
@@ -219,7 +224,9 @@ def release_scenes(
         if done is not None:
             markers[spec.path] = done
             continue
-        needed = {sid: {"provenance": index[sid].provenance} for sid, _ in spec.keys}
+        needed = {
+            s: {"provenance": index[s].provenance, "captions": captions} for s, _ in spec.keys
+        }
         args = (spec, work, out, needed, digest, cfg)
         key = f"shard-{spec.path}-{digest}-{work.token}-{out.token}"
         pending[client.submit(release.write_shard, *args, key=key)] = spec.path
@@ -267,24 +274,20 @@ def build_dataset(
             say(f"removed {n} half-written files an interrupted run left in {redact(s.url)}")
     say(f"[1/3] standardize {len(urls)} scenes")
     scenes = standardize_scenes(urls, work, scfg, client, progress=progress)
-    say("")
-    for r in scenes:
-        say(r.line())
+    for line in ["", *(r.line() for r in scenes)]:
+        say(line)
     ok = sorted({r.scene_id for r in scenes if r.status in ("done", "skipped")})
-    what = "tiles and captions" if ccfg.model else "tiles (no caption model)"
-    say(f"[2/3] {what} of {len(ok)} scenes")
+    say(f"[2/3] tiles{' and captions' * bool(ccfg.model)} of {len(ok)} scenes")
     tiles = tile_scenes(work, tcfg, client, ok, progress=progress, captions=ccfg)
     say("")
-    for t in tiles:
-        say(t.line())
-        for item in t.errors:
-            say(f"FAILED {item.id}: {item.reason}")
-    with_tiles = [t.scene_id for t in tiles if t.kept]
-    say(f"[3/3] release of {len(with_tiles)} scenes to {redact(out.url)}")
-    catalogue = catalogue_of(urls, ok, scenes)
-    rel = release_scenes(
-        work, out, rcfg, client, with_tiles, catalogue=catalogue, progress=progress
-    )
+    for line in (x for t in tiles for x in t.lines()):
+        say(line)
+    keep = [t.scene_id for t in tiles if t.kept]
+    say(f"[3/3] release of {len(keep)} scenes to {redact(out.url)}")
+    captions, catalogue = ccfg.digest() if ccfg.model else None, catalogue_of(urls, ok, scenes)
+    rel = release.unreleased(out, unread) if (unread := transient_scenes(scenes, tiles)) else None
+    if rel is None:  # else a release without those scenes would drop their samples
+        rel = release_scenes(work, out, rcfg, client, keep, None, catalogue, progress, captions)
     say("")
     work.remove_partials()  # temporary files of tasks lost with a worker
     result = Build(scenes, tiles, rel)

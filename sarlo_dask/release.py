@@ -1,9 +1,10 @@
 """The release: splits by satellite pass, a deterministic shard plan, WebDataset shards.
 
 Layout: {out}/{split}/chunk_NNN/shard-NNNNN.tar, each followed by its commit marker
-shard-NNNNN.done.json (sha256, size, keys, plan digest); then {out}/manifest.json and
-{out}/stats.json. A shard is written by one task with webdataset's TarWriter at a fixed
-mtime, to a temporary name first, so a reader never sees half a shard.
+shard-NNNNN.done.json (sha256, size, keys, member offsets, plan digest); then
+{out}/index.parquet, {out}/stats.json and {out}/manifest.json. A shard is written by one
+task with webdataset's TarWriter at a fixed mtime, to a temporary name first, so a reader
+never sees half a shard.
 """
 
 from __future__ import annotations
@@ -48,8 +49,9 @@ class SceneIndex:
     provenance: Any
 
 
-def scene_index(work: Store, scene_id: str) -> SceneIndex:
-    """A scene's SceneIndex (a task: the scenes are indexed on the workers in parallel)."""
+def scene_index(work: Store, scene_id: str, captions: str | None = None) -> SceneIndex:
+    """A scene's SceneIndex (a task: the scenes are indexed on the workers in parallel);
+    `captions`: the caption settings' digest (None: no caption model, no captions)."""
     from sarlo_dask.standardize import open_scene_store
 
     fs, root = work.filesystem(work.tile_dir(scene_id))
@@ -60,7 +62,7 @@ def scene_index(work: Store, scene_id: str) -> SceneIndex:
             meta = json.loads(f.read())
         if meta.get("optical", {}).get("retry"):
             continue  # an optical retry is still due: not a finished sample
-        rec = _caption_record(work, scene_id, meta)
+        rec = _caption_record(work, scene_id, meta, captions)
         rows.append(
             {
                 "key": meta["key"],
@@ -77,6 +79,28 @@ def scene_index(work: Store, scene_id: str) -> SceneIndex:
     return SceneIndex(rows, attrs.get("provenance"))
 
 
+def retire_manifest(out: Store, digest: str) -> None:
+    """Before shards of another plan are written: remove the old manifest and index, whose
+    offsets and checksums would no longer describe the shards (a reader sees no manifest, not
+    a wrong one, until this release completes)."""
+    url = out.path("manifest.json")
+    if out.exists(url) and out.read_json(url).get("plan") != digest:
+        out.remove(url)
+        out.remove(out.path(INDEX))
+
+
+def unreleased(out: Store, unread: Sequence[str]) -> Any:
+    """The Release of a build that left {out} as it was (its current manifest, if any),
+    because the scenes `unread` could not be read now: a release without them would drop
+    their samples."""
+    from sarlo_dask.outcomes import Failure, Release
+
+    url = out.path("manifest.json")
+    manifest = out.read_json(url) if out.exists(url) else {"samples": 0, "shards": []}
+    why = f"release left as it was: {len(unread)} scenes could not be read now ({unread[0]})"
+    return Release(manifest, 0, 0, [Failure("release", "shard", "release", why)])
+
+
 @dataclass
 class ReleasePlan:
     """The release's plan over the scenes' kept tiles: splits by pass, shards, their digest."""
@@ -88,6 +112,7 @@ class ReleasePlan:
     digest: str
     rows: list[dict[str, Any]]
     """index rows of the released samples (label, caption), in sample order"""
+    index: Mapping[str, SceneIndex]
 
     def stats_rows(self) -> list[dict[str, Any]]:
         """What stats.json counts: split, label and captions of each released sample."""
@@ -106,7 +131,7 @@ def release_plan(index: Mapping[str, SceneIndex], cfg: ReleaseConfig) -> Release
     shards = shard_plan(samples, assignment, cfg)
     digest = plan_digest(shards, cfg, {f"{sid}/{r['key']}": r["lineage"] for sid, r in rows})
     released = [{**r, "caption": r["caption"] or {}} for _, r in rows if r["pass_id"] in assignment]
-    return ReleasePlan(samples, assignment, shards, digest, released)
+    return ReleasePlan(samples, assignment, shards, digest, released, index)
 
 
 def release_manifest(
@@ -137,11 +162,17 @@ def release_manifest(
     }
 
 
-def _caption_record(work: Store, scene_id: str, meta: dict[str, Any]) -> dict[str, Any]:
-    """The tile's caption record, if it describes this tile (made under the same settings)."""
+def _caption_record(
+    work: Store, scene_id: str, meta: dict[str, Any], captions: str | None
+) -> dict[str, Any]:
+    """The tile's caption record, if it describes this tile and was made with the caption
+    settings of digest `captions` (None: none is)."""
     url = work.caption(scene_id, meta["key"])
-    rec = work.read_json(url) if work.exists(url) else {}
-    return rec if rec.get("tile") == tile_lineage(meta) else {}
+    if captions is None or not work.exists(url):
+        return {}
+    rec = work.read_json(url)
+    same = rec.get("tile") == tile_lineage(meta) and rec.get("caption_config") == captions
+    return rec if same else {}
 
 
 def sample_members(
@@ -155,7 +186,7 @@ def sample_members(
     """The members of one sample (without the `key.` prefix), meta.json completed with its
     captions, label, split and provenance."""
     meta = work.read_json(work.tile_member(scene_id, key, "meta.json"))
-    rec = _caption_record(work, scene_id, meta)
+    rec = _caption_record(work, scene_id, meta, scene.get("captions"))
     fs, base = work.filesystem(work.tile_dir(scene_id))
 
     def member(name: str) -> bytes:

@@ -26,6 +26,7 @@ CHANGES = {  # stage -> (section, key, new value)
     "standardize": ("standardize", "spacing", 1.0),
     "tiles": ("tiles", "stride", 96),
     "captions": ("captions", "prompts", _prompts_short_capped()),
+    "captions_off": ("captions", "model", None),  # earlier captions are not shipped
     "release": ("release", "samples_per_shard", 3),
 }
 

@@ -1,0 +1,41 @@
+"""Typed outcomes and the release's guards: what a build records, and what it refuses to
+publish (a release that would drop scenes unread now; a manifest of another plan)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+from sarlo_dask import release
+from sarlo_dask.outcomes import Build, Failure, Release, SceneResult, SceneTiles, transient_scenes
+from sarlo_dask.store import Store
+
+
+def test_a_scene_without_any_window_is_recorded_not_passed():
+    build = Build([], [SceneTiles("small", "done")], Release({"samples": 3}, 1, 0))
+    (row,) = build.failures()
+    assert row["id"] == "small" and "no window of the tile size fits" in row["reason"]
+    assert build.exit_code() == 3
+
+
+def test_only_failures_that_are_not_refusals_hold_the_release_back():
+    flaky = SceneResult("a.nitf", "a", "done")
+    flaky.fail(ValueError("boom"), "standardize")  # not a SceneError: transient
+    bad = SceneResult("b.nitf", "b", "done")
+    bad.fail("scene smaller than one tile", "standardize")  # a refusal by rule
+    tiles = SceneTiles("c", "done")
+    tiles.error(Failure("c", "scene", "tiles", "OSError: bucket unreachable", "OSError"))
+    assert transient_scenes([flaky, bad], [tiles]) == ["a", "c"]
+
+
+def test_a_release_of_another_plan_retires_the_old_manifest_and_index(release_built, tmp_path):
+    out = tmp_path / "out"
+    shutil.copytree(release_built[0], out)
+    store = Store(str(out))
+    plan = json.loads((out / "manifest.json").read_text())["plan"]
+    release.retire_manifest(store, plan)  # the same plan: kept
+    assert (out / "manifest.json").exists() and (out / "index.parquet").exists()
+    kept = release.unreleased(store, ["x"])  # left as it was: the current manifest
+    assert kept.manifest["plan"] == plan and kept.errors and kept.written == 0
+    release.retire_manifest(store, "another")
+    assert not (out / "manifest.json").exists() and not (out / "index.parquet").exists()
