@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import re
+from collections.abc import Callable
+from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
+
+T = TypeVar("T")
 
 _URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]+")
 
@@ -20,6 +25,23 @@ class SceneError(Exception):
     def __reduce__(self) -> tuple[type[SceneError], tuple[str, str, str]]:
         # keep the fields when the error crosses a process boundary (Dask workers)
         return (SceneError, (self.where, self.reason, self.stage))
+
+
+def refusals_travel(task: Callable[..., T]) -> Callable[..., T]:
+    """A task whose SceneError reaches the client as a SceneError: raised afresh, without the
+    exception chain it was raised from (Dask pickles the chain with tblib, and a library's
+    exception in it, such as aiohttp's with its headers, may not pickle: the client would get
+    a plain Exception, taken for a transient failure)."""
+
+    @functools.wraps(task)
+    def run(*args: Any, **kwargs: Any) -> T:
+        try:
+            return task(*args, **kwargs)
+        except SceneError as exc:
+            refusal = SceneError(exc.where, exc.reason, exc.stage)
+        raise refusal  # outside the handler: no __context__
+
+    return run
 
 
 def one_line(exc: BaseException, limit: int = 300) -> str:

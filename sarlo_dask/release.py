@@ -96,7 +96,8 @@ def unreleased(out: Store, unread: Sequence[str]) -> Any:
     from sarlo_dask.outcomes import Failure, Release
 
     url = out.path("manifest.json")
-    manifest = out.read_json(url) if out.exists(url) else {"samples": 0, "shards": []}
+    none = {"samples": 0, "shards": [], "splits": {}, "captions": {"captioned": 0, "without": 0}}
+    manifest = out.read_json(url) if out.exists(url) else none
     why = f"release left as it was: {len(unread)} scenes could not be read now ({unread[0]})"
     return Release(manifest, 0, 0, [Failure("release", "shard", "release", why)])
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sarlo_dask.config import StandardizeConfig
-from sarlo_dask.errors import SceneError, redact
+from sarlo_dask.errors import SceneError, redact, refusals_travel
 from sarlo_dask.sicd import open_sicd, read_header, scene_id_from_url
 from sarlo_dask.standardize import plan_scene, standardize_scene
 from sarlo_dask.store import Store
@@ -51,6 +51,7 @@ class ScenePlan:
     """why a scene an earlier run completed is made again ("": it is not)"""
 
 
+@refusals_travel
 def plan_scene_store(
     url: str, scene_id: str, work: Store, cfg: StandardizeConfig, memory: int
 ) -> ScenePlan:

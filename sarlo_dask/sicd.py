@@ -19,7 +19,13 @@ import numpy as np
 import numpy.typing as npt
 
 from sarlo_dask import geolocation
-from sarlo_dask.errors import SceneError, caused_by_other, exception_chain, one_line
+from sarlo_dask.errors import (
+    SceneError,
+    caused_by_other,
+    exception_chain,
+    one_line,
+    refusals_travel,
+)
 from sarlo_dask.nitf import HEADER_BLOCK, PIXEL_BYTES, PixelLayout, pixel_layout, read_rows
 from sarlo_dask.store import input_options, is_http, s3_endpoint
 
@@ -313,6 +319,7 @@ def check_sicd(
             )
 
 
+@refusals_travel
 def _read_block(
     url: str, storage_options: dict[str, Any] | None, layout: PixelLayout, r0: int, r1: int
 ) -> np.ndarray:

@@ -136,29 +136,3 @@ def test_open_where_reads_only_the_matching_samples_bytes(release_built, metas, 
     assert all(n == 0 for s, (n, _) in read.items() if s != row["shard"])
     all_bytes = sum((out / s).stat().st_size for s in shards)
     print(f"filtered read of 1 of {train.num_rows} train samples: {span} of {all_bytes} bytes")
-
-
-def test_hugging_face_streams_the_release_from_s3(release_built, s3):
-    """Hugging Face `datasets` streaming from an fsspec URL (moto's S3), as from a folder:
-    the same keys, complex64 exact."""
-    import s3fs
-
-    datasets = pytest.importorskip("datasets")
-    out = release_built[0]
-    s3fs.S3FileSystem(**s3).put(str(out), "sarlo/hf", recursive=True)
-    files = dataset.hf_data_files("s3://sarlo/hf", storage_options=s3)
-    for split in files:
-        hf = datasets.load_dataset(
-            "webdataset",
-            data_files=files,
-            split=split,
-            streaming=True,
-            features=dataset.hf_features(),
-            storage_options=s3,
-        )
-        ours = {s["__key__"]: s["sar.npy"] for s in dataset.open(str(out), split)}
-        theirs = {s["__key__"]: s["sar.npy"] for s in hf}
-        assert sorted(theirs) == sorted(ours), split
-        assert all(
-            v.dtype == np.complex64 and np.array_equal(v, ours[k]) for k, v in theirs.items()
-        )
