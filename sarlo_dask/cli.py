@@ -174,23 +174,14 @@ def demo(
     from sarlo_dask.simulate import SimulationSpec, simulate_scene
 
     inputs = out / "inputs"
-    from sarlo_dask.optical.tilemath import tiles_for_bbox
     from sarlo_dask.sicd import read_sicd_meta
-    from sarlo_dask.simulate_optical import render_ground_tile
+    from sarlo_dask.simulate_optical import simulate_optical_tiles
 
     def ground(path: Path, truth: dict, fresh: bool) -> None:
         """The optical ground under the scene's footprint and 40 m around, its targets red
-        (a third of the tiles `simulate_optical_tiles` makes around the targets)."""
+        (a third of the tiles a margin around the targets would take)."""
         corners = read_sicd_meta(str(path)).GeoData.ImageCorners.get_array(dtype="float64")
-        (south, west), (north, east) = corners.min(axis=0) - 4e-4, corners.max(axis=0) + 4e-4
-        x0, y0, x1, y1 = tiles_for_bbox(west, south, east, north, 18)
-        markers = [(t["llh"][0], t["llh"][1]) for t in truth["targets"]]
-        for x in range(x0, x1 + 1):
-            for y in range(y0, y1 + 1):
-                tile = optical / "18" / str(x) / f"{y}.png"
-                if fresh or not tile.exists():
-                    tile.parent.mkdir(parents=True, exist_ok=True)
-                    tile.write_bytes(render_ground_tile(18, x, y, markers))
+        simulate_optical_tiles(optical, truth, 18, 4e-4, latlon=corners, overwrite=fresh)
 
     # one pass per scene; 1600 px at 0.8 m: 2 x 2 tiles of 1024 px at stride 512 each
     kinds = [(0.4, ((0.0,),)), (0.4, ((0.1, 2e-4),)), (1.2, ((0.0,),))]

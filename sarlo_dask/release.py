@@ -25,6 +25,7 @@ from sarlo_dask.caption_stage import NO_MODEL
 from sarlo_dask.config import ReleaseConfig
 from sarlo_dask.dataset import shard_marker
 from sarlo_dask.index import INDEX, index_parquet, index_rows, tar_members
+from sarlo_dask.outcomes import Failure, Release
 from sarlo_dask.splits import (
     SampleRef,
     ShardSpec,
@@ -89,12 +90,10 @@ def retire_manifest(out: Store, digest: str) -> None:
         out.remove(out.path(INDEX))
 
 
-def unreleased(out: Store, unread: Sequence[str]) -> Any:
+def unreleased(out: Store, unread: Sequence[str]) -> Release:
     """The Release of a build that left {out} as it was (its current manifest, if any),
     because the scenes `unread` could not be read now: a release without them would drop
     their samples."""
-    from sarlo_dask.outcomes import Failure, Release
-
     url = out.path("manifest.json")
     none = {"samples": 0, "shards": [], "splits": {}, "captions": {"captioned": 0, "without": 0}}
     manifest = out.read_json(url) if out.exists(url) else none

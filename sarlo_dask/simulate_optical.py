@@ -37,27 +37,31 @@ def render_ground_tile(z: int, x: int, y: int, markers: list[tuple[float, float]
 
 
 def simulate_optical_tiles(
-    folder: str | Path, truth: dict[str, Any], zoom: int = 18, margin_deg: float = 0.01
+    folder: str | Path,
+    truth: dict[str, Any],
+    zoom: int = 18,
+    margin_deg: float = 0.01,
+    latlon: Any = None,
+    overwrite: bool = False,
 ) -> int:
-    """Write the XYZ tiles covering a simulated scene's targets (plus a margin) to `folder`."""
+    """Write the XYZ tiles covering a simulated scene's targets, or the points `latlon`
+    ((n, 2) degrees, e.g. its image corners), plus a margin, to `folder`; tiles already there
+    are kept unless `overwrite`. How many were written."""
     from sarlo_dask.optical.tilemath import tiles_for_bbox
 
-    targets = truth["targets"]
-    markers = [(t["llh"][0], t["llh"][1]) for t in targets]
-    lats = [m[0] for m in markers] or [truth["spec"]["lat"]]
-    lons = [m[1] for m in markers] or [truth["spec"]["lon"]]
+    markers = [(t["llh"][0], t["llh"][1]) for t in truth["targets"]]
+    points = np.asarray(latlon if latlon is not None else markers, dtype="float64")
+    if not len(points):
+        points = np.array([[truth["spec"]["lat"], truth["spec"]["lon"]]])
+    (south, west), (north, east) = points.min(axis=0), points.max(axis=0)
     x0, y0, x1, y1 = tiles_for_bbox(
-        min(lons) - margin_deg,
-        min(lats) - margin_deg,
-        max(lons) + margin_deg,
-        max(lats) + margin_deg,
-        zoom,
+        west - margin_deg, south - margin_deg, east + margin_deg, north + margin_deg, zoom
     )
     n = 0
     for x in range(x0, x1 + 1):
         for y in range(y0, y1 + 1):
             path = Path(folder, str(zoom), str(x), f"{y}.png")
-            if not path.exists():
+            if overwrite or not path.exists():
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_bytes(render_ground_tile(zoom, x, y, markers))
                 n += 1
