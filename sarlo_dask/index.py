@@ -164,15 +164,3 @@ def _timestamp(text: str | None) -> Any:
     from datetime import datetime
 
     return datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None
-
-
-def tar_members(path: str) -> dict[str, dict[str, list[int]]]:
-    """{key: {member: [offset of its data, size]}} of a local tar written by the release."""
-    import tarfile
-
-    out: dict[str, dict[str, list[int]]] = {}
-    with tarfile.open(path) as tar:
-        for m in tar.getmembers():
-            key, _, member = m.name.partition(".")
-            out.setdefault(key, {})[member] = [m.offset_data, m.size]
-    return out

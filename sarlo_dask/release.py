@@ -3,19 +3,16 @@
 Layout: {out}/{split}/chunk_NNN/shard-NNNNN.tar, each followed by its commit marker
 shard-NNNNN.done.json (sha256, size, keys, member offsets, plan digest); then
 {out}/index.parquet, {out}/stats.json and {out}/manifest.json. A shard is written by one
-task with webdataset's TarWriter at a fixed mtime, to a temporary name first, so a reader
-never sees half a shard.
+task (sarlo_dask.shard_tar: webdataset's tar layout at a fixed mtime, hashed as written), to
+a temporary name first, so a reader never sees half a shard.
 """
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import os
-import tarfile
 import tempfile
-from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -24,8 +21,9 @@ from sarlo_dask import __version__
 from sarlo_dask.caption_stage import NO_MODEL
 from sarlo_dask.config import ReleaseConfig
 from sarlo_dask.dataset import shard_marker
-from sarlo_dask.index import INDEX, index_parquet, index_rows, tar_members
+from sarlo_dask.index import INDEX, index_parquet, index_rows
 from sarlo_dask.outcomes import Failure, Release
+from sarlo_dask.shard_tar import Buffer, ShardTar, mapped
 from sarlo_dask.splits import (
     SampleRef,
     ShardSpec,
@@ -36,9 +34,6 @@ from sarlo_dask.splits import (
 )
 from sarlo_dask.store import PARTIAL, Store, is_local
 from sarlo_dask.tile_stage import tile_lineage
-
-MTIME = 0
-"""every tar member's mtime: the same samples give the same bytes"""
 
 
 @dataclass
@@ -182,15 +177,17 @@ def sample_members(
     split: str,
     scene: Mapping[str, Any],
     cfg: ReleaseConfig,
-) -> dict[str, bytes]:
+) -> dict[str, Buffer]:
     """The members of one sample (without the `key.` prefix), meta.json completed with its
     captions, label, split and provenance."""
     meta = work.read_json(work.tile_member(scene_id, key, "meta.json"))
     rec = _caption_record(work, scene_id, meta, scene.get("captions"))
     fs, base = work.filesystem(work.tile_dir(scene_id))
+    local = is_local(fs)
 
-    def member(name: str) -> bytes:
-        return bytes(fs.cat_file(f"{base}/{key}.{name}"))
+    def member(name: str) -> Buffer:
+        path = f"{base}/{key}.{name}"
+        return mapped(path) if local else bytes(fs.cat_file(path))
 
     fmt = meta["preview"]["format"]
     out = {f"sar.{fmt}": member(f"sar.{fmt}"), "sar.npy": member("sar.npy")}
@@ -224,57 +221,6 @@ def sample_members(
     return dict(sorted(out.items()))
 
 
-class _Hashing:
-    """A write-only file that hashes, counts and writes what goes through it.
-
-    The tar stream hands it 1 MiB blocks: each is written here and hashed, in order, by a
-    second thread while the next samples are assembled (hashlib releases the GIL); at most
-    four blocks wait for the hash."""
-
-    def __init__(self, f: Any) -> None:
-        from concurrent.futures import ThreadPoolExecutor
-
-        self.f, self.sha, self.size = f, hashlib.sha256(), 0
-        self.pool = ThreadPoolExecutor(1)
-        self.pending: deque[Any] = deque()
-
-    def write(self, data: bytes) -> int:
-        data = bytes(data)  # the caller may reuse its buffer; the hash reads this later
-        while len(self.pending) >= 4:
-            self.pending.popleft().result()
-        self.pending.append(self.pool.submit(self.sha.update, data))
-        self.f.write(data)
-        self.size += len(data)
-        return len(data)
-
-    def flush(self) -> None:
-        pass
-
-    def finish(self) -> str:
-        """Wait for the hash of what was written; the sha256 hex digest."""
-        while self.pending:
-            self.pending.popleft().result()
-        self.pool.shutdown()
-        return self.sha.hexdigest()
-
-
-@functools.cache
-def _tar_writer() -> type:
-    """The class, made on first use: importing webdataset imports torch."""
-    import webdataset as wds
-
-    class TarWriter(wds.TarWriter):
-        """webdataset's TarWriter on a tar stream that writes 1 MiB blocks (the default
-        stream hands its file one 10 KiB record per Python call); same bytes."""
-
-        def __init__(self, fileobj: Any, **kwargs: Any) -> None:
-            super().__init__(fileobj, **kwargs)  # its own stream: nothing written before close
-            self.tarstream = tarfile.open(fileobj=fileobj, mode="w|", bufsize=1 << 20)
-            self.tarstream.copybufsize = 1 << 20  # type: ignore[attr-defined]
-
-    return TarWriter
-
-
 def write_shard(
     spec: ShardSpec,
     work: Store,
@@ -284,7 +230,6 @@ def write_shard(
     cfg: ReleaseConfig,
 ) -> dict[str, Any]:
     """Write one whole shard, then its commit marker; return the marker's content."""
-    _TarWriter = _tar_writer()
     fs, path = out.filesystem(out.path(spec.path))
     local = is_local(fs)
     folder = os.path.dirname(path) if local else None
@@ -293,16 +238,15 @@ def write_shard(
     fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + PARTIAL, dir=folder)
     try:
         with os.fdopen(fd, "wb", buffering=0) as raw:
-            hashing = _Hashing(raw)
+            tar = ShardTar(raw)
             try:
-                with _TarWriter(hashing, mtime=MTIME, encoder=False) as tw:
-                    for scene_id, key in spec.keys:
-                        scene = scenes[scene_id]
-                        sample = sample_members(work, scene_id, key, spec.split, scene, cfg)
-                        tw.write({"__key__": key, **sample})
-            finally:
-                sha256 = hashing.finish()
-        offsets = tar_members(tmp)  # where each member's bytes lie: index.parquet has them
+                for scene_id, key in spec.keys:
+                    scene = scenes[scene_id]
+                    tar.write(key, sample_members(work, scene_id, key, spec.split, scene, cfg))
+            except BaseException:
+                tar.abort()
+                raise
+            sha256 = tar.close()
         os.chmod(tmp, 0o644)  # mkstemp makes it 0600: a release is read by others
         if local:
             os.replace(tmp, path)
@@ -314,10 +258,10 @@ def write_shard(
     marker = {
         "shard": spec.path,
         "sha256": sha256,
-        "bytes": hashing.size,
+        "bytes": tar.size,
         "samples": len(spec.keys),
         "keys": [k for _, k in spec.keys],
-        "members": offsets,
+        "members": tar.members,  # where each member's bytes lie: index.parquet has them
         "plan": digest,
     }
     out.write_json(shard_marker(out.path(spec.path)), marker)
