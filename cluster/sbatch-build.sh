@@ -2,7 +2,7 @@
 # The client job of a SLURM build: runs the Dask scheduler and `sarlo build`; the GPU
 # workers are separate jobs that dask-jobqueue submits from cluster/jobqueue.yaml.
 #
-#   sbatch cluster/sbatch-build.sh s3://umbra-open-data-catalog/sar-data/tasks/ s3://me/work s3://me/sarlo
+#   sbatch cluster/sbatch-build.sh s3://umbra-open-data-catalog/sar-data/tasks/ s3://my-bucket/work s3://my-bucket/sarlo
 #
 # When this job reaches its walltime, submit it again with the same arguments: every stage
 # resumes from the checkpoints in WORK and completed shards in OUT are kept.

@@ -1,8 +1,9 @@
 """Read a released dataset: WebDataset shards {url}/{split}/chunk_NNN/shard-NNNNN.tar.
 
-Only committed shards are read (those whose `.done.json` marker exists beside them), so a
-release still being written is never read half-way. `open` streams samples with webdataset
-(usable in a PyTorch DataLoader); `iter_meta` reads just the meta.json members.
+Only committed shards are read (those whose `.done.json` marker exists beside them; over
+HTTP, those manifest.json lists), so a release still being written is never read half-way.
+`open` streams samples with webdataset (usable in a PyTorch DataLoader); `iter_meta` reads
+just the meta.json members.
 """
 
 from __future__ import annotations
@@ -33,8 +34,11 @@ def shard_marker(shard_url: str) -> str:
 def shard_urls(
     url: str, split: str | None = None, storage_options: dict[str, Any] | None = None
 ) -> list[str]:
-    """Committed shards of one split (or all), in release order: split, chunk, shard."""
+    """Committed shards of one split (or all), in release order: split, chunk, shard. Over
+    HTTP(S), which cannot list a folder, the shards that manifest.json lists."""
     fs, root = filesystem(url, storage_options)
+    if url.startswith(("http://", "https://")):
+        return _published_shards(url, fs, split)
     fs.invalidate_cache()
     protocol = url.split("://", 1)[0] + "://" if "://" in url else ""
     out = []
@@ -43,6 +47,22 @@ def shard_urls(
         markers = set(fs.glob(f"{root}/{s}/chunk_*/shard-*.done.json"))
         out += [protocol + p for p in found if shard_marker(p) in markers]
     return out
+
+
+def _published_shards(url: str, fs: Any, split: str | None) -> list[str]:
+    """The shards manifest.json lists (each committed before the manifest was written)."""
+    where = join(url, "manifest.json")
+    try:
+        with fs.open(where, "rb") as f:
+            listed = [s["shard"] for s in json.load(f)["shards"]]
+    except FileNotFoundError:
+        raise FileNotFoundError(
+            f"{where}: not found; a release served over HTTP is read through its manifest, "
+            "which the release stage writes when it ends"
+        ) from None
+    order = {s: i for i, s in enumerate(SPLITS)}
+    ours = [p for p in listed if split is None or p.split("/", 1)[0] == split]
+    return [join(url, p) for p in sorted(ours, key=lambda p: (order[p.split("/", 1)[0]], p))]
 
 
 def iter_meta(

@@ -233,8 +233,9 @@ def demo(tmp_path_factory):
     import sys
 
     out = tmp_path_factory.mktemp("demo") / "demo-out"
-    run = subprocess.run(
-        [sys.executable, "-m", "sarlo_dask.cli", "demo", str(out), "--workers", "2"],
+    run = subprocess.run(  # the README's command, word for word (tests/test_readme.py)
+        [str(Path(sys.executable).parent / "sarlo"), "demo", "demo-out"],
+        cwd=out.parent,
         capture_output=True,
         text=True,
         timeout=600,

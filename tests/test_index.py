@@ -105,6 +105,23 @@ def test_filters_in_pyarrow_and_duckdb_equal_a_scan_of_every_meta(release_built,
     assert t0 < t1 and t0.utcoffset() == UTC.utcoffset(None)
 
 
+def test_geopandas_reads_the_index_as_it_is(release_built, metas):
+    """GeoPandas reads index.parquet as a GeoDataFrame in lon/lat: each geometry is the
+    sample's footprint, and a spatial selection equals shapely over every meta.json."""
+    import geopandas
+    from shapely.geometry import box, shape
+
+    out = release_built[0]
+    gdf = geopandas.read_parquet(out / "index.parquet")
+    assert gdf.crs is not None and gdf.crs.to_string() == "OGC:CRS84"  # lon, lat (GeoParquet)
+    assert len(gdf) == len(metas)
+    for key, geom in zip(gdf["key"], gdf.geometry, strict=True):
+        assert geom.equals_exact(shape(metas[key]["footprint"]), 0)
+    area = box(*_box_of(metas, sorted(metas)[0], margin=0))
+    want = sorted(k for k, m in metas.items() if shape(m["footprint"]).intersects(area))
+    assert sorted(gdf[gdf.intersects(area)]["key"]) == want and 0 < len(want) < len(metas)
+
+
 def test_open_where_reads_only_the_matching_samples_bytes(release_built, metas, s3, s3_server):
     """On moto's S3: a filtered read fetches the index and, of the shards, only the matching
     samples' bytes (one range request each); the samples equal a full read's."""

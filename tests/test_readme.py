@@ -3,8 +3,10 @@ cannot drift from the code), and the loaders they show read every sample exactly
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -53,3 +55,172 @@ def test_a_dataloader_with_two_workers_reads_every_sample_exactly(demo):
             got.update(zip(batch["__key__"], sar, strict=True))
         assert sorted(got) == sorted(plain), split
         assert all(np.array_equal(got[k], plain[k]) for k in plain)
+
+
+# ---- the README's shell blocks ------------------------------------------------------------
+
+SHELL = re.findall(r"```bash\n(.*?)```", README.read_text(), re.S)
+CI = Path(__file__).resolve().parents[1] / ".ci" / "run"
+
+
+def shell_commands() -> list[str]:
+    """Every command of the README's bash blocks: continuations joined, comments dropped,
+    `a && b` split."""
+    out = []
+    for block in SHELL:
+        for line in block.replace("\\\n", " ").splitlines():
+            line = re.sub(r"\s+#.*$", "", line).strip()
+            out += [" ".join(c.split()) for c in line.split("&&") if c.strip()]
+    return out
+
+
+SETUP = {
+    "python3 -m venv .venv",
+    ". .venv/bin/activate",
+    "pip install torch==2.13.0",
+    "python -m pytest -q",
+}
+"""the set-up and test steps: .ci/run runs them as the README says"""
+
+
+def test_the_quickstart_is_what_ci_and_the_demo_fixture_run():
+    """The Quickstart's two commands: the test command is .ci/run's, word for word; the demo
+    command ends in what the `demo` fixture runs; every other shell command is run below."""
+    quick = [" ".join(line.split()) for line in SHELL[1].strip().splitlines()]
+    assert len(quick) == 2
+    assert quick[1] in " ".join(CI.read_text().split())
+    assert quick[0].endswith("&& sarlo demo demo-out") and DEMO == ["sarlo", "demo", "demo-out"]
+    extras = re.findall(r"pip install -e '?\.\[(\w+)\]'?", " ".join(shell_commands()))
+    import tomllib
+
+    declared = tomllib.loads((README.parent / "pyproject.toml").read_text())["project"]
+    assert set(extras) <= set(declared["optional-dependencies"]), extras
+    for cmd in shell_commands():
+        known = cmd in SETUP or cmd.startswith("pip install -e ") or cmd in RUNS
+        assert known or cmd == "sarlo demo demo-out", f"a README command no test runs: {cmd}"
+
+
+DEMO = ["sarlo", "demo", "demo-out"]
+
+RUNS = {
+    "sarlo build s3://umbra-open-data-catalog/sar-data/tasks/.../*.nitf --work s3://my-bucket/work "
+    "--out s3://my-bucket/sarlo --optical 'https://tiles.example.com/{z}/{x}/{y}.jpg' "
+    "--caption-model /models/Qwen2-VL-2B-Instruct --cluster local": "build",
+    "sarlo standardize scenes/ s3://bucket/more/*.nitf --work s3://bucket/work": "standardize",
+    "sarlo tiles --work WORK --optical 'https://tiles.example/{z}/{x}/{y}.png' --zoom 19": "tiles",
+    "sarlo optical reconstruct WORK/tiles/SCENE/KEY.meta.json --source SAME_SOURCE": "rebuild",
+    "sarlo tiles --work work/ --optical tiles/ --caption-model /models/Qwen2-VL-2B-Instruct": (
+        "captions"
+    ),
+}
+"""each `sarlo` command of the README, by the name of the case that runs it"""
+
+
+@pytest.fixture(scope="module")
+def places(demo, tmp_path_factory, s3_server):
+    """What the README's placeholders stand for here: the demo's scenes on moto's S3 and in a
+    folder, a copy of its work, its optical ground from a loopback XYZ server, a tiny model."""
+    import json
+    import shutil
+
+    import s3fs
+
+    from sarlo_dask.captions import tiny
+
+    from .tileserver import TileServer
+
+    out = demo[0]
+    root = tmp_path_factory.mktemp("readme")
+    small = sorted((out / "inputs").glob("*.nitf"))[-1]  # the 1.2 m scene: 9 MB
+    fs = s3fs.S3FileSystem(key="testing", secret="testing")
+    for bucket in ("umbra-open-data-catalog", "my-bucket", "bucket"):
+        fs.mkdir(bucket)
+    fs.put(str(small), "umbra-open-data-catalog/sar-data/tasks/demo/" + small.name)
+    fs.put(str(small), "bucket/more/" + small.name)
+    (root / "scenes").mkdir()
+    shutil.copy(small, root / "scenes" / "local_scene.nitf")  # another scene id than S3's
+    markers = []
+    for truth in sorted((out / "inputs").glob("*.truth.json")):
+        markers += [(t["llh"][0], t["llh"][1]) for t in json.loads(truth.read_text())["targets"]]
+    server = TileServer(markers)
+    tile = sorted((out / "work" / "tiles").glob("*/*.meta.json"))[0]
+    yield {
+        "root": root,
+        "demo": out,
+        "tile": tile,
+        "server": server,
+        "model": tiny.build_vision_encoder_decoder(root / "model"),
+    }
+    server.close()
+
+
+def _run(cmd: str, swaps: dict[str, str], cwd: Path, timeout: float = 600):
+    for old, new in swaps.items():
+        assert old in cmd, (old, cmd)
+        cmd = cmd.replace(old, new)
+    argv = [str(Path(sys.executable).parent / "sarlo"), *shlex.split(cmd)[1:]]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    env |= {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+    res = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
+    assert res.returncode == 0, f"{cmd}\n{res.stdout[-2000:]}\n{res.stderr[-3000:]}"
+    return res
+
+
+@pytest.mark.parametrize("case", sorted(set(RUNS.values())))
+def test_each_readme_command_runs(case, places, s3_server):
+    """Each README command as written, its placeholders swapped for what they stand for here."""
+    import shutil
+
+    import s3fs
+
+    cmd = next(c for c, name in RUNS.items() if name == case)
+    root, demo_out = places["root"] / case, places["demo"]
+    root.mkdir()
+    server = places["server"].url
+    fs = s3fs.S3FileSystem(key="testing", secret="testing", use_listings_cache=False)
+    if case == "build":
+        _run(
+            cmd,
+            {
+                "tasks/.../*.nitf": "tasks/demo/*.nitf",
+                "'https://tiles.example.com/{z}/{x}/{y}.jpg'": server,
+                "/models/Qwen2-VL-2B-Instruct": places["model"],
+            },
+            root,
+        )
+        manifest = json.loads(fs.cat_file("my-bucket/sarlo/manifest.json"))
+        assert manifest["complete"] and manifest["samples"] > 0
+        assert manifest["captions"]["without"] == 0  # every sample captioned
+    elif case == "standardize":
+        shutil.copytree(places["root"] / "scenes", root / "scenes")
+        _run(cmd, {}, root)
+        assert len(fs.glob("bucket/work/scenes/*/zarr.json")) == 2
+    else:
+        work = root / "work"
+        shutil.copytree(demo_out / "work", work)
+        tile = work / places["tile"].relative_to(demo_out / "work")
+        if case == "tiles":
+            _run(cmd, {"WORK": str(work), "'https://tiles.example/{z}/{x}/{y}.png'": server}, root)
+            meta = json.loads(tile.read_text())
+            assert meta["optical"]["status"] == "ok" and meta["optical"]["zoom"] == 19
+        elif case == "rebuild":
+            meta = json.loads(tile.read_text())
+            swaps = {
+                "WORK/tiles/SCENE/KEY.meta.json": str(tile),
+                "SAME_SOURCE": str(demo_out / "optical"),
+            }
+            _run(cmd, swaps, root)
+            base = str(tile).removesuffix(".meta.json")
+            rebuilt = Path(f"{base}.optic.rebuilt.png").read_bytes()
+            assert rebuilt == Path(f"{base}.optic.png").read_bytes(), meta["key"]
+        else:  # captions
+            _run(
+                cmd,
+                {
+                    "tiles/": str(demo_out / "optical"),
+                    "/models/Qwen2-VL-2B-Instruct": places["model"],
+                },
+                root,
+            )
+            records = list((work / "captions").glob("*/*.json"))
+            assert len(records) == len(list((work / "tiles").glob("*/*.meta.json"))) > 0

@@ -22,6 +22,7 @@ from sarlo_dask.pipeline import build_dataset
 from sarlo_dask.release import SampleRef, shard_plan, split_passes, split_report
 
 from .helpers import build_configs, lost_samples, tree
+from .rangeserver import RangeServer
 from .validators import RECIPE_FINDINGS, sarpy_findings, sicdcheck_findings
 
 META_FIELDS = {
@@ -129,13 +130,20 @@ def _close(a, b) -> bool:
     return a == b
 
 
-def test_the_release_streams_through_hugging_face_datasets(release_built):
+@pytest.mark.parametrize("where", ["local", "http"])
+def test_the_release_streams_through_hugging_face_datasets(release_built, where):
+    """From the release's folder, and from a loopback HTTP server that serves it as static
+    files (no listing: the shards come from manifest.json) and logs what it sent."""
     datasets = pytest.importorskip("datasets")
     from PIL import Image
 
     out, _ = release_built
-    files = dataset.hf_data_files(str(out))
+    server = RangeServer(out.parent) if where == "http" else None
+    url = f"{server.url}/{out.name}" if server else str(out)
+    files = dataset.hf_data_files(url)
     assert set(files) <= set(dataset.SPLITS) and files
+    local = dataset.hf_data_files(str(out))
+    assert files == {s: [u.replace(str(out), url) for u in local[s]] for s in local}
     for split in files:
         hf = datasets.load_dataset(
             "webdataset",
@@ -154,6 +162,13 @@ def test_the_release_streams_through_hugging_face_datasets(release_built):
             assert a["sicd.xml"] == (xml.encode() if isinstance(xml, str) else xml)
             png = np.asarray(Image.open(io.BytesIO(b["sar.png"])))
             assert np.array_equal(np.asarray(a["sar.png"]), png)
+    if server:  # every shard's bytes came from the server; a folder it lacks is named
+        with pytest.raises(FileNotFoundError, match="nothing/manifest.json: not found"):
+            dataset.hf_data_files(f"{server.url}/nothing")
+        for shard in sum(files.values(), []):
+            path = shard[len(server.url) :]
+            assert server.traffic(path)[1] >= (out.parent / path.lstrip("/")).stat().st_size
+        server.close()
 
 
 def run_build(release_setup, work, out, env: dict | None = None) -> subprocess.Popen:
