@@ -1,7 +1,13 @@
-"""Caption pool benchmark: the pool on one worker vs the same model called directly, and
-batched vs unbatched calls.
+"""Caption pool benchmark: the pool on one worker vs the same model called directly,
+batched vs unbatched calls, and captions/s through an OpenAI-compatible server (backend
+openai) at 1, 4 and 16 requests in flight vs the in-process backend on the same model.
 
     python bench/bench_captions.py [--tiles 96] [--batch 8] [--arch llava] [--hidden 16]
+        [--server-url http://HOST:PORT/v1 --served-model NAME]
+
+The server: `transformers serve` with the same tiny model on 127.0.0.1 (llava only: the
+server speaks chat), or one given by --server-url (say vLLM on a GPU node, serving the
+model --served-model names; then the in-process figure is of the tiny model here).
 
 Tiles: random 256 px optical patches with tile meta.json files in a scratch work store. The
 model: a random-weight architecture built locally (sarlo_dask.captions.tiny), on CPU unless a
@@ -64,6 +70,8 @@ def main() -> None:
     ap.add_argument("--hidden", type=int, default=16)
     ap.add_argument("--layers", type=int, default=1)
     ap.add_argument("--dir", default=".bench")
+    ap.add_argument("--server-url", default=None, help="an OpenAI-compatible server's /v1 URL")
+    ap.add_argument("--served-model", default=None, help="the model name it serves")
     args = ap.parse_args()
 
     import torch
@@ -115,6 +123,53 @@ def main() -> None:
     print(f"pool, 1 worker:    {n / t_pool:7.1f} tiles/s")
     print(f"pool / direct:     {t_direct / t_pool:7.2f}x  (target >= 0.9x)")
     print(f"batched/unbatched: {t_unbatched / t_direct:7.2f}x  (target >= 3x)")
+    if args.arch == "llava" or args.server_url:
+        served(args, root, work, keys, model, 3 * n / t_pool)
+
+
+def served(args, root: Path, work: Path, keys: list[str], model: str, local: float) -> None:
+    """Captions/s through the server at 1, 4 and 16 requests in flight (one worker, the
+    batches it needs queued), against the in-process pool's `local` captions/s."""
+    from distributed import Client, LocalCluster
+
+    from sarlo_dask.caption_pool import caption_tiles
+    from sarlo_dask.captions import tiny
+    from sarlo_dask.config import CaptionConfig
+
+    proc = None
+    base, name = args.server_url, args.served_model or model
+    if not base:
+        proc, base = tiny.serve(model, root / "serve.log")
+    try:
+        with (
+            LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=":0") as cluster,
+            Client(cluster) as client,
+        ):
+            for inflight in (1, 4, 16):
+                cfg = CaptionConfig(
+                    model=name,
+                    backend="openai",
+                    servers=(base,),
+                    batch_size=args.batch,
+                    concurrency=inflight,
+                    request_timeout=600,
+                )
+                times = []
+                for _ in range(3):
+                    shutil.rmtree(work / "captions", ignore_errors=True)
+                    t0 = time.perf_counter()
+                    res = caption_tiles(str(work), cfg, client, {"bench": keys})
+                    times.append(time.perf_counter() - t0)
+                    assert res["bench"].captioned == len(keys), res["bench"]
+                rate = 3 * len(keys) / sorted(times)[1]
+                print(
+                    f"server, {inflight:2d} in flight: {rate:7.1f} captions/s  "
+                    f"({rate / local:.2f}x the in-process pool's {local:.1f})"
+                )
+    finally:
+        if proc is not None:
+            proc.terminate()
+            proc.wait(30)
 
 
 if __name__ == "__main__":

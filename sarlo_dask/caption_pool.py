@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from sarlo_dask.caption_stage import caption_batch, stored_captions
+from sarlo_dask.captions.interface import uses_gpu
 from sarlo_dask.cluster import worker_gpus
 from sarlo_dask.config import CaptionConfig
 from sarlo_dask.outcomes import Failure, SceneTiles
@@ -22,14 +23,24 @@ class CaptionPool:
     kept ones among them), so their make-up, and so the model's padded inputs, never
     depend on the order tiles finish in: captions are the same bytes on every run. A
     batch goes out once all its windows are done, at most `limit` batches are queued on
-    the cluster at once (backpressure), and on GPU clusters each asks for one GPU.
+    the cluster at once (backpressure), and on GPU clusters each asks for one GPU when the
+    model runs in the task; with a server backend none does, and enough batches are queued
+    to keep twice the servers' request slots filled.
     """
 
     def __init__(self, client: Any, work: Store, cfg: CaptionConfig) -> None:
         self.client, self.work, self.cfg = client, work, cfg
         gpus = worker_gpus(client)
-        self.resources = {"GPU": 1} if any(gpus) else None
-        self.limit = cfg.max_in_flight or 2 * max(1, len(gpus))
+        if uses_gpu(cfg):  # the model runs in the task: one GPU each where there are GPUs
+            self.resources = {"GPU": 1} if any(gpus) else None
+            self.limit = cfg.max_in_flight or 2 * max(1, len(gpus))
+            self.share = 1
+        else:  # servers hold the GPUs: enough batches to keep every server's slots busy
+            self.resources = None
+            self.share = max(1, len(gpus))  # the workers, each sending its share at once
+            per_batch = cfg.batch_size * len(cfg.prompts)
+            slots = cfg.concurrency * len(cfg.servers)
+            self.limit = cfg.max_in_flight or max(2 * self.share, -(-2 * slots // per_batch))
         self.batch_of: dict[str, Batch] = {}
         self.left: dict[Batch, int] = {}
         self.todo: dict[Batch, list[str]] = {}
@@ -79,6 +90,7 @@ class CaptionPool:
                 scene_id,
                 keys,
                 self.cfg,
+                self.share,
                 pure=False,
                 key=f"caption-{keys[0]}-{self.cfg.digest()}-{self.work.token}",
                 retries=self.cfg.retries,
@@ -94,6 +106,9 @@ class CaptionPool:
     def record(self, results: dict[str, SceneTiles]) -> None:
         """Put the captions' outcomes into the scenes' records."""
         for scene_id, summary in sorted(self.done, key=lambda d: d[1]["key"]):
+            if summary.get("transient"):  # a server failed it: the build is not complete
+                failure = Failure(summary["key"], "tile", "captions", summary["reason"])
+                results[scene_id].error(failure)
             results[scene_id].record_caption(summary)
         for scene_id, failure in self.errors:
             results[scene_id].error(failure)

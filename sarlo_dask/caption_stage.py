@@ -1,9 +1,10 @@
 """The caption stage's unit of work: a batch of one scene's tiles -> caption records.
 
 Record of tile KEY: {work}/captions/{scene_id}/KEY.json with `caption` {SHORT, MID, LONG}
-(cleaned; null when there is none, `reason` saying why), `caption_raw` (the model's text),
-`label` (scene category of the MID caption), the model, the config digest and the lineage of
-the tile it describes (a record of a tile made under other settings is never reused).
+(cleaned; null when there is none, `reason` saying why and `transient` whether a re-run asks
+again), `caption_raw` (the model's text), `label` (scene category of the MID caption), the
+model (a server's own model id), the config digest and the lineage of the tile it describes
+(a record of a tile made under other settings is never reused).
 """
 
 from __future__ import annotations
@@ -41,19 +42,22 @@ def stored_captions(
         if name.endswith(".json"):
             with fs.open(name, "rb") as f:
                 rec = json.loads(f.read())
-            if rec.get("caption_config") == cfg.digest() and rec.get("tile") == lineage:
+            same = rec.get("caption_config") == cfg.digest() and rec.get("tile") == lineage
+            if same and not rec.get("transient"):  # a server that failed is asked again
                 done[name.rsplit("/", 1)[-1][: -len(".json")]] = rec
     return done
 
 
 def caption_batch(
-    work: Store, scene_id: str, keys: list[str], cfg: CaptionConfig
+    work: Store, scene_id: str, keys: list[str], cfg: CaptionConfig, share: int = 1
 ) -> list[dict[str, Any]]:
-    """Caption the tiles `keys` of one scene in one model batch per prompt; write a record
-    per tile; return one summary per tile: key, captioned (bool), reason."""
+    """Caption the tiles `keys` of one scene through cfg's backend (`share`: the processes
+    that send to its servers at once); write a record per tile; return one summary per
+    tile: key, captioned (bool), reason, transient (bool: a re-run may caption it)."""
     from PIL import Image
 
-    from sarlo_dask.captions.backend import get_captioner, get_rewriter
+    from sarlo_dask.captions.backend import get_rewriter
+    from sarlo_dask.captions.interface import get_backend
 
     records: dict[str, dict[str, Any]] = {}
     lineage: dict[str, dict[str, Any]] = {}
@@ -77,21 +81,33 @@ def caption_batch(
         todo.append(key)
     if todo:
         _BATCHES[0] += 1
-        captioner = get_captioner(cfg)
-        raw = {kind: captioner.generate(images, p) for kind, p in cfg.prompts.items()}
+        made = get_backend(cfg, share).generate(images, cfg.prompts)
+        for i, key in list(enumerate(todo)):
+            missing = [g for g in (made[kind][i] for kind in cfg.prompts) if g.text is None]
+            if missing:  # no caption without all three texts; the first reason says why
+                records[key] = {
+                    "caption": None,
+                    "model": missing[0].model,
+                    "reason": f"{missing[0].reason}",
+                    "transient": any(g.transient for g in missing),
+                }
+        ok = [i for i, key in enumerate(todo) if key not in records]
+        raw = {kind: [str(made[kind][i].text) for i in ok] for kind in cfg.prompts}
         texts = raw
-        if cfg.rewrite_model:
+        if cfg.rewrite_model and ok:
             rewriter = get_rewriter(cfg)
             texts = {
                 kind: rewriter.rewrite(v, cfg.rewrite_instruction, cfg.rewrite_max_new_tokens)
                 for kind, v in raw.items()
             }
-        for i, key in enumerate(todo):
-            caption = {kind: clean(texts[kind][i]) for kind in cfg.prompts}
+        for j, i in enumerate(ok):
+            key = todo[i]
+            caption = {kind: clean(texts[kind][j]) for kind in cfg.prompts}
             records[key] = {
                 "caption": caption,
-                "caption_raw": {kind: raw[kind][i] for kind in cfg.prompts},
+                "caption_raw": {kind: raw[kind][j] for kind in cfg.prompts},
                 "label": label(caption["MID"]),
+                "model": made["MID"][i].model,
                 "reason": None,
             }
             if not all(caption.values()):  # clean() dropped every sentence of one: no caption
@@ -117,5 +133,12 @@ def caption_batch(
             **records[key],
         }
         work.write_json(work.caption(scene_id, key), rec)
-        out.append({"key": key, "captioned": rec["caption"] is not None, "reason": rec["reason"]})
+        out.append(
+            {
+                "key": key,
+                "captioned": rec["caption"] is not None,
+                "reason": rec["reason"],
+                "transient": rec.get("transient", False),
+            }
+        )
     return out

@@ -27,6 +27,12 @@ ClusterOpt = Annotated[
 ]
 cli_tools.register(app)
 DEBUG = [False]
+CaptionServerOpt = typer.Option(
+    None,
+    help="an OpenAI-compatible server's base URL (e.g. http://node1:8000/v1), repeatable: "
+    "captions from these servers (captions.backend openai), --caption-model naming the "
+    "served model",
+)
 
 
 def _version(value: bool) -> None:
@@ -100,6 +106,7 @@ def tiles(
     ),
     caption_image: str | None = typer.Option(None, help="optical (default) or sar"),
     caption_batch: int | None = typer.Option(None, help="tiles per model call (default 8)"),
+    caption_server: list[str] | None = CaptionServerOpt,
     config: Path | None = typer.Option(
         None, help="YAML configuration (`tiles:` and `captions:` sections)"
     ),
@@ -125,6 +132,7 @@ def tiles(
             caption_model=caption_model,
             caption_image=caption_image,
             caption_batch=caption_batch,
+            caption_server=caption_server,
             config=config,
         )
     )
@@ -148,6 +156,7 @@ def build(
     caption_model: str | None = typer.Option(
         None, help="caption model (local folder or hub id); none: captions null"
     ),
+    caption_server: list[str] | None = CaptionServerOpt,
     cluster: ClusterOpt = "local",
     workers: int | None = typer.Option(None),
     dry_run: bool = typer.Option(
@@ -155,7 +164,7 @@ def build(
     ),
 ) -> None:
     """The whole build: standardize, tile, pair, caption, release; re-run to resume."""
-    settings = (config, optical, zoom, include_optical, caption_model, dry_run)
+    settings = (config, optical, zoom, include_optical, caption_model, caption_server, dry_run)
     raise typer.Exit(cli_run.run_build(inputs, work, out, cluster, workers, *settings))
 
 

@@ -110,6 +110,11 @@ def run_standardize(
     return exit_code(results)
 
 
+def _servers(urls: list[str] | None) -> dict[str, object]:
+    """--caption-server flags as caption settings (none: the config's)."""
+    return {"backend": "openai", "servers": tuple(urls)} if urls else {}
+
+
 def run_tiles(work: str, cluster: str, workers: int | None, **settings: object) -> int:
     from sarlo_dask.config import load_caption_config, load_tile_config
     from sarlo_dask.pipeline import tile_scenes
@@ -119,14 +124,16 @@ def run_tiles(work: str, cluster: str, workers: int | None, **settings: object) 
         "model": settings.pop("caption_model", None),
         "image": settings.pop("caption_image", None),
         "batch_size": settings.pop("caption_batch", None),
+        **_servers(settings.pop("caption_server", None)),  # type: ignore[arg-type]
     }
     ccfg = _configure(load_caption_config, config, {k: v for k, v in caption.items() if v})
     cfg = _configure(load_tile_config, config, settings)
-    from sarlo_dask.preflight import check_optical
+    from sarlo_dask.preflight import check_caption_servers, check_optical
 
     _preflight(
         *_common_checks(cluster, workers, work, cfg.storage_options),
         lambda: check_optical(cfg.optical, cfg.zoom),
+        lambda: check_caption_servers(ccfg),
     )
     t0 = time.perf_counter()
     results = _on_cluster(
@@ -157,6 +164,7 @@ def run_build(
     zoom: int | None = None,
     include_optical: bool | None = None,
     caption_model: str | None = None,
+    caption_server: list[str] | None = None,
     dry_run: bool = False,
 ) -> int:
     from sarlo_dask.config import (
@@ -169,9 +177,16 @@ def run_build(
 
     scfg = _configure(load_config, config, {})
     tcfg = _configure(load_tile_config, config, {"optical": optical, "zoom": zoom})
-    ccfg = _configure(load_caption_config, config, {"model": caption_model})
+    ccfg = _configure(
+        load_caption_config, config, {"model": caption_model, **_servers(caption_server)}
+    )
     rcfg = _configure(load_release_config, config, {"include_optical": include_optical})
-    from sarlo_dask.preflight import check_optical, check_protocol, check_writable
+    from sarlo_dask.preflight import (
+        check_caption_servers,
+        check_optical,
+        check_protocol,
+        check_writable,
+    )
 
     if dry_run:  # reads headers only: nothing written, no cluster
         _preflight(lambda: check_protocol(work, "--work"), lambda: check_protocol(out, "--out"))
@@ -180,6 +195,7 @@ def run_build(
         *_common_checks(cluster, workers, work, scfg.storage_options),
         lambda: check_writable(out, "--out", rcfg.storage_options),
         lambda: check_optical(tcfg.optical, tcfg.zoom),
+        lambda: check_caption_servers(ccfg),
     )
     urls = _scene_urls(inputs, scfg.storage_options)
     t0 = time.perf_counter()

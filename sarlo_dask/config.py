@@ -172,7 +172,39 @@ class CaptionConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    model: str | None = Field(None, description="local folder or hub id of the caption model")
+    model: str | None = Field(
+        None,
+        description="local folder or hub id of the caption model (backend openai: the served "
+        "model's name)",
+    )
+    backend: str = Field(
+        "transformers",
+        pattern="^(transformers|openai)$",
+        description="transformers: the model in the Dask workers; openai: OpenAI-compatible "
+        "servers (vLLM, SGLang, LMDeploy, TGI, transformers serve)",
+    )
+    servers: tuple[str, ...] = Field(
+        (), description="backend openai: base URLs of the servers, e.g. http://node1:8000/v1"
+    )
+    api_key_env: str | None = Field(
+        None, description="backend openai: environment variable holding the API key (never stored)"
+    )
+    image_format: str = Field(
+        "png", pattern="^(png|jpeg)$", description="backend openai: the image's data-URL format"
+    )
+    image_size: int | None = Field(
+        None, ge=16, description="backend openai: longest side sent, in pixels (None: as is)"
+    )
+    seed: int = Field(0, description="backend openai: the sampling seed sent (temperature is 0)")
+    concurrency: int = Field(
+        8, ge=1, description="backend openai: requests in flight per server, the whole build"
+    )
+    request_timeout: float = Field(120.0, gt=0, description="backend openai: seconds per request")
+    request_retries: int = Field(
+        4,
+        ge=0,
+        description="backend openai: retries of a failed request (429 and Retry-After honoured)",
+    )
     kind: str = Field(
         "auto",
         pattern="^(auto|chat|captioner)$",
@@ -212,10 +244,25 @@ class CaptionConfig(BaseModel):
             raise ValueError(f"prompts must be SHORT, MID and LONG, not {sorted(v)}")
         return v
 
+    @model_validator(mode="after")
+    def _servers(self) -> CaptionConfig:
+        if self.backend == "openai" and self.model and not self.servers:
+            raise ValueError("captions.backend openai needs captions.servers (base URLs)")
+        bad = [u for u in self.servers if not u.startswith(("http://", "https://"))]
+        if bad:
+            raise ValueError(f"captions.servers must be http(s) URLs, not {bad}")
+        return self
+
     def digest(self) -> str:
-        """Of the settings that shape the captions (not how many batches are queued or
-        retried)."""
-        shaping = self.model_dump(mode="json", exclude={"max_in_flight", "retries"})
+        """Of the settings that shape the captions: not where they are computed (servers,
+        key), nor how many requests or batches are queued, timed or retried."""
+        transport = {"max_in_flight", "retries", "servers", "api_key_env", "concurrency"}
+        transport |= {"request_timeout", "request_retries"}
+        if self.backend == "transformers":  # the settings of the other backend shape nothing
+            transport |= {"backend", "image_format", "image_size", "seed"}
+        else:
+            transport |= {"kind", "device", "dtype", "trust_remote_code"}
+        shaping = self.model_dump(mode="json", exclude=transport)
         return hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -119,3 +119,40 @@ def _root_cause(exc: BaseException) -> str:
     while exc.__cause__ is not None or exc.__context__ is not None:
         exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
     return exception_chain(exc, limit=200)
+
+
+def check_caption_servers(cfg: Any) -> None:
+    """With captions.backend openai: the API key's variable is set, and each server answers
+    GET /models with the served model among its models."""
+    import requests
+
+    from sarlo_dask.captions.openai_server import api_key
+
+    if cfg.backend != "openai" or not cfg.model:
+        return
+    try:
+        key = api_key(cfg)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    for server in cfg.servers:
+        where = f"caption server {redact(server)}"
+        try:
+            r = requests.get(
+                f"{server.rstrip('/')}/models", headers=headers, timeout=PROBE_TIMEOUT_S
+            )
+        except requests.RequestException as exc:
+            raise UsageError(where, f"does not answer ({type(exc).__name__})") from None
+        if r.status_code in (401, 403):
+            raise UsageError(where, f"refused the API key (HTTP {r.status_code})")
+        if r.status_code != 200:
+            raise UsageError(where, f"GET /models answered HTTP {r.status_code}")
+        try:
+            served = [m["id"] for m in r.json()["data"]]
+        except (ValueError, KeyError, TypeError):
+            raise UsageError(where, "GET /models answered no OpenAI model list") from None
+        if cfg.model not in served:
+            raise UsageError(
+                f"captions.model {cfg.model}",
+                f"not served by {redact(server)} (it serves {served})",
+            )

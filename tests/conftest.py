@@ -241,3 +241,30 @@ def demo(tmp_path_factory):
         timeout=600,
     )
     return out, run
+
+
+@pytest.fixture(scope="session")
+def tiled(scenes, client, tmp_path_factory):
+    """One scene standardized and cut into 128 px tiles with optical views."""
+    import json
+
+    from sarlo_dask.config import TileConfig
+    from sarlo_dask.pipeline import standardize_scenes, tile_scenes
+    from sarlo_dask.simulate_optical import simulate_optical_tiles
+
+    from .helpers import small_scene_config
+
+    root = tmp_path_factory.mktemp("captions")
+    work = str(root / "work")
+    url = str(scenes["fine"])
+    assert standardize_scenes([url], work, small_scene_config(), client)[0].status == "done"
+    simulate_optical_tiles(
+        root / "optical",
+        json.loads(Path(url + ".truth.json").read_text()),
+        zoom=18,
+        margin_deg=0.004,
+    )
+    cfg = TileConfig(size=128, stride=64, optical=str(root / "optical"), zoom=18)
+    (res,) = tile_scenes(work, cfg, client)
+    assert res.kept >= 16 and not res.optical_failed
+    return root, work, cfg, res

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -199,3 +201,16 @@ def lost_samples(files: dict, reference: dict) -> int:
     """How many of the reference's samples are missing or differ (a tree() of each)."""
     got, ref = samples(files), samples(reference)
     return sum(got.get(key) != members for key, members in ref.items())
+
+
+def kept_keys(work: str, scene_id: str) -> list[str]:
+    folder = Path(work, "tiles", scene_id)
+    return sorted(p.name[: -len(".meta.json")] for p in folder.glob("*.meta.json"))
+
+
+def fresh_work(tiled, name: str) -> str:
+    """A copy of the tiled work store, so each test captions from scratch."""
+    root, work, _, _ = tiled
+    target = root / name
+    shutil.copytree(work, target)
+    return str(target)

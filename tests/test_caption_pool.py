@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import threading
@@ -16,51 +15,16 @@ pytest.importorskip("transformers")
 from sarlo_dask.caption_stage import batches_run
 from sarlo_dask.captions import tiny
 from sarlo_dask.captions.backend import get_captioner, load_counts
-from sarlo_dask.config import CaptionConfig, TileConfig
-from sarlo_dask.pipeline import standardize_scenes, tile_scenes
-from sarlo_dask.simulate_optical import simulate_optical_tiles
+from sarlo_dask.config import CaptionConfig
+from sarlo_dask.pipeline import tile_scenes
 from sarlo_dask.standardize import open_scene_store
 from sarlo_dask.store import Store, read_json, scene_store_url
 from sarlo_dask.tiles import tile_windows
 
-from .helpers import small_scene_config
+from .helpers import fresh_work, kept_keys, small_scene_config
 
 SCFG = small_scene_config()
 ZOOM = 18
-
-
-@pytest.fixture(scope="module")
-def tiled(scenes, client, tmp_path_factory):
-    """One scene standardized and cut into 128 px tiles with optical views."""
-    root = tmp_path_factory.mktemp("captions")
-    work = str(root / "work")
-    url = str(scenes["fine"])
-    assert standardize_scenes([url], work, SCFG, client)[0].status == "done"
-    simulate_optical_tiles(
-        root / "optical",
-        json.loads(Path(url + ".truth.json").read_text()),
-        zoom=ZOOM,
-        margin_deg=0.004,
-    )
-    cfg = TileConfig(size=128, stride=64, optical=str(root / "optical"), zoom=ZOOM)
-    (res,) = tile_scenes(work, cfg, client)
-    assert res.kept >= 16 and not res.optical_failed
-    return root, work, cfg, res
-
-
-def kept_keys(work: str, scene_id: str) -> list[str]:
-    folder = Path(work, "tiles", scene_id)
-    return sorted(p.name[: -len(".meta.json")] for p in folder.glob("*.meta.json"))
-
-
-def fresh_work(tiled, name: str) -> str:
-    """A copy of the tiled work store, so each test captions from scratch."""
-    import shutil
-
-    root, work, _, _ = tiled
-    target = root / name
-    shutil.copytree(work, target)
-    return str(target)
 
 
 @pytest.mark.parametrize("arch", ["llava", "vision-encoder-decoder", "blip"])

@@ -112,6 +112,9 @@ RUNS = {
     "sarlo tiles --work work/ --optical tiles/ --caption-model /models/Qwen2-VL-2B-Instruct": (
         "captions"
     ),
+    "sarlo build scenes/ --work work/ --out release/ --optical tiles/ --caption-server "
+    "http://gpu-node-1:8000/v1 --caption-server http://gpu-node-2:8000/v1 --caption-model "
+    "Qwen/Qwen2-VL-2B-Instruct": "servers",
 }
 """each `sarlo` command of the README, by the name of the case that runs it"""
 
@@ -144,14 +147,29 @@ def places(demo, tmp_path_factory, s3_server):
         markers += [(t["llh"][0], t["llh"][1]) for t in json.loads(truth.read_text())["targets"]]
     server = TileServer(markers)
     tile = sorted((out / "work" / "tiles").glob("*/*.meta.json"))[0]
+    # an XYZ folder at the default zoom (19) over the scene the commands read
+    from sarlo_dask.sicd import read_sicd_meta
+    from sarlo_dask.simulate_optical import simulate_optical_tiles
+
+    corners = read_sicd_meta(str(small)).GeoData.ImageCorners.get_array(dtype="float64")
+    truth = json.loads(Path(f"{small}.truth.json").read_text())
+    simulate_optical_tiles(root / "tiles19", truth, 19, 4e-4, latlon=corners)
+    vlm = tiny.build_llava(root / "llava")
+    proc, served = tiny.serve(vlm, root / "serve.log")
     yield {
         "root": root,
         "demo": out,
         "tile": tile,
         "server": server,
         "model": tiny.build_vision_encoder_decoder(root / "model"),
+        "optical19": root / "tiles19",
+        "vlm": vlm,
+        "served": served,
+        "small_id": small.stem,
     }
     server.close()
+    proc.terminate()
+    proc.wait(30)
 
 
 def _run(cmd: str, swaps: dict[str, str], cwd: Path, timeout: float = 600):
@@ -191,6 +209,18 @@ def test_each_readme_command_runs(case, places, s3_server):
         manifest = json.loads(fs.cat_file("my-bucket/sarlo/manifest.json"))
         assert manifest["complete"] and manifest["samples"] > 0
         assert manifest["captions"]["without"] == 0  # every sample captioned
+    elif case == "servers":
+        shutil.copytree(places["root"] / "scenes", root / "scenes")
+        swaps = {
+            "tiles/": str(places["optical19"]),
+            "http://gpu-node-1:8000/v1": places["served"],
+            "http://gpu-node-2:8000/v1": places["served"],
+            "Qwen/Qwen2-VL-2B-Instruct": places["vlm"],
+        }
+        _run(cmd, swaps, root)
+        manifest = json.loads((root / "release" / "manifest.json").read_text())
+        assert manifest["complete"] and manifest["samples"] > 0
+        assert manifest["captions"]["without"] == 0  # every sample captioned by the server
     elif case == "standardize":
         shutil.copytree(places["root"] / "scenes", root / "scenes")
         _run(cmd, {}, root)
@@ -214,13 +244,14 @@ def test_each_readme_command_runs(case, places, s3_server):
             rebuilt = Path(f"{base}.optic.rebuilt.png").read_bytes()
             assert rebuilt == Path(f"{base}.optic.png").read_bytes(), meta["key"]
         else:  # captions
-            _run(
-                cmd,
-                {
-                    "tiles/": str(demo_out / "optical"),
-                    "/models/Qwen2-VL-2B-Instruct": places["model"],
-                },
-                root,
-            )
-            records = list((work / "captions").glob("*/*.json"))
+            swaps = {
+                "tiles/": str(places["optical19"]),
+                "/models/Qwen2-VL-2B-Instruct": places["model"],
+            }
+            _run(cmd, swaps, root)
+            records = [json.loads(p.read_text()) for p in (work / "captions").glob("*/*.json")]
             assert len(records) == len(list((work / "tiles").glob("*/*.meta.json"))) > 0
+            # the scene the zoom-19 folder covers has every tile captioned
+            small = places["small_id"]
+            ours = [r for r in records if r["scene_id"] == small]
+            assert ours and all(r["caption"] for r in ours), [r["reason"] for r in ours]

@@ -14,10 +14,12 @@ from __future__ import annotations
 import json
 import threading
 from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sarlo_dask.captions.interface import CaptionBackend, Generated
 from sarlo_dask.config import CaptionConfig, PromptSpec
 
 _LOCK = threading.Lock()
@@ -236,3 +238,27 @@ def get_rewriter(cfg: CaptionConfig) -> Rewriter:
     assert cfg.rewrite_model is not None
     key = f"rewrite:{cfg.rewrite_model}|{cfg.device}|{cfg.dtype}"
     return _cached(key, lambda: Rewriter.load(cfg))
+
+
+class TransformersBackend(CaptionBackend):
+    """The caption model inside this process (a Dask worker keeps it between tasks): one
+    model call per prompt over the whole batch of images."""
+
+    uses_gpu = True
+
+    def __init__(self, cfg: CaptionConfig) -> None:
+        self.cfg = cfg
+
+    @classmethod
+    def get(cls, cfg: CaptionConfig, share: int = 1) -> TransformersBackend:
+        return cls(cfg)
+
+    def generate(
+        self, images: Sequence[Any], prompts: Mapping[str, PromptSpec]
+    ) -> dict[str, list[Generated]]:
+        captioner = get_captioner(self.cfg)
+        model = str(self.cfg.model)
+        return {
+            kind: [Generated(t, model) for t in captioner.generate(list(images), p)]
+            for kind, p in prompts.items()
+        }

@@ -202,3 +202,38 @@ BUILDERS = {
     "blip": build_blip,
     "vision-encoder-decoder": build_vision_encoder_decoder,
 }
+
+
+def serve(model: str, log: str | Path, timeout: float = 180) -> tuple[Any, str]:
+    """`transformers serve MODEL` on a free loopback port, offline, on the CPU (the
+    `serving` extra of transformers); (the process, its /v1 base URL) once it lists the
+    model. For tests and benchmarks of the openai caption backend."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    import requests
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = [str(Path(sys.executable).parent / "transformers"), "serve", str(model)]
+    cmd += ["--host", "127.0.0.1", "--port", str(port), "--device", "cpu"]
+    with open(log, "wb") as f:
+        env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+        proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, env=env)
+    base = f"http://127.0.0.1:{port}/v1"
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if requests.get(f"{base}/models", timeout=5).ok:
+                return proc, base
+        except requests.RequestException:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            tail = Path(log).read_text(errors="replace")[-2000:]
+            raise RuntimeError(f"transformers serve {model} did not start:\n{tail}")
+        time.sleep(0.5)
