@@ -100,6 +100,9 @@ class TileConfig(BaseModel):
     http_retries: int = Field(3, ge=0, description="retries per XYZ tile after a failure")
     http_backoff: float = Field(0.5, ge=0, description="first retry delay, doubling")
     http_concurrency: int = Field(4, ge=1, description="XYZ requests in flight per tile task")
+    http_rate: float = Field(
+        0.0, ge=0, description="XYZ requests per second to the host from each worker; 0: no limit"
+    )
     device: str = Field(
         "auto",
         pattern="^(auto|cpu|cuda)$",
@@ -116,7 +119,7 @@ class TileConfig(BaseModel):
     def digest(self) -> str:
         """Of the settings that shape the tiles: how they are fetched (timeouts, retries,
         concurrency, caches) is left out, so changing it rebuilds nothing."""
-        fetch = {"http_timeout", "http_retries", "http_backoff", "http_concurrency"}
+        fetch = {"http_timeout", "http_retries", "http_backoff", "http_concurrency", "http_rate"}
         shaping = self.model_dump(mode="json", exclude=fetch | {"decoded_cache_mb", "tile_cache"})
         return hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()[:16]
 

@@ -196,6 +196,7 @@ def make_tile(
             retries=cfg.http_retries,
             backoff=cfg.http_backoff,
             max_workers=cfg.http_concurrency,
+            rate=cfg.http_rate,
         )
         # rasterio writes local files: the mosaic is staged, then copied to {work}
         with tempfile.TemporaryDirectory() as tmp:

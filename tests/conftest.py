@@ -99,7 +99,15 @@ def fault_table():
     return add
 
 
+SLURM_JOBS: list[str] = []
+"""what the SLURM tests saw: one line per job (tests/test_slurm.py)"""
+
+
 def pytest_terminal_summary(terminalreporter) -> None:
+    if SLURM_JOBS:
+        terminalreporter.section("SLURM jobs seen")
+        for line in SLURM_JOBS:
+            terminalreporter.write_line(line)
     if not FAULTS:
         return
     head = ("fault", "expected", "observed", "samples lost")

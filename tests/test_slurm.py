@@ -82,12 +82,17 @@ class Jobs:
     def running(self, name: str) -> list[str]:
         return [j for j, s in self.states.items() if self.names[j] == name and "RUNNING" in s]
 
-    def stop(self) -> None:
+    def stop(self, test: str) -> None:
+        """Stop watching; the jobs seen go to the suite's closing summary."""
+        from .conftest import SLURM_JOBS
+
         self._stop.set()
         self._thread.join()
         for job, states in sorted(self.states.items(), key=lambda kv: int(kv[0])):
             final = job_state(job)
-            print(f"job {job} ({self.names[job]}): {' -> '.join(states)} -> {final}")
+            line = f"{test}: job {job} ({self.names[job]}): {' -> '.join(states)} -> {final}"
+            SLURM_JOBS.append(line)
+            print(line)
 
 
 def job_state(job: str) -> str:
@@ -150,7 +155,7 @@ def test_a_build_on_slurm_worker_jobs_one_cancelled_gives_the_local_bytes(
     finally:
         if proc.poll() is None:
             proc.kill()
-        jobs.stop()
+        jobs.stop("build, one job cancelled")
     assert proc.returncode == 0, output[-3000:]
     assert job_state(victim) == "CANCELLED"
     assert tree(out) == tree(release_built[0])
@@ -180,7 +185,7 @@ def test_adaptive_scaling_adds_and_removes_worker_jobs(slurm, tmp_path):
             )
     finally:
         cluster.close()
-        jobs.stop()
+        jobs.stop("adaptive")
     added = jobs.running("sarlo-worker")
     assert len(added) >= 2 and all(job_state(j) != "RUNNING" for j in added)
 
@@ -238,7 +243,7 @@ def test_the_client_job_cut_by_its_time_limit_resubmitted_completes(
             timeout=600,
         )
     finally:
-        jobs.stop()
+        jobs.stop("client job cut")
     log = (tmp_path / f"sarlo-build-{second}.out").read_text()
     assert job_state(second) == "COMPLETED", log[-3000:]
     assert "already" in log  # it resumed: stages found their earlier results
@@ -303,4 +308,4 @@ def test_the_gpu_job_script_runs_and_captions_land_on_its_worker(
     finally:
         cluster.close()
         subprocess.run(["scancel", cpu], check=False)
-        jobs.stop()
+        jobs.stop("GPU job")

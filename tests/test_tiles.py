@@ -412,3 +412,46 @@ def test_tiles_on_s3_equal_tiles_on_disk(built, scenes, client, s3):
         else:
             assert p.read_bytes() == fs.cat(r), p.name
     assert tile_scenes(s3_work, tcfg, client)[0].status == "skipped"
+
+
+def test_a_busy_server_429_is_waited_for_and_a_rate_limit_holds(built, client, tmp_path):
+    """Every XYZ tile answered 429 (Retry-After: 1) the first time: each is asked again no
+    sooner than a second later and the stage completes. With http_rate 5 per worker, no
+    second sees more than the two workers' 10 requests (unlimited, it sees more)."""
+    from collections import Counter
+
+    from .tileserver import TileServer
+
+    root, work, cfg, _ = built
+    seconds: dict[str, int] = {}
+    for case, rate in (("unlimited", 0.0), ("429", 0.0), ("rate 5", 5.0)):
+        srv = TileServer([])
+        try:
+            http_cfg = cfg.model_copy(
+                update={
+                    "optical": srv.url,
+                    "tile_cache": str(tmp_path / f"cache-{case}"),
+                    "zoom": ZOOM,
+                    "http_retries": 1,
+                    "http_backoff": 0.01,
+                    "http_rate": rate,
+                }
+            )
+            w2 = tmp_path / f"work-{case}"
+            shutil.copytree(Path(work, "scenes"), w2 / "scenes")
+            if case == "429":
+                srv.faults["each"] = ("429", 1)
+            res = tile_scenes(str(w2), http_cfg, client, scene_ids=["coarse"])[0]
+            assert res.status == "done" and not res.optical_failed, res
+            times = list(srv.times)
+        finally:
+            srv.close()
+        per_second = Counter(int(t) for t, _, _ in times)
+        seconds[case] = max(per_second.values())
+        if case == "429":
+            busy = {p: t for t, p, what in times if what == "429"}
+            again = {p: t for t, p, what in times if what == "200"}
+            assert busy and set(busy) == set(again)  # every tile: 429 once, then served
+            assert min(again[p] - busy[p] for p in busy) >= 0.95
+    print(f"busiest second: {seconds}")
+    assert seconds["rate 5"] <= 2 * 5 + 1 < seconds["unlimited"], seconds

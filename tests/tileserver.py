@@ -1,7 +1,8 @@
 """A real XYZ tile server on 127.0.0.1 for the tests: a known ground texture with red markers.
 
-Faults are injected per tile or for all tiles: HTTP 500, a stall past the client's timeout,
-a dropped connection, 404, or bytes that are not an image; `times` limits how often.
+Faults are injected per tile or for all tiles: HTTP 500, 429 with Retry-After: 1, a stall
+past the client's timeout, a dropped connection, 404, or bytes that are not an image; `times`
+limits how often (per tile for a tile's fault).
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ class TileServer:
         self.faults: dict[object, tuple[str, int]] = {}
         self.requests = 0
         self.paths: list[str] = []  # every request's path and query, in order
+        self.times: list[tuple[float, str, str]] = []  # (time, path, what it answered)
+        self.each: dict[tuple[int, int, int], int] = {}  # faults["each"]: served per tile
         self.served: Counter[str] = Counter()  # faults actually answered, by mode
         self.lock = threading.Lock()
         server = self
@@ -39,6 +42,14 @@ class TileServer:
                     self.send_error(400)
                     return
                 mode = server._take_fault((z, x, y))
+                with server.lock:
+                    server.times.append((time.monotonic(), self.path, mode or "200"))
+                if mode == "429":  # too many requests: come back in a second
+                    self.send_response(429)
+                    self.send_header("Retry-After", "1")
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 if mode == "500":
                     self.send_error(500)
                     return
@@ -70,6 +81,13 @@ class TileServer:
 
     def _take_fault(self, tile: tuple[int, int, int]) -> str | None:
         with self.lock:
+            if "each" in self.faults:  # every tile, its first `times` requests
+                mode, times = self.faults["each"]
+                seen = self.each.setdefault(tile, 0)
+                if seen < times:
+                    self.each[tile] = seen + 1
+                    self.served[mode] += 1
+                    return mode
             for key in (tile, "all"):
                 if key in self.faults:
                     mode, times = self.faults[key]

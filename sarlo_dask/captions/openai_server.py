@@ -18,23 +18,20 @@ from __future__ import annotations
 import asyncio
 import atexit
 import base64
-import email.utils
 import io
 import json
 import os
 import threading
-import time
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 from sarlo_dask.captions.interface import CaptionBackend, Generated
 from sarlo_dask.config import CaptionConfig, PromptSpec
 from sarlo_dask.errors import redact
+from sarlo_dask.retry import retry_after
 
 RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 """answers worth asking again (overloaded, restarting, timed out upstream)"""
-MAX_WAIT = 60.0
-"""longest pause before a retry, whatever Retry-After says"""
 
 
 def api_key(cfg: CaptionConfig) -> str | None:
@@ -85,19 +82,6 @@ def request_body(cfg: CaptionConfig, url: str, prompt: PromptSpec) -> dict[str, 
     if prompt.min_new_tokens:
         body["min_tokens"] = prompt.min_new_tokens  # vLLM's and SGLang's extension
     return body
-
-
-def retry_after(value: str | None, attempt: int) -> float:
-    """Seconds to wait: the server's Retry-After (seconds or an HTTP date), else exponential
-    backoff from 0.5 s; never more than MAX_WAIT."""
-    if value:
-        try:
-            return min(MAX_WAIT, max(0.0, float(value)))
-        except ValueError:
-            when = email.utils.parsedate_to_datetime(value)
-            if when is not None:
-                return min(MAX_WAIT, max(0.0, when.timestamp() - time.time()))
-    return min(MAX_WAIT, 0.5 * 2**attempt)
 
 
 def parse_answer(raw: bytes) -> tuple[str, str | None]:

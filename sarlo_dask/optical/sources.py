@@ -1,7 +1,8 @@
 """Optical tile sources behind one interface: XYZ over HTTP, a folder of XYZ tiles, a GeoTIFF.
 
 An XYZ source returns, per tile, the image bytes, None for a tile the server does not have
-(404: an empty tile), or a TileFailure that says why after bounded retries. Downloads go to a
+(404: an empty tile), or a TileFailure that says why after bounded retries (429 and 503 wait
+what their Retry-After says; a per-host request rate can be set). Downloads go to a
 shared on-disk cache written atomically (a partial download is never taken for a tile), so
 neighbouring SAR tiles, later runs and other workers on the host reuse them.
 """
@@ -19,6 +20,7 @@ from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from sarlo_dask.errors import redact
+from sarlo_dask.retry import host_rate, retry_after
 
 USER_AGENT = "sarlo-dask/0.1 (+https://github.com/sarlo-dask; dataset builder)"
 
@@ -82,6 +84,8 @@ class HTTPTiles:
     retries: int = 3
     backoff: float = 0.5
     max_workers: int = 4
+    rate: float = 0.0
+    """requests per second to the template's host from this process (0: no limit)"""
     fail_fast: bool = False
     """stop at the first tile that still fails after its retries: the tiles not yet asked for
     come back with that failure (a reconstruction learns in seconds that a server is down)"""
@@ -101,10 +105,13 @@ class HTTPTiles:
         if path.with_suffix(".empty").exists():
             return None
         url = self.template.format(z=z, x=x, y=y)
-        reason = "no attempt"
+        host = urlsplit(url).netloc
+        reason, hint = "no attempt", None
         for attempt in range(self.retries + 1):
-            if attempt:
-                time.sleep(self.backoff * 2 ** (attempt - 1))
+            if attempt:  # the server's Retry-After (429, 503), else backoff
+                time.sleep(retry_after(hint, attempt - 1, self.backoff))
+            hint = None
+            host_rate(self.rate).wait(host)
             try:
                 resp = _session().get(url, timeout=self.timeout)
             except Exception as exc:  # timeouts, refused or dropped connections
@@ -115,6 +122,8 @@ class HTTPTiles:
                 return None
             if resp.status_code != 200:
                 reason = f"HTTP {resp.status_code}"
+                if resp.status_code in (429, 503):
+                    hint = resp.headers.get("Retry-After")
                 continue
             if not _looks_like_image(resp.content):
                 reason = "not an image (garbage bytes)"
@@ -186,7 +195,7 @@ def source_from_spec(spec: str, zoom: int = 19, cache_dir: str = "", **http: Any
     records in meta.json: `folder:PATH`, `geotiff:PATH`, a redacted template (refused when
     its query values were masked: the key is not in meta.json, it must be given again).
 
-    `http` takes HTTPTiles' timeout, retries, backoff, max_workers and fail_fast.
+    `http` takes HTTPTiles' timeout, retries, backoff, max_workers, rate and fail_fast.
     """
     if spec.startswith(("http://", "https://")):
         if not all(k in spec for k in ("{z}", "{x}", "{y}")):
