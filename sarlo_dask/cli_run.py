@@ -132,7 +132,7 @@ def run_tiles(work: str, cluster: str, workers: int | None, **settings: object) 
 
     _preflight(
         *_common_checks(cluster, workers, work, cfg.storage_options),
-        lambda: check_optical(cfg.optical, cfg.zoom),
+        lambda: check_optical(cfg.optical if cfg.optical_mode == "fetch" else None, cfg.zoom),
         lambda: check_caption_servers(ccfg),
     )
     t0 = time.perf_counter()
@@ -194,7 +194,7 @@ def run_build(
     _preflight(
         *_common_checks(cluster, workers, work, scfg.storage_options),
         lambda: check_writable(out, "--out", rcfg.storage_options),
-        lambda: check_optical(tcfg.optical, tcfg.zoom),
+        lambda: check_optical(tcfg.optical if tcfg.optical_mode == "fetch" else None, tcfg.zoom),
         lambda: check_caption_servers(ccfg),
     )
     urls = _scene_urls(inputs, scfg.storage_options)

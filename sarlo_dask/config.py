@@ -87,6 +87,13 @@ class TileConfig(BaseModel):
     preview_high_percentile: float = Field(99.0, ge=0, le=100)
     optical: str | None = Field(None, description="XYZ URL template, GeoTIFF or tile folder")
     zoom: int = Field(19, ge=0, le=24)
+    optical_mode: str = Field(
+        "fetch",
+        pattern="^(fetch|metadata)$",
+        description="fetch: warp each tile's optical view at build time; metadata: record "
+        "the source, zoom and fit points only, fetching nothing (`sarlo optical reconstruct` "
+        "makes the view later, as SARLO-80 v2 ships it)",
+    )
     fit_grid: int = Field(0, ge=0, description="0: fit the affine to the 4 corners (paper)")
     min_optical_fraction: float = Field(0.95, ge=0, le=1)
     max_residual_px: float = Field(1.0, gt=0)

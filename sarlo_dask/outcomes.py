@@ -13,6 +13,11 @@ from sarlo_dask.errors import SceneError, exception_line, redact
 
 Stage = Literal["ingest", "standardize", "tiles", "optical", "captions", "release"]
 
+NO_OPTICAL_SOURCE = "no optical source"
+METADATA_ONLY = "metadata only"
+"""optical status of tiles.optical_mode metadata: the pairing recorded, nothing fetched"""
+OPTICAL_NOT_FAILED = ("ok", NO_OPTICAL_SOURCE, METADATA_ONLY)
+
 
 @dataclass(frozen=True)
 class Failure:
@@ -115,7 +120,7 @@ class SceneTiles:
             self.refused.append({"key": summary["key"], "reason": summary["status"]})
             return True
         self.kept += 1
-        if summary["optical"] not in ("ok", "no optical source"):
+        if summary["optical"] not in OPTICAL_NOT_FAILED:
             self.optical_failed.append({"key": summary["key"], "reason": summary["optical"]})
             if summary["retry"]:
                 self.status = "incomplete"  # transient: a later run fills what is missing

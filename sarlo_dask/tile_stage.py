@@ -25,9 +25,9 @@ from sarlo_dask.config import TileConfig, on_device
 from sarlo_dask.errors import redact
 from sarlo_dask.gpu import gpu_count
 from sarlo_dask.optical.mosaic import DECODED
-from sarlo_dask.optical.pair import PairConfig, pair_tile
+from sarlo_dask.optical.pair import PairConfig, pair_metadata, pair_tile
 from sarlo_dask.optical.sources import source_from_spec
-from sarlo_dask.outcomes import window_error
+from sarlo_dask.outcomes import NO_OPTICAL_SOURCE, window_error
 from sarlo_dask.sicd import sicd_from_xml
 from sarlo_dask.store import Store, filesystem, is_local, join
 from sarlo_dask.tiles import (
@@ -64,7 +64,7 @@ def tile_summary(meta: dict[str, Any]) -> dict[str, Any]:
         "lineage": tile_lineage(meta),
         "valid_fraction": meta["valid_fraction"],
         "status": "kept",
-        "optical": optical.get("status", "no optical source"),
+        "optical": optical.get("status", NO_OPTICAL_SOURCE),
         "retry": bool(optical.get("retry", False)),
     }
 
@@ -198,27 +198,25 @@ def make_tile(
             max_workers=cfg.http_concurrency,
             rate=cfg.http_rate,
         )
+        pair_cfg = PairConfig(
+            cfg.zoom,
+            cfg.fit_grid,
+            cfg.min_optical_fraction,
+            cfg.max_residual_px,
+            device=cfg.device,
+        )
         # rasterio writes local files: the mosaic is staged, then copied to {work}
         with tempfile.TemporaryDirectory() as tmp:
             mosaic_path = os.path.join(tmp, "mosaic.tif") if cfg.save_mosaic else None
-            optic, optical = pair_tile(
-                w,
-                ds,
-                source,
-                PairConfig(
-                    cfg.zoom,
-                    cfg.fit_grid,
-                    cfg.min_optical_fraction,
-                    cfg.max_residual_px,
-                    device=cfg.device,
-                ),
-                mosaic_path,
-            )
+            if cfg.optical_mode == "metadata":
+                optic, optical, mosaic_path = None, pair_metadata(w, ds, source, pair_cfg), None
+            else:
+                optic, optical = pair_tile(w, ds, source, pair_cfg, mosaic_path)
             if mosaic_path is not None:
                 with open(mosaic_path, "rb") as f:
                     members[f"{w.key}.optic_mosaic.tif"] = f.read()
         meta["optical"] = optical
-        if optical["status"] == "ok":
+        if optical["status"] == "ok" and optic is not None:
             members[f"{w.key}.optic.png"] = encode_image(
                 optic, "png", compress_level=cfg.png_compress_level
             )
@@ -227,7 +225,7 @@ def make_tile(
             "corners_wgs84": [c[:2] for c in meta["corners_llh"]],
             "source": None,
             "zoom": None,
-            "status": "no optical source",
+            "status": NO_OPTICAL_SOURCE,
         }
     meta["members"] = sorted([*members, f"{w.key}.meta.json"])
     root = work.tile_dir(w.scene_id)

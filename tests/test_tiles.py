@@ -455,3 +455,48 @@ def test_a_busy_server_429_is_waited_for_and_a_rate_limit_holds(built, client, t
             assert min(again[p] - busy[p] for p in busy) >= 0.95
     print(f"busiest second: {seconds}")
     assert seconds["rate 5"] <= 2 * 5 + 1 < seconds["unlimited"], seconds
+
+
+def test_metadata_mode_fetches_nothing_and_reconstruction_gives_the_fetched_view(
+    built, client, tmp_path
+):
+    """tiles.optical_mode metadata (SARLO-80 v2's way): the XYZ server gets no request at
+    build time, each tile records the source, zoom and fit points with status 'metadata
+    only' (not a failure: the scene is done, nothing asks for a retry), no optic.png; the
+    view `sarlo optical reconstruct` makes from that meta.json equals, pixel for pixel, the
+    one a fetching build warped."""
+    from PIL import Image
+
+    from sarlo_dask.optical.reconstruct import reconstruct_optical
+    from sarlo_dask.optical.sources import source_from_spec
+
+    from .tileserver import TileServer
+
+    root, work, cfg, _ = built
+    srv = TileServer([])
+    try:
+        fetched, listed = tmp_path / "fetched", tmp_path / "listed"
+        for w in (fetched, listed):
+            shutil.copytree(Path(work, "scenes"), w / "scenes")
+        http = {"optical": srv.url, "tile_cache": str(tmp_path / "cache"), "zoom": ZOOM}
+        meta_cfg = cfg.model_copy(update={**http, "optical_mode": "metadata"})
+        res = tile_scenes(str(listed), meta_cfg, client, scene_ids=["coarse"])[0]
+        assert srv.requests == 0  # nothing fetched
+        assert res.status == "done" and not res.optical_failed and res.kept > 0
+        tiles = Path(listed, "tiles", "coarse")
+        assert not list(tiles.glob("*.optic.png"))
+        fetch_cfg = cfg.model_copy(update={**http, "tile_cache": str(tmp_path / "cache2")})
+        assert tile_scenes(str(fetched), fetch_cfg, client, scene_ids=["coarse"])[0].kept
+        source = source_from_spec(srv.url, ZOOM, str(tmp_path / "cache3"))
+        for path in sorted(tiles.glob("*.meta.json")):
+            meta = json.loads(path.read_text())
+            opt = meta["optical"]
+            assert opt["status"] == "metadata only" and opt["retry"] is False
+            assert opt["zoom"] == ZOOM and opt["fit_points"] and opt["source"]
+            image = reconstruct_optical(meta, source)
+            built_png = Path(
+                fetched, "tiles", "coarse", path.name.replace(".meta.json", ".optic.png")
+            )
+            assert np.array_equal(image, np.asarray(Image.open(built_png))), path.name
+    finally:
+        srv.close()

@@ -16,6 +16,7 @@ from sarlo_dask.optical.mosaic import Mosaic, build_mosaic, write_geotiff
 from sarlo_dask.optical.sources import OpticalSource
 from sarlo_dask.optical.tilemath import global_pixel, ground_resolution
 from sarlo_dask.optical.warp import apply_affine, fit_affine, residual_sar_px, warp_bilinear
+from sarlo_dask.outcomes import METADATA_ONLY
 from sarlo_dask.tiles import Window, tile_corners, tile_llh
 
 
@@ -130,3 +131,19 @@ def pair_tile(
         "retry": retry,
     }
     return image, meta
+
+
+def pair_metadata(w: Window, ds: Any, source: OpticalSource, cfg: PairConfig) -> dict[str, Any]:
+    """meta.json's `optical` fields without the image (tiles.optical_mode metadata, as
+    SARLO-80 v2 ships its optical views): the source, zoom and fit points that `sarlo optical
+    reconstruct` warps from; nothing is fetched at build time."""
+    sar, latlon = fit_points(w, ds, cfg.fit_grid)
+    corners_ll = latlon if cfg.fit_grid < 2 else fit_points(w, ds, 0)[1]
+    return {
+        "corners_wgs84": corners_ll.tolist(),
+        "source": source.describe(),
+        "zoom": cfg.zoom if getattr(source, "zoom", None) is not None else None,
+        "fit_points": np.column_stack([sar, latlon]).tolist(),
+        "status": METADATA_ONLY,
+        "retry": False,
+    }

@@ -23,6 +23,7 @@ from sarlo_dask.optical.sources import (
     source_from_spec,
     source_spec,
 )
+from sarlo_dask.outcomes import METADATA_ONLY
 
 RECONSTRUCT_HTTP: dict[str, Any] = {
     "timeout": 5.0,
@@ -58,7 +59,7 @@ def load_sample(url: str) -> dict[str, Any]:
 
 
 def _check_sample(opt: dict[str, Any]) -> None:
-    if opt.get("status") != "ok" or not opt.get("fit_points"):
+    if opt.get("status") not in ("ok", METADATA_ONLY) or not opt.get("fit_points"):
         why = opt.get("status") or "no status"
         raise ReconstructError(f"the build made no optical image for this sample ({why})")
 
@@ -92,11 +93,18 @@ def resolve_source(meta: dict[str, Any], spec: str | None, **http: Any) -> Optic
 
 
 def _compare(opt: dict[str, Any], m: Mosaic, valid: np.ndarray, name: str) -> None:
-    """ReconstructError unless the mosaic covers what the build's did."""
+    """ReconstructError unless the mosaic covers what the build's did (metadata only: the
+    build fetched nothing, so every tile the sample needs must be delivered, some not empty)."""
     if m.failures:
         raise ReconstructError(
             f"{name}: {m.failures[0]} ({len(m.failures)} of {m.tiles} tiles not delivered)"
         )
+    if opt.get("status") == METADATA_ONLY:
+        if m.missing == m.tiles:
+            raise ReconstructError(
+                f"{name} has none of the {m.tiles} optical tiles this sample needs"
+            )
+        return
     if m.tiles != opt.get("tiles", m.tiles):
         raise ReconstructError(
             f"{name}: {m.tiles} optical tiles needed where the build used {opt['tiles']}"
