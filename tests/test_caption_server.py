@@ -8,10 +8,12 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 pytest.importorskip("fastapi")
 
+from sarlo_dask import dataset
 from sarlo_dask.caption_pool import caption_tiles
 from sarlo_dask.captions import tiny
 from sarlo_dask.config import CaptionConfig
@@ -170,19 +172,61 @@ def test_server_faults_bounded_retries_reasons_and_a_rerun_fills_the_gaps(
     assert KEY not in logs + out + err
 
 
-def test_same_captions_as_the_in_process_backend(tiled, vlm, proxy, client):
+def test_same_samples_as_the_in_process_backend(tiled, scenes, vlm, proxy, client, tmp_path):
     """The same tiny model in the workers (transformers) and behind the server (openai):
-    the same texts for every tile; the records differ only in the backend's settings."""
+    the same texts for every tile, and builds whose releases hold the same samples apart
+    from the captions' provenance (the caption settings' digest)."""
+    from sarlo_dask.config import ReleaseConfig
+    from sarlo_dask.pipeline import build_dataset
+
+    from .helpers import small_scene_config
+
     served = fresh_work(tiled, "served_cmp")
     local = fresh_work(tiled, "local_cmp")
-    caption(tiled, served, config(vlm, proxy), client)
-    caption(tiled, local, CaptionConfig(model=vlm, batch_size=4), client)
+    backends = {served: config(vlm, proxy), local: CaptionConfig(model=vlm, batch_size=4)}
+    for work, cfg in backends.items():
+        caption(tiled, work, cfg, client)
     a, b = records(served), records(local)
     assert a.keys() == b.keys()
     for name in a:
         assert a[name]["caption_raw"] == b[name]["caption_raw"], name
         assert a[name]["caption"] == b[name]["caption"] and a[name]["label"] == b[name]["label"]
         assert a[name]["caption_config"] != b[name]["caption_config"]
+    # the release of each: the build resumes (scene, tiles and captions reused) and releases
+    outs = {}
+    for work, cfg in backends.items():
+        out = tmp_path / Path(work).name
+        res = build_dataset(
+            [str(scenes["fine"])], work, str(out), small_scene_config(), tiled[2], cfg,
+            ReleaseConfig(), client,
+        )  # fmt: skip
+        assert res.exit_code() == 0, res
+        outs[work] = out
+    got = {w: samples_of(o) for w, o in outs.items()}
+    assert got[served].keys() == got[local].keys() and got[served]
+    for key, sample in got[served].items():
+        other = got[local][key]
+        assert sample.keys() == other.keys()
+        for member, value in sample.items():
+            if member == "__url__":  # where each was read from
+                continue
+            if member == "meta.json":
+                p, q = value["provenance"], other[member]["provenance"]
+                assert p.pop("caption_config") != q.pop("caption_config")
+                assert value == other[member], key  # captions, label, model id, the rest
+            elif isinstance(value, np.ndarray):
+                assert np.array_equal(value, other[member]), (key, member)
+            else:
+                assert value == other[member], (key, member)
+
+
+def samples_of(out: Path) -> dict[str, dict]:
+    """Every sample of a release, by key (all splits)."""
+    found = {}
+    for split in dataset.SPLITS:
+        if dataset.shard_urls(str(out), split):
+            found |= {s["__key__"]: s for s in dataset.open(str(out), split)}
+    return found
 
 
 def test_preflight_refuses_a_server_without_the_model_or_the_key(vlm, proxy, monkeypatch):
