@@ -5,6 +5,7 @@
 # (there is no GPU: the scheduler only counts it). `install` installs the Debian packages
 # when they are missing (as root).
 #
+#   sudo cluster/slurm-local.sh install               # Debian's packages, when missing
 #   sudo cluster/slurm-local.sh start /tmp/slurm     # then: export SLURM_CONF=/tmp/slurm/slurm.conf
 #   sbatch --wrap hostname; squeue
 #   sudo cluster/slurm-local.sh stop /tmp/slurm

@@ -37,7 +37,7 @@ class CaptionPool:
             self.share = 1
         else:  # servers hold the GPUs: enough batches to keep every server's slots busy
             self.resources = None
-            self.share = max(1, len(gpus))  # the workers, each sending its share at once
+            self.share = max(1, len(gpus))  # the workers now, each sending its share at once
             per_batch = cfg.batch_size * len(cfg.prompts)
             slots = cfg.concurrency * len(cfg.servers)
             self.limit = cfg.max_in_flight or max(2 * self.share, -(-2 * slots // per_batch))
@@ -80,6 +80,8 @@ class CaptionPool:
     def submit_ready(self) -> list[Any]:
         """Send ready batches while fewer than `limit` are queued; the futures sent."""
         sent = []
+        if not uses_gpu(self.cfg) and self.ready:  # an adaptive cluster may have grown
+            self.share = max(self.share, len(worker_gpus(self.client)))
         while self.ready and len(self.in_flight) < self.limit:
             batch = self.ready.pop(0)
             scene_id = batch[0]

@@ -128,12 +128,13 @@ def run_tiles(work: str, cluster: str, workers: int | None, **settings: object) 
     }
     ccfg = _configure(load_caption_config, config, {k: v for k, v in caption.items() if v})
     cfg = _configure(load_tile_config, config, settings)
-    from sarlo_dask.preflight import check_caption_servers, check_optical
+    from sarlo_dask.preflight import check_caption_image, check_caption_servers, check_optical
 
     _preflight(
         *_common_checks(cluster, workers, work, cfg.storage_options),
         lambda: check_optical(cfg.optical if cfg.optical_mode == "fetch" else None, cfg.zoom),
         lambda: check_caption_servers(ccfg),
+        lambda: check_caption_image(cfg, ccfg),
     )
     t0 = time.perf_counter()
     results = _on_cluster(
@@ -182,6 +183,7 @@ def run_build(
     )
     rcfg = _configure(load_release_config, config, {"include_optical": include_optical})
     from sarlo_dask.preflight import (
+        check_caption_image,
         check_caption_servers,
         check_optical,
         check_protocol,
@@ -196,6 +198,7 @@ def run_build(
         lambda: check_writable(out, "--out", rcfg.storage_options),
         lambda: check_optical(tcfg.optical if tcfg.optical_mode == "fetch" else None, tcfg.zoom),
         lambda: check_caption_servers(ccfg),
+        lambda: check_caption_image(tcfg, ccfg),
     )
     urls = _scene_urls(inputs, scfg.storage_options)
     t0 = time.perf_counter()

@@ -121,6 +121,16 @@ def _root_cause(exc: BaseException) -> str:
     return exception_chain(exc, limit=200)
 
 
+def check_caption_image(tiles: Any, captions: Any) -> None:
+    """Captions of the optical view need the view: not with tiles.optical_mode metadata."""
+    if captions.model and captions.image == "optical" and tiles.optical_mode == "metadata":
+        raise UsageError(
+            "captions.image optical",
+            "tiles.optical_mode metadata makes no optical view to caption "
+            "(set captions.image: sar, or optical_mode: fetch)",
+        )
+
+
 def check_caption_servers(cfg: Any) -> None:
     """With captions.backend openai: the API key's variable is set, and each server answers
     GET /models with the served model among its models."""

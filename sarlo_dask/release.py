@@ -59,6 +59,8 @@ def scene_index(work: Store, scene_id: str, captions: str | None = None) -> Scen
         if meta.get("optical", {}).get("retry"):
             continue  # an optical retry is still due: not a finished sample
         rec = _caption_record(work, scene_id, meta, captions)
+        if rec.get("transient"):
+            continue  # a caption server failed it: a re-run captions and releases it
         rows.append(
             {
                 "key": meta["key"],
@@ -237,8 +239,8 @@ def write_shard(
         os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + PARTIAL, dir=folder)
     try:
-        with os.fdopen(fd, "wb", buffering=0) as raw:
-            tar = ShardTar(raw)
+        with os.fdopen(fd, "wb") as f:  # buffered: a write takes all it is given, or raises
+            tar = ShardTar(f)
             try:
                 for scene_id, key in spec.keys:
                     scene = scenes[scene_id]

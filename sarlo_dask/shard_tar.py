@@ -53,7 +53,8 @@ def member_header(name: str, size: int) -> bytes:
 class ShardTar:
     """Write samples ({member: bytes}) to `f` as one tar; `close()` ends the archive and
     gives its SHA-256; `size` and `members` ({key: {member: [data offset, size]}}) say
-    where everything lies."""
+    where everything lies. `f` must write whole buffers (a buffered file, not a raw one,
+    whose write may take only part)."""
 
     def __init__(self, f: BinaryIO) -> None:
         self.f, self.size = f, 0
@@ -88,8 +89,10 @@ class ShardTar:
     def close(self) -> str:
         """End the archive (two zero blocks, padded to a whole record); its sha256 hex."""
         end = self.size + 2 * BLOCK
-        self._out(bytes(2 * BLOCK + (-end) % RECORD))
-        self.abort()
+        try:
+            self._out(bytes(2 * BLOCK + (-end) % RECORD))
+        finally:
+            self.abort()
         return self._sha.hexdigest()
 
     def abort(self) -> None:

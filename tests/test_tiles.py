@@ -417,7 +417,8 @@ def test_tiles_on_s3_equal_tiles_on_disk(built, scenes, client, s3):
 def test_a_busy_server_429_is_waited_for_and_a_rate_limit_holds(built, client, tmp_path):
     """Every XYZ tile answered 429 (Retry-After: 1) the first time: each is asked again no
     sooner than a second later and the stage completes. With http_rate 5 per worker, no
-    second sees more than the two workers' 10 requests (unlimited, it sees more)."""
+    second sees more than the two workers' 10 requests (11: a request at a second's edge
+    counts in the next; unlimited, it sees more)."""
     from collections import Counter
 
     from .tileserver import TileServer

@@ -4,13 +4,14 @@
 Each worker process keeps one asyncio loop (in a thread of its own) and one HTTP session, and
 sends every request of a caption batch at once, at most `ceil(concurrency / share)` in flight
 per server from this process, so that the build as a whole keeps about `concurrency` per
-server. Greedy decoding (temperature 0, a fixed seed): a caption depends only on the image
-and the prompt, never on what else was in flight. A request that fails (HTTP 429 / 5xx,
-no answer within the timeout, a dropped connection, an answer that is not chat-completion
-JSON) is retried with backoff on the next server, honouring Retry-After, at most
-`request_retries` times; then the tile gets no caption, with the reason, and a re-run asks
-again. The API key is read from the environment variable `api_key_env` when a request is
-sent: it is never stored, logged or part of a reason.
+server. Greedy decoding (temperature 0, a fixed seed): a request depends only on the image
+and the prompt, never on what else was in flight (a server that batches requests, vLLM or
+SGLang, may still not be batch-invariant in its floating point). A request that fails (an
+answer in RETRY_STATUS, no answer within the timeout, a dropped connection, an answer that
+is not chat-completion JSON) is retried with backoff on the next server, honouring
+Retry-After, at most `request_retries` times; then the tile gets no caption, with the
+reason, and a re-run asks again. The API key is read from the environment variable
+`api_key_env` when a request is sent: it is never stored, logged or part of a reason.
 """
 
 from __future__ import annotations
