@@ -97,7 +97,11 @@ class TileConfig(BaseModel):
     fit_grid: int = Field(0, ge=0, description="0: fit the affine to the 4 corners (paper)")
     min_optical_fraction: float = Field(0.95, ge=0, le=1)
     max_residual_px: float = Field(1.0, gt=0)
-    tile_cache: str = Field("", description="on-disk cache of downloaded XYZ tiles")
+    tile_cache: str = Field(
+        "",
+        description="cache of downloaded XYZ tiles: a local folder (default "
+        "~/.cache/sarlo/tiles) or an fsspec URL (s3://...) every worker shares",
+    )
     save_mosaic: bool = Field(
         False,
         description="also write each tile's optical mosaic as "
@@ -122,6 +126,9 @@ class TileConfig(BaseModel):
         "windows share most of theirs",
     )
     storage_options: dict[str, Any] = Field(default_factory=dict, exclude=True)
+    tile_cache_options: dict[str, Any] = Field(
+        default_factory=dict, exclude=True, description="storage options of tile_cache's URL"
+    )
 
     def digest(self) -> str:
         """Of the settings that shape the tiles: how they are fetched (timeouts, retries,

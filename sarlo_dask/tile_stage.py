@@ -197,6 +197,7 @@ def make_tile(
             backoff=cfg.http_backoff,
             max_workers=cfg.http_concurrency,
             rate=cfg.http_rate,
+            cache_options=cfg.tile_cache_options,
         )
         pair_cfg = PairConfig(
             cfg.zoom,

@@ -501,3 +501,42 @@ def test_metadata_mode_fetches_nothing_and_reconstruction_gives_the_fetched_view
             assert np.array_equal(image, np.asarray(Image.open(built_png))), path.name
     finally:
         srv.close()
+
+
+def test_an_xyz_cache_on_s3_is_shared_by_the_workers_and_later_builds(built, client, tmp_path, s3):
+    """tiles.tile_cache on moto's S3: the 2 workers of a build put every tile they fetch
+    there; a later build (another {work}) asks the server for nothing and warps the same
+    optical views."""
+    import s3fs
+
+    from .tileserver import TileServer
+
+    root, work, cfg, _ = built
+    srv = TileServer([])
+    try:
+        update = {
+            "optical": srv.url,
+            "tile_cache": "s3://sarlo/xyz-cache",
+            "tile_cache_options": s3,
+            "zoom": ZOOM,
+        }
+        http_cfg = cfg.model_copy(update=update)
+        views = []
+        for n in range(2):
+            w = tmp_path / f"work{n}"
+            shutil.copytree(Path(work, "scenes"), w / "scenes")
+            res = tile_scenes(str(w), http_cfg, client, scene_ids=["coarse"])[0]
+            assert res.status == "done" and not res.optical_failed, res
+            views.append(
+                {p.name: p.read_bytes() for p in (w / "tiles" / "coarse").glob("*.optic.png")}
+            )
+            if n == 0:
+                asked = srv.requests
+                distinct = len(set(srv.paths))
+        cached = s3fs.S3FileSystem(**s3).find("sarlo/xyz-cache")
+    finally:
+        srv.close()
+    print(f"first build: {asked} requests for {distinct} tiles; second: {srv.requests - asked}")
+    assert distinct > 0 and len(cached) == distinct  # every tile fetched is in the cache
+    assert srv.requests == asked  # the second build fetched nothing
+    assert views[0] == views[1] and views[0]

@@ -2,9 +2,10 @@
 
 An XYZ source returns, per tile, the image bytes, None for a tile the server does not have
 (404: an empty tile), or a TileFailure that says why after bounded retries (429 and 503 wait
-what their Retry-After says; a per-host request rate can be set). Downloads go to a
-shared on-disk cache written atomically (a partial download is never taken for a tile), so
-neighbouring SAR tiles, later runs and other workers on the host reuse them.
+what their Retry-After says; a per-host request rate can be set). Downloads go to a cache
+written whole or not at all (a partial download is never taken for a tile): a local folder,
+shared by the workers of one host, or any fsspec URL (s3://...) shared by every worker of a
+cluster, so neighbouring SAR tiles, other workers and later runs reuse them.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from urllib.parse import urlsplit
 
 from sarlo_dask.errors import redact
 from sarlo_dask.retry import host_rate, retry_after
+from sarlo_dask.store import filesystem, join, write_bytes
 
 USER_AGENT = "sarlo-dask/0.1 (+https://github.com/sarlo-dask; dataset builder)"
 
@@ -86,6 +88,9 @@ class HTTPTiles:
     max_workers: int = 4
     rate: float = 0.0
     """requests per second to the template's host from this process (0: no limit)"""
+    cache_options: dict[str, Any] | None = None
+    """storage options of `cache_dir` when it is a URL (s3://...: one cache every worker
+    of a cluster shares, so a tile one worker fetched is not fetched again by another)"""
     fail_fast: bool = False
     """stop at the first tile that still fails after its retries: the tiles not yet asked for
     come back with that failure (a reconstruction learns in seconds that a server is down)"""
@@ -93,17 +98,26 @@ class HTTPTiles:
     def describe(self) -> str:
         return redact(self.template)
 
-    def _cache_path(self, z: int, x: int, y: int) -> Path:
+    def _cache_url(self, z: int, x: int, y: int) -> str:
+        """Where tile z/x/y is cached: a local folder (default ~/.cache/sarlo/tiles) or any
+        fsspec URL; `.empty` beside it records a 404."""
         root = self.cache_dir or os.path.join(os.path.expanduser("~"), ".cache", "sarlo", "tiles")
         tag = hashlib.sha256(self.template.encode()).hexdigest()[:12]
-        return Path(root, tag, str(z), str(x), str(y))
+        return join(root, tag, str(z), str(x), str(y))
+
+    def _cached(self, url: str) -> tuple[bool, bytes | None]:
+        """(whether tile `url` is cached, its bytes: None for an empty tile)."""
+        fs, path = filesystem(url, self.cache_options)
+        try:
+            return True, bytes(fs.cat_file(path))
+        except FileNotFoundError:
+            return fs.exists(f"{path}.empty"), None
 
     def _get(self, z: int, x: int, y: int) -> TileResult:
-        path = self._cache_path(z, x, y)
-        if path.exists():
-            return path.read_bytes()
-        if path.with_suffix(".empty").exists():
-            return None
+        cached = self._cache_url(z, x, y)
+        hit, data = self._cached(cached)
+        if hit:
+            return data
         url = self.template.format(z=z, x=x, y=y)
         host = urlsplit(url).netloc
         reason, hint = "no attempt", None
@@ -118,7 +132,7 @@ class HTTPTiles:
                 reason = f"{type(exc).__name__}"
                 continue
             if resp.status_code == 404:
-                self._store(path.with_suffix(".empty"), b"")
+                write_bytes(f"{cached}.empty", b"", self.cache_options)
                 return None
             if resp.status_code != 200:
                 reason = f"HTTP {resp.status_code}"
@@ -128,16 +142,9 @@ class HTTPTiles:
             if not _looks_like_image(resp.content):
                 reason = "not an image (garbage bytes)"
                 continue
-            self._store(path, resp.content)
+            write_bytes(cached, resp.content, self.cache_options)  # whole, or not at all
             return resp.content
         return TileFailure(f"tile {z}/{x}/{y}: {reason} after {self.retries + 1} attempts")
-
-    @staticmethod
-    def _store(path: Path, data: bytes) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
 
     def fetch(self, tiles: list[tuple[int, int, int]]) -> dict[tuple[int, int, int], TileResult]:
         stopped: list[TileFailure] = []  # fail_fast: the first failure, once there is one
