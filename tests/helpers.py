@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -214,3 +215,13 @@ def fresh_work(tiled, name: str) -> str:
     target = root / name
     shutil.copytree(work, target)
     return str(target)
+
+
+class LoopbackHTTPServer(ThreadingHTTPServer):
+    """The tests' HTTP servers: a listen backlog of 128, not socketserver's 5, so that a
+    burst of connections from every worker is queued instead of dropped (a dropped SYN is
+    retried after a second: a client with a 1 s timeout saw ConnectTimeout, not the fault
+    the test injected)."""
+
+    request_queue_size = 128
+    daemon_threads = True

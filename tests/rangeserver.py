@@ -6,8 +6,10 @@ from __future__ import annotations
 import os
 import re
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
+
+from .helpers import LoopbackHTTPServer
 
 
 class RangeServer:
@@ -59,7 +61,7 @@ class RangeServer:
             def do_HEAD(self) -> None:  # noqa: N802
                 self._answer(False)
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd = LoopbackHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
