@@ -31,13 +31,14 @@ class CaptionPool:
     def __init__(self, client: Any, work: Store, cfg: CaptionConfig) -> None:
         self.client, self.work, self.cfg = client, work, cfg
         gpus = worker_gpus(client)
-        if uses_gpu(cfg):  # the model runs in the task: one GPU each where there are GPUs
+        self.servers = not uses_gpu(cfg)
+        self.share = 1  # processes sending to the servers at once (the workers)
+        if not self.servers:  # the model runs in the task: one GPU each where there are GPUs
             self.resources = {"GPU": 1} if any(gpus) else None
             self.limit = cfg.max_in_flight or 2 * max(1, len(gpus))
-            self.share = 1
         else:  # servers hold the GPUs: enough batches to keep every server's slots busy
             self.resources = None
-            self.share = max(1, len(gpus))  # the workers now, each sending its share at once
+            self.share = max(1, len(gpus))
             per_batch = cfg.batch_size * len(cfg.prompts)
             slots = cfg.concurrency * len(cfg.servers)
             self.limit = cfg.max_in_flight or max(2 * self.share, -(-2 * slots // per_batch))
@@ -80,7 +81,7 @@ class CaptionPool:
     def submit_ready(self) -> list[Any]:
         """Send ready batches while fewer than `limit` are queued; the futures sent."""
         sent = []
-        if not uses_gpu(self.cfg) and self.ready:  # an adaptive cluster may have grown
+        if self.servers and self.ready:  # an adaptive cluster may have grown
             self.share = max(self.share, len(worker_gpus(self.client)))
         while self.ready and len(self.in_flight) < self.limit:
             batch = self.ready.pop(0)

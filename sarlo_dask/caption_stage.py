@@ -82,13 +82,13 @@ def caption_batch(
     if todo:
         _BATCHES[0] += 1
         made = get_backend(cfg, share).generate(images, cfg.prompts)
-        for i, key in list(enumerate(todo)):
+        for i, key in enumerate(todo):
             missing = [g for g in (made[kind][i] for kind in cfg.prompts) if g.text is None]
             if missing:  # no caption without all three texts; the first reason says why
                 records[key] = {
                     "caption": None,
                     "model": missing[0].model,
-                    "reason": f"{missing[0].reason}",
+                    "reason": missing[0].reason,
                     "transient": any(g.transient for g in missing),
                 }
         ok = [i for i, key in enumerate(todo) if key not in records]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -33,7 +32,7 @@ from sarlo_dask.sicd import sicd_from_xml
 from sarlo_dask.standardize import open_scene_store
 from sarlo_dask.tiles import encode_image, tile_windows
 
-from .helpers import peak
+from .helpers import free_port, peak
 from .tileserver import TileServer
 
 ZOOM = 18
@@ -350,9 +349,7 @@ def test_reconstruct_cli_from_a_source_that_gives_nothing_fails_fast(
         (tmp_path / "empty").mkdir()
         spec, words = f"folder:{tmp_path / 'empty'}", ["has none of the"]
     elif mode == "refused":
-        with socket.socket() as s:  # a port nobody listens on
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
+        port = free_port()  # a port nobody listens on
         spec, words = f"http://127.0.0.1:{port}/{{z}}/{{x}}/{{y}}.png", ["ConnectionError"]
     else:
         server.faults["all"] = (mode, 10**9)

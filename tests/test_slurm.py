@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import subprocess
 import sys
 import threading
@@ -18,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from .helpers import tree
+from .helpers import free_port, tree
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "cluster" / "slurm-local.sh"
@@ -29,17 +28,11 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def slurm(tmp_path_factory):
     """A running one-node SLURM; SLURM_CONF set for this process and what it starts."""
     folder = tmp_path_factory.mktemp("slurm")
-    env = {**os.environ, "SLURMCTLD_PORT": str(_free_port()), "SLURMD_PORT": str(_free_port())}
+    env = {**os.environ, "SLURMCTLD_PORT": str(free_port()), "SLURMD_PORT": str(free_port())}
     subprocess.run(["bash", str(SCRIPT), "install"], check=True, timeout=600)
     run = subprocess.run(
         ["bash", str(SCRIPT), "start", str(folder)], env=env, capture_output=True, text=True

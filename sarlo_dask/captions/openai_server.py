@@ -156,12 +156,12 @@ class OpenAIBackend(CaptionBackend):
         self.sent += 1
         why = ""
         for attempt in range(cfg.request_retries + 1):
-            server = servers[(first + attempt) % len(servers)].rstrip("/")
+            server = servers[(first + attempt) % len(servers)]
             hint = None
-            async with self.slots[servers[(first + attempt) % len(servers)]]:
+            async with self.slots[server]:
                 try:
                     async with self.session.post(
-                        f"{server}/chat/completions",
+                        f"{server.rstrip('/')}/chat/completions",
                         data=body,
                         headers=headers,
                         timeout=aiohttp.ClientTimeout(total=cfg.request_timeout),
