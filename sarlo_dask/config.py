@@ -32,6 +32,34 @@ class StandardizeConfig(BaseModel):
     geolocation_bound_m: float = Field(1e-3, gt=0, description="tie-point interpolation bound")
     tie_point_max_step: int = Field(512, ge=4)
     hae: float | None = Field(None, description="projection height; None: the SCP's")
+    dem: str | None = Field(
+        None,
+        description="DEM the pixels are projected onto: a GeoTIFF/COG, a VRT or a folder of "
+        "them, a path or any fsspec URL; None: the constant height `hae`",
+    )
+    dem_vertical_datum: str = Field(
+        "auto",
+        min_length=1,
+        description="what the DEM's heights are measured from: auto (its CRS says: EPSG:4979 "
+        "ellipsoidal, EPSG:4326+3855 EGM2008, ...), hae, egm2008, egm96, or a geoid grid file",
+    )
+    dem_use: str = Field(
+        "geolocation",
+        pattern="^(geolocation|check)$",
+        description="geolocation: tie points on the DEM; check: tie points at `hae` as without "
+        "a DEM, the DEM only measures how far each tile's optical view is off (and flags it)",
+    )
+    dem_bound_m: float = Field(
+        0.1,
+        gt=0,
+        description="tie-point interpolation bound on the DEM surface, metres (a bilinear DEM "
+        "bends at every DEM pixel: millimetres, as on a constant height, need dense tie points)",
+    )
+    dem_storage_options: dict[str, Any] = Field(
+        default_factory=dict,
+        exclude=True,
+        description="fsspec options of the DEM's URL (e.g. anon: true for a public bucket)",
+    )
     device: str = Field(
         "auto",
         pattern="^(auto|cpu|cuda)$",
@@ -124,6 +152,12 @@ class TileConfig(BaseModel):
         ge=0,
         description="decoded XYZ tiles kept per worker process (256 KiB each): neighbouring "
         "windows share most of theirs",
+    )
+    max_terrain_shift_px: float | None = Field(
+        1.0,
+        gt=0,
+        description="with standardize.dem_use check: a tile whose optical view the terrain "
+        "puts further off than this (SAR px) gets no optical image; None: only record it",
     )
     storage_options: dict[str, Any] = Field(default_factory=dict, exclude=True)
     tile_cache_options: dict[str, Any] = Field(

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sarlo_dask.config import StandardizeConfig
+from sarlo_dask.dem import DemError, scene_dem
 from sarlo_dask.errors import SceneError, redact, refusals_travel
 from sarlo_dask.sicd import open_sicd, read_header, scene_id_from_url
 from sarlo_dask.standardize import plan_scene, standardize_scene
@@ -68,7 +69,15 @@ def plan_scene_store(
         work.remove(marker)  # not complete under these settings until rewritten
     scene = open_sicd(url, cfg.chunk_range, cfg.storage_options)
     check_fits(scene, cfg, url, memory)
-    out = standardize_scene(scene, cfg)
+    try:  # the DEM is read, and the tie-point step searched on it, before any write
+        dem = None
+        if cfg.dem is not None:
+            dem = scene_dem(
+                cfg.dem, scene.attrs["sicd_xml"], cfg.dem_vertical_datum, cfg.dem_storage_options
+            )
+        out = standardize_scene(scene, cfg, dem)
+    except DemError as exc:
+        raise SceneError(url, str(exc)) from None
     work.remove(store)  # a partial store from an interrupted run
     with warnings.catch_warnings():
         # consolidated metadata is not in the v3 spec yet; zarr and xarray read it,

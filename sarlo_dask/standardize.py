@@ -18,7 +18,13 @@ import xarray as xr
 from sarlo_dask import __version__
 from sarlo_dask.config import StandardizeConfig, on_device
 from sarlo_dask.errors import SceneError
-from sarlo_dask.geolocation import project_grid, tie_point_axis, tie_point_step
+from sarlo_dask.geolocation import (
+    ConstantHeight,
+    HeightSurface,
+    project_grid,
+    tie_point_axis,
+    tie_point_step,
+)
 from sarlo_dask.gpu import device_meta, gpu_count, to_device, to_host
 from sarlo_dask.resample import (
     AxisPlan,
@@ -139,28 +145,61 @@ def resample_slc(
 
 
 def geolocation_graph(
-    sicd_xml: str, step: int, n_rg: int, n_az: int, hae: float | None
+    sicd_xml: str, step: int, n_rg: int, n_az: int, surface: HeightSurface
 ) -> da.Array:
-    """(3, tp_azimuth, tp_range) lat, lon, hae of the SICD `sicd_xml` (n_rg rows, n_az
-    columns), projected in tasks of ~50,000 points."""
+    """(4, tp_azimuth, tp_range) lat, lon, hae and terrain flags of the SICD `sicd_xml`
+    (n_rg rows, n_az columns) on `surface`, projected in tasks of ~50,000 points."""
     import dask
 
     az, rg = tie_point_axis(n_az, step), tie_point_axis(n_rg, step)
     rows_per_task = max(1, GEOLOCATION_BLOCK // len(rg))
+    shared = dask.delayed(surface, pure=True)  # once in the graph (a DEM's grid is megabytes)
     parts = []
     for i in range(0, len(az), rows_per_task):
         sub = az[i : i + rows_per_task]
-        task = dask.delayed(project_grid, pure=True)(sicd_xml, sub, rg, hae)
-        parts.append(da.from_delayed(task, shape=(3, len(sub), len(rg)), dtype="float64"))
+        task = dask.delayed(project_grid, pure=True)(sicd_xml, sub, rg, shared)
+        parts.append(da.from_delayed(task, shape=(4, len(sub), len(rg)), dtype="float64"))
     return da.concatenate(parts, axis=1)
 
 
-def standardize_scene(scene: xr.Dataset, cfg: StandardizeConfig | None = None) -> xr.Dataset:
+def terrain_variables(
+    xml_out: str, step: int, n_rg: int, n_az: int, llh: da.Array, dem: Any, cfg: StandardizeConfig
+) -> dict[str, Any]:
+    """The scene store's terrain tie-point variables: `terrain_flags` (LAYOVER | SHADOW bits)
+    and, when the DEM only checks (`dem_use: check`), the DEM's own geolocation (dem_lat,
+    dem_lon, dem_hae) and how far off the constant height puts each tie point
+    (`terrain_shift_px`)."""
+    import dask
+
+    from sarlo_dask.terrain import DemSurface, terrain_shift_px
+
+    tp = ("tp_azimuth", "tp_range")
+    if cfg.dem_use == "geolocation":
+        return {"terrain_flags": (tp, llh[3].astype("uint8"))}
+    on_dem = geolocation_graph(xml_out, step, n_rg, n_az, DemSurface(dem))
+    az, rg = tie_point_axis(n_az, step), tie_point_axis(n_rg, step)
+    shift = dask.delayed(terrain_shift_px, pure=True)(llh[0], llh[1], on_dem[0], on_dem[1], az, rg)
+    return {
+        "terrain_flags": (tp, on_dem[3].astype("uint8")),
+        "dem_lat": (tp, on_dem[0]),
+        "dem_lon": (tp, on_dem[1]),
+        "dem_hae": (tp, on_dem[2]),
+        "terrain_shift_px": (
+            tp,
+            da.from_delayed(shift, shape=(len(az), len(rg)), dtype="float64").astype("float32"),
+        ),
+    }
+
+
+def standardize_scene(
+    scene: xr.Dataset, cfg: StandardizeConfig | None = None, dem: Any = None
+) -> xr.Dataset:
     """The lazy standardized scene: `slc` (azimuth, range) at cfg.spacing, lat/lon/hae tie points.
 
-    `scene` is what sicd.open_sicd returns. attrs: `sicd_xml` (the resampled grid's SICD),
-    `source_sicd_xml`, `scene_id`, `pass_id`, the effective spacings, the geolocation bound
-    and its measured estimate, and provenance.
+    `scene` is what sicd.open_sicd returns; `dem` the `dem.DemGrid` under it when cfg.dem
+    names one (the scene stage reads it: math opens no file). attrs: `sicd_xml` (the
+    resampled grid's SICD), `source_sicd_xml`, `scene_id`, `pass_id`, the effective spacings,
+    the geolocation bound and its measured estimate, the height surface, and provenance.
     """
     cfg = on_device(cfg or StandardizeConfig(), gpu_count() > 0)
     where = scene.attrs.get("source_url", scene.attrs.get("scene_id", "scene"))
@@ -175,10 +214,21 @@ def standardize_scene(scene: xr.Dataset, cfg: StandardizeConfig | None = None) -
     slc = slc.rechunk((cfg.store_chunk, cfg.store_chunk))  # the store's chunks
     # one text for everything that projects and for the store: the same SICD by construction
     xml_out = resampled_sicd(sicd, plan_rg, plan_az, p_row, p_col).to_xml_string(tag="SICD")
-    choice = tie_point_step(xml_out, cfg.geolocation_bound_m, cfg.tie_point_max_step, hae=cfg.hae)
-    llh = geolocation_graph(xml_out, choice.step, plan_rg.n_out, plan_az.n_out, cfg.hae)
+    if (dem is None) != (cfg.dem is None):
+        raise ValueError("standardize_scene: give the DEM's grid exactly when cfg.dem names one")
+    surface: HeightSurface = ConstantHeight(cfg.hae)
+    search, bound = surface, cfg.geolocation_bound_m
+    if dem is not None and cfg.dem_use == "geolocation":
+        from sarlo_dask.terrain import DemSurface
+
+        surface, search, bound = DemSurface(dem), DemSurface(dem, False), cfg.dem_bound_m
+    choice = tie_point_step(xml_out, bound, cfg.tie_point_max_step, surface=search)
     n_rg, n_az = plan_rg.n_out, plan_az.n_out
+    llh = geolocation_graph(xml_out, choice.step, n_rg, n_az, surface)
     tp = ("tp_azimuth", "tp_range")
+    terrain = (
+        {} if dem is None else terrain_variables(xml_out, choice.step, n_rg, n_az, llh, dem, cfg)
+    )
     attrs = {
         "scene_id": scene.attrs["scene_id"],
         "pass_id": scene.attrs["pass_id"],
@@ -192,7 +242,9 @@ def standardize_scene(scene: xr.Dataset, cfg: StandardizeConfig | None = None) -
         "tie_point_step": choice.step,
         "geolocation_error_bound_m": choice.bound_m,
         "geolocation_error_estimate_m": choice.estimate_m,
-        "geolocation_height": "SCP HAE" if cfg.hae is None else f"{cfg.hae} m HAE",
+        "geolocation_height": surface.describe(),
+        "dem": "" if dem is None else dem.name,
+        "dem_use": "" if dem is None else cfg.dem_use,
         "scene_config": cfg.digest(),  # what its tiles record: a store made otherwise is stale
         "provenance": json.dumps(
             {
@@ -210,6 +262,7 @@ def standardize_scene(scene: xr.Dataset, cfg: StandardizeConfig | None = None) -
             "lat": (tp, llh[0]),
             "lon": (tp, llh[1]),
             "hae": (tp, llh[2]),
+            **terrain,
         },
         coords={
             "azimuth": np.arange(n_az),

@@ -30,6 +30,7 @@ from sarlo_dask.optical.sources import source_from_spec
 from sarlo_dask.outcomes import NO_OPTICAL_SOURCE, window_error
 from sarlo_dask.sicd import sicd_from_xml
 from sarlo_dask.store import Store, filesystem, is_local, join
+from sarlo_dask.terrain import tile_terrain
 from sarlo_dask.tiles import (
     PreviewSpec,
     Window,
@@ -128,8 +129,13 @@ def make_tile(
     if frac < cfg.min_valid_fraction:
         summary["status"] = f"refused: valid SAR fraction {frac:.3f} < {cfg.min_valid_fraction}"
         return summary
-    ds = ds[["lat", "lon", "hae"]].load()
+    ds = ds[[v for v in ds.data_vars if v != "slc"]].load()  # the tie-point variables
     geometry = tile_geometry(w, ds, sicd, src_sicd)
+    terrain = tile_terrain(w, ds, sicd)
+    if terrain is not None:
+        geometry["incidence_angles"]["terrain_deg"] = terrain.pop("incidence_deg")
+        geometry["incidence_angles"].pop("terrain_deg_reason")
+        geometry["terrain"] = terrain
     meta: dict[str, Any] = {
         "key": w.key,
         "scene_id": w.scene_id,
@@ -217,6 +223,13 @@ def make_tile(
                 with open(mosaic_path, "rb") as f:
                     members[f"{w.key}.optic_mosaic.tif"] = f.read()
         meta["optical"] = optical
+        shift = (terrain or {}).get("shift_px")
+        limit = cfg.max_terrain_shift_px
+        if optical["status"] == "ok" and shift is not None and limit is not None and shift > limit:
+            optical["status"] = (
+                f"failed: the terrain puts the optical view up to {shift:.1f} px off the SAR "
+                f"(> {limit} px: dem_use check geolocates at a constant height)"
+            )
         if optical["status"] == "ok" and optic is not None:
             members[f"{w.key}.optic.png"] = encode_image(
                 optic, "png", compress_level=cfg.png_compress_level

@@ -1,0 +1,290 @@
+"""Digital elevation models: read the window a scene needs, as heights above the ellipsoid.
+
+A DEM is a GeoTIFF or COG (a local path or any fsspec URL, e.g. Copernicus GLO-30 tiles on
+public S3), a VRT, or a folder of such tiles. It is read once per scene, only the window that
+covers the scene, into a `DemGrid`: heights above the WGS 84 ellipsoid (HAE) at pixel centres
+of a regular lat/lon grid. Orthometric heights become HAE through pyproj, from the vertical
+datum the file declares (a compound CRS such as EPSG:4326+3855, WGS 84 + EGM2008 height) or
+the one the configuration names; a DEM that declares none and is not named is refused rather
+than guessed. pyproj falls back silently to a "ballpark" transformation that adds nothing when
+the geoid grid is not installed: that fallback is refused too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+DATUMS = {"egm2008": "EPSG:9518", "egm96": "EPSG:9707"}
+"""named vertical datums: the compound CRS (WGS 84 + geoid height) their heights are in"""
+DEM_SUFFIXES = (".tif", ".tiff", ".vrt")
+
+
+class DemError(ValueError):
+    """A DEM that cannot give heights for a scene: one line, what and why."""
+
+
+@dataclass(frozen=True, eq=False)
+class DemGrid:
+    """Heights above the WGS 84 ellipsoid (m, NaN where the DEM has none) at the pixel centres
+    lat0 + i * dlat, lon0 + j * dlon (degrees; dlat < 0 for north-up rasters)."""
+
+    heights: np.ndarray
+    lat0: float
+    lon0: float
+    dlat: float
+    dlon: float
+    name: str
+    """the DEM's URL without credentials, as meta.json records it"""
+
+    def height(self, lat: Any, lon: Any) -> np.ndarray:
+        """Bilinear heights at (lat, lon) degrees; NaN outside the grid or next to no-data."""
+        from scipy.ndimage import map_coordinates
+
+        lat, lon = np.asarray(lat, dtype="float64"), np.asarray(lon, dtype="float64")
+        coords = np.stack([(lat - self.lat0) / self.dlat, (lon - self.lon0) / self.dlon])
+        out = map_coordinates(
+            self.heights, coords.reshape(2, -1), order=1, mode="constant", cval=np.nan
+        )
+        return np.asarray(out.reshape(lat.shape))
+
+    def spacing_m(self) -> float:
+        """The finer of the two pixel spacings, metres on the ground at the grid's centre."""
+        lat = self.lat0 + self.dlat * (self.heights.shape[0] - 1) / 2
+        north = abs(self.dlat) * 111_320.0
+        east = abs(self.dlon) * 111_320.0 * np.cos(np.radians(lat))
+        return float(min(north, east))
+
+    def max_slope(self) -> float:
+        """The steepest gradient between neighbouring heights (rise over run, any direction:
+        the larger of the two axes' gradients combined), ignoring no-data."""
+        lat = self.lat0 + self.dlat * (self.heights.shape[0] - 1) / 2
+        north = abs(self.dlat) * 111_320.0
+        east = abs(self.dlon) * 111_320.0 * np.cos(np.radians(lat))
+        gi = np.abs(np.diff(self.heights, axis=0)) / north
+        gj = np.abs(np.diff(self.heights, axis=1)) / east
+        steepest = np.hypot(np.nanmax(gi, initial=0.0), np.nanmax(gj, initial=0.0))
+        return float(steepest)
+
+    def hae_range(self) -> tuple[float, float]:
+        ok = self.heights[np.isfinite(self.heights)]
+        if not ok.size:
+            raise DemError(f"DEM {self.name}: no heights in the window read")
+        return float(ok.min()), float(ok.max())
+
+
+def _is_geographic(crs: Any) -> bool:
+    import pyproj
+
+    p = pyproj.CRS.from_user_input(crs.to_wkt())
+    horizontal = p.sub_crs_list[0] if p.is_compound else p
+    return bool(horizontal.is_geographic)
+
+
+def datum_transformer(crs: Any, vertical_datum: str, name: str) -> Any | None:
+    """A pyproj transformer (lon, lat, height) -> (lon, lat, HAE), or None when the heights are
+    already HAE. `vertical_datum`: auto (what the file's CRS declares), hae, egm2008, egm96,
+    or the path of a geoid grid PROJ reads (undulation added: HAE = H + N)."""
+    import pyproj
+    from pyproj.transformer import Transformer, TransformerGroup
+
+    if vertical_datum == "hae":
+        return None
+    if vertical_datum not in ("auto", *DATUMS):
+        grid = vertical_datum
+        return Transformer.from_pipeline(
+            "+proj=pipeline +step +proj=unitconvert +xy_in=deg +xy_out=rad "
+            f"+step +proj=vgridshift +grids={grid} +multiplier=1 "
+            "+step +proj=unitconvert +xy_in=rad +xy_out=deg"
+        )
+    src: pyproj.CRS | None = None
+    if vertical_datum in DATUMS:
+        src = pyproj.CRS.from_user_input(DATUMS[vertical_datum])
+    else:
+        src = pyproj.CRS.from_user_input(crs.to_wkt()) if crs else None
+        if src is None or (not src.is_compound and len(src.axis_info) < 3):
+            raise DemError(
+                f"DEM {name}: its CRS ({crs.to_string() if crs else 'none'}) does not say what "
+                "its heights are measured from: set standardize.dem_vertical_datum to hae, "
+                "egm2008, egm96 or a geoid grid file"
+            )
+        if not src.is_compound:
+            return None  # a 3-D geographic CRS (EPSG:4979): ellipsoidal heights
+    group = TransformerGroup(src, "EPSG:4979", always_xy=True)
+    if not group.best_available or not group.transformers:
+        missing = [g.short_name for op in group.unavailable_operations for g in op.grids]
+        raise DemError(
+            f"DEM {name}: the geoid grid that turns its {src.name} into ellipsoidal heights "
+            f"is not installed ({', '.join(sorted(set(missing))) or 'no grid named'}): install "
+            "it (`projsync --file NAME`, into pyproj's data folder) or give "
+            "standardize.dem_vertical_datum a geoid grid file"
+        )
+    return group.transformers[0]
+
+
+def to_hae(grid: DemGrid, transformer: Any | None) -> DemGrid:
+    """The grid with its heights converted by `datum_transformer`'s result (None: as they are)."""
+    if transformer is None:
+        return grid
+    n_i, n_j = grid.heights.shape
+    lat = grid.lat0 + grid.dlat * np.arange(n_i)
+    lon = grid.lon0 + grid.dlon * np.arange(n_j)
+    lo, la = np.meshgrid(lon, lat)
+    ok = np.isfinite(grid.heights)
+    out = np.full(grid.heights.shape, np.nan)
+    try:
+        _, _, h = transformer.transform(lo[ok], la[ok], grid.heights[ok], errcheck=True)
+    except Exception as exc:  # pyproj's ProjError: e.g. outside the geoid grid
+        raise DemError(f"DEM {grid.name}: heights not converted to HAE ({exc})") from None
+    out[ok] = h
+    return DemGrid(out, grid.lat0, grid.lon0, grid.dlat, grid.dlon, grid.name)
+
+
+def dem_files(url: str, storage_options: dict[str, Any] | None = None) -> list[str]:
+    """The raster files of a DEM: the URL itself, or the .tif/.tiff/.vrt files under a folder
+    (sorted: the first one listed wins where tiles overlap)."""
+    from sarlo_dask.store import filesystem
+
+    fs, path = filesystem(url, storage_options)
+    if url.lower().endswith(DEM_SUFFIXES):
+        return [url]
+    try:
+        is_dir = fs.isdir(path)
+    except OSError as exc:
+        raise DemError(f"DEM {url}: not readable ({exc})") from None
+    if not is_dir:
+        raise DemError(f"DEM {url}: neither a GeoTIFF/VRT file nor a folder of them")
+    found = sorted(p for p in fs.find(path) if p.lower().endswith(DEM_SUFFIXES))
+    if not found:
+        raise DemError(f"DEM {url}: the folder holds no .tif, .tiff or .vrt file")
+    proto = url.split("://", 1)[0] + "://" if "://" in url else ""
+    return [proto + p if proto and "://" not in p else p for p in found]
+
+
+def _open(url: str, storage_options: dict[str, Any] | None) -> Any:
+    import rasterio
+
+    from sarlo_dask.store import filesystem, is_local
+
+    fs, path = filesystem(url, storage_options)
+    if is_local(fs):
+        return rasterio.open(path)
+    return rasterio.open(path, opener=fs.open)  # range reads through fsspec
+
+
+def read_dem(
+    url: str,
+    bbox: tuple[float, float, float, float],
+    vertical_datum: str = "auto",
+    storage_options: dict[str, Any] | None = None,
+) -> DemGrid:
+    """The DEM's window covering `bbox` (west, south, east, north, degrees) as HAE, on the
+    first file's own pixel grid (never resampled). DemError (one line) when it cannot."""
+    from contextlib import ExitStack
+
+    from rasterio.merge import merge
+
+    from sarlo_dask.errors import redact
+
+    name = redact(url)
+    with ExitStack() as stack:
+        sets = []
+        for f in dem_files(url, storage_options):
+            try:
+                sets.append(stack.enter_context(_open(f, storage_options)))
+            except Exception as exc:  # rasterio's errors: not a raster, unreadable
+                raise DemError(f"DEM {redact(f)}: not readable as a raster ({exc})") from None
+        first = sets[0]
+        if first.crs is None or not _is_geographic(first.crs):
+            raise DemError(
+                f"DEM {name}: its CRS ({first.crs}) is not geographic: reproject it to "
+                "latitude/longitude first (e.g. gdalwarp -t_srs EPSG:4326)"
+            )
+        transformer = datum_transformer(first.crs, vertical_datum, name)
+        t = first.transform
+        west, south, east, north = bbox
+        # snap outward to the first file's pixel edges: merge then copies pixels, never shifts
+        c0, c1 = np.floor((west - t.c) / t.a), np.ceil((east - t.c) / t.a)
+        r0, r1 = np.floor((north - t.f) / t.e), np.ceil((south - t.f) / t.e)
+        bounds = (t.c + c0 * t.a, t.f + r1 * t.e, t.c + c1 * t.a, t.f + r0 * t.e)
+        data, out_t = merge(sets, bounds=bounds, masked=True, dtype="float64")
+    heights = np.ma.filled(data[0].astype("float64"), np.nan)
+    heights[~np.isfinite(heights)] = np.nan
+    if not np.isfinite(heights).any():
+        raise DemError(
+            f"DEM {name} has no heights in {west:.5f}, {south:.5f}, {east:.5f}, {north:.5f} "
+            "(west, south, east, north): it does not cover the scene"
+        )
+    grid = DemGrid(
+        heights,
+        lat0=out_t.f + 0.5 * out_t.e,
+        lon0=out_t.c + 0.5 * out_t.a,
+        dlat=out_t.e,
+        dlon=out_t.a,
+        name=name,
+    )
+    return to_hae(grid, transformer)
+
+
+def _bbox(llh: np.ndarray, pad_m: float) -> Box:
+    lat = float(np.mean(llh[:, 0]))
+    dlat = pad_m / 111_320.0
+    dlon = pad_m / (111_320.0 * np.cos(np.radians(lat)))
+    return (
+        float(llh[:, 1].min() - dlon),
+        float(llh[:, 0].min() - dlat),
+        float(llh[:, 1].max() + dlon),
+        float(llh[:, 0].max() + dlat),
+    )
+
+
+Box = tuple[float, float, float, float]
+
+
+def _inside(inner: Box, outer: Box) -> bool:
+    return (
+        inner[0] >= outer[0]
+        and inner[1] >= outer[1]
+        and inner[2] <= outer[2]
+        and (inner[3] <= outer[3])
+    )
+
+
+def scene_dem(
+    url: str,
+    sicd: Any,
+    vertical_datum: str = "auto",
+    storage_options: dict[str, Any] | None = None,
+) -> DemGrid:
+    """The DEM window a whole SICD image needs: its edges projected at the lowest and highest
+    heights of the DEM around it (a first window about the SCP height says which), plus a
+    margin of a few DEM pixels for the bilinear neighbours and the shadow rays' first steps."""
+    from sarlo_dask.geolocation import ecf_to_llh, project_pixels, scene_size, tie_point_axis
+
+    xml = sicd if isinstance(sicd, str) else sicd.to_xml_string(tag="SICD")
+    n_rows, n_cols, scp_h = scene_size(xml)
+    r, c = tie_point_axis(n_rows, max(1, n_rows // 8)), tie_point_axis(n_cols, max(1, n_cols // 8))
+    edge_r = np.concatenate([r, r, np.zeros_like(c), np.full_like(c, n_rows - 1)])
+    edge_c = np.concatenate([np.zeros_like(r), np.full_like(r, n_cols - 1), c, c])
+
+    def footprint(h: float) -> np.ndarray:
+        return ecf_to_llh(project_pixels(xml, edge_r, edge_c, h))
+
+    box = _bbox(footprint(scp_h), 500.0)
+    grid = read_dem(url, box, vertical_datum, storage_options)
+    for _ in range(3):
+        lo, hi = grid.hae_range()
+        pad = 8 * grid.spacing_m() + 50.0
+        need = _bbox(np.concatenate([footprint(lo - 5.0), footprint(hi + 5.0)]), pad)
+        if _inside(need, box):
+            return grid
+        box = (
+            min(need[0], box[0]),
+            min(need[1], box[1]),
+            max(need[2], box[2]),
+            max(need[3], box[3]),
+        )
+        grid = read_dem(url, box, vertical_datum, storage_options)
+    return grid
