@@ -178,9 +178,7 @@ def demo(
 ) -> None:
     """Simulate scenes and their optical ground, run the whole build on them, then draw a few
     samples (OUT/samples.png) and the label shares (OUT/labels.png)."""
-    from dataclasses import asdict
-
-    from sarlo_dask.simulate import SimulationSpec, simulate_scene
+    from sarlo_dask.simulate import SimulationSpec, simulate_scene, spec_record
 
     inputs = out / "inputs"
     from sarlo_dask.sicd import read_sicd_meta
@@ -221,7 +219,7 @@ def demo(
             lat=48.71 + 0.05 * i,
         )
         truth_path = Path(str(path) + ".truth.json")  # written last: the scene is whole
-        same = json.loads(json.dumps(asdict(spec)))  # as the truth file holds it
+        same = json.loads(json.dumps(spec_record(spec)))  # as the truth file holds it
         old = json.loads(truth_path.read_text())["spec"] if truth_path.exists() else None
         fresh = old != same
         if fresh:  # none yet, or another demo version's

@@ -23,6 +23,16 @@ def simulate(
     seed: int = typer.Option(0),
     lat: float = typer.Option(48.7128),
     lon: float = typer.Option(2.2075),
+    relief: float = typer.Option(
+        0.0,
+        help="terrain relief over the footprint, m (0: flat ground): targets on the terrain, "
+        "its DEM (HAE, EPSG:4979) written to OUT.dem.tif",
+    ),
+    terrain_seed: int = typer.Option(0, help="seed of the terrain's shape"),
+    dem_spacing: float = typer.Option(2.0, help="DEM spacing, m"),
+    allow_layover: bool = typer.Option(
+        False, help="accept slopes facing the sensor as steep as the incidence (else refused)"
+    ),
     like: Path | None = typer.Option(
         None,
         help="a real SICD XML (or NITF) whose geometry, grid, skew, weighting, radiometry and "
@@ -30,10 +40,14 @@ def simulate(
     ),
 ) -> None:
     """Write a synthetic SICD with point targets at known ground positions: a spotlight PFA
-    of the given spacing, or (--like) the geometry of a real product."""
+    of the given spacing, on flat ground or (--relief) on a terrain with its DEM, or (--like)
+    the geometry of a real product."""
     from sarlo_dask.simulate import SimulationSpec, simulate_scene
 
     if like is not None:
+        if relief:
+            typer.echo("error: --relief is for simulated geometries, not --like", err=True)
+            raise typer.Exit(2)
         _simulate_like(like, out, rows, cols, seed, targets)
         return
 
@@ -49,13 +63,27 @@ def simulate(
         seed=seed,
         lat=lat,
         lon=lon,
+        relief_m=relief,
+        terrain_seed=terrain_seed,
+        dem_spacing_m=dem_spacing,
+        allow_layover=allow_layover,
     )
     try:
         truth = simulate_scene(out, spec)
     except ValueError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
-    typer.echo(f"wrote {out} ({rows} x {cols} at {spacing} m, {len(truth['targets'])} targets)")
+    ground = ""
+    if "terrain" in truth:
+        stats = truth["terrain_stats"]
+        ground = (
+            f", on {stats['relief_m']:.0f} m of relief (steepest slope facing the sensor "
+            f"{stats['max_facing_slope_deg']:.1f} deg, {truth['layover_targets']} targets laid "
+            f"over); DEM {truth['dem']['file']}"
+        )
+    typer.echo(
+        f"wrote {out} ({rows} x {cols} at {spacing} m, {len(truth['targets'])} targets{ground})"
+    )
 
 
 def _simulate_like(like: Path, out: Path, rows: int, cols: int, seed: int, targets: int) -> None:

@@ -3,7 +3,8 @@
 Band-limited speckle (declared sigma0 and receiver noise) plus point targets, made in the
 spatial-frequency domain with the aperture weighting, optionally skewed by a DeltaKCOAPoly,
 written by sarkit (sarpy builds the metadata model: sarkit 1.8 has none). The truth file
-beside the NITF holds the targets' pixels, ECEF and lat/lon/hae."""
+beside the NITF holds the targets' pixels, ECEF and lat/lon/hae: on flat ground at `hae`, or
+with `relief_m` on a terrain whose DEM is written beside it (simulate_terrain)."""
 
 from __future__ import annotations
 
@@ -59,6 +60,12 @@ class SimulationSpec:
     nesz_db: float | None = -25.0
     """receiver noise, as sigma0 (dB): added with the clutter's spectral shape and declared in
     Radiometric.NoiseLevel; None (or no sigma0_sf): a noise-free scene"""
+    relief_m: float = 0.0
+    """terrain relief over the footprint (m; 0: flat at `hae`), its shape's seed, its DEM's
+    spacing (m), and whether slopes facing the sensor may lay over (simulate_terrain)"""
+    terrain_seed: int = 0
+    dem_spacing_m: float = 2.0
+    allow_layover: bool = False
 
     def skewed(self) -> bool:
         return bool(
@@ -373,11 +380,21 @@ def check_spec(spec: SimulationSpec, sicd: Any) -> None:
                 f"{name} skew up to {worst:.3g} cycles/m is past the native "
                 f"Nyquist frequency {0.5 / d.SS:.3g}"
             )
+    if spec.relief_m:
+        from sarlo_dask.simulate_terrain import check_terrain
+
+        check_terrain(spec)
+
+
+def spec_record(spec: SimulationSpec) -> dict[str, Any]:
+    """The spec as the truth file holds it: a flat scene's without the terrain settings."""
+    terrain = ("relief_m", "terrain_seed", "dem_spacing_m", "allow_layover")
+    return {k: v for k, v in asdict(spec).items() if spec.relief_m or k not in terrain}
 
 
 def simulate_scene(path: str | Path, spec: SimulationSpec | None = None) -> dict[str, Any]:
-    """Write a SICD NITF at `path` (with sarkit) and its ground truth at `path` +
-    '.truth.json'."""
+    """Write a SICD NITF at `path` (with sarkit), its ground truth at `path` + '.truth.json'
+    and, with terrain (spec.relief_m > 0), its DEM at `path` + '.dem.tif'."""
     from sarlo_dask.nitf import write_sicd_nitf
 
     spec = spec or SimulationSpec()
@@ -391,9 +408,14 @@ def simulate_scene(path: str | Path, spec: SimulationSpec | None = None) -> dict
     xml = sicd.to_xml_string(tag="SICD", check_validity=False)
     write_sicd_nitf(path, xml, image, spec.collector)
     truth = {
-        "spec": asdict(spec),
+        "spec": spec_record(spec),
         "scp_ecf": sicd.GeoData.SCP.ECF.get_array().tolist(),
         "targets": [asdict(t) for t in targets],
     }
+    Path(str(path) + ".dem.tif").unlink(missing_ok=True)
+    if spec.relief_m:
+        from sarlo_dask.simulate_terrain import terrain_truth
+
+        truth = terrain_truth(path, spec, sicd, truth)
     Path(str(path) + ".truth.json").write_text(json.dumps(truth, indent=1))
     return truth

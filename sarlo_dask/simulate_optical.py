@@ -1,18 +1,35 @@
 """The optical ground of a simulated scene: XYZ tiles of a known ground, with red disks on its
-targets, for the optical pairing's tests and the demo (a tile server or folder serves them)."""
+targets, for the optical pairing's tests and the demo (a tile server or folder serves them).
+A scene with terrain (truth['terrain']) has its stripes hill-shaded by it."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+if TYPE_CHECKING:
+    from sarlo_dask.simulate_terrain import Terrain
+
 MARKER_RADIUS_M = 1.6
+SUN_ENU = np.array([-0.5, 0.5, np.sqrt(0.5)])
+"""hillshade light: from the north-west, 45 degrees up"""
 
 
-def render_ground_tile(z: int, x: int, y: int, markers: list[tuple[float, float]]) -> bytes:
-    """A 256 px XYZ tile (PNG) of a known ground: grey stripes, red disks at `markers` (lat, lon).
+def hillshade(terrain: Terrain, lat: Any, lon: Any) -> Any:
+    """A brightness factor (1 on flat ground, 0.3 to 1.29) lighting the terrain from SUN_ENU."""
+    from sarlo_dask.simulate_terrain import terrain_normal_enu
+
+    lit = np.clip(terrain_normal_enu(terrain, lat, lon) @ SUN_ENU, 0.0, 1.0)
+    return 0.3 + 0.7 * lit / SUN_ENU[2]
+
+
+def render_ground_tile(
+    z: int, x: int, y: int, markers: list[tuple[float, float]], terrain: Terrain | None = None
+) -> bytes:
+    """A 256 px XYZ tile (PNG) of a known ground: grey stripes, hill-shaded by `terrain` if
+    given, red disks at `markers` (lat, lon).
 
     The optical counterpart of a simulated scene: the markers sit on its targets.
     """
@@ -26,6 +43,8 @@ def render_ground_tile(z: int, x: int, y: int, markers: list[tuple[float, float]
     gx, gy = np.meshgrid(x * TILE_PX + i, y * TILE_PX + i)
     lon, lat = lonlat_of_pixel(gx, gy, z)
     grey = 90 + 40 * np.sin(lon * 6000.0) + 30 * np.cos(lat * 5000.0)  # never pure red
+    if terrain is not None:
+        grey = np.clip(grey * hillshade(terrain, lat, lon), 0, 255)  # still grey
     rgb = np.repeat(grey[..., None], 3, axis=2)
     for mlat, mlon in markers:
         dy = (lat - mlat) * 111_320.0
@@ -48,7 +67,9 @@ def simulate_optical_tiles(
     ((n, 2) degrees, e.g. its image corners), plus a margin, to `folder`; tiles already there
     are kept unless `overwrite`. How many were written."""
     from sarlo_dask.optical.tilemath import tiles_for_bbox
+    from sarlo_dask.simulate_terrain import terrain_from_dict
 
+    terrain = terrain_from_dict(truth["terrain"]) if "terrain" in truth else None
     markers = [(t["llh"][0], t["llh"][1]) for t in truth["targets"]]
     points = np.asarray(latlon if latlon is not None else markers, dtype="float64")
     if not len(points):
@@ -63,6 +84,6 @@ def simulate_optical_tiles(
             path = Path(folder, str(zoom), str(x), f"{y}.png")
             if overwrite or not path.exists():
                 path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_bytes(render_ground_tile(zoom, x, y, markers))
+                path.write_bytes(render_ground_tile(zoom, x, y, markers, terrain))
                 n += 1
     return n
