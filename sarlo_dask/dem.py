@@ -171,7 +171,7 @@ def _open(url: str, storage_options: dict[str, Any] | None) -> Any:
     fs, path = filesystem(url, storage_options)
     if is_local(fs):
         return rasterio.open(path)
-    return rasterio.open(path, opener=fs.open)  # range reads through fsspec
+    return rasterio.open(path, opener=fs)  # range reads through fsspec
 
 
 def read_dem(

@@ -1,0 +1,282 @@
+"""DEMs as they come (files, folders, S3, vertical datums) and pixels projected onto them,
+judged by independent references: sarkit's own scalar DEM projection, the simulator's analytic
+terrain (its targets placed by sarkit), sarpy's ground_to_image, brute-force ray tracing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sarlo_dask.config import StandardizeConfig
+from sarlo_dask.dem import DemError, DemGrid, read_dem, scene_dem
+from sarlo_dask.geolocation import LAYOVER, SHADOW, ecf_to_llh, project_pixels
+from sarlo_dask.simulate import SimulationSpec, simulate_scene
+from sarlo_dask.simulate_terrain import (
+    ORTHOMETRIC_CRS,
+    dem_grid,
+    terrain_from_dict,
+    terrain_height,
+    write_dem_geotiff,
+)
+from sarlo_dask.terrain import project_to_dem
+
+HILLY = SimulationSpec(
+    rows=512,
+    cols=512,
+    row_spacing=1.0,
+    col_spacing=1.0,
+    seed=3,
+    n_targets=30,
+    relief_m=80.0,
+    terrain_seed=2,
+)
+STEEP = SimulationSpec(
+    rows=512,
+    cols=512,
+    row_spacing=1.0,
+    col_spacing=1.0,
+    seed=1,
+    n_targets=25,
+    relief_m=400.0,
+    allow_layover=True,
+)
+
+
+def _scene(tmp_path_factory: pytest.TempPathFactory, name: str, spec: SimulationSpec):
+    path = tmp_path_factory.mktemp(name) / f"{name}.nitf"
+    truth = simulate_scene(path, spec)
+    return path, truth, Path(str(path) + ".dem.tif")
+
+
+@pytest.fixture(scope="module")
+def hilly(tmp_path_factory):
+    return _scene(tmp_path_factory, "hilly", HILLY)
+
+
+@pytest.fixture(scope="module")
+def steep(tmp_path_factory):
+    return _scene(tmp_path_factory, "steep", STEEP)
+
+
+def _xml(path: Path) -> str:
+    from sarlo_dask.sicd import read_header
+
+    sicd, _ = read_header(str(path))
+    return sicd.to_xml_string(tag="SICD")
+
+
+def _sarkit_dem_projection(xml: str, rows, cols, dem: DemGrid) -> list[np.ndarray]:
+    """sarkit's scalar SICD Vol. 3 projection to a DEM surface, one pixel per call."""
+    import sarkit.sicd as sksicd
+    import sarkit.sicd.projection as proj
+    import sarkit.wgs84
+    from lxml import etree
+
+    tree = etree.ElementTree(etree.fromstring(xml.encode()))
+    params = proj.MetadataParams.from_xml(tree)
+    lo, hi = dem.hae_range()
+
+    def above(ecf: np.ndarray) -> np.ndarray:
+        llh = sarkit.wgs84.cartesian_to_geodetic(ecf)
+        return llh[..., 2] - dem.height(llh[..., 0], llh[..., 1])
+
+    out = []
+    for r, c in zip(rows, cols, strict=True):
+        xy = sksicd.rowcol_to_xrowycol(tree, np.array([[r, c]], dtype="float64"))
+        sets = proj.compute_projection_sets(params, xy[0])
+        out.append(
+            np.atleast_2d(
+                proj.r_rdot_to_dem_surface(
+                    params.LOOK, params.SCP, sets, above, lo - 1, hi + 1, dem.spacing_m() / 4
+                )
+            )
+        )
+    return out
+
+
+def test_projection_onto_the_dem_is_sarkits_and_the_simulators(hilly):
+    path, truth, dem_path = hilly
+    xml = _xml(path)
+    dem = scene_dem(str(dem_path), xml)
+    lo, hi = dem.hae_range()
+    assert hi - lo >= 60.0, "at least 60 m of relief under the scene"
+    rng = np.random.default_rng(0)
+    rows, cols = rng.uniform(0, 511, 40), rng.uniform(0, 511, 40)
+    ours = project_to_dem(xml, rows, cols, dem)
+    assert not (ours.flags & LAYOVER).any()
+    reference = _sarkit_dem_projection(xml, rows, cols, dem)
+    assert all(len(r) == 1 for r in reference)
+    gap = np.linalg.norm(ours.ecf - np.concatenate(reference), axis=1)
+    assert gap.max() < 3e-3, gap.max()  # both stop within a millimetre of the surface
+    # the targets, placed by sarkit on the analytic terrain (the DEM samples it at 2 m)
+    px = np.array([[t["row"], t["col"]] for t in truth["targets"]])
+    at = project_to_dem(xml, px[:, 0], px[:, 1], dem)
+    gap = np.linalg.norm(at.ecf - np.array([t["ecf"] for t in truth["targets"]]), axis=1)
+    assert gap.max() < 0.02, gap.max()
+    flat = project_pixels(xml, px[:, 0], px[:, 1])
+    moved = np.linalg.norm(flat - np.array([t["ecf"] for t in truth["targets"]]), axis=1)
+    assert moved.max() > 20.0  # a constant height puts them tens of metres off
+
+
+def test_layover_is_where_sarkit_finds_several_crossings(steep):
+    path, truth, dem_path = steep
+    xml = _xml(path)
+    dem = scene_dem(str(dem_path), xml)
+    px = np.array([[t["row"], t["col"]] for t in truth["targets"]])
+    ours = project_to_dem(xml, px[:, 0], px[:, 1], dem)
+    several = np.array([t["intersections"] > 1 for t in truth["targets"]])
+    assert several.any() and (~several).any(), "the scene has both"
+    np.testing.assert_array_equal((ours.flags & LAYOVER) > 0, several)
+    # the lowest of the crossings, as sarkit orders them
+    gap = np.linalg.norm(ours.ecf - np.array([t["ecf"] for t in truth["targets"]]), axis=1)
+    assert gap.max() < 0.05, gap.max()
+
+
+def _ridge(xml: str) -> DemGrid:
+    """A flat DEM at the SCP height with a 60 m wall-like ridge across the range direction."""
+    from sarlo_dask.geolocation import scene_size
+
+    n_rows, n_cols, h0 = scene_size(xml)
+    corners = ecf_to_llh(project_pixels(xml, np.array([0, n_rows - 1]), np.array([0, 0])))
+    lat0, lon0 = corners.mean(axis=0)[:2]
+    d = 1.0 / 111_320.0
+    lat = lat0 + d * np.arange(700, -700, -1)
+    lon = lon0 + d / np.cos(np.radians(lat0)) * np.arange(-700, 700)
+    along = (corners[1, 1] - corners[0, 1]) * np.cos(np.radians(lat0))
+    across = corners[1, 0] - corners[0, 0]  # the range direction on the ground, degrees
+    u = np.array([across, along]) / np.hypot(across, along)
+    s = (lat[:, None] - lat0) * u[0] + (lon[None, :] - lon0) * np.cos(np.radians(lat0)) * u[1]
+    s = s * 111_320.0  # metres along the ground range from the middle
+    heights = h0 + 60.0 * np.exp(-((s / 6.0) ** 2))
+    return DemGrid(heights, lat[0], lon[0], -d, d / np.cos(np.radians(lat0)), "ridge")
+
+
+def test_shadow_is_what_a_fine_ray_trace_finds(hilly):
+    from sarkit.wgs84 import cartesian_to_geodetic
+
+    path, _, _ = hilly
+    xml = _xml(path)
+    dem = _ridge(xml)
+    rows = np.linspace(0, 511, 160)
+    cols = np.full_like(rows, 256.0)
+    ours = project_to_dem(xml, rows, cols, dem)
+    shadow = (ours.flags & SHADOW) > 0
+    assert shadow.sum() >= 5 and (~shadow).sum() >= 5
+    from sarlo_dask.geolocation import projection_sets
+
+    _, sets = projection_sets(xml, rows, cols)
+    brute = np.zeros(len(rows), dtype=bool)
+    for i, (g, arp) in enumerate(zip(ours.ecf, sets.ARP_COA, strict=True)):
+        u = (arp - g) / np.linalg.norm(arp - g)
+        s = np.arange(0.05, 300.0, 0.05)
+        llh = cartesian_to_geodetic(g + s[:, None] * u)
+        brute[i] = bool((dem.height(llh[:, 0], llh[:, 1]) - llh[:, 2] > 0.01).any())
+    assert (shadow != brute).sum() <= 2, np.flatnonzero(shadow != brute)
+
+
+def test_dem_files_folders_and_s3_give_the_same_window(hilly, tmp_path, s3):
+    import rasterio
+    import s3fs
+    from rasterio.windows import Window
+
+    path, _, dem_path = hilly
+    xml = _xml(path)
+    whole = scene_dem(str(dem_path), xml)
+    with rasterio.open(dem_path) as src:  # the window's pixels are the file's, never resampled
+        row, col = src.index(whole.lon0, whole.lat0)
+        h, w = whole.heights.shape
+        inside = src.read(1, window=Window(col, row, w, h), boundless=True, fill_value=np.nan)
+        profile, data, half = src.profile, src.read(1), src.width // 2
+        transform = src.transform
+    np.testing.assert_array_equal(whole.heights[np.isfinite(inside)], inside[np.isfinite(inside)])
+    folder = tmp_path / "tiles"
+    folder.mkdir()
+    for name, sl, t in (
+        ("west.tif", np.s_[:, :half], transform),
+        ("east.tif", np.s_[:, half:], transform * rasterio.Affine.translation(half, 0)),
+    ):
+        part = data[sl]
+        prof = dict(profile, width=part.shape[1], height=part.shape[0], transform=t)
+        with rasterio.open(folder / name, "w", **prof) as dst:
+            dst.write(part[None])
+    tiled = scene_dem(str(folder), xml)
+    np.testing.assert_array_equal(tiled.heights, whole.heights)
+    s3fs.S3FileSystem(**s3).put(str(dem_path), "sarlo/dem/hilly.tif")
+    remote = scene_dem("s3://sarlo/dem/hilly.tif", xml, storage_options=s3)
+    np.testing.assert_array_equal(remote.heights, whole.heights)
+    assert remote.name == "s3://sarlo/dem/hilly.tif"
+
+
+def _geoid_grid(path: Path, lat0: float, lon0: float) -> None:
+    """A geoid undulation grid PROJ can read: N = 40 m + 10 m per degree of latitude."""
+    import rasterio
+    from rasterio.transform import from_origin
+
+    lat = lat0 + 1.0 - 0.01 * (np.arange(200) + 0.5)
+    n = np.repeat((40.0 + 10.0 * (lat - lat0))[:, None], 200, axis=1).astype("float32")
+    with rasterio.open(
+        path, "w", driver="GTiff", width=200, height=200, count=1, dtype="float32",
+        crs="EPSG:4326", transform=from_origin(lon0 - 1.0, lat0 + 1.0, 0.01, 0.01),
+    ) as dst:  # fmt: skip
+        dst.write(n[None])
+
+
+def test_orthometric_heights_become_hae_or_are_refused(hilly, tmp_path):
+    import pyproj
+
+    path, truth, _ = hilly
+    xml = _xml(path)
+    terrain = terrain_from_dict(truth["terrain"])
+    lat, lon, hae = dem_grid(terrain, truth["dem"])
+    lat0, lon0 = truth["spec"]["lat"], truth["spec"]["lon"]
+
+    def undulation(la, lo):
+        return 40.0 + 10.0 * (la - lat0)
+
+    ortho = tmp_path / "ortho.tif"
+    write_dem_geotiff(ortho, lat, lon, hae, crs=ORTHOMETRIC_CRS, undulation=undulation)
+    with pytest.raises(DemError, match="us_nga_egm08_25.tif") as no_grid:
+        scene_dem(str(ortho), xml)
+    assert "\n" not in str(no_grid.value)
+    grid = tmp_path / "geoid.tif"
+    _geoid_grid(grid, lat0, lon0)
+    named = scene_dem(str(ortho), xml, vertical_datum=str(grid))
+    original = pyproj.datadir.get_data_dir()
+    (tmp_path / "proj").mkdir()
+    grid.rename(tmp_path / "proj" / "us_nga_egm08_25.tif")
+    pyproj.datadir.append_data_dir(str(tmp_path / "proj"))
+    try:
+        declared = scene_dem(str(ortho), xml)  # EPSG:4326+3855 through PROJ's EGM2008 grid
+    finally:
+        pyproj.datadir.set_data_dir(original)
+    for got in (named, declared):
+        la = got.lat0 + got.dlat * np.arange(got.heights.shape[0])
+        lo = got.lon0 + got.dlon * np.arange(got.heights.shape[1])
+        want = terrain_height(terrain, la[:, None], lo[None, :])
+        ok = np.isfinite(got.heights)
+        assert ok.sum() > 10_000
+        np.testing.assert_allclose(got.heights[ok], want[ok], atol=2e-3)  # float32 heights
+    plain = tmp_path / "plain.tif"
+    write_dem_geotiff(plain, lat, lon, hae, crs="EPSG:4326")
+    with pytest.raises(DemError, match="dem_vertical_datum") as undeclared:
+        read_dem(str(plain), (lon0 - 0.001, lat0 - 0.001, lon0 + 0.001, lat0 + 0.001))
+    assert "\n" not in str(undeclared.value)
+    as_hae = scene_dem(str(plain), xml, vertical_datum="hae")
+    assert np.nanmax(np.abs(as_hae.height(lat0, lon0) - terrain_height(terrain, lat0, lon0))) < 1e-3
+
+
+def test_a_scene_the_dem_does_not_cover_fails_alone(hilly, client, tmp_path):
+    from sarlo_dask.pipeline import standardize_scenes
+
+    _, _, dem_path = hilly
+    far = tmp_path / "far.nitf"
+    simulate_scene(far, SimulationSpec(rows=256, cols=256, lat=45.0, lon=5.0, n_targets=0))
+    cfg = StandardizeConfig(min_size=64, dem=str(dem_path))
+    results = standardize_scenes([str(hilly[0]), str(far)], str(tmp_path / "work"), cfg, client)
+    by = {Path(r.url).stem: r for r in results}
+    assert by["hilly"].status == "done", by["hilly"].reason
+    assert by["far"].status == "failed"
+    assert "does not cover the scene" in by["far"].reason, by["far"].reason
+    assert "\n" not in by["far"].reason and str(dem_path) in by["far"].reason
