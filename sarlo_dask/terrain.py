@@ -227,17 +227,18 @@ def project_to_dem(
     return Projected(ecf, flags)
 
 
-def surface_normal(llh: np.ndarray) -> np.ndarray:
-    """The unit ECEF normal (upwards) of the plane fitted by least squares through ground
-    points (N, 3) lat, lon, hae: the terrain's mean orientation over them."""
+def mean_normal(ecf: np.ndarray) -> np.ndarray:
+    """The unit ECEF mean of the upward normals of a surface sampled on a grid (A, R, 3) of
+    ground points: each point's normal from its neighbours along both axes."""
     from sarkit.wgs84 import up
 
-    ecf = llh_to_ecf(llh)
-    centre = ecf.mean(axis=0)
-    _, _, vt = np.linalg.svd(ecf - centre, full_matrices=False)
-    normal = vt[-1]
-    centre_up = up(ecf_to_llh(centre[None, :]))[0]
-    return normal if normal @ centre_up >= 0 else -normal
+    d_a, d_r = np.gradient(ecf, axis=(0, 1))
+    normals = np.cross(d_a, d_r).reshape(-1, 3)
+    normals /= np.linalg.norm(normals, axis=1, keepdims=True)
+    ups = up(ecf_to_llh(ecf.reshape(-1, 3)))
+    normals *= np.sign((normals * ups).sum(axis=1))[:, None]
+    mean = normals.mean(axis=0)
+    return np.asarray(mean / np.linalg.norm(mean))
 
 
 def incidence_on(normal: np.ndarray, ground: np.ndarray, sensor: np.ndarray) -> float:
@@ -280,15 +281,14 @@ def require_cover(dem: DemGrid, lat: np.ndarray, lon: np.ndarray) -> None:
 
 
 def _window_samples(w: Any, tp_az: np.ndarray, tp_rg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Pixels (azimuth, range) that speak for a window: its tie points when it holds at least
-    two a side, else a 17 x 17 grid over it."""
+    """(azimuth, range) pixel axes of the grid that speaks for a window: its tie points when
+    it holds at least three a side, else 17 x 17 points over it."""
     last = w.size - 1
     ia = tp_az[(tp_az >= w.a0) & (tp_az <= w.a0 + last)]
     ir = tp_rg[(tp_rg >= w.r0) & (tp_rg <= w.r0 + last)]
-    if len(ia) < 2 or len(ir) < 2:
+    if len(ia) < 3 or len(ir) < 3:
         ia, ir = w.a0 + np.linspace(0, last, 17), w.r0 + np.linspace(0, last, 17)
-    a, r = np.meshgrid(ia, ir, indexing="ij")
-    return a.ravel().astype("float64"), r.ravel().astype("float64")
+    return ia.astype("float64"), ir.astype("float64")
 
 
 def _nearest(var: Any, a: np.ndarray, r: np.ndarray) -> np.ndarray:
@@ -302,13 +302,15 @@ def _nearest(var: Any, a: np.ndarray, r: np.ndarray) -> np.ndarray:
 def tile_terrain(w: Any, ds: Any, sicd: Any) -> dict[str, Any] | None:
     """meta.json's `terrain` section of a window of a scene store made with a DEM (None
     without one): the DEM and its use, the fractions of the window's tie points in layover and
-    in shadow, its relief, the terrain incidence (line of sight to the plane fitted through its
-    ground on the DEM) and, when the DEM only checks, how far off the optical view is (px)."""
+    in shadow, its relief, the terrain incidence (the line of sight at its centre against the
+    mean of the normals of its ground on the DEM) and, when the DEM only checks, how far off
+    the optical view is (SAR px)."""
     from sarlo_dask.tiles import tile_llh
 
     if "terrain_flags" not in ds:
         return None
-    a, r = _window_samples(w, ds.tp_azimuth.values, ds.tp_range.values)
+    ia, ir = _window_samples(w, ds.tp_azimuth.values, ds.tp_range.values)
+    a, r = (g.ravel() for g in np.meshgrid(ia, ir, indexing="ij"))
     flags = _nearest(ds.terrain_flags, a, r).astype("uint8")
     lat, lon, hae = (
         ds[n]
@@ -327,7 +329,9 @@ def tile_terrain(w: Any, ds: Any, sicd: Any) -> dict[str, Any] | None:
         "layover_fraction": float(((flags & LAYOVER) > 0).mean()),
         "shadow_fraction": float(((flags & SHADOW) > 0).mean()),
         "relief_m": float(np.ptp(llh[:, 2])),
-        "incidence_deg": incidence_on(surface_normal(llh), centre, arp),
+        "incidence_deg": incidence_on(
+            mean_normal(llh_to_ecf(llh).reshape(len(ia), len(ir), 3)), centre, arp
+        ),
         "shift_px": shift,
         "samples": len(a),
     }

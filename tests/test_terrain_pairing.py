@@ -1,0 +1,202 @@
+"""A simulated scene with 80 m of relief built with and without its DEM: tie points against
+dense DEM projection, optical markers against their targets in every tile, the misalignment a
+constant height leaves (recorded and flagged), terrain incidence against the simulator's
+slopes. The tile stage runs on a real two-worker cluster against a loopback XYZ server."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from sarpy.geometry.point_projection import ground_to_image
+
+from sarlo_dask.config import StandardizeConfig, TileConfig
+from sarlo_dask.pipeline import standardize_scenes, tile_scenes
+from sarlo_dask.sicd import sicd_from_xml
+from sarlo_dask.simulate import SimulationSpec, simulate_scene
+from sarlo_dask.simulate_terrain import terrain_from_dict, terrain_normal_enu
+from sarlo_dask.standardize import open_scene_store
+from sarlo_dask.store import Store
+from sarlo_dask.tiles import tile_llh
+
+from .helpers import peak
+from .tileserver import TileServer
+
+ZOOM = 19
+SIZE, STRIDE = 256, 128
+HILLY = SimulationSpec(
+    rows=512,
+    cols=512,
+    row_spacing=1.0,
+    col_spacing=1.0,
+    seed=3,
+    n_targets=40,
+    relief_m=80.0,
+    terrain_seed=2,
+)
+
+
+@pytest.fixture(scope="module")
+def built(client, tmp_path_factory):
+    """{case: (work, scene store, truth)}: the DEM used to geolocate; only to check (tiles
+    off by more than a pixel flagged); only to check and record (every view shipped)."""
+    root = tmp_path_factory.mktemp("terrain-build")
+    path = root / "hilly.nitf"
+    truth = simulate_scene(path, HILLY)
+    server = TileServer([(t["llh"][0], t["llh"][1]) for t in truth["targets"]])
+    out = {}
+    try:
+        for case in ("geolocation", "check", "recorded"):
+            use = "geolocation" if case == "geolocation" else "check"
+            dem = str(path) + ".dem.tif"
+            cfg = StandardizeConfig(min_size=64, store_chunk=128, dem=dem, dem_use=use)
+            work = str(root / f"work-{case}")
+            res = standardize_scenes([str(path)], work, cfg, client)[0]
+            assert res.status == "done", res.reason
+            limit = None if case == "recorded" else 1.0
+            tiles = TileConfig(
+                size=SIZE, stride=STRIDE, optical=server.url, zoom=ZOOM, max_terrain_shift_px=limit
+            )
+            assert all(r.status == "done" for r in tile_scenes(work, tiles, client))
+            out[case] = (work, open_scene_store(res.store).load(), truth)
+    finally:
+        server.close()
+    return out
+
+
+def _tiles(work: str) -> list[tuple[dict, Path]]:
+    found = sorted(Path(Store(work).tile_dir("hilly")).glob("*.meta.json"))
+    return [(json.loads(p.read_text()), p) for p in found]
+
+
+def test_tie_points_are_within_their_bound_of_dense_dem_projection(built):
+    from sarlo_dask.dem import scene_dem
+    from sarlo_dask.geolocation import llh_to_ecf
+    from sarlo_dask.terrain import project_to_dem
+
+    _, ds, _ = built["geolocation"]
+    xml = ds.attrs["sicd_xml"]
+    bound = StandardizeConfig().dem_bound_m
+    assert ds.attrs["geolocation_error_estimate_m"] <= bound / 2
+    assert ds.attrs["geolocation_height"].startswith("DEM ")
+    rng = np.random.default_rng(1)
+    a = rng.uniform(0, ds.sizes["azimuth"] - 1, 3000)
+    r = rng.uniform(0, ds.sizes["range"] - 1, 3000)
+    dense = project_to_dem(xml, r, a, scene_dem(ds.attrs["dem"], xml), shadows=False)
+    interpolated = llh_to_ecf(tile_llh(ds.lat, ds.lon, ds.hae, a, r))
+    err = np.linalg.norm(interpolated - dense.ecf, axis=1)
+    assert err.max() <= bound, err.max()
+
+
+def _marker_offsets(
+    work: str, ds, truth, flat: bool = False
+) -> list[tuple[str, float, float, dict]]:
+    """(tile key, distance in SAR px from the nearest optical marker (a red blob of optic.png)
+    to where it should be, the distance from there to the target's peak, the tile's terrain
+    section) for every target well inside a tile with an optical image. A marker should be on
+    its target's peak; with `flat` (a constant-height geolocation) where the scene's constant
+    height puts the target's lat/lon instead."""
+    from scipy import ndimage
+
+    from sarlo_dask.geolocation import llh_to_ecf
+
+    sicd = sicd_from_xml(ds.attrs["sicd_xml"])
+    h0 = float(ds.hae.values.mean())  # one height: the SCP's
+    slc = ds.slc.values
+    out = []
+    for meta, path in _tiles(work):
+        a0, r0 = meta["crop"]["azimuth"][0], meta["crop"]["range"][0]
+        optic = path.with_name(meta["key"] + ".optic.png")
+        if not optic.exists():
+            continue
+        red = np.asarray(Image.open(optic))
+        red = (red[..., 0] > 200) & (red[..., 1] < 60)
+        labels, n = ndimage.label(red)
+        blobs = np.array(ndimage.center_of_mass(red, labels, range(1, n + 1))).reshape(-1, 2)
+        blobs += [a0, r0]
+        for t in truth["targets"]:
+            (row, col), _, _ = ground_to_image(np.array(t["ecf"]), sicd, tolerance=1e-6)
+            if not (12 <= col - a0 < SIZE - 12 and 12 <= row - r0 < SIZE - 12):
+                continue
+            pa, pr = peak(slc, col, row)
+            ea, er = pa, pr
+            if flat:
+                ecf = llh_to_ecf(np.array([[t["llh"][0], t["llh"][1], h0]]))[0]
+                (er, ea), _, _ = ground_to_image(ecf, sicd, tolerance=1e-6)
+                if not (8 <= ea - a0 < SIZE - 8 and 8 <= er - r0 < SIZE - 8):
+                    continue  # its marker is drawn outside this tile
+            found = np.hypot(blobs[:, 0] - ea, blobs[:, 1] - er).min() if n else np.inf
+            out.append(
+                (meta["key"], float(found), float(np.hypot(ea - pa, er - pr)), meta["terrain"])
+            )
+    return out
+
+
+def test_with_the_dem_every_marker_is_within_a_pixel_of_its_target(built):
+    work, ds, truth = built["geolocation"]
+    metas = _tiles(work)
+    assert len(metas) >= 9
+    assert all(m["optical"]["status"] == "ok" for m, _ in metas), [
+        m["optical"]["status"] for m, _ in metas
+    ]
+    offsets = _marker_offsets(work, ds, truth)
+    assert len(offsets) >= 20 and len({o[0] for o in offsets}) >= 6
+    worst = max(offsets, key=lambda o: o[1])
+    assert worst[1] <= 1.0, worst
+
+
+def test_without_it_the_recorded_shift_shows_the_misalignment_and_flags_the_tiles(built):
+    work, ds, truth = built["check"]
+    metas = _tiles(work)
+    shifts = {m["key"]: m["terrain"]["shift_px"] for m, _ in metas}
+    assert max(shifts.values()) > 5.0  # tens of metres at 0.8 m pixels
+    for m, _ in metas:  # flagged as TileConfig.max_terrain_shift_px (1 px) says
+        flagged = m["optical"]["status"].startswith("failed: the terrain puts")
+        assert flagged == (m["terrain"]["shift_px"] > 1.0), (m["key"], m["optical"]["status"])
+    # the same build with the shift only recorded ships every optical view: markers miss their
+    # targets (the nearest marker may be another target's, never further than the truth's)
+    work, ds, truth = built["recorded"]
+    offsets = _marker_offsets(work, ds, truth, flat=True)
+    assert len(offsets) >= 20
+    found = np.array([o[1] for o in offsets])
+    assert found.max() <= 1.0, found  # each marker is where the constant height draws it,
+    misses = np.array([o[2] for o in offsets])  # this far from its target,
+    recorded = np.array([o[3]["shift_px"] for o in offsets])  # as the tile records
+    assert misses.max() > 5.0
+    assert np.all(misses <= recorded + 0.5), np.c_[misses, recorded]
+
+
+def test_terrain_incidence_follows_the_simulators_slopes(built):
+    from sarlo_dask.geolocation import llh_to_ecf
+
+    work, ds, truth = built["geolocation"]
+    terrain = terrain_from_dict(truth["terrain"])
+    sicd = sicd_from_xml(ds.attrs["sicd_xml"])
+    arp = np.asarray(sicd.Position.ARPPoly(sicd.SCPCOA.SCPTime))
+    tilted = 0
+    for meta, _ in _tiles(work):
+        angles = meta["incidence_angles"]
+        a0, r0 = meta["crop"]["azimuth"][0], meta["crop"]["range"][0]
+        s = np.linspace(0, SIZE - 1, 33)
+        a, r = (g.ravel() for g in np.meshgrid(a0 + s, r0 + s, indexing="ij"))
+        llh = tile_llh(ds.lat, ds.lon, ds.hae, a, r)
+        # the simulator's mean normal over the tile's ground, in ECEF
+        from sarkit.wgs84 import east, north, up
+
+        enu = terrain_normal_enu(terrain, llh[:, 0], llh[:, 1])  # the analytic surface's
+        basis = np.stack([east(llh), north(llh), up(llh)], axis=1)  # (n, 3 axes, 3 ecf)
+        normal = np.einsum("na,nae->ne", enu, basis).mean(axis=0)
+        normal /= np.linalg.norm(normal)
+        centre = llh_to_ecf(
+            tile_llh(ds.lat, ds.lon, ds.hae, np.array([a0 + 127.5]), np.array([r0 + 127.5]))
+        )[0]
+        los = (arp - centre) / np.linalg.norm(arp - centre)
+        want = float(np.degrees(np.arccos(normal @ los)))
+        assert abs(angles["terrain_deg"] - want) < 0.5, (meta["key"], angles, want)
+        tilted += abs(angles["terrain_deg"] - angles["ellipsoid_deg"]) > 3.0
+        assert meta["terrain"]["layover_fraction"] == 0.0
+        assert meta["terrain"]["relief_m"] > 0.0
+    assert tilted >= 3, "slopes change the incidence by degrees in several tiles"
