@@ -9,8 +9,9 @@ from typing import Any
 
 import numpy as np
 
-SCHEMA_VERSION = "2.0"
-"""of meta.json (sarlo_dask/schemas/meta.schema.json); 1.x: before the acquisition block"""
+SCHEMA_VERSION = "2.1"
+"""of meta.json (sarlo_dask/schemas/meta.schema.json); 1.x: before the acquisition block;
+2.1: the `terrain` section of builds with a DEM"""
 
 
 def _get(obj: Any, path: str) -> Any:

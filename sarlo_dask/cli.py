@@ -27,6 +27,11 @@ ClusterOpt = Annotated[
 ]
 cli_tools.register(app)
 DEBUG = [False]
+DemOpt = typer.Option(
+    None,
+    help="DEM the pixels are projected onto (GeoTIFF/COG, VRT or a folder of them; a path or "
+    "any fsspec URL): terrain-aware geolocation, layover/shadow flags, terrain incidence",
+)
 CaptionServerOpt = typer.Option(
     None,
     help="an OpenAI-compatible server's base URL (e.g. http://node1:8000/v1), repeatable: "
@@ -76,12 +81,13 @@ def standardize(
     spacing: float | None = typer.Option(None, help="target spacing, m (default 0.8)"),
     config: Path | None = typer.Option(None, help="YAML configuration"),
     min_size: int | None = typer.Option(None, help="smallest output size, px (default 1024)"),
+    dem: str | None = DemOpt,
     cluster: ClusterOpt = "local",
     workers: int | None = typer.Option(None, help="local workers (default: CPU count, max 8)"),
 ) -> None:
     """Resample SICD scenes to SPACING in slant range, with geolocation, into WORK/scenes/."""
     code = cli_run.run_standardize(
-        inputs, work, cluster, workers, spacing=spacing, config=config, min_size=min_size
+        inputs, work, cluster, workers, spacing=spacing, config=config, min_size=min_size, dem=dem
     )
     raise typer.Exit(code)
 
@@ -150,6 +156,7 @@ def build(
         None, help="XYZ URL template {z}/{x}/{y}, GeoTIFF or folder of XYZ tiles"
     ),
     zoom: int | None = typer.Option(None, help="XYZ zoom level (default 19)"),
+    dem: str | None = DemOpt,
     include_optical: bool | None = typer.Option(
         None, "--include-optical", help="ship <key>.optic.png (check the source's licence)"
     ),
@@ -165,7 +172,7 @@ def build(
 ) -> None:
     """The whole build: standardize, tile, pair, caption, release; re-run to resume."""
     settings = (config, optical, zoom, include_optical, caption_model, caption_server, dry_run)
-    raise typer.Exit(cli_run.run_build(inputs, work, out, cluster, workers, *settings))
+    raise typer.Exit(cli_run.run_build(inputs, work, out, cluster, workers, *settings, dem=dem))
 
 
 @app.command()

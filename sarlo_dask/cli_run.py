@@ -91,7 +91,9 @@ def run_standardize(
 
     config = settings.pop("config", None)
     cfg = _configure(load_config, config, settings)
-    _preflight(*_common_checks(cluster, workers, work, cfg.storage_options))
+    from sarlo_dask.preflight import check_dem
+
+    _preflight(*_common_checks(cluster, workers, work, cfg.storage_options), lambda: check_dem(cfg))
     urls = _scene_urls(inputs, cfg.storage_options)
     t0 = time.perf_counter()
     results = _on_cluster(
@@ -167,6 +169,7 @@ def run_build(
     caption_model: str | None = None,
     caption_server: list[str] | None = None,
     dry_run: bool = False,
+    dem: str | None = None,
 ) -> int:
     from sarlo_dask.config import (
         load_caption_config,
@@ -176,7 +179,7 @@ def run_build(
     )
     from sarlo_dask.pipeline import build_dataset
 
-    scfg = _configure(load_config, config, {})
+    scfg = _configure(load_config, config, {"dem": dem})
     tcfg = _configure(load_tile_config, config, {"optical": optical, "zoom": zoom})
     ccfg = _configure(
         load_caption_config, config, {"model": caption_model, **_servers(caption_server)}
@@ -185,6 +188,7 @@ def run_build(
     from sarlo_dask.preflight import (
         check_caption_image,
         check_caption_servers,
+        check_dem,
         check_optical,
         check_protocol,
         check_writable,
@@ -196,6 +200,7 @@ def run_build(
     _preflight(
         *_common_checks(cluster, workers, work, scfg.storage_options),
         lambda: check_writable(out, "--out", rcfg.storage_options),
+        lambda: check_dem(scfg),
         lambda: check_optical(tcfg.optical if tcfg.optical_mode == "fetch" else None, tcfg.zoom),
         lambda: check_caption_servers(ccfg),
         lambda: check_caption_image(tcfg, ccfg),

@@ -174,6 +174,32 @@ def _open(url: str, storage_options: dict[str, Any] | None) -> Any:
     return rasterio.open(path, opener=fs)  # range reads through fsspec
 
 
+def _check_crs(crs: Any, vertical_datum: str, name: str) -> Any | None:
+    """The datum transformer of a DEM whose CRS is `crs`; DemError unless it is geographic."""
+    if crs is None or not _is_geographic(crs):
+        raise DemError(
+            f"DEM {name}: its CRS ({crs}) is not geographic: reproject it to "
+            "latitude/longitude first (e.g. gdalwarp -t_srs EPSG:4326)"
+        )
+    return datum_transformer(crs, vertical_datum, name)
+
+
+def probe_dem(
+    url: str, vertical_datum: str = "auto", storage_options: dict[str, Any] | None = None
+) -> None:
+    """DemError unless the DEM's first file opens as a raster in a geographic CRS whose heights
+    can be turned into HAE (headers only: the check a build makes before any work)."""
+    from sarlo_dask.errors import redact
+
+    first = dem_files(url, storage_options)[0]
+    try:
+        with _open(first, storage_options) as src:
+            crs = src.crs
+    except Exception as exc:  # rasterio's errors: not a raster, unreadable
+        raise DemError(f"DEM {redact(first)}: not readable as a raster ({exc})") from None
+    _check_crs(crs, vertical_datum, redact(url))
+
+
 def read_dem(
     url: str,
     bbox: tuple[float, float, float, float],
@@ -197,12 +223,7 @@ def read_dem(
             except Exception as exc:  # rasterio's errors: not a raster, unreadable
                 raise DemError(f"DEM {redact(f)}: not readable as a raster ({exc})") from None
         first = sets[0]
-        if first.crs is None or not _is_geographic(first.crs):
-            raise DemError(
-                f"DEM {name}: its CRS ({first.crs}) is not geographic: reproject it to "
-                "latitude/longitude first (e.g. gdalwarp -t_srs EPSG:4326)"
-            )
-        transformer = datum_transformer(first.crs, vertical_datum, name)
+        transformer = _check_crs(first.crs, vertical_datum, name)
         t = first.transform
         west, south, east, north = bbox
         # snap outward to the first file's pixel edges: merge then copies pixels, never shifts

@@ -49,6 +49,8 @@ def standardize_scenes(
 
     install_quiet_refusals(client)  # a refusal is one line here, not a worker traceback
     urls = [absolute_url(u) for u in urls]  # what meta.json records: the same from any folder
+    if cfg.dem is not None:  # the same for the DEM
+        cfg = cfg.model_copy(update={"dem": absolute_url(cfg.dem)})
     cfg = on_device(cfg, all_gpus(client))
     work, digest = Store.of(work, cfg.storage_options), cfg.digest()
     results: list[SceneResult] = []

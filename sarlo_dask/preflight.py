@@ -114,6 +114,18 @@ def check_optical(spec: str | None, zoom: int) -> None:
         raise UsageError(what, "the folder holds no XYZ tiles")
 
 
+def check_dem(cfg: Any) -> None:
+    """standardize.dem, when set, opens as a geographic raster whose heights become HAE."""
+    from sarlo_dask.dem import DemError, probe_dem
+
+    if cfg.dem is None:
+        return
+    try:
+        probe_dem(cfg.dem, cfg.dem_vertical_datum, cfg.dem_storage_options)
+    except DemError as exc:
+        raise UsageError(str(exc)) from None  # it names the DEM
+
+
 def _root_cause(exc: BaseException) -> str:
     """The innermost exception behind `exc` (a refused connection, a name not found)."""
     while exc.__cause__ is not None or exc.__context__ is not None:

@@ -280,3 +280,29 @@ def test_a_scene_the_dem_does_not_cover_fails_alone(hilly, client, tmp_path):
     assert by["far"].status == "failed"
     assert "does not cover the scene" in by["far"].reason, by["far"].reason
     assert "\n" not in by["far"].reason and str(dem_path) in by["far"].reason
+
+
+def test_the_cli_refuses_an_unusable_dem_before_any_work(hilly, tmp_path):
+    import subprocess
+    import sys
+
+    path, truth, _ = hilly
+    lat, lon, hae = dem_grid(terrain_from_dict(truth["terrain"]), truth["dem"])
+    plain = tmp_path / "plain.tif"
+    write_dem_geotiff(plain, lat, lon, hae, crs="EPSG:4326")
+    sarlo = str(Path(sys.executable).parent / "sarlo")
+    for dem, why in (
+        (tmp_path / "none.tif", "not readable as a raster"),
+        (plain, "does not say what its heights are measured from"),
+    ):
+        work = tmp_path / f"work-{dem.stem}"
+        res = subprocess.run(
+            [sarlo, "standardize", str(path), "--work", str(work), "--dem", str(dem)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert res.returncode == 2, res.stderr
+        lines = res.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: DEM ") and why in lines[0], lines
+        assert not work.exists() or not any(work.rglob("*.zarr"))  # nothing was made

@@ -115,6 +115,7 @@ RUNS = {
     "sarlo build scenes/ --work work/ --out release/ --optical tiles/ --caption-server "
     "http://gpu-node-1:8000/v1 --caption-server http://gpu-node-2:8000/v1 --caption-model "
     "Qwen/Qwen2-VL-2B-Instruct": "servers",
+    "sarlo standardize scenes/ --work work --dem dem/glo30/": "dem",
 }
 """each `sarlo` command of the README, by the name of the case that runs it"""
 
@@ -225,6 +226,18 @@ def test_each_readme_command_runs(case, places, s3_server):
         shutil.copytree(places["root"] / "scenes", root / "scenes")
         _run(cmd, {}, root)
         assert len(fs.glob("bucket/work/scenes/*/zarr.json")) == 2
+    elif case == "dem":  # a scene with 80 m of relief and its DEM in a folder of one tile
+        from sarlo_dask.simulate import SimulationSpec, simulate_scene
+        from sarlo_dask.standardize import open_scene_store
+
+        spec = SimulationSpec(rows=1040, cols=1040, row_spacing=0.8, col_spacing=0.8, relief_m=80)
+        simulate_scene(root / "scenes" / "hilly.nitf", spec)
+        (root / "dem" / "glo30").mkdir(parents=True)
+        (root / "scenes" / "hilly.nitf.dem.tif").rename(root / "dem" / "glo30" / "tile.tif")
+        _run(cmd, {}, root)
+        ds = open_scene_store(str(root / "work" / "scenes" / "hilly.zarr"))
+        assert ds.attrs["geolocation_height"] == f"DEM {root / 'dem' / 'glo30'}"
+        assert "terrain_flags" in ds and float(ds.hae.max() - ds.hae.min()) > 60
     else:
         work = root / "work"
         shutil.copytree(demo_out / "work", work)

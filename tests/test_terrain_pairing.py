@@ -170,7 +170,12 @@ def test_without_it_the_recorded_shift_shows_the_misalignment_and_flags_the_tile
 
 
 def test_terrain_incidence_follows_the_simulators_slopes(built):
+    from jsonschema import Draft202012Validator
+
+    from sarlo_dask.dataset import meta_schema
     from sarlo_dask.geolocation import llh_to_ecf
+
+    props = meta_schema()["properties"]
 
     work, ds, truth = built["geolocation"]
     terrain = terrain_from_dict(truth["terrain"])
@@ -179,6 +184,8 @@ def test_terrain_incidence_follows_the_simulators_slopes(built):
     tilted = 0
     for meta, _ in _tiles(work):
         angles = meta["incidence_angles"]
+        for name in ("terrain", "incidence_angles"):  # as the release's schema describes them
+            Draft202012Validator(props[name]).validate(meta[name])
         a0, r0 = meta["crop"]["azimuth"][0], meta["crop"]["range"][0]
         s = np.linspace(0, SIZE - 1, 33)
         a, r = (g.ravel() for g in np.meshgrid(a0 + s, r0 + s, indexing="ij"))
