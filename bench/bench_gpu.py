@@ -29,7 +29,8 @@ def scene_in_memory(size: int, chunk: int) -> Any:
     import dask.array as da
 
     from sarlo_dask.sicd import scene_dataset
-    from sarlo_dask.simulate import SimulationSpec, build_sicd
+    from sarlo_dask.simulate import SimulationSpec
+    from sarlo_dask.simulate_sicd import build_sicd
 
     sicd = build_sicd(SimulationSpec(rows=size, cols=size, row_spacing=0.4, col_spacing=0.4))
     rng = np.random.default_rng(0)
