@@ -125,6 +125,17 @@ class TileConfig(BaseModel):
     fit_grid: int = Field(0, ge=0, description="0: fit the affine to the 4 corners (paper)")
     min_optical_fraction: float = Field(0.95, ge=0, le=1)
     max_residual_px: float = Field(1.0, gt=0)
+    max_affine_residual_px: float = Field(
+        0.5,
+        gt=0,
+        description="one affine maps a tile's optical view when it follows the tie-point "
+        "geolocation this closely (SAR px); else a mesh (piecewise affine) that does",
+    )
+    max_mesh_grid: int = Field(
+        33,
+        description="finest mesh tried (3, 5, 9, 17 or 33 control points a side), halving "
+        "the cell from 3 until the residual is max_affine_residual_px; 0: never a mesh",
+    )
     tile_cache: str = Field(
         "",
         description="cache of downloaded XYZ tiles: a local folder (default "
@@ -163,6 +174,13 @@ class TileConfig(BaseModel):
     tile_cache_options: dict[str, Any] = Field(
         default_factory=dict, exclude=True, description="storage options of tile_cache's URL"
     )
+
+    @field_validator("max_mesh_grid")
+    @classmethod
+    def _mesh_grid(cls, n: int) -> int:
+        if n not in (0, 3, 5, 9, 17, 33):
+            raise ValueError(f"max_mesh_grid {n}: use 0 (no mesh) or 3, 5, 9, 17, 33")
+        return n
 
     def digest(self) -> str:
         """Of the settings that shape the tiles: how they are fetched (timeouts, retries,

@@ -211,6 +211,8 @@ def make_tile(
             cfg.min_optical_fraction,
             cfg.max_residual_px,
             device=cfg.device,
+            max_affine_residual_px=cfg.max_affine_residual_px,
+            max_mesh_grid=cfg.max_mesh_grid,
         )
         # rasterio writes local files: the mosaic is staged, then copied to {work}
         with tempfile.TemporaryDirectory() as tmp:

@@ -60,6 +60,23 @@ def test_warp_cupy_equals_numpy():
     assert np.abs(cupy.asnumpy(gpu).astype(int) - cpu.astype(int)).max() <= 1
 
 
+def test_mesh_warp_cupy_equals_numpy():
+    """The mesh's coordinates go through the same code on the GPU (one band per cell row)."""
+    from sarlo_dask.optical.mesh import grid_points, mesh_from_points
+    from sarlo_dask.optical.warp import apply_affine, rgba, warp_bilinear
+
+    rng = np.random.default_rng(3)
+    img = rgba(rng.integers(0, 256, (700, 900, 3), dtype=np.uint8), np.ones((700, 900), bool))
+    a = np.array([[0.3, 3.9, 10.2], [4.1, 0.25, 20.7]])
+    for n in (3, 9, 33):
+        sar = grid_points(160, n)
+        mesh = mesh_from_points(sar, apply_affine(a, sar) + rng.normal(0, 2, sar.shape), 160)
+        cpu, ok_cpu = warp_bilinear(img, mesh, 160)
+        gpu, ok_gpu = warp_bilinear(cupy.asarray(img), mesh, 160)
+        assert np.array_equal(cupy.asnumpy(ok_gpu), ok_cpu)
+        assert np.abs(cupy.asnumpy(gpu).astype(int) - cpu.astype(int)).max() <= 1
+
+
 def test_device_cuda_scene_equals_cpu_and_bounds_cupy_caches(scenes):
     """The pipeline's own switch: device 'cuda' moves the read blocks to the GPU and the
     result back to host blocks for the store; the FFT thread's plan cache is bounded."""

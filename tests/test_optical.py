@@ -12,6 +12,9 @@ from pathlib import Path
 import mercantile
 import numpy as np
 import pytest
+import xarray as xr
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 from sarpy.geometry.point_projection import ground_to_image
 
@@ -25,8 +28,10 @@ from sarlo_dask.optical import (
     reconstruct_optical,
     source_from_spec,
 )
+from sarlo_dask.optical.mesh import MESH_GRIDS, grid_points, mesh_apply, mesh_from_points
+from sarlo_dask.optical.pair import pair_metadata
 from sarlo_dask.optical.tilemath import global_pixel, tiles_for_bbox
-from sarlo_dask.optical.warp import fit_affine, rgba, warp_bilinear
+from sarlo_dask.optical.warp import apply_affine, fit_affine, rgba, warp_bilinear
 from sarlo_dask.pipeline import standardize_scenes
 from sarlo_dask.sicd import sicd_from_xml
 from sarlo_dask.standardize import open_scene_store
@@ -114,6 +119,82 @@ def test_warp_is_a_bilinear_gather_that_never_invents_pixels():
     assert not ok2[0, 0] and out2[0, 0].sum() == 0  # touches the invalid pixel
 
 
+def _brute_force_mesh(sar, optical, size):
+    """(column, row) of every tile pixel under the piecewise-affine map, pixel by pixel: the
+    triangle holding the pixel (barycentric weights >= 0), its vertices' optical points
+    weighted alike. Independent of the mesh module's cell and fraction arithmetic."""
+    n = int(np.sqrt(len(sar)))
+    v, q = sar.reshape(n, n, 2), optical.reshape(n, n, 2)
+    g = (size - 1) / (n - 1)
+    out = np.empty((size, size, 2))
+    for a in range(size):
+        for r in range(size):
+            i, j = min(int(a // g), n - 2), min(int(r // g), n - 2)
+            for tri in (((i, j), (i + 1, j), (i, j + 1)), ((i + 1, j + 1), (i, j + 1), (i + 1, j))):
+                verts = np.array([v[t] for t in tri])
+                lam = np.linalg.solve(np.vstack([verts.T, np.ones(3)]), [a, r, 1.0])
+                if lam.min() >= -1e-9:
+                    out[a, r] = lam @ np.array([q[t] for t in tri])
+                    break
+            else:
+                raise AssertionError((a, r))
+    return out
+
+
+def test_mesh_warp_equals_brute_force_piecewise_affine_and_scipy_where_valid():
+    from scipy import ndimage
+
+    rng = np.random.default_rng(2)
+    img = rng.integers(0, 256, (300, 400, 3), dtype=np.uint8)
+    size, n = 96, 5
+    sar = grid_points(size, n)
+    a = np.array([[0.31, 1.7, 20.25], [1.1, -0.2, 80.5]])
+    optical = apply_affine(a, sar) + rng.normal(0, 3, sar.shape)  # bent: no affine fits
+    out, ok = warp_bilinear(
+        rgba(img, np.ones((300, 400), bool)), mesh_from_points(sar, optical, size), size
+    )
+    coords = _brute_force_mesh(sar, optical, size)
+    ref = np.stack(
+        [
+            ndimage.map_coordinates(
+                img[..., c].astype(float), [coords[..., 1], coords[..., 0]], order=1
+            )
+            for c in range(3)
+        ],
+        -1,
+    )
+    assert ok.mean() > 0.5
+    err = np.abs(out[ok].astype(float) - ref[ok])
+    assert err.max() < 2 and err.mean() < 0.5
+    # the control points are exact, and the map is continuous across every triangle edge
+    at = mesh_apply(mesh_from_points(sar, optical, size), sar)
+    assert np.allclose(at, optical, atol=1e-9)
+    pixels = np.mgrid[0:size, 0:size].reshape(2, -1).T.astype(float)
+    dense = mesh_apply(mesh_from_points(sar, optical, size), pixels).reshape(size, size, 2)
+    assert np.allclose(dense, coords, atol=1e-9)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    n=st.sampled_from(MESH_GRIDS),
+    size=st.integers(40, 160),
+    lin=st.lists(st.floats(-1.5, 1.5, allow_subnormal=False), min_size=4, max_size=4),
+    shift=st.lists(st.floats(0, 120, allow_subnormal=False), min_size=2, max_size=2),
+)
+def test_a_mesh_of_an_affine_mapping_warps_as_the_affine(n, size, lin, shift):
+    """Property: control points placed by an affine make a mesh whose warp is the affine's,
+    pixel for pixel, validity included."""
+    a = np.array([[lin[0], lin[1], 150 + shift[0]], [lin[2], lin[3], 150 + shift[1]]])
+    rng = np.random.default_rng(size)
+    img = rng.integers(0, 256, (500, 520, 3), dtype=np.uint8)
+    valid = rng.random((500, 520)) > 0.01
+    sar = grid_points(size, n)
+    mesh = mesh_from_points(sar, apply_affine(a, sar), size)
+    out_a, ok_a = warp_bilinear(rgba(img, valid), a, size)
+    out_m, ok_m = warp_bilinear(rgba(img, valid), mesh, size)
+    assert np.array_equal(ok_a, ok_m) and np.array_equal(out_a, out_m)
+
+
 def test_markers_land_within_one_sar_pixel_of_their_targets(scene, server, tmp_path):
     ds, truth = scene
     sicd = sicd_from_xml(ds.attrs["sicd_xml"])
@@ -193,6 +274,86 @@ def test_reconstruction_is_pixel_identical(scene, server, tmp_path):
         meta = {"Nb_pixel_a": SIZE, "optical": optical}
         fresh = _source(server, tmp_path / f"fresh{grid}")  # nothing cached
         assert np.array_equal(reconstruct_optical(json.loads(json.dumps(meta)), fresh), image)
+
+
+def _bent(ds, w, shift_px=10.0, sigma_px=40.0):
+    """`ds`'s geolocation on tie points every 8 px, with a Gaussian bump of `shift_px` SAR px
+    (0.8 m each) northward in the middle of window `w`: what relief does to the mapping."""
+    from sarlo_dask.tiles import tile_llh
+
+    n_az, n_rg = ds.sizes["azimuth"], ds.sizes["range"]
+    tp_az = np.unique(np.append(np.arange(0, n_az, 8), n_az - 1)).astype("float64")
+    tp_rg = np.unique(np.append(np.arange(0, n_rg, 8), n_rg - 1)).astype("float64")
+    a, r = np.meshgrid(tp_az, tp_rg, indexing="ij")
+    llh = tile_llh(ds.lat, ds.lon, ds.hae, a.ravel(), r.ravel()).reshape(*a.shape, 3)
+    ac, rc = w.a0 + w.size / 2, w.r0 + w.size / 2
+    bump = shift_px * np.exp(-((a - ac) ** 2 + (r - rc) ** 2) / (2 * sigma_px**2))
+    llh[..., 0] += bump * 0.8 / 111_320.0
+    dims = ("tp_azimuth", "tp_range")
+    return xr.Dataset(
+        {k: (dims, llh[..., i]) for i, k in enumerate(("lat", "lon", "hae"))},
+        coords={"tp_azimuth": tp_az, "tp_range": tp_rg},
+    )
+
+
+def test_a_bent_geolocation_is_warped_by_a_mesh_and_reconstructed(scene, server, tmp_path):
+    """Tie points bent by a bump: no affine fits (residual over 0.5 px), the coarsest mesh
+    that does is chosen and recorded; reconstruction, from a fetching build's meta.json and
+    from a metadata-only one's, is the build's image pixel for pixel. The flat scene's tile
+    keeps one affine."""
+    ds, _ = scene
+    w = tile_windows("fine", ds.sizes["azimuth"], ds.sizes["range"], SIZE, STRIDE)[3]
+    _, flat = pair_tile(w, ds, _source(server, tmp_path / "flat"), PairConfig(ZOOM))
+    assert flat["warp"]["model"] == "affine" and flat["warp"]["grid"] is None
+    assert flat["warp"]["residual_px"] <= 0.5 and len(flat["fit_points"]) == 4
+
+    bent = _bent(ds, w)
+    image, optical = pair_tile(w, bent, _source(server, tmp_path / "build"), PairConfig(ZOOM))
+    warp = optical["warp"]
+    assert optical["status"] == "ok", optical["status"]
+    assert warp["model"] == "mesh" and warp["grid"] in MESH_GRIDS[1:], warp
+    assert warp["affine_residual_px"] > 0.5 >= warp["residual_px"], warp
+    assert optical["residual_px"] <= 0.5 and optical["valid_fraction"] == 1.0
+    assert len(optical["fit_points"]) == warp["grid"] ** 2
+    # the recorded residual holds at every 4th pixel too, not only at the check points
+    pts = np.asarray(optical["fit_points"])
+    mesh = mesh_from_points(
+        pts[:, :2], np.column_stack(global_pixel(pts[:, 3], pts[:, 2], ZOOM)), SIZE
+    )
+    dense = np.mgrid[0:SIZE:4, 0:SIZE:4].reshape(2, -1).T.astype(float)
+    from sarlo_dask.optical.mesh import mesh_residual_sar_px
+    from sarlo_dask.tiles import tile_llh
+
+    ll = tile_llh(bent.lat, bent.lon, bent.hae, dense[:, 0] + w.a0, dense[:, 1] + w.r0)
+    truth = np.column_stack(global_pixel(ll[:, 1], ll[:, 0], ZOOM))
+    assert mesh_residual_sar_px(mesh, dense, truth) <= 0.6
+
+    meta = json.loads(json.dumps({"Nb_pixel_a": SIZE, "optical": optical}))
+    assert np.array_equal(reconstruct_optical(meta, _source(server, tmp_path / "fresh")), image)
+    only = pair_metadata(w, bent, _source(server, tmp_path / "m"), PairConfig(ZOOM))
+    assert only["warp"] == warp and only["fit_points"] == optical["fit_points"]
+    meta = json.loads(json.dumps({"Nb_pixel_a": SIZE, "optical": only}))
+    assert np.array_equal(reconstruct_optical(meta, _source(server, tmp_path / "fresh2")), image)
+    # a cap below what the bump needs: the finest allowed mesh, and a status that says so
+    coarse = PairConfig(ZOOM, max_mesh_grid=3)
+    if warp["grid"] > 3:
+        image3, capped = pair_tile(w, bent, _source(server, tmp_path / "build"), coarse)
+        assert (
+            capped["status"].startswith("failed: mesh residual") and "(3 x 3)" in capped["status"]
+        )
+        assert (
+            pair_metadata(w, bent, _source(server, tmp_path / "m"), coarse)["status"]
+            == capped["status"]
+        )
+
+
+def test_an_older_meta_json_without_warp_is_the_affine(scene, server, tmp_path):
+    ds, _ = scene
+    w = tile_windows("fine", ds.sizes["azimuth"], ds.sizes["range"], SIZE, STRIDE)[3]
+    image, optical = pair_tile(w, ds, _source(server, tmp_path), PairConfig(ZOOM))
+    del optical["warp"]
+    meta = json.loads(json.dumps({"Nb_pixel_a": SIZE, "optical": optical}))
+    assert np.array_equal(reconstruct_optical(meta, _source(server, tmp_path / "fresh")), image)
 
 
 def test_tiles_touching_a_rotated_footprint_against_brute_force():

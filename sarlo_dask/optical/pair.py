@@ -1,7 +1,13 @@
-"""Pair a SAR tile with its optical view: fit points, mosaic, affine, warp, checks.
+"""Pair a SAR tile with its optical view: fit points, mosaic, affine or mesh, warp, checks.
 
 The build and `reconstruct.reconstruct_optical` go through the same `render_optical` with the
-fit points recorded in meta.json, so a reconstruction is pixel-identical to what the build made.
+fit points and the model recorded in meta.json, so a reconstruction is pixel-identical to
+what the build made.
+
+The model: one affine when it follows the tie-point geolocation to `max_affine_residual_px`,
+else a mesh (piecewise affine, `mesh.py`) on the coarsest grid of `MESH_GRIDS` that does
+(relief bends the mapping). The choice is measured in Web-Mercator global pixels at the zoom,
+so a fetching build and a metadata-only one (no mosaic) choose alike.
 """
 
 from __future__ import annotations
@@ -12,6 +18,15 @@ from typing import Any
 import numpy as np
 
 from sarlo_dask.gpu import to_device, to_host
+from sarlo_dask.optical.mesh import (
+    MESH_GRIDS,
+    Mesh,
+    grid_points,
+    mesh_check_points,
+    mesh_from_points,
+    mesh_outline,
+    mesh_residual_sar_px,
+)
 from sarlo_dask.optical.mosaic import Mosaic, build_mosaic, write_geotiff
 from sarlo_dask.optical.sources import OpticalSource
 from sarlo_dask.optical.tilemath import global_pixel, ground_resolution
@@ -30,19 +45,95 @@ class PairConfig:
     residual_grid: int = 17
     device: str = "cpu"
     """where the warp runs: cpu or cuda"""
-
-
-def _grid(size: int, n: int) -> np.ndarray:
-    s = np.linspace(0, size - 1, n)
-    a, r = np.meshgrid(s, s, indexing="ij")
-    return np.column_stack([a.ravel(), r.ravel()])
+    max_affine_residual_px: float = 0.5
+    """one affine when its residual is at most this, else the coarsest mesh that reaches it"""
+    max_mesh_grid: int = 33
+    """finest mesh tried (one of MESH_GRIDS); 0: never a mesh, one affine as before"""
 
 
 def fit_points(w: Window, ds: Any, n: int) -> tuple[np.ndarray, np.ndarray]:
     """(tile pixel (azimuth, range), (lat, lon)) of the fit points, geolocated by tie points."""
-    sar = tile_corners(w.size) if n < 2 else _grid(w.size, n)
-    llh = tile_llh(ds.lat, ds.lon, ds.hae, sar[:, 0] + w.a0, sar[:, 1] + w.r0)
-    return sar, llh[:, :2]
+    sar = tile_corners(w.size) if n < 2 else grid_points(w.size, n)
+    return sar, _latlon(w, ds, sar)
+
+
+def _latlon(w: Window, ds: Any, sar: np.ndarray) -> np.ndarray:
+    """(lat, lon) of tile pixels `sar`, bilinear in the tie points."""
+    return tile_llh(ds.lat, ds.lon, ds.hae, sar[:, 0] + w.a0, sar[:, 1] + w.r0)[:, :2]
+
+
+def _global(latlon: np.ndarray, zoom: int) -> np.ndarray:
+    return np.column_stack(global_pixel(latlon[:, 1], latlon[:, 0], zoom))
+
+
+@dataclass(frozen=True)
+class WarpModel:
+    """A tile's SAR -> optical model: affine (least squares through the fit points) or mesh
+    (grid x grid control points), with the points it is made from and where it is checked."""
+
+    model: str
+    grid: int | None
+    sar: np.ndarray
+    latlon: np.ndarray
+    check_sar: np.ndarray
+    check_latlon: np.ndarray
+    residual_px: float
+    affine_residual_px: float
+
+    def record(self) -> dict[str, Any]:
+        """meta.json's `optical.warp` (residuals in Web-Mercator global pixels at the zoom)."""
+        return {
+            "model": self.model,
+            "grid": self.grid,
+            "residual_px": self.residual_px,
+            "affine_residual_px": self.affine_residual_px,
+        }
+
+
+def model_residual(mapping: np.ndarray | Mesh, sar: np.ndarray, optical: np.ndarray) -> float:
+    """Largest distance in SAR pixels between `mapping` and the true one (`sar` -> `optical`)."""
+    if isinstance(mapping, Mesh):
+        return mesh_residual_sar_px(mapping, sar, optical)
+    return residual_sar_px(mapping, sar, optical)
+
+
+def choose_warp(w: Window, ds: Any, cfg: PairConfig) -> WarpModel:
+    """The tile's model: one affine if its residual against the tie-point geolocation is at
+    most `max_affine_residual_px`, else the coarsest mesh of MESH_GRIDS (up to
+    `max_mesh_grid`) that is, else the finest (whose residual the status then reports).
+
+    Measured in Web-Mercator global pixels at the zoom (no mosaic needed: metadata mode
+    chooses as the build does); residuals are in SAR pixels, so the zoom hardly matters.
+    """
+    sar, latlon = fit_points(w, ds, cfg.fit_grid)
+    check_sar, check_ll = fit_points(w, ds, cfg.residual_grid)
+    a = fit_affine(sar, _global(latlon, cfg.zoom))
+    r_affine = residual_sar_px(a, check_sar, _global(check_ll, cfg.zoom))
+    model = WarpModel("affine", None, sar, latlon, check_sar, check_ll, r_affine, r_affine)
+    if r_affine <= cfg.max_affine_residual_px:
+        return model
+    for n in (g for g in MESH_GRIDS if g <= cfg.max_mesh_grid):
+        sar, latlon = fit_points(w, ds, n)
+        check_sar = mesh_check_points(w.size, n, cfg.residual_grid)
+        check_ll = _latlon(w, ds, check_sar)
+        mesh = mesh_from_points(sar, _global(latlon, cfg.zoom), w.size)
+        r = mesh_residual_sar_px(mesh, check_sar, _global(check_ll, cfg.zoom))
+        model = WarpModel("mesh", n, sar, latlon, check_sar, check_ll, r, r_affine)
+        if r <= cfg.max_affine_residual_px:
+            break
+    return model
+
+
+def residual_status(model: WarpModel, residual: float, cfg: PairConfig) -> str | None:
+    """Why the model is not good enough (a failed status), or None."""
+    if model.model == "mesh" and model.residual_px > cfg.max_affine_residual_px:
+        return (
+            f"failed: mesh residual {model.residual_px:.2f} px > {cfg.max_affine_residual_px} "
+            f"px at the finest grid ({model.grid} x {model.grid})"
+        )
+    if residual > cfg.max_residual_px:
+        return f"failed: {model.model} residual {residual:.2f} px > {cfg.max_residual_px} px"
+    return None
 
 
 def footprint_bbox(latlon: np.ndarray, zoom: int) -> tuple[float, float, float, float]:
@@ -66,24 +157,31 @@ def render_optical(
     zoom: int,
     size: int,
     device: str = "cpu",
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, Mosaic]:
-    """(image, valid, A, mosaic): the optical view warped into the size x size SAR grid.
+    mesh: int = 0,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | Mesh, Mosaic]:
+    """(image, valid, mapping, mosaic): the optical view warped into the size x size SAR grid.
+
+    `mesh` 0: the affine fitted to the points `sar`; n: the mesh whose control points they
+    are (an n x n grid, `mesh.grid_points`).
 
     XYZ tiles are fetched only where the tile's outline (one SAR pixel wider, so bilinear
     neighbours are in) falls: a footprint at an angle to north leaves the bbox's corners out.
     The mosaic's image is this thread's scratch buffer: use it before the thread's next call.
     `device` 'cuda' warps on this worker's GPU (the result comes back to host memory).
     """
-    gx, gy = global_pixel(latlon[:, 1], latlon[:, 0], zoom)
-    outline = np.array([[-1, -1], [-1, size], [size, size], [size, -1]], dtype="float64")
-    footprint = apply_affine(fit_affine(sar, np.column_stack([gx, gy])), outline)
+    gxy = _global(latlon, zoom)
+    if mesh:
+        footprint = mesh_outline(mesh_from_points(sar, gxy, size))
+    else:
+        outline = np.array([[-1, -1], [-1, size], [size, size], [size, -1]], dtype="float64")
+        footprint = apply_affine(fit_affine(sar, gxy), outline)
     mosaic = build_mosaic(source, *footprint_bbox(latlon, zoom), footprint=footprint, scratch=True)
-    u, v = mosaic.project(latlon[:, 1], latlon[:, 0])
-    a = fit_affine(sar, np.column_stack([u, v]))
+    uv = np.column_stack(mosaic.project(latlon[:, 1], latlon[:, 0]))
+    mapping = mesh_from_points(sar, uv, size) if mesh else fit_affine(sar, uv)
     image, valid = warp_bilinear(
-        to_device(mosaic.image) if device == "cuda" else mosaic.image, a, size
+        to_device(mosaic.image) if device == "cuda" else mosaic.image, mapping, size
     )
-    return to_host(image), to_host(valid), a, mosaic
+    return to_host(image), to_host(valid), mapping, mosaic
 
 
 def pair_tile(
@@ -93,13 +191,21 @@ def pair_tile(
 
     `mosaic_path`: also write the mosaic it was warped from there, as a GeoTIFF.
     """
-    sar, latlon = fit_points(w, ds, cfg.fit_grid)
-    image, valid, a, mosaic = render_optical(sar, latlon, source, cfg.zoom, w.size, cfg.device)
+    model = choose_warp(w, ds, cfg)
+    image, valid, mapping, mosaic = render_optical(
+        model.sar, model.latlon, source, cfg.zoom, w.size, cfg.device, model.grid or 0
+    )
     if mosaic_path is not None:
         write_geotiff(mosaic, mosaic_path)
-    check_sar, check_ll = fit_points(w, ds, cfg.residual_grid)
-    cu, cv = mosaic.project(check_ll[:, 1], check_ll[:, 0])
-    residual = residual_sar_px(a, check_sar, np.column_stack([cu, cv]))
+    check_ll = model.check_latlon
+    residual = model_residual(
+        mapping, model.check_sar, np.column_stack(mosaic.project(check_ll[:, 1], check_ll[:, 0]))
+    )
+    if isinstance(mapping, Mesh):  # the affine meta.json records: through the fit points
+        sar, latlon = fit_points(w, ds, cfg.fit_grid)
+        a = fit_affine(sar, np.column_stack(mosaic.project(latlon[:, 1], latlon[:, 0])))
+    else:
+        a, latlon = mapping, model.latlon
     frac = float(valid.mean())
     status, retry = "ok", False
     if mosaic.failures:
@@ -113,14 +219,15 @@ def pair_tile(
             f"failed: valid optical fraction {frac:.3f} < {cfg.min_valid_fraction} "
             f"({mosaic.missing} of {mosaic.tiles} tiles empty)"
         )
-    elif residual > cfg.max_residual_px:
-        status = f"failed: affine residual {residual:.2f} px > {cfg.max_residual_px} px"
+    elif (why := residual_status(model, residual, cfg)) is not None:
+        status = why
     corners_ll = latlon if cfg.fit_grid < 2 else fit_points(w, ds, 0)[1]
     meta = {
         "corners_wgs84": corners_ll.tolist(),
         "source": source.describe(),
         "zoom": cfg.zoom if mosaic.zoom is not None else None,
-        "fit_points": np.column_stack([sar, latlon]).tolist(),
+        "fit_points": np.column_stack([model.sar, model.latlon]).tolist(),
+        "warp": model.record(),
         "affine_sar_to_optical": a.tolist(),
         "residual_px": residual,
         "valid_fraction": frac,
@@ -135,15 +242,19 @@ def pair_tile(
 
 def pair_metadata(w: Window, ds: Any, source: OpticalSource, cfg: PairConfig) -> dict[str, Any]:
     """meta.json's `optical` fields without the image (tiles.optical_mode metadata, as
-    SARLO-80 v2 ships its optical views): the source, zoom and fit points that `sarlo optical
-    reconstruct` warps from; nothing is fetched at build time."""
-    sar, latlon = fit_points(w, ds, cfg.fit_grid)
-    corners_ll = latlon if cfg.fit_grid < 2 else fit_points(w, ds, 0)[1]
+    SARLO-80 v2 ships its optical views): the source, zoom, model and fit points that `sarlo
+    optical reconstruct` warps from (the model chosen as the build chooses it); nothing is
+    fetched at build time. A model that is not good enough is a failed status, as in a build."""
+    model = choose_warp(w, ds, cfg)
+    corners_ll = model.latlon if model.grid is None and cfg.fit_grid < 2 else None
+    if corners_ll is None:
+        corners_ll = fit_points(w, ds, 0)[1]
     return {
         "corners_wgs84": corners_ll.tolist(),
         "source": source.describe(),
         "zoom": cfg.zoom if getattr(source, "zoom", None) is not None else None,
-        "fit_points": np.column_stack([sar, latlon]).tolist(),
-        "status": METADATA_ONLY,
+        "fit_points": np.column_stack([model.sar, model.latlon]).tolist(),
+        "warp": model.record(),
+        "status": residual_status(model, model.residual_px, cfg) or METADATA_ONLY,
         "retry": False,
     }

@@ -1,7 +1,8 @@
 """Rebuild a released sample's warped optical image from its meta.json, or say why not.
 
 A reconstruction is the build's image pixel for pixel or nothing: it goes through the build's
-`render_optical` with the fit points meta.json records, and it refuses (ReconstructError)
+`render_optical` with the fit points and the model (`warp`: affine or mesh; an older meta.json
+without it: the affine) meta.json records, and it refuses (ReconstructError)
 whenever the source gives a different coverage than the build had, since the same warp over
 other tiles would be a different image passed off as the build's.
 """
@@ -138,9 +139,13 @@ def reconstruct_optical(meta: dict[str, Any], source: OpticalSource) -> np.ndarr
     pts = np.asarray(opt["fit_points"], dtype="float64")
     zoom = opt["zoom"] if opt["zoom"] is not None else 0
     size = int(meta["Nb_pixel_a"])
+    warp = opt.get("warp") or {"model": "affine"}
+    mesh = int(warp["grid"]) if warp.get("model") == "mesh" else 0
     name = source_spec(source)
     try:
-        image, valid, _, mosaic = render_optical(pts[:, :2], pts[:, 2:4], source, zoom, size)
+        image, valid, _, mosaic = render_optical(
+            pts[:, :2], pts[:, 2:4], source, zoom, size, mesh=mesh
+        )
     except OSError as exc:  # an unreadable GeoTIFF (rasterio's errors are OSErrors)
         raise ReconstructError(f"{name}: {exception_line(exc)}") from None
     _compare(opt, mosaic, valid, name)

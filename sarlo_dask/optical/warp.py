@@ -1,4 +1,5 @@
-"""Affine SAR -> optical mapping by least squares, and the bilinear inverse warp (one gather)."""
+"""Affine SAR -> optical mapping by least squares, and the bilinear inverse warp (one gather)
+through an affine or a mesh (`mesh.Mesh`: piecewise affine)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from sarlo_dask.gpu import array_module
+from sarlo_dask.optical.mesh import Mesh, cell_row_runs, mesh_band_coords
 
 
 def fit_affine(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
@@ -38,13 +40,15 @@ def rgba(image: Any, valid: Any) -> Any:
     return out
 
 
-def warp_bilinear(image: Any, a: np.ndarray, size: int) -> tuple[Any, Any]:
-    """Sample an RGBA `image` (H, W, 4) at A @ [azimuth, range, 1] for a size^2 tile.
+def warp_bilinear(image: Any, mapping: np.ndarray | Mesh, size: int) -> tuple[Any, Any]:
+    """Sample an RGBA `image` (H, W, 4) through `mapping` for a size^2 tile.
 
-    A maps tile pixel (azimuth, range) to image (column, row). One gather per bilinear
-    corner: each RGBA pixel is read as one uint32, its alpha saying whether it is valid.
-    Pixels whose four neighbours are not all inside and valid are 0 and invalid: nothing is
-    made up. Returns (RGB uint8 (size, size, 3), a view of packed RGBA; valid bool (size, size)).
+    `mapping` takes tile pixel (azimuth, range) to image (column, row): an affine A (2, 3),
+    A @ [azimuth, range, 1], or a mesh (piecewise affine). Only the coordinates differ: the
+    gather is one. One gather per bilinear corner: each RGBA pixel is read as one uint32, its
+    alpha saying whether it is valid. Pixels whose four neighbours are not all inside and
+    valid are 0 and invalid: nothing is made up. Returns (RGB uint8 (size, size, 3), a view
+    of packed RGBA; valid bool (size, size)).
 
     The interpolation is fixed-point on the packed pixels (weights in 1/256, two 8-bit
     channels per 16-bit lane of a uint32): within two grey levels of float bilinear (two
@@ -61,7 +65,12 @@ def warp_bilinear(image: Any, a: np.ndarray, size: int) -> tuple[Any, Any]:
     band = size if xp is not np else _CPU_BAND_ROWS
     for a0 in range(0, size, band):
         a1 = min(a0 + band, size)
-        out[a0:a1], ok[a0:a1] = _warp_rows(flat, h, w, a, a0, a1, size)
+        if isinstance(mapping, Mesh):  # bands split where the mesh's cell row changes
+            for b0, b1, i in cell_row_runs(mapping, a0, a1):
+                col, row = mesh_band_coords(mapping, b0, b1, i, xp)
+                out[b0:b1], ok[b0:b1] = _gather(flat, h, w, col, row)
+        else:
+            out[a0:a1], ok[a0:a1] = _gather(flat, h, w, *_affine_coords(mapping, a0, a1, size, xp))
     # RGB as a view of the packed pixels: encode_image hands them to PIL without a copy
     return out.view(xp.uint8).reshape(size, size, 4)[..., :3], ok
 
@@ -76,15 +85,20 @@ def _lerp(x: Any, y: Any, f: Any, g: Any) -> Any:
     return ((x * g + y * f + _HALF) >> 8) & _LANES
 
 
-def _warp_rows(
-    flat: Any, h: int, w: int, a: np.ndarray, a0: int, a1: int, size: int
-) -> tuple[Any, Any]:
-    """Rows a0:a1 of warp_bilinear's output, from the mosaic as flat uint32 RGBA."""
-    xp = array_module(flat)
+def _affine_coords(a: np.ndarray, a0: int, a1: int, size: int, xp: Any) -> tuple[Any, Any]:
+    """(column, row), each (a1 - a0, size), of tile rows a0:a1 under the affine `a`."""
     ai = xp.arange(a0, a1, dtype=xp.float64)[:, None]
     ri = xp.arange(size, dtype=xp.float64)[None, :]
     col = (a[0, 0] * ai + a[0, 2]) + a[0, 1] * ri
     row = (a[1, 0] * ai + a[1, 2]) + a[1, 1] * ri
+    return col, row
+
+
+def _gather(flat: Any, h: int, w: int, col: Any, row: Any) -> tuple[Any, Any]:
+    """Packed RGBA and validity at image coordinates (col, row) (2-D, float64), bilinear from
+    the mosaic as flat uint32 RGBA: the warp's one gather, whatever made the coordinates."""
+    xp = array_module(flat)
+    shape = col.shape
     # a least-squares fit puts exact integers at 0.9999999: the floor takes them as 1 with a
     # zero weight on 0, so a zero-weight neighbour never decides a pixel's validity
     c0 = xp.floor(col + 1e-6)
@@ -104,4 +118,4 @@ def _warp_rows(
     odd = _lerp(_lerp(p00, p01, fc, gc), _lerp(p10, p11, fc, gc), fr, gr)
     pix = even | (odd << 8)
     pix[~ok] = 0
-    return pix.reshape(a1 - a0, size), ok.reshape(a1 - a0, size)
+    return pix.reshape(shape), ok.reshape(shape)
