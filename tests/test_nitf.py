@@ -8,7 +8,7 @@ import pytest
 from sarlo_dask.nitf import read_rows, write_sicd_nitf
 from sarlo_dask.sicd import read_header
 from sarlo_dask.simulate import SimulationSpec
-    from sarlo_dask.simulate_sicd import build_sicd
+from sarlo_dask.simulate_sicd import build_sicd
 
 from .conftest import SHARED_SICD, needs_shared
 

@@ -15,7 +15,7 @@ from sarlo_dask.outcomes import exit_code
 from sarlo_dask.pipeline import standardize_scenes
 from sarlo_dask.sicd import check_sicd, read_sicd_meta, sicd_from_xml
 from sarlo_dask.simulate import SimulationSpec
-    from sarlo_dask.simulate_sicd import build_sicd
+from sarlo_dask.simulate_sicd import build_sicd
 from sarlo_dask.standardize import open_scene_store
 from sarlo_dask.store import scene_marker_url, scene_store_url
 

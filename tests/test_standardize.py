@@ -15,7 +15,7 @@ from sarlo_dask.resample import plan_axis
 from sarlo_dask.resampled import resampled_sicd
 from sarlo_dask.sicd import open_sicd, read_sicd_meta, sicd_from_xml
 from sarlo_dask.simulate import SimulationSpec
-    from sarlo_dask.simulate_sicd import build_sicd
+from sarlo_dask.simulate_sicd import build_sicd
 from sarlo_dask.standardize import open_scene_store, standardize_scene
 from sarlo_dask.store import scene_store_url
 

@@ -10,7 +10,7 @@ import numpy as np
 from sarlo_dask.config import StandardizeConfig
 from sarlo_dask.pipeline import standardize_scenes
 from sarlo_dask.simulate import SimulationSpec
-    from sarlo_dask.simulate_sicd import build_sicd
+from sarlo_dask.simulate_sicd import build_sicd
 
 
 def _large_scene(path, n: int) -> int:
