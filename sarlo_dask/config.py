@@ -50,10 +50,11 @@ class StandardizeConfig(BaseModel):
         "a DEM, the DEM only measures how far each tile's optical view is off (and flags it)",
     )
     dem_bound_m: float = Field(
-        0.1,
+        0.2,
         gt=0,
-        description="tie-point interpolation bound on the DEM surface, metres (a bilinear DEM "
-        "bends at every DEM pixel: millimetres, as on a constant height, need dense tie points)",
+        description="tie-point interpolation bound on the DEM surface, metres: a quarter of a "
+        "0.8 m pixel (a bilinear DEM bends at every DEM pixel, so the error shrinks only in "
+        "proportion to the step; the DEM itself is good to metres)",
     )
     dem_storage_options: dict[str, Any] = Field(
         default_factory=dict,
