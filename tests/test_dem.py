@@ -176,7 +176,7 @@ def test_shadow_is_what_a_fine_ray_trace_finds(hilly):
     assert (shadow != brute).sum() <= 2, np.flatnonzero(shadow != brute)
 
 
-def test_dem_files_folders_and_s3_give_the_same_window(hilly, tmp_path, s3):
+def test_dem_files_folders_vrts_and_s3_give_the_same_window(hilly, tmp_path, s3):
     import rasterio
     import s3fs
     from rasterio.windows import Window
@@ -203,6 +203,22 @@ def test_dem_files_folders_and_s3_give_the_same_window(hilly, tmp_path, s3):
             dst.write(part[None])
     tiled = scene_dem(str(folder), xml)
     np.testing.assert_array_equal(tiled.heights, whole.heights)
+    height, width = data.shape
+    sources = "".join(
+        f'<SimpleSource><SourceFilename relativeToVRT="1">tiles/{name}</SourceFilename>'
+        f'<SourceBand>1</SourceBand><SrcRect xOff="0" yOff="0" xSize="{w}" ySize="{height}"/>'
+        f'<DstRect xOff="{x0}" yOff="0" xSize="{w}" ySize="{height}"/></SimpleSource>'
+        for name, x0, w in (("west.tif", 0, half), ("east.tif", half, width - half))
+    )
+    t = transform
+    (tmp_path / "dem.vrt").write_text(
+        f'<VRTDataset rasterXSize="{width}" rasterYSize="{height}">'
+        f"<SRS>{profile['crs'].to_wkt()}</SRS>"
+        f"<GeoTransform>{t.c!r}, {t.a!r}, 0, {t.f!r}, 0, {t.e!r}</GeoTransform>"
+        f'<VRTRasterBand dataType="Float32" band="1">{sources}</VRTRasterBand></VRTDataset>'
+    )
+    vrt = scene_dem(str(tmp_path / "dem.vrt"), xml)
+    np.testing.assert_array_equal(vrt.heights, whole.heights)
     s3fs.S3FileSystem(**s3).put(str(dem_path), "sarlo/dem/hilly.tif")
     remote = scene_dem("s3://sarlo/dem/hilly.tif", xml, storage_options=s3)
     np.testing.assert_array_equal(remote.heights, whole.heights)

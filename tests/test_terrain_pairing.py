@@ -62,9 +62,10 @@ def built(client, tmp_path_factory):
             )
             assert all(r.status == "done" for r in tile_scenes(work, tiles, client))
             out[case] = (work, open_scene_store(res.store).load(), truth)
+        out["server"] = server
+        yield out
     finally:
         server.close()
-    return out
 
 
 def _tiles(work: str) -> list[tuple[dict, Path]]:
@@ -207,3 +208,17 @@ def test_terrain_incidence_follows_the_simulators_slopes(built):
         assert meta["terrain"]["layover_fraction"] == 0.0
         assert meta["terrain"]["relief_m"] > 0.0
     assert tilted >= 3, "slopes change the incidence by degrees in several tiles"
+
+
+def test_mesh_warped_views_are_rebuilt_from_meta_json_pixel_for_pixel(built, tmp_path):
+    from sarlo_dask.optical import HTTPTiles, reconstruct_optical
+
+    work, _, _ = built["geolocation"]
+    source = HTTPTiles(built["server"].url, zoom=ZOOM, cache_dir=str(tmp_path / "cache"))
+    models = []
+    for meta, path in _tiles(work):
+        models.append((meta["optical"]["warp"]["model"], meta["optical"]["warp"]["grid"]))
+        image = reconstruct_optical(meta, source)  # no DEM needed: the fit points hold it
+        built_png = np.asarray(Image.open(path.with_name(meta["key"] + ".optic.png")))
+        assert np.array_equal(image, built_png), meta["key"]
+    assert any(model == "mesh" for model, _ in models), models  # the terrain asked for meshes
