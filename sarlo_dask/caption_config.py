@@ -1,0 +1,144 @@
+"""The caption stage's configuration: prompts, backend (in-process model or servers), batching.
+
+Part of the build configuration (`sarlo_dask.config`, the `captions:` section of its YAML).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+STYLE = "Do not use color terms in the text description. Avoid hypothesis or vague wording."
+
+
+class PromptSpec(BaseModel):
+    """One caption length: the instruction for chat VLMs, a text prefix for captioners
+    (BLIP's conditional text; empty for none) and the generation limits."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    text: str
+    prefix: str = ""
+    max_new_tokens: int = Field(64, ge=1)
+    min_new_tokens: int = Field(0, ge=0)
+
+
+def _default_prompts() -> dict[str, PromptSpec]:
+    return {
+        "SHORT": PromptSpec(
+            text="Describe the key structural features of the satellite image in a few words. "
+            + STYLE,
+            max_new_tokens=32,
+        ),
+        "MID": PromptSpec(
+            text="Describe the satellite image in one or two sentences: the main land cover, "
+            "structures and their layout. " + STYLE,
+            max_new_tokens=64,
+        ),
+        "LONG": PromptSpec(
+            text="Describe the satellite image in detail: land cover, buildings, roads, water, "
+            "vegetation and how they are arranged. " + STYLE,
+            max_new_tokens=128,
+        ),
+    }
+
+
+class CaptionConfig(BaseModel):
+    """The caption stage: which model, on what, with which prompts; None model: no captions."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model: str | None = Field(
+        None,
+        description="local folder or hub id of the caption model (backend openai: the served "
+        "model's name)",
+    )
+    backend: str = Field(
+        "transformers",
+        pattern="^(transformers|openai)$",
+        description="transformers: the model in the Dask workers; openai: OpenAI-compatible "
+        "servers (vLLM, SGLang, LMDeploy, TGI, transformers serve)",
+    )
+    servers: tuple[str, ...] = Field(
+        (), description="backend openai: base URLs of the servers, e.g. http://node1:8000/v1"
+    )
+    api_key_env: str | None = Field(
+        None, description="backend openai: environment variable holding the API key (never stored)"
+    )
+    image_format: str = Field(
+        "png", pattern="^(png|jpeg)$", description="backend openai: the image's data-URL format"
+    )
+    image_size: int | None = Field(
+        None, ge=16, description="backend openai: longest side sent, in pixels (None: as is)"
+    )
+    seed: int = Field(0, description="backend openai: the sampling seed sent (temperature is 0)")
+    concurrency: int = Field(
+        8, ge=1, description="backend openai: requests in flight per server, the whole build"
+    )
+    request_timeout: float = Field(120.0, gt=0, description="backend openai: seconds per request")
+    request_retries: int = Field(
+        4,
+        ge=0,
+        description="backend openai: retries of a failed request (429 and Retry-After honoured)",
+    )
+    kind: str = Field(
+        "auto",
+        pattern="^(auto|chat|captioner)$",
+        description="auto: chat when the processor has a chat template",
+    )
+    image: str = Field(
+        "optical",
+        pattern="^(optical|sar)$",
+        description="caption the warped optical patch, or the SAR preview (builds without optical)",
+    )
+    device: str = Field("auto", pattern="^(auto|cpu|cuda)$")
+    dtype: str = Field(
+        "auto",
+        pattern="^(auto|float16|bfloat16|float32)$",
+        description="auto: bf16 (else fp16) on GPU, fp32 on CPU",
+    )
+    batch_size: int = Field(8, ge=1, description="tiles per model call")
+    max_in_flight: int = Field(
+        0, ge=0, description="caption batches queued on the cluster at once; 0: 2 per worker"
+    )
+    retries: int = Field(2, ge=0, description="retries of a failed caption batch")
+    prompts: dict[str, PromptSpec] = Field(default_factory=_default_prompts)
+    rewrite_model: str | None = Field(
+        None, description="optional text-generation model for an LLM cleanup pass"
+    )
+    rewrite_instruction: str = (
+        "Rewrite this satellite image description without color terms and without "
+        "speculative wording; keep every fact. Answer with the description only."
+    )
+    rewrite_max_new_tokens: int = Field(160, ge=1)
+    trust_remote_code: bool = False
+
+    @field_validator("prompts")
+    @classmethod
+    def _three(cls, v: dict[str, PromptSpec]) -> dict[str, PromptSpec]:
+        if set(v) != {"SHORT", "MID", "LONG"}:
+            raise ValueError(f"prompts must be SHORT, MID and LONG, not {sorted(v)}")
+        return v
+
+    @model_validator(mode="after")
+    def _servers(self) -> CaptionConfig:
+        if self.backend == "openai" and self.model and not self.servers:
+            raise ValueError("captions.backend openai needs captions.servers (base URLs)")
+        bad = [u for u in self.servers if not u.startswith(("http://", "https://"))]
+        if bad:
+            raise ValueError(f"captions.servers must be http(s) URLs, not {bad}")
+        return self
+
+    def digest(self) -> str:
+        """Of the settings that shape the captions: not where they are computed (servers,
+        key), nor how many requests or batches are queued, timed or retried."""
+        transport = {"max_in_flight", "retries", "servers", "api_key_env", "concurrency"}
+        transport |= {"request_timeout", "request_retries"}
+        if self.backend == "transformers":  # the settings of the other backend shape nothing
+            transport |= {"backend", "image_format", "image_size", "seed"}
+        else:
+            transport |= {"kind", "device", "dtype", "trust_remote_code"}
+        shaping = self.model_dump(mode="json", exclude=transport)
+        return hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()[:16]
