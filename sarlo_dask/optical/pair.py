@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from sarlo_dask.gpu import to_device, to_host
-from sarlo_dask.optical.mosaic import Mosaic, build_mosaic, write_geotiff
+from sarlo_dask.optical.mosaic import Mosaic, build_mosaic, write_geotiff, xyz_tiles
 from sarlo_dask.optical.sources import OpticalSource
 from sarlo_dask.optical.tilemath import global_pixel, ground_resolution
 from sarlo_dask.optical.warp import apply_affine, fit_affine, residual_sar_px, warp_bilinear
@@ -59,6 +59,17 @@ def footprint_bbox(latlon: np.ndarray, zoom: int) -> tuple[float, float, float, 
     )
 
 
+def optical_footprint(
+    sar: np.ndarray, latlon: np.ndarray, zoom: int, size: int
+) -> tuple[tuple[float, float, float, float], np.ndarray]:
+    """(the mosaic's bbox, the tile's outline in global pixels at `zoom`): the outline one
+    SAR pixel wider, so bilinear neighbours are in."""
+    gx, gy = global_pixel(latlon[:, 1], latlon[:, 0], zoom)
+    outline = np.array([[-1, -1], [-1, size], [size, size], [size, -1]], dtype="float64")
+    footprint = apply_affine(fit_affine(sar, np.column_stack([gx, gy])), outline)
+    return footprint_bbox(latlon, zoom), footprint
+
+
 def render_optical(
     sar: np.ndarray,
     latlon: np.ndarray,
@@ -74,16 +85,22 @@ def render_optical(
     The mosaic's image is this thread's scratch buffer: use it before the thread's next call.
     `device` 'cuda' warps on this worker's GPU (the result comes back to host memory).
     """
-    gx, gy = global_pixel(latlon[:, 1], latlon[:, 0], zoom)
-    outline = np.array([[-1, -1], [-1, size], [size, size], [size, -1]], dtype="float64")
-    footprint = apply_affine(fit_affine(sar, np.column_stack([gx, gy])), outline)
-    mosaic = build_mosaic(source, *footprint_bbox(latlon, zoom), footprint=footprint, scratch=True)
+    bbox, footprint = optical_footprint(sar, latlon, zoom, size)
+    mosaic = build_mosaic(source, *bbox, footprint=footprint, scratch=True)
     u, v = mosaic.project(latlon[:, 1], latlon[:, 0])
     a = fit_affine(sar, np.column_stack([u, v]))
     image, valid = warp_bilinear(
         to_device(mosaic.image) if device == "cuda" else mosaic.image, a, size
     )
     return to_host(image), to_host(valid), a, mosaic
+
+
+def xyz_tiles_needed(w: Window, ds: Any, cfg: PairConfig) -> list[tuple[int, int, int]]:
+    """The (z, x, y) XYZ tiles `pair_tile` fetches for window `w` (what a prefetch plans):
+    `render_optical`'s footprint of the same fit points."""
+    sar, latlon = fit_points(w, ds, cfg.fit_grid)
+    bbox, footprint = optical_footprint(sar, latlon, cfg.zoom, w.size)
+    return xyz_tiles(cfg.zoom, *bbox, footprint)[1]
 
 
 def pair_tile(
