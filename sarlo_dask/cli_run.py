@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 import typer
 
 from sarlo_dask.errors import redact
+from sarlo_dask.outcomes import Prefetch
 from sarlo_dask.store import join
 
 T = TypeVar("T")
@@ -117,6 +118,10 @@ def _servers(urls: list[str] | None) -> dict[str, object]:
     return {"backend": "openai", "servers": tuple(urls)} if urls else {}
 
 
+def _say_prefetch(p: Prefetch) -> None:
+    typer.echo(p.line())
+
+
 def run_tiles(work: str, cluster: str, workers: int | None, **settings: object) -> int:
     from sarlo_dask.config import load_caption_config, load_tile_config
     from sarlo_dask.pipeline import tile_scenes
@@ -142,7 +147,9 @@ def run_tiles(work: str, cluster: str, workers: int | None, **settings: object) 
     results = _on_cluster(
         cluster,
         workers,
-        lambda client, progress: tile_scenes(work, cfg, client, progress=progress, captions=ccfg),
+        lambda client, progress: tile_scenes(
+            work, cfg, client, progress=progress, captions=ccfg, on_prefetch=_say_prefetch
+        ),
     )
     for r in results:
         typer.echo(r.line())

@@ -178,6 +178,12 @@ class TileConfig(BaseModel):
     tile_cache_options: dict[str, Any] = Field(
         default_factory=dict, exclude=True, description="storage options of tile_cache's URL"
     )
+    prefetch_tiles: int = Field(
+        256,
+        ge=0,
+        description="XYZ tiles per prefetch task: before the tile tasks, every XYZ tile the "
+        "windows need is fetched into the cache once, by one task; 0: no prefetch",
+    )
 
     @field_validator("max_mesh_grid")
     @classmethod
@@ -190,6 +196,7 @@ class TileConfig(BaseModel):
         """Of the settings that shape the tiles: how they are fetched (timeouts, retries,
         concurrency, caches) is left out, so changing it rebuilds nothing."""
         fetch = {"http_timeout", "http_retries", "http_backoff", "http_concurrency", "http_rate"}
+        fetch |= {"prefetch_tiles"}
         shaping = self.model_dump(mode="json", exclude=fetch | {"decoded_cache_mb", "tile_cache"})
         return hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()[:16]
 

@@ -161,6 +161,61 @@ class SceneTiles:
         return text
 
 
+XYZTile = tuple[int, int, int]
+
+
+@dataclass(frozen=True)
+class PrefetchOutcome:
+    """What one XYZ prefetch task did with the tiles it was given (each tile in one task)."""
+
+    tiles: int
+    fetched: int
+    empty: int
+    """answered 404: the source has no imagery there (recorded in the cache as such)"""
+    failed: list[str]
+    """one reason per tile still failing after its retries: its tile task fetches it again"""
+    worker: str
+    """the process that ran it (host:pid)"""
+    seconds: float
+
+
+@dataclass
+class Prefetch:
+    """What the XYZ prefetch of a tile stage did: its plan, then its fetch tasks."""
+
+    planned: int = 0
+    """distinct XYZ tiles the windows to make need"""
+    cached: int = 0
+    """of those, already in the cache (not fetched)"""
+    fetched: int = 0
+    empty: int = 0
+    failed: list[str] = field(default_factory=list)
+    tasks: int = 0
+    workers: dict[str, int] = field(default_factory=dict)
+    """tiles asked for, by the process that asked"""
+    plan_errors: list[str] = field(default_factory=list)
+    """scenes whose plan failed: their tile tasks fetch their own tiles"""
+    plan_seconds: float = 0.0
+    """wall time of the planning (tasks per scene), then of the fetch tasks"""
+    fetch_seconds: float = 0.0
+
+    def add(self, outcome: PrefetchOutcome) -> None:
+        self.tasks += 1
+        self.fetched += outcome.fetched
+        self.empty += outcome.empty
+        self.failed += outcome.failed
+        self.workers[outcome.worker] = self.workers.get(outcome.worker, 0) + outcome.tiles
+
+    def line(self) -> str:
+        return (
+            f"XYZ prefetch: {self.planned} tiles planned, {self.cached} already cached, "
+            f"{self.fetched} fetched, {self.empty} empty, {len(self.failed)} failed "
+            f"(left to their tile tasks) by {self.tasks} tasks on {len(self.workers)} "
+            f"workers; planning {self.plan_seconds:.1f} s, fetch {self.fetch_seconds:.1f} s"
+            + (f"; {len(self.plan_errors)} scenes not planned" if self.plan_errors else "")
+        )
+
+
 @dataclass
 class Release:
     """What a release run did: the manifest it wrote and how many shards it wrote now."""
@@ -180,6 +235,8 @@ class Build:
     scenes: list[SceneResult]
     tiles: list[SceneTiles]
     release: Release
+    prefetch: Prefetch | None = None
+    """what the XYZ prefetch did (None: there was none)"""
 
     def failures(self) -> list[dict[str, Any]]:
         """Every scene, tile or shard the build could not use (failures.jsonl rows), sorted."""

@@ -8,6 +8,7 @@ skips what {work} (or {out}) already holds under the same settings, so a re-run 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -20,12 +21,21 @@ from sarlo_dask.errors import exception_line, redact
 from sarlo_dask.outcomes import (
     Build,
     Failure,
+    Prefetch,
+    PrefetchOutcome,
     Release,
     SceneResult,
     SceneTiles,
     catalogue_of,
     transient_scenes,
     window_error,
+)
+from sarlo_dask.prefetch_stage import (
+    fetch_plan,
+    plan_scene_xyz,
+    prefetch_xyz,
+    with_xyz_cache,
+    xyz_source,
 )
 from sarlo_dask.scene_stage import plan_scene_store
 from sarlo_dask.sicd import scene_id_from_url
@@ -106,18 +116,22 @@ def tile_scenes(
     scene_ids: Sequence[str] | None = None,
     progress: Progress = None,
     captions: CaptionConfig | None = None,
+    on_prefetch: Callable[[Prefetch], Any] | None = None,
 ) -> list[SceneTiles]:
     """Cut every completed scene into tiles with previews, geometry and optical views;
-    with a caption model in `captions`, caption them as they come (CaptionPool)."""
+    with a caption model in `captions`, caption them as they come (CaptionPool).
+
+    Optical images from an XYZ server are prefetched first (`prefetch_tiles`), each tile
+    once; `on_prefetch` is given what that did."""
     from distributed import as_completed
 
-    cfg = on_device(cfg, all_gpus(client))
     work = Store.of(work, cfg.storage_options)
+    cfg = with_xyz_cache(on_device(cfg, all_gpus(client)), work)
     ids = list(scene_ids) if scene_ids is not None else resume.completed_scenes(work)
     pool = CaptionPool(client, work, captions) if captions and captions.model else None
     results = {sid: SceneTiles(sid, "done") for sid in ids}
     lineages: dict[str, dict[str, Any]] = {}
-    tasks: dict[Any, tuple[str, list[Window]]] = {}
+    todo: dict[str, list[Window]] = {}
     with_captions = captions if pool is not None else None
     plans = {}
     for sid in ids:
@@ -137,19 +151,24 @@ def tile_scenes(
             continue
         res = results[sid]
         res.rebuilt, lineages[sid] = plan.rebuilt, plan.lineage
-        todo = [w for w, done in zip(plan.windows, plan.stored, strict=True) if done is None]
+        todo[sid] = [w for w, d in zip(plan.windows, plan.stored, strict=True) if d is None]
         for done in plan.stored:
             if done is not None:  # completed by an earlier run: recorded the same way
                 res.record(done)
-        for group in tile_groups(todo):
-            made = plan.lineage["scene_config"]
-            key = f"tiles-{group[0].key}-{len(group)}-{made}-{cfg.digest()}-{work.token}"
-            tasks[client.submit(make_tiles, work, group, cfg, made, key=key)] = (sid, group)
         if pool is not None:
             pool.plan(sid, [w.key for w in plan.windows], plan.captions)
             for w, done in zip(plan.windows, plan.stored, strict=True):
                 if done is not None:
                     pool.tile_done(sid, w.key, done)
+    prefetched = prefetch(work, cfg, client, todo, progress)
+    if prefetched is not None and on_prefetch is not None:
+        on_prefetch(prefetched)
+    tasks: dict[Any, tuple[str, list[Window]]] = {}  # submitted once the prefetch is done
+    for sid, windows in todo.items():
+        made = lineages[sid]["scene_config"]
+        for group in tile_groups(windows):
+            key = f"tiles-{group[0].key}-{len(group)}-{made}-{cfg.digest()}-{work.token}"
+            tasks[client.submit(make_tiles, work, group, cfg, made, key=key)] = (sid, group)
     if progress is not None and tasks:
         progress(list(tasks))
     queue = as_completed(list(tasks))
@@ -171,6 +190,56 @@ def tile_scenes(
             marker = resume.tiles_marker(res, lineages[res.scene_id])
             work.update_json(work.tiles_marker(res.scene_id), marker)
     return [results[k] for k in sorted(results)]
+
+
+def prefetch(
+    work: Store,
+    cfg: TileConfig,
+    client: Any,
+    todo: dict[str, list[Window]],
+    progress: Progress = None,
+) -> Prefetch | None:
+    """Fetch every XYZ tile the windows in `todo` need into the shared cache, each by one
+    task (prefetch_stage); None when there is no XYZ server to fetch from or nothing to make.
+    A failure here costs nothing but time: the tile tasks fetch what is not cached."""
+    from distributed import as_completed
+
+    scenes = {sid: ws for sid, ws in todo.items() if ws}
+    if xyz_source(cfg) is None or not scenes:
+        return None
+    record, t0 = Prefetch(), time.perf_counter()
+    plans = {
+        client.submit(plan_scene_xyz, work, sid, ws, cfg, key=f"xyzplan-{sid}-{work.token}"): sid
+        for sid, ws in scenes.items()
+    }
+    needs = []
+    for future in as_completed(list(plans)):
+        try:
+            needs.append(future.result())
+        except Exception as exc:
+            record.plan_errors.append(f"{plans[future]}: {exception_line(exc)}")
+        finally:
+            future.release()
+    plan = fetch_plan(needs, cfg.prefetch_tiles)
+    record.planned, record.cached = plan.planned, plan.cached
+    record.plan_seconds, t1 = time.perf_counter() - t0, time.perf_counter()
+    fetches = {}
+    for g in plan.groups:
+        key = f"xyzfetch-{'_'.join(map(str, g[0]))}-{len(g)}-{work.token}"
+        fetches[client.submit(prefetch_xyz, cfg, g, key=key)] = g
+    if progress is not None and fetches:
+        progress(list(fetches))
+    for future in as_completed(list(fetches)):
+        try:
+            record.add(future.result())
+        except Exception as exc:  # the task was lost: its tiles are left to the tile tasks
+            why = exception_line(exc)
+            n = len(fetches[future])
+            record.add(PrefetchOutcome(n, 0, 0, [why] * n, "lost", 0.0))
+        finally:
+            future.release()
+    record.fetch_seconds = time.perf_counter() - t1
+    return record
 
 
 def _collect_tiles(
@@ -280,8 +349,11 @@ def build_dataset(
         say(line)
     ok = sorted({r.scene_id for r in scenes if r.status in ("done", "skipped")})
     say(f"[2/3] tiles{' and captions' * bool(ccfg.model)} of {len(ok)} scenes")
-    tiles = tile_scenes(work, tcfg, client, ok, progress=progress, captions=ccfg)
+    prefetched: list[Prefetch] = []
+    tiles = tile_scenes(work, tcfg, client, ok, progress, ccfg, on_prefetch=prefetched.append)
     say("")
+    for p in prefetched:
+        say(p.line())
     for line in (x for t in tiles for x in t.lines()):
         say(line)
     keep = [t.scene_id for t in tiles if t.kept]
@@ -292,7 +364,7 @@ def build_dataset(
         rel = release_scenes(work, out, rcfg, client, keep, None, catalogue, progress, captions)
     say("")
     work.remove_partials()  # temporary files of tasks lost with a worker
-    result = Build(scenes, tiles, rel)
+    result = Build(scenes, tiles, rel, prefetched[0] if prefetched else None)
     report = work.path("failures.jsonl")
     try:
         work.update_bytes(report, result.failures_jsonl())

@@ -224,6 +224,10 @@ class Store:
     def caption(self, scene_id: str, key: str) -> str:
         return join(self.url, "captions", scene_id, f"{key}.json")
 
+    def xyz_cache(self) -> str:
+        """The build's XYZ tile cache when tiles.tile_cache does not name one."""
+        return join(self.url, "xyz-cache")
+
     # I/O of small objects under the root
     def filesystem(self, url: str | None = None) -> tuple[Any, str]:
         return filesystem(url or self.url, self.options)

@@ -26,7 +26,7 @@ from sarlo_dask.errors import redact
 from sarlo_dask.gpu import gpu_count
 from sarlo_dask.optical.mosaic import DECODED
 from sarlo_dask.optical.pair import PairConfig, pair_metadata, pair_tile
-from sarlo_dask.optical.sources import source_from_spec
+from sarlo_dask.optical.sources import OpticalSource, source_from_spec
 from sarlo_dask.outcomes import NO_OPTICAL_SOURCE, window_error
 from sarlo_dask.sicd import sicd_from_xml
 from sarlo_dask.store import Store, filesystem, is_local, join
@@ -105,6 +105,36 @@ def _open_local(url: str, stamp: int) -> Any:
 
     del stamp  # part of the key: a rewritten store is opened again
     return open_scene_store(url, None, chunks=None, indexes=False)
+
+
+def optical_source(cfg: TileConfig) -> OpticalSource:
+    """The tile stage's optical source (`cfg.optical` must be set), with its cache and HTTP
+    settings: what tile tasks and XYZ prefetch tasks fetch through."""
+    assert cfg.optical is not None
+    return source_from_spec(
+        cfg.optical,
+        cfg.zoom,
+        cfg.tile_cache,
+        timeout=cfg.http_timeout,
+        retries=cfg.http_retries,
+        backoff=cfg.http_backoff,
+        max_workers=cfg.http_concurrency,
+        rate=cfg.http_rate,
+        cache_options=cfg.tile_cache_options,
+    )
+
+
+def pair_config(cfg: TileConfig) -> PairConfig:
+    """The pairing settings of the tile stage's settings."""
+    return PairConfig(
+        cfg.zoom,
+        cfg.fit_grid,
+        cfg.min_optical_fraction,
+        cfg.max_residual_px,
+        device=cfg.device,
+        max_affine_residual_px=cfg.max_affine_residual_px,
+        max_mesh_grid=cfg.max_mesh_grid,
+    )
 
 
 def make_tile(
@@ -194,26 +224,7 @@ def make_tile(
         meta["preview"]["refined_lee"] = {"window": 7, "looks": 1, "clip_db": list(lee_clip)}
     if cfg.optical:
         DECODED.resize(cfg.decoded_cache_mb)
-        source = source_from_spec(
-            cfg.optical,
-            cfg.zoom,
-            cfg.tile_cache,
-            timeout=cfg.http_timeout,
-            retries=cfg.http_retries,
-            backoff=cfg.http_backoff,
-            max_workers=cfg.http_concurrency,
-            rate=cfg.http_rate,
-            cache_options=cfg.tile_cache_options,
-        )
-        pair_cfg = PairConfig(
-            cfg.zoom,
-            cfg.fit_grid,
-            cfg.min_optical_fraction,
-            cfg.max_residual_px,
-            device=cfg.device,
-            max_affine_residual_px=cfg.max_affine_residual_px,
-            max_mesh_grid=cfg.max_mesh_grid,
-        )
+        source, pair_cfg = optical_source(cfg), pair_config(cfg)
         # rasterio writes local files: the mosaic is staged, then copied to {work}
         with tempfile.TemporaryDirectory() as tmp:
             mosaic_path = os.path.join(tmp, "mosaic.tif") if cfg.save_mosaic else None

@@ -278,6 +278,9 @@ def test_stage_over_http_with_a_failing_server_then_a_later_run_fills_in(
                 "http_timeout": 1.0,
                 "http_retries": 1,
                 "http_backoff": 0.01,
+                # 12 timeouts only (below), which a prefetch would take: the tile tasks'
+                # own fetches are what fail here (the others fail in both)
+                "prefetch_tiles": 0 if mode == "timeout" else 256,
             }
         )
         w2 = tmp_path / "work"
@@ -504,9 +507,13 @@ def test_metadata_mode_fetches_nothing_and_reconstruction_gives_the_fetched_view
 
 
 def test_an_xyz_cache_on_s3_is_shared_by_the_workers_and_later_builds(built, client, tmp_path, s3):
-    """tiles.tile_cache on moto's S3: the 2 workers of a build put every tile they fetch
-    there; a later build (another {work}) asks the server for nothing and warps the same
-    optical views."""
+    """tiles.tile_cache on moto's S3 with the XYZ prefetch: the server is asked for each XYZ
+    tile exactly once per build, by prefetch tasks spread over both workers (the tile tasks
+    ask for nothing: they find every tile cached); a later build (another {work}) asks for
+    nothing and warps the same optical views; a re-run in the same {work} plans nothing."""
+    import time
+    from collections import Counter
+
     import s3fs
 
     from .tileserver import TileServer
@@ -519,24 +526,132 @@ def test_an_xyz_cache_on_s3_is_shared_by_the_workers_and_later_builds(built, cli
             "tile_cache": "s3://sarlo/xyz-cache",
             "tile_cache_options": s3,
             "zoom": ZOOM,
+            "prefetch_tiles": 8,  # a few tasks for the 2 workers (256 in a real build)
         }
         http_cfg = cfg.model_copy(update=update)
-        views = []
+        views, done, seconds = [], [], []
         for n in range(2):
             w = tmp_path / f"work{n}"
             shutil.copytree(Path(work, "scenes"), w / "scenes")
-            res = tile_scenes(str(w), http_cfg, client, scene_ids=["coarse"])[0]
+            t0 = time.perf_counter()
+            res = tile_scenes(str(w), http_cfg, client, ["coarse"], on_prefetch=done.append)[0]
+            seconds.append(time.perf_counter() - t0)
             assert res.status == "done" and not res.optical_failed, res
             views.append(
                 {p.name: p.read_bytes() for p in (w / "tiles" / "coarse").glob("*.optic.png")}
             )
             if n == 0:
-                asked = srv.requests
-                distinct = len(set(srv.paths))
+                per_tile = Counter(srv.paths)
+        again = tile_scenes(str(w), http_cfg, client, ["coarse"], on_prefetch=done.append)[0]
         cached = s3fs.S3FileSystem(**s3).find("sarlo/xyz-cache")
     finally:
         srv.close()
-    print(f"first build: {asked} requests for {distinct} tiles; second: {srv.requests - asked}")
-    assert distinct > 0 and len(cached) == distinct  # every tile fetched is in the cache
-    assert srv.requests == asked  # the second build fetched nothing
+    first, second = done[:2]
+    for pf, s in zip(done, seconds, strict=True):
+        print(f"{pf.line()}; the whole tile stage {s:.1f} s")
+    assert per_tile and set(per_tile.values()) == {1}, per_tile  # each tile asked for once
+    assert first.fetched == first.planned == len(per_tile) == len(cached) and not first.failed
+    assert len(first.workers) == 2, first.workers  # the fetches were spread over both workers
+    assert sum(first.workers.values()) == first.planned and first.tasks > 2
+    assert srv.requests == len(per_tile)  # the second build fetched nothing
+    assert second.cached == second.planned == first.planned and second.tasks == 0
     assert views[0] == views[1] and views[0]
+    assert again.status == "skipped" and len(done) == 2  # complete tiles need no tiles
+
+
+def test_a_failed_prefetch_is_recorded_and_the_tile_tasks_fetch_again(
+    built, client, tmp_path, s3, fault_table
+):
+    """Some XYZ tiles answer 500 to every attempt of their prefetch task: the prefetch
+    records them, the tile tasks that need them fetch them again (the server now answers),
+    and the build's tiles equal those of a build that saw no fault, byte for byte."""
+    from collections import Counter
+
+    from .tileserver import TileServer
+
+    root, work, cfg, _ = built
+    srv = TileServer([])
+    trees, done = [], []
+    try:
+        for n, faulty in enumerate((False, True)):
+            http_cfg = cfg.model_copy(
+                update={
+                    "optical": srv.url,
+                    "tile_cache": f"s3://sarlo/xyz-{n}",
+                    "tile_cache_options": s3,
+                    "zoom": ZOOM,
+                    "http_retries": 1,
+                    "http_backoff": 0.01,
+                    "prefetch_tiles": 8,
+                }
+            )
+            if faulty:
+                clean = sorted(set(srv.paths))
+                srv.paths.clear()
+                for path in clean[::7]:  # 500 to both attempts of the prefetch
+                    z, x, y = (int(p) for p in path.strip("/").split(".")[0].split("/"))
+                    srv.faults[(z, x, y)] = ("500", 2)
+            w = tmp_path / f"work{n}"
+            shutil.copytree(Path(work, "scenes"), w / "scenes")
+            res = tile_scenes(str(w), http_cfg, client, ["coarse"], on_prefetch=done.append)[0]
+            assert res.status == "done" and not res.optical_failed, res
+            tiles = w / "tiles" / "coarse"
+            trees.append({p.name: p.read_bytes() for p in sorted(tiles.iterdir())})
+    finally:
+        srv.close()
+    faulted = {f"/{z}/{x}/{y}.png" for z, x, y in srv.faults}
+    per_tile = Counter(srv.paths)
+    pf = done[1]
+    fault_table(
+        "XYZ prefetch: 500 to every attempt",
+        "recorded; the tile tasks fetch again",
+        f"{len(pf.failed)} of {pf.planned} tiles failed in the prefetch ({pf.failed[0]}); "
+        f"tiles equal a clean build's: {trees[0] == trees[1]}",
+        0 if trees[0] == trees[1] else 1,
+    )
+    assert faulted and srv.served["500"] == 2 * len(faulted)
+    assert len(pf.failed) == len(faulted) and all("HTTP 500" in r for r in pf.failed)
+    assert pf.fetched == pf.planned - len(faulted)
+    assert all(per_tile[p] >= 3 for p in faulted)  # 2 prefetch attempts, then a tile task
+    assert {per_tile[p] for p in per_tile if p not in faulted} == {1}
+    assert trees[0] == trees[1] and trees[0]
+
+
+def test_the_prefetch_plans_the_tiles_the_pairing_fetches(built):
+    """`xyz_tiles_needed` names exactly the XYZ tiles `pair_tile` asks its source for, with
+    the corners' fit and with a grid of fit points."""
+    from sarlo_dask.optical.pair import xyz_tiles_needed
+    from sarlo_dask.optical.sources import FolderTiles
+
+    class Recording:
+        def __init__(self, root: str) -> None:
+            self.folder, self.zoom, self.asked = FolderTiles(root, ZOOM), ZOOM, []
+
+        def describe(self) -> str:
+            return "recording"
+
+        def fetch(self, tiles):
+            self.asked += tiles
+            return self.folder.fetch(tiles)
+
+    root, work, cfg, _ = built
+    ds = open_scene_store(scene_store_url(work, "coarse"), chunks=None)
+    windows = tile_windows("coarse", ds.sizes["azimuth"], ds.sizes["range"], 256, 128)
+    ds = ds[["lat", "lon", "hae"]].load()
+    for fit_grid in (0, 3):
+        pcfg = PairConfig(zoom=ZOOM, fit_grid=fit_grid)
+        for w in windows[:: max(1, len(windows) // 5)]:
+            source = Recording(str(root / "optical"))  # a new repr: no decoded tile reused
+            pair_tile(w, ds, source, pcfg)
+            assert sorted(source.asked) == sorted(xyz_tiles_needed(w, ds, pcfg)), w.key
+
+
+def test_a_fetch_plan_gives_each_uncached_tile_to_one_group():
+    from sarlo_dask.prefetch_stage import XYZNeeds, fetch_plan
+
+    a = XYZNeeds("a", [(9, 1, 1), (9, 1, 2), (9, 2, 1)], [(9, 1, 1)], 2, 0.0)
+    b = XYZNeeds("b", [(9, 2, 1), (9, 3, 0), (9, 0, 5)], [], 1, 0.0)
+    plan = fetch_plan([b, a], 2)
+    assert plan.planned == 5 and plan.cached == 1
+    assert plan.groups == [[(9, 0, 5), (9, 1, 2)], [(9, 2, 1), (9, 3, 0)]]
+    assert fetch_plan([a, b], 2) == plan and fetch_plan([], 2).groups == []

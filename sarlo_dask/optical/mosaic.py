@@ -137,6 +137,24 @@ class _DecodedTiles:
 DECODED = _DecodedTiles()
 
 
+def xyz_tiles(
+    zoom: int,
+    west: float,
+    south: float,
+    east: float,
+    north: float,
+    footprint: np.ndarray | None = None,
+) -> tuple[tuple[int, int, int, int], list[tuple[int, int, int]]]:
+    """((x0, y0, x1, y1) the bbox's inclusive tile range, the (z, x, y) tiles `xyz_mosaic`
+    fetches there): all of the range, or with a `footprint` only the tiles it touches."""
+    x0, y0, x1, y1 = tiles_for_bbox(west, south, east, north, zoom)
+    if footprint is None:
+        tiles = [(zoom, x, y) for y in range(y0, y1 + 1) for x in range(x0, x1 + 1)]
+    else:
+        tiles = [(zoom, x, y) for x, y in tiles_touching(footprint, x0, y0, x1, y1)]
+    return (x0, y0, x1, y1), tiles
+
+
 def xyz_mosaic(
     source: XYZTiles,
     west: float,
@@ -153,11 +171,7 @@ def xyz_mosaic(
     19, and fresh pages cost as much as filling them), valid until the thread's next call.
     """
     z = source.zoom
-    x0, y0, x1, y1 = tiles_for_bbox(west, south, east, north, z)
-    if footprint is None:
-        tiles = [(z, x, y) for y in range(y0, y1 + 1) for x in range(x0, x1 + 1)]
-    else:
-        tiles = [(z, x, y) for x, y in tiles_touching(footprint, x0, y0, x1, y1)]
+    (x0, y0, x1, y1), tiles = xyz_tiles(z, west, south, east, north, footprint)
     h, w = (y1 - y0 + 1) * TILE_PX, (x1 - x0 + 1) * TILE_PX
     image = (_scratch(h * w * 4) if scratch else np.empty(h * w * 4, np.uint8)).reshape(h, w, 4)
     filled: set[tuple[int, int, int]] = set()

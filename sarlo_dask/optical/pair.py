@@ -27,7 +27,7 @@ from sarlo_dask.optical.mesh import (
     mesh_outline,
     mesh_residual_sar_px,
 )
-from sarlo_dask.optical.mosaic import Mosaic, build_mosaic, write_geotiff
+from sarlo_dask.optical.mosaic import Mosaic, build_mosaic, write_geotiff, xyz_tiles
 from sarlo_dask.optical.sources import OpticalSource
 from sarlo_dask.optical.tilemath import global_pixel, ground_resolution
 from sarlo_dask.optical.warp import apply_affine, fit_affine, residual_sar_px, warp_bilinear
@@ -150,6 +150,18 @@ def footprint_bbox(latlon: np.ndarray, zoom: int) -> tuple[float, float, float, 
     )
 
 
+def optical_footprint(
+    sar: np.ndarray, latlon: np.ndarray, zoom: int, size: int, mesh: int = 0
+) -> tuple[tuple[float, float, float, float], np.ndarray]:
+    """(the mosaic's bbox, the tile's outline in global pixels at `zoom`): the outline one
+    SAR pixel wider, so bilinear neighbours are in; of the mesh on the points when `mesh`."""
+    gxy = _global(latlon, zoom)
+    if mesh:
+        return footprint_bbox(latlon, zoom), mesh_outline(mesh_from_points(sar, gxy, size))
+    outline = np.array([[-1, -1], [-1, size], [size, size], [size, -1]], dtype="float64")
+    return footprint_bbox(latlon, zoom), apply_affine(fit_affine(sar, gxy), outline)
+
+
 def render_optical(
     sar: np.ndarray,
     latlon: np.ndarray,
@@ -169,19 +181,22 @@ def render_optical(
     The mosaic's image is this thread's scratch buffer: use it before the thread's next call.
     `device` 'cuda' warps on this worker's GPU (the result comes back to host memory).
     """
-    gxy = _global(latlon, zoom)
-    if mesh:
-        footprint = mesh_outline(mesh_from_points(sar, gxy, size))
-    else:
-        outline = np.array([[-1, -1], [-1, size], [size, size], [size, -1]], dtype="float64")
-        footprint = apply_affine(fit_affine(sar, gxy), outline)
-    mosaic = build_mosaic(source, *footprint_bbox(latlon, zoom), footprint=footprint, scratch=True)
+    bbox, footprint = optical_footprint(sar, latlon, zoom, size, mesh)
+    mosaic = build_mosaic(source, *bbox, footprint=footprint, scratch=True)
     uv = np.column_stack(mosaic.project(latlon[:, 1], latlon[:, 0]))
     mapping = mesh_from_points(sar, uv, size) if mesh else fit_affine(sar, uv)
     image, valid = warp_bilinear(
         to_device(mosaic.image) if device == "cuda" else mosaic.image, mapping, size
     )
     return to_host(image), to_host(valid), mapping, mosaic
+
+
+def xyz_tiles_needed(w: Window, ds: Any, cfg: PairConfig) -> list[tuple[int, int, int]]:
+    """The (z, x, y) XYZ tiles `pair_tile` fetches for window `w` (what a prefetch plans):
+    `render_optical`'s footprint of the same model and points."""
+    model = choose_warp(w, ds, cfg)
+    bbox, footprint = optical_footprint(model.sar, model.latlon, cfg.zoom, w.size, model.grid or 0)
+    return xyz_tiles(cfg.zoom, *bbox, footprint)[1]
 
 
 def pair_tile(

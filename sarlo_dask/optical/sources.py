@@ -14,6 +14,7 @@ import hashlib
 import os
 import threading
 import time
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -98,12 +99,33 @@ class HTTPTiles:
     def describe(self) -> str:
         return redact(self.template)
 
-    def _cache_url(self, z: int, x: int, y: int) -> str:
-        """Where tile z/x/y is cached: a local folder (default ~/.cache/sarlo/tiles) or any
-        fsspec URL; `.empty` beside it records a 404."""
+    def _cache_column(self, z: int, x: int) -> str:
+        """Where column x of zoom z is cached: a local folder (default ~/.cache/sarlo/tiles)
+        or any fsspec URL."""
         root = self.cache_dir or os.path.join(os.path.expanduser("~"), ".cache", "sarlo", "tiles")
         tag = hashlib.sha256(self.template.encode()).hexdigest()[:12]
-        return join(root, tag, str(z), str(x), str(y))
+        return join(root, tag, str(z), str(x))
+
+    def _cache_url(self, z: int, x: int, y: int) -> str:
+        """Where tile z/x/y is cached; `.empty` beside it records a 404."""
+        return join(self._cache_column(z, x), str(y))
+
+    def cached(self, tiles: Iterable[tuple[int, int, int]]) -> set[tuple[int, int, int]]:
+        """Those of `tiles` the cache holds, as an image or a 404's record: one listing per
+        column of tiles, not a request per tile (what a fetch plan leaves out)."""
+        columns: dict[tuple[int, int], set[int]] = {}
+        for z, x, y in tiles:
+            columns.setdefault((z, x), set()).add(y)
+        held: set[tuple[int, int, int]] = set()
+        for (z, x), ys in sorted(columns.items()):
+            fs, path = filesystem(self._cache_column(z, x), self.cache_options)
+            fs.invalidate_cache(path)  # another worker may have written since a listing
+            try:
+                names = {p.rstrip("/").rsplit("/", 1)[-1] for p in fs.ls(path, detail=False)}
+            except FileNotFoundError:
+                continue
+            held |= {(z, x, y) for y in ys if str(y) in names or f"{y}.empty" in names}
+        return held
 
     def _cached(self, url: str) -> tuple[bool, bytes | None]:
         """(whether tile `url` is cached, its bytes: None for an empty tile)."""

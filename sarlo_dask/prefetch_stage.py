@@ -1,0 +1,131 @@
+"""The XYZ prefetch: every XYZ tile a tile stage will warp from is fetched once per build,
+by exactly one task, before the tile tasks start (which then find it in the shared cache).
+
+Without a plan, two workers needing the same tile at the same moment both fetch it: the
+cache is shared but has no lock. The plan is made per scene (a task reads the scene store's
+tie points and asks `pair.xyz_tiles_needed`, the function the pairing itself fetches by, for
+each window still to make), the union over the build less what the cache holds is split into
+groups in (z, x, y) order, and each group is one fetch task through the tile stage's own
+source (rate limit, retries, Retry-After, whole-or-nothing cache writes). A tile whose
+prefetch failed is not in the cache: the tile task that needs it fetches it again, as before.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sarlo_dask.config import TileConfig
+from sarlo_dask.optical.pair import xyz_tiles_needed
+from sarlo_dask.optical.sources import HTTPTiles, TileFailure
+from sarlo_dask.outcomes import PrefetchOutcome, XYZTile
+from sarlo_dask.store import Store
+from sarlo_dask.tile_stage import optical_source, pair_config
+from sarlo_dask.tiles import Window, polygon_mask
+
+
+def with_xyz_cache(cfg: TileConfig, work: Store) -> TileConfig:
+    """`cfg` whose XYZ cache is shared by every worker: tiles.tile_cache, else
+    {work}/xyz-cache with {work}'s storage options ({work} is shared: every tile task writes
+    there). Neither changes the settings' digest: where tiles are cached shapes no tile."""
+    if cfg.tile_cache or not (cfg.optical or "").startswith(("http://", "https://")):
+        return cfg
+    update = {"tile_cache": work.xyz_cache(), "tile_cache_options": work.options}
+    return cfg.model_copy(update=update)
+
+
+def xyz_source(cfg: TileConfig) -> HTTPTiles | None:
+    """The XYZ source over HTTP the tile tasks will fetch images from, when there is one to
+    prefetch for (tiles.optical_mode fetch, tiles.prefetch_tiles > 0); else None."""
+    if cfg.optical_mode != "fetch" or cfg.prefetch_tiles == 0:
+        return None
+    if not (cfg.optical or "").startswith(("http://", "https://")):
+        return None
+    source = optical_source(cfg)
+    return source if isinstance(source, HTTPTiles) else None
+
+
+@dataclass(frozen=True)
+class XYZNeeds:
+    """The XYZ tiles one scene's windows to make need, and which of them are cached."""
+
+    scene_id: str
+    tiles: list[XYZTile]
+    cached: list[XYZTile]
+    windows: int
+    """windows planned: those to make whose ValidData share reaches min_valid_fraction"""
+    seconds: float
+
+
+def plan_scene_xyz(
+    work: Store, scene_id: str, windows: Sequence[Window], cfg: TileConfig
+) -> XYZNeeds:
+    """A scene's XYZNeeds (a task: reads the store's tie points and SICD, lists the cache).
+
+    A window whose share inside the ValidData polygon is under min_valid_fraction will be
+    refused (its valid fraction is at most that share): it needs no tiles."""
+    from sarlo_dask.sicd import sicd_from_xml
+    from sarlo_dask.standardize import open_scene_store
+
+    t0 = time.perf_counter()
+    source = xyz_source(cfg)
+    assert source is not None, "no XYZ source to plan for"
+    ds = open_scene_store(work.scene_store(scene_id), work.options, chunks=None, indexes=False)
+    poly = sicd_from_xml(ds.attrs["sicd_xml"]).ImageData.ValidData
+    vertices = None if poly is None else poly.get_array(dtype="float64")
+    ds = ds[["lat", "lon", "hae"]].load()
+    pair_cfg = pair_config(cfg)
+    need: set[XYZTile] = set()
+    planned = 0
+    for w in windows:
+        if vertices is not None:
+            inside = polygon_mask(vertices, w.a0, w.r0, w.size).mean()
+            if inside < cfg.min_valid_fraction:
+                continue
+        planned += 1
+        need.update(xyz_tiles_needed(w, ds, pair_cfg))
+    tiles = sorted(need)
+    cached = sorted(source.cached(tiles))
+    return XYZNeeds(scene_id, tiles, cached, planned, time.perf_counter() - t0)
+
+
+@dataclass(frozen=True)
+class FetchPlan:
+    """The build's XYZ tiles to fetch, each in exactly one group (one task)."""
+
+    groups: list[list[XYZTile]]
+    planned: int
+    """distinct tiles the windows need"""
+    cached: int
+    """of those, already in the cache"""
+
+
+def fetch_plan(needs: Sequence[XYZNeeds], size: int) -> FetchPlan:
+    """The tiles any scene needs and none found cached, in groups of at most `size` in
+    (z, x, y) order (neighbours, which share server and cache columns, go together)."""
+    wanted = {t for n in needs for t in n.tiles}
+    todo = sorted(wanted - {t for n in needs for t in n.cached})
+    groups = [todo[i : i + size] for i in range(0, len(todo), size)]
+    return FetchPlan(groups, len(wanted), len(wanted) - len(todo))
+
+
+def prefetch_xyz(cfg: TileConfig, tiles: Sequence[XYZTile]) -> PrefetchOutcome:
+    """Fetch `tiles` into the cache through the tile stage's source (a task); say how many
+    came, were empty (404) or failed, and why."""
+    t0 = time.perf_counter()
+    source = xyz_source(cfg)
+    assert source is not None, "no XYZ source to prefetch from"
+    got = source.fetch(list(tiles))
+    failed = [r.reason for r in got.values() if isinstance(r, TileFailure)]
+    empty = sum(r is None for r in got.values())
+    return PrefetchOutcome(
+        tiles=len(tiles),
+        fetched=len(got) - empty - len(failed),
+        empty=empty,
+        failed=failed,
+        worker=f"{socket.gethostname()}:{os.getpid()}",
+        seconds=time.perf_counter() - t0,
+    )
