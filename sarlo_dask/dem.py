@@ -20,6 +20,8 @@ import numpy as np
 DATUMS = {"egm2008": "EPSG:9518", "egm96": "EPSG:9707"}
 """named vertical datums: the compound CRS (WGS 84 + geoid height) their heights are in"""
 DEM_SUFFIXES = (".tif", ".tiff", ".vrt")
+MAX_FOLDER_FILES = 1000
+"""a folder's rasters are all opened for each scene: a larger collection wants a VRT"""
 
 
 class DemError(ValueError):
@@ -142,25 +144,50 @@ def to_hae(grid: DemGrid, transformer: Any | None) -> DemGrid:
     return DemGrid(out, grid.lat0, grid.lon0, grid.dlat, grid.dlon, grid.name)
 
 
-def dem_files(url: str, storage_options: dict[str, Any] | None = None) -> list[str]:
-    """The raster files of a DEM: the URL itself, or the .tif/.tiff/.vrt files under a folder
-    (sorted: the first one listed wins where tiles overlap)."""
+def _listing(url: str, storage_options: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
+    """The DEM's raster files with fsspec's details of each (one listing for a folder)."""
     from sarlo_dask.store import filesystem
 
     fs, path = filesystem(url, storage_options)
-    if url.lower().endswith(DEM_SUFFIXES):
-        return [url]
+    proto = url.split("://", 1)[0] + "://" if "://" in url else ""
     try:
-        is_dir = fs.isdir(path)
+        if url.lower().endswith(DEM_SUFFIXES):
+            return {url: fs.info(path)}
+        if not fs.isdir(path):
+            raise DemError(f"DEM {url}: neither a GeoTIFF/VRT file nor a folder of them")
+        found = fs.find(path, detail=True)
+    except FileNotFoundError:
+        raise DemError(f"DEM {url}: no such file or folder") from None
     except OSError as exc:
         raise DemError(f"DEM {url}: not readable ({exc})") from None
-    if not is_dir:
-        raise DemError(f"DEM {url}: neither a GeoTIFF/VRT file nor a folder of them")
-    found = sorted(p for p in fs.find(path) if p.lower().endswith(DEM_SUFFIXES))
-    if not found:
+    files = {
+        (proto + p if proto and "://" not in p else p): info
+        for p, info in sorted(found.items())
+        if p.lower().endswith(DEM_SUFFIXES)
+    }
+    if not files:
         raise DemError(f"DEM {url}: the folder holds no .tif, .tiff or .vrt file")
-    proto = url.split("://", 1)[0] + "://" if "://" in url else ""
-    return [proto + p if proto and "://" not in p else p for p in found]
+    if len(files) > MAX_FOLDER_FILES:
+        raise DemError(
+            f"DEM {url}: the folder holds {len(files)} rasters, too many to open for each "
+            f"scene (> {MAX_FOLDER_FILES}): give a VRT of them (gdalbuildvrt) or a folder of "
+            "the tiles over your scenes"
+        )
+    return files
+
+
+def dem_files(url: str, storage_options: dict[str, Any] | None = None) -> list[str]:
+    """The raster files of a DEM: the URL itself, or the .tif/.tiff/.vrt files under a folder
+    (sorted: the first one listed wins where tiles overlap)."""
+    return list(_listing(url, storage_options))
+
+
+def dem_versions(url: str, storage_options: dict[str, Any] | None = None) -> dict[str, str]:
+    """Each raster file of the DEM and its size and version (what changes with its bytes)."""
+    from sarlo_dask.errors import redact
+    from sarlo_dask.store import version_of
+
+    return {redact(f): version_of(info) for f, info in _listing(url, storage_options).items()}
 
 
 def _open(url: str, storage_options: dict[str, Any] | None) -> Any:

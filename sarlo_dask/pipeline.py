@@ -80,6 +80,7 @@ def standardize_scenes(
         # priority: ahead of the writes already sent, so the next scenes keep coming
         plans[client.submit(plan_scene_store, *args, key=key, priority=1)] = res
     writes: dict[Any, SceneResult] = {}
+    made: dict[str, dict[str, Any]] = {}  # the markers of the scenes written
     for future in as_completed(list(plans)):
         res = plans[future]
         try:
@@ -94,14 +95,14 @@ def standardize_scenes(
             res.status = "skipped"
         else:
             writes[client.compute(plan.write)] = res
+            made[res.scene_id] = resume.scene_marker(res, plan.digest, digest, plan.inputs)
     if progress is not None and writes:
         progress(list(writes))
     for future in as_completed(list(writes)):
         res = writes[future]
         try:
             future.result()
-            marker = resume.scene_marker(res, digest)
-            work.write_json(work.scene_marker(res.scene_id), marker)
+            work.write_json(work.scene_marker(res.scene_id), made[res.scene_id])
         except Exception as exc:
             res.fail(exc)
         finally:

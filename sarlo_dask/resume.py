@@ -94,14 +94,19 @@ def plan_scene_tiles(
     return plan
 
 
-def scene_marker(res: SceneResult, digest: str) -> dict[str, Any]:
-    """A completed scene's marker: its source, store and the settings it was made under."""
+def scene_marker(
+    res: SceneResult, digest: str, settings: str, inputs: dict[str, str]
+) -> dict[str, Any]:
+    """A completed scene's marker: its source, store, and the settings (`settings`) and input
+    versions (`inputs`) it was made under (`config`: the digest of both)."""
     return {
         "scene_id": res.scene_id,
         "source_url": res.url,
         "store": f"scenes/{res.scene_id}.zarr",  # relative to {work}
         "package_version": __version__,
         "config": digest,
+        "settings": settings,
+        "inputs": inputs,
     }
 
 

@@ -7,16 +7,18 @@ the client would plan a catalogue's scenes one after another.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sarlo_dask.config import StandardizeConfig
-from sarlo_dask.dem import DemError, scene_dem
+from sarlo_dask.dem import DemError, dem_versions, scene_dem
 from sarlo_dask.errors import SceneError, redact, refusals_travel
 from sarlo_dask.sicd import open_sicd, read_header, scene_id_from_url
 from sarlo_dask.standardize import plan_scene, standardize_scene
-from sarlo_dask.store import Store
+from sarlo_dask.store import Store, file_version
 from sarlo_dask.tiles import tile_windows
 
 BLOCK_WORKING_SET = 4
@@ -50,6 +52,31 @@ class ScenePlan:
     """the store's write, delayed; None: the scene is complete under these settings"""
     rebuilt: str = ""
     """why a scene an earlier run completed is made again ("": it is not)"""
+    digest: str = ""
+    """of the settings and the inputs' versions the scene is made under (its marker's)"""
+    inputs: dict[str, str] = field(default_factory=dict)
+    """each input file (the SICD, the DEM's rasters) and its size and version"""
+
+
+def scene_inputs(url: str, cfg: StandardizeConfig) -> dict[str, str]:
+    """The files a scene is made from and their versions (size and ETag or modification
+    time): a scene whose input changed under the same URL is made again, not reused."""
+    try:
+        inputs = {redact(url): file_version(url, cfg.storage_options)}
+    except Exception:  # unreadable: the read that follows says why, in its words
+        inputs = {redact(url): "unknown"}
+    if cfg.dem is not None:
+        try:
+            inputs |= dem_versions(cfg.dem, cfg.dem_storage_options)
+        except DemError as exc:
+            raise SceneError(url, str(exc)) from None
+    return inputs
+
+
+def scene_digest(cfg: StandardizeConfig, inputs: dict[str, str]) -> str:
+    """The digest a scene's marker, store and tiles record: its settings and its inputs."""
+    text = json.dumps({"settings": cfg.digest(), "inputs": inputs}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 @refusals_travel
@@ -59,13 +86,18 @@ def plan_scene_store(
     """Plan the scene's standardization and create its store (a task), unless its marker says
     it is complete under these settings. A scene that cannot be made raises SceneError.
     The input is read with the stage's storage options, the store written with {work}'s."""
-    digest, marker, store = cfg.digest(), work.scene_marker(scene_id), work.scene_store(scene_id)
-    rebuilt = ""
+    marker, store = work.scene_marker(scene_id), work.scene_store(scene_id)
+    inputs = scene_inputs(url, cfg)
+    digest, rebuilt = scene_digest(cfg, inputs), ""
     if work.exists(marker):
-        made = work.read_json(marker).get("config")
-        if made == digest:
-            return ScenePlan(None)
-        rebuilt = f"standardize settings changed ({made} -> {digest})"
+        made = work.read_json(marker)
+        if made.get("config") == digest:
+            return ScenePlan(None, digest=digest, inputs=inputs)
+        changed = sorted(k for k in inputs if made.get("inputs", {}).get(k) != inputs[k])
+        if made.get("settings") == cfg.digest() and changed:
+            rebuilt = f"input changed ({', '.join(changed)})"
+        else:
+            rebuilt = f"standardize settings changed ({made.get('config')} -> {digest})"
         work.remove(marker)  # not complete under these settings until rewritten
     scene = open_sicd(url, cfg.chunk_range, cfg.storage_options)
     check_fits(scene, cfg, url, memory)
@@ -78,6 +110,7 @@ def plan_scene_store(
         out = standardize_scene(scene, cfg, dem)
     except DemError as exc:
         raise SceneError(url, str(exc)) from None
+    out.attrs["scene_config"] = digest  # what its tiles record: settings and inputs
     work.remove(store)  # a partial store from an interrupted run
     with warnings.catch_warnings():
         # consolidated metadata is not in the v3 spec yet; zarr and xarray read it,
@@ -91,7 +124,7 @@ def plan_scene_store(
             zarr_format=3,
             storage_options=work.options or None,
         )
-    return ScenePlan(write, rebuilt)
+    return ScenePlan(write, rebuilt, digest, inputs)
 
 
 @dataclass(frozen=True)

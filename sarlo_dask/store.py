@@ -83,6 +83,22 @@ def url_token(url: str) -> str:
     return hashlib.sha256(url.encode()).hexdigest()[:8]
 
 
+VERSION_KEYS = ("ETag", "etag", "mtime", "LastModified", "last_modified", "created")
+"""what fsspec's file details say a file's version is, by filesystem (S3, local, others)"""
+
+
+def version_of(info: dict[str, Any]) -> str:
+    """A file's size and version from fsspec's details of it: what changes when its bytes do."""
+    version = next((str(info[k]) for k in VERSION_KEYS if info.get(k) is not None), "")
+    return f"{info.get('size')}:{version}"
+
+
+def file_version(url: str, storage_options: dict[str, Any] | None = None) -> str:
+    """`version_of` a file (one metadata request for a remote one)."""
+    fs, path = filesystem(url, storage_options)
+    return version_of(fs.info(path))
+
+
 def exists(url: str, storage_options: dict[str, Any] | None = None) -> bool:
     fs, path = filesystem(url, storage_options)
     fs.invalidate_cache()

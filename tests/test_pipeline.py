@@ -253,3 +253,33 @@ def test_device_auto_is_the_cpu_unless_every_worker_declares_a_gpu(scenes, clien
     assert res.status == "failed"
     assert "device 'cuda' needs CuPy and a CUDA device on every worker" in res.reason
     assert "\n" not in res.reason
+
+
+def test_an_input_changed_under_the_same_url_is_made_again_with_its_tiles(client, tmp_path):
+    import json
+
+    from sarlo_dask.config import TileConfig, on_device
+    from sarlo_dask.pipeline import tile_scenes
+    from sarlo_dask.simulate import simulate_scene
+
+    path = tmp_path / "in" / "scene.nitf"
+    simulate_scene(path, SimulationSpec(rows=320, cols=320, seed=1))
+    cfg, tiles = StandardizeConfig(min_size=64), TileConfig(size=128, stride=128, optical=None)
+    work = str(tmp_path / "work")
+    assert standardize_scenes([str(path)], work, cfg, client)[0].status == "done"
+    assert tile_scenes(work, tiles, client)[0].status == "done"
+    assert standardize_scenes([str(path)], work, cfg, client)[0].status == "skipped"
+    marker = json.loads(Path(scene_marker_url(work, "scene")).read_text())
+    assert set(marker["inputs"]) == {str(path)}
+    assert marker["settings"] == on_device(cfg, gpus=False).digest()  # the workers have none
+    before = open_scene_store(scene_store_url(work, "scene")).slc.values
+
+    simulate_scene(path, SimulationSpec(rows=320, cols=320, seed=2))  # other pixels, same URL
+    again = standardize_scenes([str(path)], work, cfg, client)[0]
+    assert again.status == "done" and again.rebuilt == f"input changed ({path})", again.rebuilt
+    fresh = standardize_scenes([str(path)], str(tmp_path / "fresh"), cfg, client)[0]
+    after = open_scene_store(scene_store_url(work, "scene")).slc.values
+    assert not np.array_equal(after, before)
+    assert np.array_equal(after, open_scene_store(fresh.store).slc.values)
+    redone = tile_scenes(work, tiles, client)[0]  # the tiles of the old pixels are not reused
+    assert redone.status == "done" and "standardize settings changed" in redone.rebuilt

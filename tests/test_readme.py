@@ -102,6 +102,19 @@ def test_the_quickstart_is_what_ci_and_the_demo_fixture_run():
 
 DEMO = ["sarlo", "demo", "demo-out"]
 
+
+def test_each_readme_yaml_block_is_a_valid_configuration():
+    import yaml
+
+    from sarlo_dask.config import SECTIONS
+
+    blocks = re.findall(r"```yaml\n(.*?)```", README.read_text(), re.S)
+    assert blocks
+    for block in blocks:
+        for section, values in yaml.safe_load(block).items():
+            SECTIONS[section](**values)  # pydantic: unknown or bad settings raise
+
+
 RUNS = {
     "sarlo build s3://umbra-open-data-catalog/sar-data/tasks/.../*.nitf --work s3://my-bucket/work "
     "--out s3://my-bucket/sarlo --optical 'https://tiles.example.com/{z}/{x}/{y}.jpg' "
