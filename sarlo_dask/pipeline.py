@@ -208,9 +208,9 @@ def prefetch(
     scenes = {sid: ws for sid, ws in todo.items() if ws}
     if xyz_source(cfg) is None or not scenes:
         return None
-    record, t0 = Prefetch(), time.perf_counter()
+    record, t0, token = Prefetch(), time.perf_counter(), f"{cfg.digest()}-{work.token}"
     plans = {
-        client.submit(plan_scene_xyz, work, sid, ws, cfg, key=f"xyzplan-{sid}-{work.token}"): sid
+        client.submit(plan_scene_xyz, work, sid, ws, cfg, key=f"xyzplan-{sid}-{token}"): sid
         for sid, ws in scenes.items()
     }
     needs = []
@@ -226,7 +226,7 @@ def prefetch(
     record.plan_seconds, t1 = time.perf_counter() - t0, time.perf_counter()
     fetches = {}
     for g in plan.groups:
-        key = f"xyzfetch-{'_'.join(map(str, g[0]))}-{len(g)}-{work.token}"
+        key = f"xyzfetch-{'_'.join(map(str, g[0]))}-{len(g)}-{token}"
         fetches[client.submit(prefetch_xyz, cfg, g, key=key)] = g
     if progress is not None and fetches:
         progress(list(fetches))
