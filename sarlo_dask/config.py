@@ -83,8 +83,10 @@ class StandardizeConfig(BaseModel):
         return self
 
     def provenance(self) -> dict[str, Any]:
-        """The parameters that shape the output (no credentials), for attrs and hashes."""
-        return self.model_dump(mode="json")
+        """The parameters that shape the output (no credentials), for attrs and hashes: the
+        DEM's settings only when there is a DEM (else they shape nothing)."""
+        unused = set() if self.dem else {"dem", "dem_vertical_datum", "dem_use", "dem_bound_m"}
+        return self.model_dump(mode="json", exclude=unused)
 
     def digest(self) -> str:
         text = json.dumps(self.provenance(), sort_keys=True)

@@ -40,6 +40,8 @@ class DemGrid:
     dlon: float
     name: str
     """the DEM's URL without credentials, as meta.json records it"""
+    ground: tuple[float, float] | None = None
+    """the lowest and highest heights under the scene, when known (see surface_range)"""
 
     def height(self, lat: Any, lon: Any) -> np.ndarray:
         """Bilinear heights at (lat, lon) degrees; NaN outside the grid or next to no-data."""
@@ -52,25 +54,33 @@ class DemGrid:
         )
         return np.asarray(out.reshape(lat.shape))
 
+    def pixel_m(self) -> tuple[float, float]:
+        """(north, east) size of a pixel on the ground at the grid's centre, metres."""
+        from sarlo_dask.geolocation import metres_per_degree
+
+        north, east = metres_per_degree(self.lat0 + self.dlat * (self.heights.shape[0] - 1) / 2)
+        return float(abs(self.dlat) * north), float(abs(self.dlon) * east)
+
     def spacing_m(self) -> float:
         """The finer of the two pixel spacings, metres on the ground at the grid's centre."""
-        lat = self.lat0 + self.dlat * (self.heights.shape[0] - 1) / 2
-        north = abs(self.dlat) * 111_320.0
-        east = abs(self.dlon) * 111_320.0 * np.cos(np.radians(lat))
-        return float(min(north, east))
+        return min(self.pixel_m())
 
     def max_slope(self) -> float:
-        """The steepest gradient between neighbouring heights (rise over run, any direction:
-        the larger of the two axes' gradients combined), ignoring no-data."""
-        lat = self.lat0 + self.dlat * (self.heights.shape[0] - 1) / 2
-        north = abs(self.dlat) * 111_320.0
-        east = abs(self.dlon) * 111_320.0 * np.cos(np.radians(lat))
+        """An upper bound of the terrain's steepest slope (rise over run, any direction): the
+        steepest steps between neighbouring heights along each axis, combined."""
+        north, east = self.pixel_m()
         gi = np.abs(np.diff(self.heights, axis=0)) / north
         gj = np.abs(np.diff(self.heights, axis=1)) / east
-        steepest = np.hypot(np.nanmax(gi, initial=0.0), np.nanmax(gj, initial=0.0))
-        return float(steepest)
+        return float(np.hypot(np.nanmax(gi, initial=0.0), np.nanmax(gj, initial=0.0)))
+
+    def surface_range(self) -> tuple[float, float]:
+        """The lowest and highest heights of the ground under the scene (`scene_dem` finds
+        them) or, for a grid read otherwise, of the whole grid: the heights every pixel's
+        contour is searched between."""
+        return self.ground if self.ground is not None else self.hae_range()
 
     def hae_range(self) -> tuple[float, float]:
+        """The lowest and highest heights of the grid (DemError when it has none)."""
         ok = self.heights[np.isfinite(self.heights)]
         if not ok.size:
             raise DemError(f"DEM {self.name}: no heights in the window read")
@@ -135,7 +145,7 @@ def to_hae(grid: DemGrid, transformer: Any | None) -> DemGrid:
     lon = grid.lon0 + grid.dlon * np.arange(n_j)
     lo, la = np.meshgrid(lon, lat)
     ok = np.isfinite(grid.heights)
-    out = np.full(grid.heights.shape, np.nan)
+    out = np.full(grid.heights.shape, np.nan, dtype="float32")
     try:
         _, _, h = transformer.transform(lo[ok], la[ok], grid.heights[ok], errcheck=True)
     except Exception as exc:  # pyproj's ProjError: e.g. outside the geoid grid
@@ -202,13 +212,28 @@ def _open(url: str, storage_options: dict[str, Any] | None) -> Any:
 
 
 def _check_crs(crs: Any, vertical_datum: str, name: str) -> Any | None:
-    """The datum transformer of a DEM whose CRS is `crs`; DemError unless it is geographic."""
+    """The datum transformer of a DEM whose CRS is `crs`; DemError unless it is latitude and
+    longitude on WGS 84 (another datum moves the ground by a metre or more: warp it first)."""
     if crs is None or not _is_geographic(crs):
         raise DemError(
             f"DEM {name}: its CRS ({crs}) is not geographic: reproject it to "
             "latitude/longitude first (e.g. gdalwarp -t_srs EPSG:4326)"
         )
+    if not _on_wgs84(crs):
+        raise DemError(
+            f"DEM {name}: its horizontal datum is not WGS 84 ({crs}): warp it to WGS 84 "
+            "first (e.g. gdalwarp -t_srs EPSG:4326)"
+        )
     return datum_transformer(crs, vertical_datum, name)
+
+
+def _on_wgs84(crs: Any) -> bool:
+    import pyproj
+
+    p = pyproj.CRS.from_user_input(crs.to_wkt())
+    horizontal = p.sub_crs_list[0] if p.is_compound else p
+    datum = horizontal.datum.name if horizontal.datum else ""
+    return "WGS 84" in datum or "World Geodetic System 1984" in datum
 
 
 def probe_dem(
@@ -252,14 +277,21 @@ def read_dem(
         first = sets[0]
         transformer = _check_crs(first.crs, vertical_datum, name)
         t = first.transform
+        if t.e >= 0 or t.b or t.d:
+            raise DemError(f"DEM {name}: not a north-up raster ({tuple(t)[:6]}): warp it first")
+        other = [redact(s.name) for s in sets if s.res != first.res or s.crs != first.crs]
+        if other:  # merge would resample them: a DEM's heights are used as they are
+            raise DemError(
+                f"DEM {name}: {other[0]} is on another grid than {redact(sets[0].name)} "
+                f"({len(other)} such files): give a folder of tiles on one grid, or a VRT"
+            )
         west, south, east, north = bbox
         # snap outward to the first file's pixel edges: merge then copies pixels, never shifts
         c0, c1 = np.floor((west - t.c) / t.a), np.ceil((east - t.c) / t.a)
         r0, r1 = np.floor((north - t.f) / t.e), np.ceil((south - t.f) / t.e)
         bounds = (t.c + c0 * t.a, t.f + r1 * t.e, t.c + c1 * t.a, t.f + r0 * t.e)
         data, out_t = merge(sets, bounds=bounds, masked=True, dtype="float64")
-    heights = np.ma.filled(data[0].astype("float64"), np.nan)
-    heights[~np.isfinite(heights)] = np.nan
+    heights = np.ma.filled(data[0].astype("float32"), np.nan)  # DEMs hold float32 or less
     if not np.isfinite(heights).any():
         raise DemError(
             f"DEM {name} has no heights in {west:.5f}, {south:.5f}, {east:.5f}, {north:.5f} "
@@ -276,19 +308,25 @@ def read_dem(
     return to_hae(grid, transformer)
 
 
+Box = tuple[float, float, float, float]
+"""west, south, east, north, degrees"""
+GROWTH_STEPS = 4
+"""times the height range of a scene's ground, and the region it spans, may grow (it stops
+growing at once unless the terrain beyond the image rises or falls as fast as the look)"""
+
+
 def _bbox(llh: np.ndarray, pad_m: float) -> Box:
-    lat = float(np.mean(llh[:, 0]))
-    dlat = pad_m / 111_320.0
-    dlon = pad_m / (111_320.0 * np.cos(np.radians(lat)))
+    """The box of lat/lon points (rows lat, lon, ...) with `pad_m` metres around."""
+    from sarlo_dask.geolocation import metres_per_degree
+
+    north, east = metres_per_degree(float(np.mean(llh[:, 0])))
+    dlat, dlon = pad_m / north, pad_m / east
     return (
         float(llh[:, 1].min() - dlon),
         float(llh[:, 0].min() - dlat),
         float(llh[:, 1].max() + dlon),
         float(llh[:, 0].max() + dlat),
     )
-
-
-Box = tuple[float, float, float, float]
 
 
 def _inside(inner: Box, outer: Box) -> bool:
@@ -300,15 +338,33 @@ def _inside(inner: Box, outer: Box) -> bool:
     )
 
 
+def _union(a: Box, b: Box) -> Box:
+    return (min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3]))
+
+
+def _heights_in(grid: DemGrid, box: Box) -> np.ndarray:
+    """The grid's heights whose pixel centres lie in `box` (NaN: no data)."""
+    lat = grid.lat0 + grid.dlat * np.arange(grid.heights.shape[0])
+    lon = grid.lon0 + grid.dlon * np.arange(grid.heights.shape[1])
+    rows = (lat >= box[1]) & (lat <= box[3])
+    cols = (lon >= box[0]) & (lon <= box[2])
+    return grid.heights[np.ix_(rows, cols)]
+
+
 def scene_dem(
     url: str,
     sicd: Any,
     vertical_datum: str = "auto",
     storage_options: dict[str, Any] | None = None,
 ) -> DemGrid:
-    """The DEM window a whole SICD image needs: its edges projected at the lowest and highest
-    heights of the DEM around it (a first window about the SCP height says which), plus a
-    margin of a few DEM pixels for the bilinear neighbours and the shadow rays' first steps."""
+    """The DEM window a whole SICD image needs, and the height range of its ground.
+
+    The ground under the image lies where its edges project at heights between the lowest
+    and the highest ground there: from the SCP's height, that range and that region grow
+    together until the heights in the region stay inside the range (at most GROWTH_STEPS
+    times: a pixel whose ground lies beyond is then sampled up to the DEM's edge). The window
+    is the region plus, on every side, how far a shadow ray travels to climb the range, and a
+    few DEM pixels for the bilinear neighbours. DemError (one line) when it cannot be had."""
     from sarlo_dask.geolocation import ecf_to_llh, project_pixels, scene_size, tie_point_axis
 
     xml = sicd if isinstance(sicd, str) else sicd.to_xml_string(tag="SICD")
@@ -320,19 +376,36 @@ def scene_dem(
     def footprint(h: float) -> np.ndarray:
         return ecf_to_llh(project_pixels(xml, edge_r, edge_c, h))
 
+    lo = hi = scp_h
     box = _bbox(footprint(scp_h), 500.0)
     grid = read_dem(url, box, vertical_datum, storage_options)
-    for _ in range(3):
-        lo, hi = grid.hae_range()
-        pad = 8 * grid.spacing_m() + 50.0
-        need = _bbox(np.concatenate([footprint(lo - 5.0), footprint(hi + 5.0)]), pad)
-        if _inside(need, box):
-            return grid
-        box = (
-            min(need[0], box[0]),
-            min(need[1], box[1]),
-            max(need[2], box[2]),
-            max(need[3], box[3]),
-        )
-        grid = read_dem(url, box, vertical_datum, storage_options)
-    return grid
+    for grow in range(GROWTH_STEPS + 1):
+        low, high = footprint(lo - 1.0), footprint(hi + 1.0)
+        margin = 2 * grid.spacing_m()
+        # a ray to the sensor climbs (hi - lo) over (hi - lo) tan(incidence) of ground, and
+        # the contours rise tan(incidence) over the shift of the edges from lo to hi
+        shift = float(np.max(np.hypot(*_shift_m(low, high))))
+        reach = (hi - lo) ** 2 / max(shift, 1e-6) if hi > lo else 0.0
+        window = _bbox(np.concatenate([low, high]), margin + reach + 8 * grid.spacing_m() + 50.0)
+        if not _inside(window, box):
+            box = _union(window, box)
+            grid = read_dem(url, box, vertical_datum, storage_options)
+        if grow == GROWTH_STEPS:
+            break
+        ground = _heights_in(grid, _bbox(np.concatenate([low, high]), margin))
+        if not np.isfinite(ground).any():
+            raise DemError(f"DEM {grid.name} has no heights under the scene: it does not cover it")
+        new_lo, new_hi = float(np.nanmin(ground)), float(np.nanmax(ground))
+        if new_lo >= lo and new_hi <= hi:
+            break
+        lo, hi = min(lo, new_lo), max(hi, new_hi)
+    g = grid
+    return DemGrid(g.heights, g.lat0, g.lon0, g.dlat, g.dlon, g.name, (lo, hi))
+
+
+def _shift_m(low: np.ndarray, high: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(north, east) metres between the same edge points projected at two heights."""
+    from sarlo_dask.geolocation import metres_per_degree
+
+    north, east = metres_per_degree(low[:, 0])
+    return (high[:, 0] - low[:, 0]) * north, (high[:, 1] - low[:, 1]) * east

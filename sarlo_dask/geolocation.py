@@ -117,6 +117,16 @@ def project_pixels(
     return out
 
 
+METRES_PER_DEGREE = 111_320.0
+"""of latitude (and of longitude at the equator): a local, spherical scale, good to 0.5%"""
+
+
+def metres_per_degree(lat: Any) -> tuple[Any, Any]:
+    """(north, east) metres per degree of latitude and of longitude at latitude `lat`: for
+    small steps on the ground (a DEM's pixels, a window's margins)."""
+    return METRES_PER_DEGREE, METRES_PER_DEGREE * np.cos(np.radians(lat))
+
+
 def ecf_to_llh(ecf: np.ndarray) -> np.ndarray:
     from sarkit.wgs84 import cartesian_to_geodetic
 
@@ -225,8 +235,8 @@ def interpolation_error(
         (truth[3].astype("uint8") & LAYOVER) > 0
     )
     keep = ~touched.ravel()
-    if not keep.any():
-        return 0.0
+    if not keep.any():  # nothing measurable: this step cannot be shown to hold
+        return float("inf")
     d = llh_to_ecf(guess.reshape(3, -1).T[keep]) - llh_to_ecf(truth[:3].reshape(3, -1).T[keep])
     return float(np.sqrt((d**2).sum(axis=1)).max())
 

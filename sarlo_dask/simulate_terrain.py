@@ -341,7 +341,10 @@ def terrain_truth(
         [[0, 0], [0, img.NumCols - 1], [img.NumRows - 1, img.NumCols - 1], [img.NumRows - 1, 0]],
         dtype="float64",
     )
-    ground = [image_to_ground_hae(corners, sicd, hae0=h) for h in (stats["min_m"], stats["max_m"])]
+    # the terrain beyond the image's own footprint rises and falls too: the DEM covers the
+    # corners projected a whole relief below and above it, so every contour meets it
+    reach = (stats["min_m"] - spec.relief_m, stats["max_m"] + spec.relief_m)
+    ground = [image_to_ground_hae(corners, sicd, hae0=h) for h in reach]
     llh = sarkit.wgs84.cartesian_to_geodetic(np.concatenate(ground))
     layout = dem_layout(t, llh[:, :2], spec.dem_spacing_m)
     lat, lon, heights = dem_grid(t, layout)

@@ -171,7 +171,8 @@ def terrain_variables(
     (`terrain_shift_px`)."""
     import dask
 
-    from sarlo_dask.terrain import DemSurface, terrain_shift_px
+    from sarlo_dask.terrain import DemSurface
+    from sarlo_dask.terrain_tiles import terrain_shift_px
 
     tp = ("tp_azimuth", "tp_range")
     if cfg.dem_use == "geolocation":

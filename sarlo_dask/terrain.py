@@ -1,15 +1,17 @@
-"""Pixels projected onto a DEM, and what the terrain does to them: layover, shadow, slope.
+"""Pixels projected onto a DEM, and what the terrain does to them: layover and shadow.
 
 SICD Vol. 3's projection to a DEM surface (sarkit's `r_rdot_to_dem_surface`, one point per
-call) vectorized: each pixel's R/Rdot contour is projected to the lowest and highest heights
-of the DEM window, the chord between the two (a contour hundreds of kilometres in radius is
-straight to centimetres over it) is sampled every half DEM pixel for where it crosses the
-terrain (not needed where the DEM is nowhere as steep as the look: there each contour meets
-it once), and the first crossing (the lowest, sarkit's order) is refined with exact
-constant-height projections (secant on height) until it is on the DEM to a millimetre. A
-contour that crosses the terrain more than once is in layover; a ground point the terrain
-hides from the sensor (a ray marched towards the aperture position) is in shadow.
-Pure math: the DEM comes in as a `dem.DemGrid`.
+call), vectorized. Each pixel's R/Rdot contour is projected exactly to constant heights every
+LEVEL_STEP_M from below the lowest to above the highest ground under the scene; between two
+levels the contour is taken as straight (it bends by about a centimetre over 100 m of height,
+0.3 m over 500 m). Where the DEM is nowhere as steep as the look, the contour meets the
+terrain once and the first level whose height above the DEM changes sign brackets it.
+Elsewhere the contour is sampled every half DEM pixel for every crossing (more than one:
+layover) and the lowest one whose exact ends still differ in sign is taken (sarkit orders
+them by height). The bracket is then narrowed by regula falsi (Illinois) on exact
+constant-height projections until the point is on the DEM to a millimetre: it never leaves
+the bracket, so it always converges. A ground point the terrain hides from the sensor (a ray
+marched towards the aperture) is in shadow. Pure math: the DEM comes in as a `dem.DemGrid`.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from sarlo_dask.geolocation import (
     SHADOW,
     Projected,
     ecf_to_llh,
-    llh_to_ecf,
+    metres_per_degree,
     projection_sets,
     sets_to_hae,
     take_sets,
@@ -34,7 +36,9 @@ from sarlo_dask.geolocation import (
 
 TOLERANCE_M = 1e-3
 """a projected point is on the DEM when its height is this close to the DEM's there"""
-MAX_ITERATIONS = 12
+MAX_ITERATIONS = 50
+LEVEL_STEP_M = 100.0
+"""exact constant-height projections of each contour at most this far apart in height"""
 SAMPLES_PER_BLOCK = 4_000_000
 """contour or ray samples evaluated at once (memory: about 10 arrays of this many floats)"""
 SHADOW_CLEARANCE_M = 0.01
@@ -60,88 +64,125 @@ class DemSurface:
         return f"DEM {self.dem.name}"
 
 
-def _metres(lat: np.ndarray, dlat: np.ndarray, dlon: np.ndarray) -> np.ndarray:
-    """Ground distance of small lat/lon steps (degrees) at latitude `lat`."""
-    return np.hypot(dlat * 111_320.0, dlon * 111_320.0 * np.cos(np.radians(lat)))
+def _levels(params: Any, sets: Any, heights: np.ndarray) -> np.ndarray:
+    """(n, m, 2) lat, lon of each contour at the m `heights`: exact projections."""
+    return np.stack([ecf_to_llh(sets_to_hae(params, sets, h))[:, :2] for h in heights], axis=1)
 
 
-def _crossings(
-    lo: np.ndarray, hi: np.ndarray, h_lo: float, h_hi: float, dem: DemGrid
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(how many times each chord lo -> hi (lat, lon, hae rows) crosses the terrain, a first
-    guess of the lowest crossing's height, the slope of (height - DEM) there per metre of
-    height); NaN guesses where the DEM has no height along the chord."""
-    n = len(lo)
-    length = _metres(lo[:, 0], hi[:, 0] - lo[:, 0], hi[:, 1] - lo[:, 1])
-    k = int(max(2, np.ceil(np.nanmax(length, initial=0.0) / (dem.spacing_m() / 2)) + 1))
-    t = np.linspace(0.0, 1.0, k)
-    count = np.zeros(n, dtype="int64")
-    guess, slope = np.full(n, np.nan), np.full(n, np.nan)
-    per = max(1, SAMPLES_PER_BLOCK // k)
-    for i in range(0, n, per):
-        b = slice(i, i + per)
-        lat = lo[b, 0, None] + t * (hi[b, 0] - lo[b, 0])[:, None]
-        lon = lo[b, 1, None] + t * (hi[b, 1] - lo[b, 1])[:, None]
-        h = h_lo + t * (h_hi - h_lo)
-        d = h - dem.height(lat, lon)  # < 0: below the terrain
-        ok = np.isfinite(d).all(axis=1)
-        change = (d[:, 1:] > 0) != (d[:, :-1] > 0)
-        count[b] = np.where(ok, change.sum(axis=1), 0)
-        first = np.argmax(change, axis=1)
-        rows = np.arange(len(d))
-        da, db = d[rows, first], d[rows, first + 1]
-        ha, hb = h[first], h[first + 1]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            guess[b] = np.where(ok & (count[b] > 0), ha - da * (hb - ha) / (db - da), np.nan)
-            slope[b] = (db - da) / (hb - ha)
-    return count, guess, slope
+def _ground_metres(ll: np.ndarray) -> np.ndarray:
+    """(n,) ground length of each path (n, m, 2) of lat, lon degrees."""
+    north_m, east_m = metres_per_degree(ll[:, :-1, 0])
+    steps = np.hypot(np.diff(ll[..., 0], axis=1) * north_m, np.diff(ll[..., 1], axis=1) * east_m)
+    return np.asarray(steps.sum(axis=1))
 
 
-def _ends(
-    lo: np.ndarray, hi: np.ndarray, h_lo: float, h_hi: float, dem: DemGrid, steepest: float
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """`_crossings` from the chord's two ends alone, where it is exact: a contour rises
-    1/tan(incidence) metres per metre away from the sensor, so terrain never steeper than
-    tan(incidence) (`steepest`, the DEM's steepest slope in any direction) is met exactly once.
-    Elsewhere the count is 0 (undecided: the caller samples the chord)."""
-    length = _metres(lo[:, 0], hi[:, 0] - lo[:, 0], hi[:, 1] - lo[:, 1])
-    tan_inc = (h_hi - h_lo) / np.maximum(length, 1e-9)
-    d_lo = h_lo - dem.height(lo[:, 0], lo[:, 1])
-    d_hi = h_hi - dem.height(hi[:, 0], hi[:, 1])
-    with np.errstate(invalid="ignore", divide="ignore"):
-        slope = (d_hi - d_lo) / (h_hi - h_lo)
-        guess = h_lo - d_lo / slope
-    once = (steepest < SLOPE_MARGIN * tan_inc) & np.isfinite(guess)
-    return once.astype("int64"), np.where(once, guess, np.nan), slope
+def _along(heights: np.ndarray, ll: np.ndarray, h: np.ndarray) -> np.ndarray:
+    """(n, k, 2) lat, lon of the contours at the k heights `h`, linear between the exact
+    levels (`heights`, their lat/lon `ll` (n, m, 2))."""
+    seg = np.clip(np.searchsorted(heights, h, side="right") - 1, 0, len(heights) - 2)
+    f = ((h - heights[seg]) / (heights[seg + 1] - heights[seg]))[None, :, None]
+    return np.asarray(ll[:, seg] * (1 - f) + ll[:, seg + 1] * f)
 
 
-def _refine(
-    params: Any, sets: Any, h: np.ndarray, slope: np.ndarray, dem: DemGrid
+def _exact_d(params: Any, sets: Any, h: np.ndarray, dem: DemGrid) -> tuple[np.ndarray, np.ndarray]:
+    """(height above the DEM, ECEF) of the contours' exact points at heights `h`."""
+    p = sets_to_hae(params, sets, h)
+    llh = ecf_to_llh(p)
+    return h - dem.height(llh[:, 0], llh[:, 1]), p
+
+
+def _candidates(
+    heights: np.ndarray, ll: np.ndarray, dem: DemGrid
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """(how many times each contour crosses the terrain, the lower heights (n, c) of the
+    brackets of its crossings in order (NaN-padded), the brackets' height step): each contour
+    sampled every half DEM pixel along the longest of them."""
+    k = int(max(2, np.ceil(np.nanmax(_ground_metres(ll), initial=0.0) / (dem.spacing_m() / 2))))
+    h = np.linspace(heights[0], heights[-1], k + 1)
+    count = np.zeros(len(ll), dtype="int64")
+    parts = []
+    per = max(1, SAMPLES_PER_BLOCK // len(h))
+    for i in range(0, len(ll), per):
+        path = _along(heights, ll[i : i + per], h)
+        d = h - dem.height(path[..., 0], path[..., 1])  # < 0: below the terrain
+        change = ((d[:, 1:] > 0) != (d[:, :-1] > 0)) & np.isfinite(d[:, 1:] + d[:, :-1])
+        count[i : i + per] = change.sum(axis=1)
+        parts.append(np.sort(np.where(change, h[:-1], np.nan), axis=1))  # NaNs sort last
+    lows = np.concatenate(parts)[:, : max(1, int(count.max(initial=0)))]
+    return count, lows, float(h[1] - h[0])
+
+
+def _first_crossing(
+    params: Any, sets: Any, heights: np.ndarray, ll: np.ndarray, dem: DemGrid, steepest: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(crossings, a, d(a), b, d(b)): how many times each contour crosses the terrain, and
+    the bracket [a, b] of its lowest crossing, whose exact heights above the DEM d(a) <= 0 <
+    d(b) (NaN where the DEM gives no bracket)."""
+    d = heights - dem.height(ll[..., 0], ll[..., 1])  # exact, at the levels
+    up = (d[:, 1:] > 0) & (d[:, :-1] <= 0)
+    first = np.argmax(up, axis=1)
+    rows = np.arange(len(ll))
+    bracketed = up[rows, first]
+    a = np.where(bracketed, heights[first], np.nan)
+    b = np.where(bracketed, heights[first + 1], np.inf)
+    da, db = d[rows, first], d[rows, first + 1]
+    count = bracketed.astype("int64")
+    tan_inc = (heights[-1] - heights[0]) / np.maximum(_ground_metres(ll), 1e-9)
+    # sampled: where the terrain may be steeper than the look, or where no two levels
+    # bracket a crossing (one level's point off the DEM: the crossing may lie before it)
+    steep = np.flatnonzero(~bracketed | (steepest >= SLOPE_MARGIN * tan_inc))
+    if not len(steep):
+        return count, a, da, b, db
+    count[steep], lows, step = _candidates(heights, ll[steep], dem)
+    todo = np.arange(len(steep))
+    for j in range(lows.shape[1]):  # the lowest sampled crossing the exact contour confirms
+        todo = todo[np.isfinite(lows[todo, j])]
+        if not len(todo):
+            break
+        lo = lows[todo, j]
+        hi = np.minimum(lo + step, heights[-1])
+        pick = take_sets(sets, steep[todo])
+        d_lo, _ = _exact_d(params, pick, lo, dem)
+        d_hi, _ = _exact_d(params, pick, hi, dem)
+        ok = (d_lo <= 0) & (d_hi > 0) & (lo < b[steep[todo]])  # at or below the levels'
+        at = steep[todo[ok]]
+        a[at], da[at], b[at], db[at] = lo[ok], d_lo[ok], hi[ok], d_hi[ok]
+        todo = todo[~((d_lo <= 0) & (d_hi > 0))]
+    return count, a, da, b, db
+
+
+def _illinois(
+    params: Any,
+    sets: Any,
+    a: np.ndarray,
+    da: np.ndarray,
+    b: np.ndarray,
+    db: np.ndarray,
+    dem: DemGrid,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(ECEF, converged) of the contours' points on the DEM, by secant steps on the height
-    from `h` (slope: the first step's d(height - DEM)/d(height))."""
-    n = len(h)
-    ecf = np.full((n, 3), np.nan)
-    done = np.zeros(n, dtype=bool)
-    todo = np.flatnonzero(np.isfinite(h))
-    h, prev_h, prev_d = h.copy(), np.full(n, np.nan), np.full(n, np.nan)
+    """(ECEF, converged): the contours' points on the DEM inside their brackets [a, b]
+    (d(a) <= 0 < d(b)), by regula falsi with the Illinois step on exact projections."""
+    a, da, b, db = a.copy(), da.copy(), b.copy(), db.copy()
+    ecf = np.full((len(a), 3), np.nan)
+    done = np.zeros(len(a), dtype=bool)
+    kept = np.zeros(len(a), dtype="int8")  # which end the last step kept: -1 a, +1 b
+    todo = np.flatnonzero(np.isfinite(a + da + b + db))
     for _ in range(MAX_ITERATIONS):
         if not len(todo):
             break
-        p = sets_to_hae(params, take_sets(sets, todo), h[todo])
-        llh = ecf_to_llh(p)
-        d = h[todo] - dem.height(llh[:, 0], llh[:, 1])
+        h = b[todo] - db[todo] * (b[todo] - a[todo]) / (db[todo] - da[todo])
+        d, p = _exact_d(params, take_sets(sets, todo), h, dem)
         hit = np.abs(d) <= TOLERANCE_M
-        ecf[todo[hit]] = p[hit]
-        done[todo[hit]] = True
-        with np.errstate(invalid="ignore", divide="ignore"):
-            secant = (d - prev_d[todo]) / (h[todo] - prev_h[todo])
-        s = np.where(np.isfinite(secant) & (secant != 0), secant, slope[todo])
-        s = np.where(np.isfinite(s) & (np.abs(s) > 1e-6), s, 1.0)
-        prev_h[todo], prev_d[todo] = h[todo], d
-        h[todo] = h[todo] - d / s
-        keep = ~hit & np.isfinite(d) & np.isfinite(h[todo])
-        todo = todo[keep]
+        ecf[todo[hit]], done[todo[hit]] = p[hit], True
+        low = ~hit & (d <= 0)  # replaces a; b kept
+        high = ~hit & (d > 0)
+        at_low, at_high = todo[low], todo[high]
+        a[at_low], da[at_low] = h[low], d[low]
+        b[at_high], db[at_high] = h[high], d[high]
+        db[at_low] = np.where(kept[at_low] == 1, db[at_low] / 2, db[at_low])
+        da[at_high] = np.where(kept[at_high] == -1, da[at_high] / 2, da[at_high])
+        kept[at_low], kept[at_high] = 1, -1
+        todo = todo[~hit & np.isfinite(d)]
     return ecf, done
 
 
@@ -162,8 +203,8 @@ def _shadowed(ecf: np.ndarray, sensor: np.ndarray, h_hi: float, dem: DemGrid) ->
     reach = np.maximum(h_hi - llh[:, 2], 0.0) / sin_el  # along the ray, metres
     step = dem.spacing_m() / np.maximum(cos_el, 1e-3)
     k = int(np.clip(np.ceil(np.nanmax(reach / step, initial=0.0)), 1, 4096))
-    dlat = n / 111_320.0  # degrees per metre along the ray
-    dlon = e / (111_320.0 * np.cos(np.radians(llh[:, 0])))
+    north_m, east_m = metres_per_degree(llh[:, 0])
+    dlat, dlon = n / north_m, e / east_m  # degrees per metre along the ray
     out = np.zeros(len(ecf), dtype=bool)
     per = max(1, SAMPLES_PER_BLOCK // k)
     j = np.arange(1, k + 1)
@@ -182,7 +223,10 @@ def _shadowed(ecf: np.ndarray, sensor: np.ndarray, h_hi: float, dem: DemGrid) ->
 def _sensor(sets: Any) -> np.ndarray:
     """Where the ray of a shadow test goes: the aperture position (bistatic: the transmitter,
     whose shadow is the one that leaves a ground point unlit)."""
-    return np.asarray(getattr(sets, "ARP_COA", getattr(sets, "Xmt_COA", None)))
+    for name in ("ARP_COA", "Xmt_COA"):
+        if getattr(sets, name, None) is not None:
+            return np.asarray(getattr(sets, name))
+    raise TypeError(f"projection sets {type(sets).__name__} have no sensor position")
 
 
 def project_to_dem(
@@ -191,147 +235,34 @@ def project_to_dem(
     """Pixels (row = range, col = azimuth) projected onto the DEM, with their terrain flags
     (SHADOW only when `shadows`).
 
-    DemError (one line) when the DEM has no height under a pixel's contour."""
+    DemError (one line) when the DEM has no height where a pixel's contour meets it."""
     rows, cols = np.ravel(rows), np.ravel(cols)
     steepest = dem.max_slope()
-    h_lo, h_hi = dem.hae_range()
-    h_lo, h_hi = h_lo - 1.0, h_hi + 1.0  # the chord's ends are strictly below and above
+    h_lo, h_hi = dem.surface_range()
+    h_lo, h_hi = h_lo - 1.0, h_hi + 1.0  # strictly below and above the ground
+    heights = np.linspace(h_lo, h_hi, int(np.ceil((h_hi - h_lo) / LEVEL_STEP_M)) + 1)
     ecf = np.empty((len(rows), 3))
     flags = np.zeros(len(rows), dtype="uint8")
     for i in range(0, len(rows), PROJECTION_BLOCK):
         b = slice(i, i + PROJECTION_BLOCK)
         params, sets = projection_sets(sicd, rows[b], cols[b])
-        lo = ecf_to_llh(sets_to_hae(params, sets, h_lo))
-        hi = ecf_to_llh(sets_to_hae(params, sets, h_hi))
-        count, guess, slope = _ends(lo, hi, h_lo, h_hi, dem, steepest)
-        ambiguous = np.flatnonzero(count != 1)  # the terrain may be steeper than the look
-        if len(ambiguous):
-            count[ambiguous], guess[ambiguous], slope[ambiguous] = _crossings(
-                lo[ambiguous], hi[ambiguous], h_lo, h_hi, dem
-            )
-        points, ok = _refine(params, sets, guess, slope, dem)
+        try:
+            ll = _levels(params, sets, heights)
+            count, lo, d_lo, hi, d_hi = _first_crossing(params, sets, heights, ll, dem, steepest)
+            points, ok = _illinois(params, sets, lo, d_lo, hi, d_hi, dem)
+        except ValueError as exc:  # a constant-height projection that did not converge
+            raise DemError(f"DEM {dem.name}: {exc}") from None
         if not ok.all():
             bad = int(np.flatnonzero(~ok)[0])
             r, c = rows[b][bad], cols[b][bad]
-            why = "no height along its contour" if count[bad] == 0 else "no convergence"
             raise DemError(
-                f"DEM {dem.name}: pixel (row {r:g}, col {c:g}) not projected onto it ({why}; "
-                f"{int((~ok).sum())} of {len(ok)} such pixels): does it cover the scene?"
+                f"DEM {dem.name}: no height where the contour of pixel (row {r:g}, col {c:g}) "
+                f"meets the ground ({int((~ok).sum())} of {len(ok)} such pixels): it does "
+                "not cover the scene"
             )
         ecf[b] = points
         flags[b] = np.where(count > 1, LAYOVER, 0)
         if shadows:
-            flags[b] |= np.where(_shadowed(points, _sensor(sets), h_hi, dem), SHADOW, 0).astype(
-                "uint8"
-            )
+            shadowed = _shadowed(points, _sensor(sets), h_hi, dem)
+            flags[b] |= np.where(shadowed, SHADOW, 0).astype("uint8")
     return Projected(ecf, flags)
-
-
-def mean_normal(ecf: np.ndarray) -> np.ndarray:
-    """The unit ECEF mean of the upward normals of a surface sampled on a grid (A, R, 3) of
-    ground points: each point's normal from its neighbours along both axes."""
-    from sarkit.wgs84 import up
-
-    d_a, d_r = np.gradient(ecf, axis=(0, 1))
-    normals = np.cross(d_a, d_r).reshape(-1, 3)
-    normals /= np.linalg.norm(normals, axis=1, keepdims=True)
-    ups = up(ecf_to_llh(ecf.reshape(-1, 3)))
-    normals *= np.sign((normals * ups).sum(axis=1))[:, None]
-    mean = normals.mean(axis=0)
-    return np.asarray(mean / np.linalg.norm(mean))
-
-
-def incidence_on(normal: np.ndarray, ground: np.ndarray, sensor: np.ndarray) -> float:
-    """Degrees between the line of sight (ground -> sensor) and a surface normal."""
-    los = sensor - ground
-    c = float(normal @ los / np.linalg.norm(los))
-    return float(np.degrees(np.arccos(np.clip(c, -1.0, 1.0))))
-
-
-def terrain_shift_px(
-    lat: np.ndarray,
-    lon: np.ndarray,
-    dem_lat: np.ndarray,
-    dem_lon: np.ndarray,
-    tp_az: np.ndarray,
-    tp_rg: np.ndarray,
-) -> np.ndarray:
-    """(A, R) how far, in pixels, the optical ground a constant-height geolocation gives each
-    tie point is from the ground the DEM puts there: the local Jacobian of the constant-height
-    grid (lat, lon on the tie points' pixels tp_az x tp_rg) turns the lat/lon difference into
-    pixels. What a build without DEM-aware geolocation gets wrong, tie point by tie point."""
-    axes = (np.asarray(tp_az, dtype="float64"), np.asarray(tp_rg, dtype="float64"))
-    d_lat_a, d_lat_r = np.gradient(lat, *axes)
-    d_lon_a, d_lon_r = np.gradient(lon, *axes)
-    jac = np.stack([np.stack([d_lat_a, d_lat_r], -1), np.stack([d_lon_a, d_lon_r], -1)], -2)
-    diff = np.stack([dem_lat - lat, dem_lon - lon], -1)[..., None]
-    px = np.linalg.solve(jac, diff)[..., 0]
-    return np.asarray(np.hypot(px[..., 0], px[..., 1]))
-
-
-def require_cover(dem: DemGrid, lat: np.ndarray, lon: np.ndarray) -> None:
-    """DemError unless the DEM has heights at every (lat, lon)."""
-    h = dem.height(lat, lon)
-    if not np.isfinite(h).all():
-        bad = int(np.flatnonzero(~np.isfinite(h))[0])
-        raise DemError(
-            f"DEM {dem.name} has no height at {np.ravel(lat)[bad]:.6f}, "
-            f"{np.ravel(lon)[bad]:.6f}: it does not cover the scene"
-        )
-
-
-def _window_samples(w: Any, tp_az: np.ndarray, tp_rg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(azimuth, range) pixel axes of the grid that speaks for a window: its tie points when
-    it holds at least three a side, else 17 x 17 points over it."""
-    last = w.size - 1
-    ia = tp_az[(tp_az >= w.a0) & (tp_az <= w.a0 + last)]
-    ir = tp_rg[(tp_rg >= w.r0) & (tp_rg <= w.r0 + last)]
-    if len(ia) < 3 or len(ir) < 3:
-        ia, ir = w.a0 + np.linspace(0, last, 17), w.r0 + np.linspace(0, last, 17)
-    return ia.astype("float64"), ir.astype("float64")
-
-
-def _nearest(var: Any, a: np.ndarray, r: np.ndarray) -> np.ndarray:
-    """A tie-point variable's values at the tie points nearest to pixels (a, r)."""
-    tp_az, tp_rg = var.tp_azimuth.values, var.tp_range.values
-    ia = np.abs(tp_az[None, :] - a[:, None]).argmin(axis=1)
-    ir = np.abs(tp_rg[None, :] - r[:, None]).argmin(axis=1)
-    return np.asarray(var.values[ia, ir])
-
-
-def tile_terrain(w: Any, ds: Any, sicd: Any) -> dict[str, Any] | None:
-    """meta.json's `terrain` section of a window of a scene store made with a DEM (None
-    without one): the DEM and its use, the fractions of the window's tie points in layover and
-    in shadow, its relief, the terrain incidence (the line of sight at its centre against the
-    mean of the normals of its ground on the DEM) and, when the DEM only checks, how far off
-    the optical view is (SAR px)."""
-    from sarlo_dask.tiles import tile_llh
-
-    if "terrain_flags" not in ds:
-        return None
-    ia, ir = _window_samples(w, ds.tp_azimuth.values, ds.tp_range.values)
-    a, r = (g.ravel() for g in np.meshgrid(ia, ir, indexing="ij"))
-    flags = _nearest(ds.terrain_flags, a, r).astype("uint8")
-    lat, lon, hae = (
-        ds[n]
-        for n in (("dem_lat", "dem_lon", "dem_hae") if "dem_lat" in ds else ("lat", "lon", "hae"))
-    )
-    llh = tile_llh(lat, lon, hae, a, r)
-    mid = np.array([(w.size - 1) / 2])
-    centre = llh_to_ecf(tile_llh(lat, lon, hae, w.a0 + mid, w.r0 + mid))[0]
-    arp = np.asarray(sicd.Position.ARPPoly(sicd.SCPCOA.SCPTime))
-    shift = None
-    if "terrain_shift_px" in ds:
-        shift = float(_nearest(ds.terrain_shift_px, a, r).max())
-    return {
-        "dem": ds.attrs.get("dem", ""),
-        "use": ds.attrs.get("dem_use", ""),
-        "layover_fraction": float(((flags & LAYOVER) > 0).mean()),
-        "shadow_fraction": float(((flags & SHADOW) > 0).mean()),
-        "relief_m": float(np.ptp(llh[:, 2])),
-        "incidence_deg": incidence_on(
-            mean_normal(llh_to_ecf(llh).reshape(len(ia), len(ir), 3)), centre, arp
-        ),
-        "shift_px": shift,
-        "samples": len(a),
-    }

@@ -30,7 +30,7 @@ from sarlo_dask.optical.sources import OpticalSource, source_from_spec
 from sarlo_dask.outcomes import NO_OPTICAL_SOURCE, window_error
 from sarlo_dask.sicd import sicd_from_xml
 from sarlo_dask.store import Store, filesystem, is_local, join
-from sarlo_dask.terrain import tile_terrain
+from sarlo_dask.terrain_tiles import tile_terrain
 from sarlo_dask.tiles import (
     PreviewSpec,
     Window,
@@ -225,10 +225,12 @@ def make_tile(
     if cfg.optical:
         DECODED.resize(cfg.decoded_cache_mb)
         source, pair_cfg = optical_source(cfg), pair_config(cfg)
+        shift, limit = (terrain or {}).get("shift_px"), cfg.max_terrain_shift_px
+        off = shift is not None and limit is not None and shift > limit
         # rasterio writes local files: the mosaic is staged, then copied to {work}
         with tempfile.TemporaryDirectory() as tmp:
             mosaic_path = os.path.join(tmp, "mosaic.tif") if cfg.save_mosaic else None
-            if cfg.optical_mode == "metadata":
+            if cfg.optical_mode == "metadata" or off:  # nothing fetched
                 optic, optical, mosaic_path = None, pair_metadata(w, ds, source, pair_cfg), None
             else:
                 optic, optical = pair_tile(w, ds, source, pair_cfg, mosaic_path)
@@ -236,9 +238,7 @@ def make_tile(
                 with open(mosaic_path, "rb") as f:
                     members[f"{w.key}.optic_mosaic.tif"] = f.read()
         meta["optical"] = optical
-        shift = (terrain or {}).get("shift_px")
-        limit = cfg.max_terrain_shift_px
-        if optical["status"] == "ok" and shift is not None and limit is not None and shift > limit:
+        if off:  # flagged: the view would be this far off, so none is made
             optical["status"] = (
                 f"failed: the terrain puts the optical view up to {shift:.1f} px off the SAR "
                 f"(> {limit} px: dem_use check geolocates at a constant height)"

@@ -191,6 +191,10 @@ def test_dem_files_folders_vrts_and_s3_give_the_same_window(hilly, tmp_path, s3)
         profile, data, half = src.profile, src.read(1), src.width // 2
         transform = src.transform
     np.testing.assert_array_equal(whole.heights[np.isfinite(inside)], inside[np.isfinite(inside)])
+    # on the file's own pixel grid: whole pixels from its origin, never a fraction of one
+    at = ((whole.lat0 - (transform.f + transform.e / 2)) / transform.e,)
+    at += ((whole.lon0 - (transform.c + transform.a / 2)) / transform.a,)
+    assert np.allclose(at, np.round(at), atol=1e-6), at
     folder = tmp_path / "tiles"
     folder.mkdir()
     for name, sl, t in (
@@ -306,10 +310,15 @@ def test_the_cli_refuses_an_unusable_dem_before_any_work(hilly, tmp_path):
     lat, lon, hae = dem_grid(terrain_from_dict(truth["terrain"]), truth["dem"])
     plain = tmp_path / "plain.tif"
     write_dem_geotiff(plain, lat, lon, hae, crs="EPSG:4326")
+    nad83 = tmp_path / "nad83.tif"
+    write_dem_geotiff(nad83, lat, lon, hae, crs="EPSG:4269")
+    (tmp_path / "text.tif").write_text("not a raster")
     sarlo = str(Path(sys.executable).parent / "sarlo")
     for dem, why in (
-        (tmp_path / "none.tif", "not readable as a raster"),
+        (tmp_path / "none.tif", "no such file or folder"),
+        (tmp_path / "text.tif", "not readable as a raster"),
         (plain, "does not say what its heights are measured from"),
+        (nad83, "its horizontal datum is not WGS 84"),
     ):
         work = tmp_path / f"work-{dem.stem}"
         res = subprocess.run(
@@ -322,3 +331,36 @@ def test_the_cli_refuses_an_unusable_dem_before_any_work(hilly, tmp_path):
         lines = res.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("error: DEM ") and why in lines[0], lines
         assert not work.exists() or not any(work.rglob("*.zarr"))  # nothing was made
+
+
+def test_a_scene_with_layover_is_projected_whole(steep, client, tmp_path):
+    from sarlo_dask.pipeline import standardize_scenes
+
+    path, _, dem_path = steep
+    xml = _xml(path)
+    dem = scene_dem(str(dem_path), xml)
+    r, c = (g.ravel() for g in np.meshgrid(np.linspace(0, 511, 100), np.linspace(0, 511, 100)))
+    dense = project_to_dem(xml, r, c, dem)  # every pixel, 400 m of relief: none left out
+    layover = (dense.flags & LAYOVER) > 0
+    assert 0.0 < layover.mean() < 0.2, layover.mean()
+    # where sarkit's own projection finds several crossings, so do we; we take its lowest
+    rng = np.random.default_rng(2)
+    pick = np.concatenate(
+        [rng.choice(np.flatnonzero(layover), 15), rng.choice(np.flatnonzero(~layover), 15)]
+    )
+    reference = _sarkit_dem_projection(xml, r[pick], c[pick], dem)
+    several = np.array([len(x) > 1 for x in reference])
+    assert (several == layover[pick]).sum() >= 28, np.c_[several, layover[pick]]
+    gap = [np.linalg.norm(dense.ecf[i] - x[0]) for i, x in zip(pick, reference, strict=True)]
+    assert max(gap) < 0.05, gap
+    res = standardize_scenes(
+        [str(path)],
+        str(tmp_path / "work"),
+        StandardizeConfig(min_size=64, dem=str(dem_path)),
+        client,
+    )[0]
+    assert res.status == "done", res.reason
+    from sarlo_dask.standardize import open_scene_store
+
+    flags = open_scene_store(res.store).terrain_flags.values
+    assert ((flags & LAYOVER) > 0).any()

@@ -6,6 +6,7 @@ slopes. The tile stage runs on a real two-worker cluster against a loopback XYZ 
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -60,8 +61,12 @@ def built(client, tmp_path_factory):
             tiles = TileConfig(
                 size=SIZE, stride=STRIDE, optical=server.url, zoom=ZOOM, max_terrain_shift_px=limit
             )
-            assert all(r.status == "done" for r in tile_scenes(work, tiles, client))
+            done: list = []
+            results = tile_scenes(work, tiles, client, on_prefetch=done.append)
+            assert all(r.status == "done" for r in results)
             out[case] = (work, open_scene_store(res.store).load(), truth)
+            out[f"{case}-requests"] = Counter(server.paths)  # so far
+            out[f"{case}-prefetch"] = done[0]
         out["server"] = server
         yield out
     finally:
@@ -222,3 +227,44 @@ def test_mesh_warped_views_are_rebuilt_from_meta_json_pixel_for_pixel(built, tmp
         built_png = np.asarray(Image.open(path.with_name(meta["key"] + ".optic.png")))
         assert np.array_equal(image, built_png), meta["key"]
     assert any(model == "mesh" for model, _ in models), models  # the terrain asked for meshes
+
+
+def test_the_recorded_shift_is_the_misalignment_at_each_target(built):
+    """Two-sided: each target's shift where it lies (a tie-point variable, interpolated) is
+    how far the constant height puts its optical marker."""
+    from scipy.interpolate import RegularGridInterpolator
+
+    from sarlo_dask.geolocation import llh_to_ecf
+
+    _, ds, truth = built["check"]
+    sicd = sicd_from_xml(ds.attrs["sicd_xml"])
+    h0 = float(ds.hae.values.mean())
+    shift = RegularGridInterpolator(
+        (ds.tp_azimuth.values.astype(float), ds.tp_range.values.astype(float)),
+        ds.terrain_shift_px.values.astype(float),
+    )
+    pairs = []
+    for t in truth["targets"]:
+        (row, col), _, _ = ground_to_image(np.array(t["ecf"]), sicd, tolerance=1e-6)
+        flat = llh_to_ecf(np.array([[t["llh"][0], t["llh"][1], h0]]))[0]
+        (frow, fcol), _, _ = ground_to_image(flat, sicd, tolerance=1e-6)
+        inside = 0 <= col < ds.sizes["azimuth"] - 1 and 0 <= row < ds.sizes["range"] - 1
+        if inside:
+            pairs.append((float(np.hypot(frow - row, fcol - col)), float(shift([[col, row]])[0])))
+    misses, recorded = np.array(pairs).T
+    assert len(pairs) >= 20 and misses.max() > 5.0
+    # the store keeps the shift's length per tie point: between tie points 16 px apart its
+    # interpolation errs most where the shift turns through zero (a few tenths of a pixel per
+    # pixel of slope there)
+    np.testing.assert_allclose(recorded, misses, rtol=0.05, atol=1.5)
+
+
+def test_the_prefetch_plans_the_meshes_footprints(built):
+    """With meshes (the terrain bends the mapping), the prefetch still plans every tile the
+    pairing needs: the server was asked for each once, all of them by the prefetch."""
+    requests, prefetch = built["geolocation-requests"], built["geolocation-prefetch"]
+    work, _, _ = built["geolocation"]
+    assert any(m["optical"]["warp"]["model"] == "mesh" for m, _ in _tiles(work))
+    assert set(requests.values()) == {1}, requests.most_common(3)
+    assert prefetch.planned == len(requests) == prefetch.fetched + prefetch.empty
+    assert not prefetch.failed

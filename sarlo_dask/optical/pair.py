@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from sarlo_dask.geolocation import metres_per_degree
 from sarlo_dask.gpu import to_device, to_host
 from sarlo_dask.optical.mesh import (
     MESH_GRIDS,
@@ -100,7 +101,7 @@ def model_residual(mapping: np.ndarray | Mesh, sar: np.ndarray, optical: np.ndar
 def choose_warp(w: Window, ds: Any, cfg: PairConfig) -> WarpModel:
     """The tile's model: one affine if its residual against the tie-point geolocation is at
     most `max_affine_residual_px`, else the coarsest mesh of MESH_GRIDS (up to
-    `max_mesh_grid`) that is, else the finest (whose residual the status then reports).
+    `max_mesh_grid`) that is, else the best of those tried (the status judges its residual).
 
     Measured in Web-Mercator global pixels at the zoom (no mosaic needed: metadata mode
     chooses as the build does); residuals are in SAR pixels, so the zoom hardly matters.
@@ -118,19 +119,18 @@ def choose_warp(w: Window, ds: Any, cfg: PairConfig) -> WarpModel:
         check_ll = _latlon(w, ds, check_sar)
         mesh = mesh_from_points(sar, _global(latlon, cfg.zoom), w.size)
         r = mesh_residual_sar_px(mesh, check_sar, _global(check_ll, cfg.zoom))
-        model = WarpModel("mesh", n, sar, latlon, check_sar, check_ll, r, r_affine)
+        best = WarpModel("mesh", n, sar, latlon, check_sar, check_ll, r, r_affine)
+        if r < model.residual_px:  # the finest mesh tried never loses to the affine
+            model = best
         if r <= cfg.max_affine_residual_px:
             break
     return model
 
 
 def residual_status(model: WarpModel, residual: float, cfg: PairConfig) -> str | None:
-    """Why the model is not good enough (a failed status), or None."""
-    if model.model == "mesh" and model.residual_px > cfg.max_affine_residual_px:
-        return (
-            f"failed: mesh residual {model.residual_px:.2f} px > {cfg.max_affine_residual_px} "
-            f"px at the finest grid ({model.grid} x {model.grid})"
-        )
+    """Why the model is not good enough (a failed status), or None: the same rule for the
+    affine and for a mesh (the best one found: one that missed max_affine_residual_px at the
+    finest grid is still shipped when within max_residual_px, as an affine would be)."""
     if residual > cfg.max_residual_px:
         return f"failed: {model.model} residual {residual:.2f} px > {cfg.max_residual_px} px"
     return None
@@ -140,8 +140,8 @@ def footprint_bbox(latlon: np.ndarray, zoom: int) -> tuple[float, float, float, 
     """(west, south, east, north) of the points, padded by two optical pixels for bilinear."""
     lat, lon = latlon[:, 0], latlon[:, 1]
     pad_m = 2 * ground_resolution(float(lat.mean()), zoom)
-    dlat = pad_m / 111_320.0
-    dlon = pad_m / (111_320.0 * np.cos(np.radians(lat.mean())))
+    north, east = metres_per_degree(lat.mean())
+    dlat, dlon = pad_m / north, pad_m / east
     return (
         float(lon.min() - dlon),
         float(lat.min() - dlat),
