@@ -234,3 +234,16 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def terrain_spec(**settings: Any) -> Any:
+    """A 512 x 512 scene at 1 m over 80 m of simulated terrain, with `settings` changed: the
+    terrain tests' scenes."""
+    from sarlo_dask.simulate import SimulationSpec
+
+    base = {"rows": 512, "cols": 512, "row_spacing": 1.0, "col_spacing": 1.0}
+    return SimulationSpec(**(base | {"relief_m": 80.0, "terrain_seed": 2} | settings))
+
+
+STEEP = {"seed": 1, "n_targets": 25, "relief_m": 400.0, "terrain_seed": 0, "allow_layover": True}
+"""settings of a terrain scene with layover"""

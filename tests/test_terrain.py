@@ -25,19 +25,11 @@ from sarlo_dask.simulate_terrain import (
     write_dem_geotiff,
 )
 
-HILLY = SimulationSpec(
-    rows=512, cols=512, row_spacing=1.0, col_spacing=1.0, seed=1, relief_m=80.0, terrain_seed=2
-)
-STEEP = SimulationSpec(
-    rows=512,
-    cols=512,
-    row_spacing=1.0,
-    col_spacing=1.0,
-    seed=1,
-    n_targets=25,
-    relief_m=400.0,
-    allow_layover=True,
-)
+from .helpers import STEEP as STEEP_SETTINGS
+from .helpers import terrain_spec
+
+HILLY = terrain_spec(seed=1)
+STEEP = terrain_spec(**STEEP_SETTINGS)
 
 
 @pytest.fixture(scope="module")

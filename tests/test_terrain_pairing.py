@@ -17,27 +17,18 @@ from sarpy.geometry.point_projection import ground_to_image
 from sarlo_dask.config import StandardizeConfig, TileConfig
 from sarlo_dask.pipeline import standardize_scenes, tile_scenes
 from sarlo_dask.sicd import sicd_from_xml
-from sarlo_dask.simulate import SimulationSpec, simulate_scene
+from sarlo_dask.simulate import simulate_scene
 from sarlo_dask.simulate_terrain import terrain_from_dict, terrain_normal_enu
 from sarlo_dask.standardize import open_scene_store
 from sarlo_dask.store import Store
 from sarlo_dask.tiles import tile_llh
 
-from .helpers import peak
+from .helpers import peak, terrain_spec
 from .tileserver import TileServer
 
 ZOOM = 19
 SIZE, STRIDE = 256, 128
-HILLY = SimulationSpec(
-    rows=512,
-    cols=512,
-    row_spacing=1.0,
-    col_spacing=1.0,
-    seed=3,
-    n_targets=40,
-    relief_m=80.0,
-    terrain_seed=2,
-)
+HILLY = terrain_spec(seed=3, n_targets=40)
 
 
 @pytest.fixture(scope="module")
