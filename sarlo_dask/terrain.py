@@ -8,14 +8,16 @@ levels the contour is taken as straight (it bends by about a centimetre over 100
 terrain once and the first level whose height above the DEM changes sign brackets it.
 Elsewhere the contour is sampled every half DEM pixel for every crossing (more than one:
 layover) and the lowest one whose exact ends still differ in sign is taken (sarkit orders
-them by height). The bracket is then narrowed by regula falsi (Illinois) on exact
-constant-height projections until the point is on the DEM to a millimetre: it never leaves
-the bracket, so it always converges. A ground point the terrain hides from the sensor (a ray
-marched towards the aperture) is in shadow. Pure math: the DEM comes in as a `dem.DemGrid`.
+them by height). The bracket is then narrowed by regula falsi (Illinois), first on the
+contour as the levels draw it, then on exact constant-height projections until the point is
+on the DEM to a millimetre: it never leaves the bracket, so it always converges. A ground
+point the terrain hides from the sensor (a ray marched towards the aperture) is in shadow.
+Pure math: the DEM comes in as a `dem.DemGrid`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -152,28 +154,31 @@ def _first_crossing(
 
 
 def _illinois(
-    params: Any,
-    sets: Any,
     a: np.ndarray,
     da: np.ndarray,
     b: np.ndarray,
     db: np.ndarray,
-    dem: DemGrid,
+    evaluate: Callable[[np.ndarray, np.ndarray], np.ndarray],
+    tolerance: float,
+    first: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(ECEF, converged): the contours' points on the DEM inside their brackets [a, b]
-    (d(a) <= 0 < d(b)), by regula falsi with the Illinois step on exact projections."""
+    """(h, converged): roots of `evaluate(index, h)` (a height above the DEM) inside the
+    brackets [a, b] (d(a) <= 0 < d(b)), by regula falsi with the Illinois step: it never
+    leaves a bracket, so it converges. `first`: first guesses (NaN: the secant's)."""
     a, da, b, db = a.copy(), da.copy(), b.copy(), db.copy()
-    ecf = np.full((len(a), 3), np.nan)
+    root = np.full(len(a), np.nan)
     done = np.zeros(len(a), dtype=bool)
     kept = np.zeros(len(a), dtype="int8")  # which end the last step kept: -1 a, +1 b
     todo = np.flatnonzero(np.isfinite(a + da + b + db))
-    for _ in range(MAX_ITERATIONS):
+    for i in range(MAX_ITERATIONS):
         if not len(todo):
             break
         h = b[todo] - db[todo] * (b[todo] - a[todo]) / (db[todo] - da[todo])
-        d, p = _exact_d(params, take_sets(sets, todo), h, dem)
-        hit = np.abs(d) <= TOLERANCE_M
-        ecf[todo[hit]], done[todo[hit]] = p[hit], True
+        if i == 0 and first is not None:
+            h = np.where(np.isfinite(first[todo]), first[todo], h)
+        d = evaluate(todo, h)
+        hit = np.abs(d) <= tolerance
+        root[todo[hit]], done[todo[hit]] = h[hit], True
         low = ~hit & (d <= 0)  # replaces a; b kept
         high = ~hit & (d > 0)
         at_low, at_high = todo[low], todo[high]
@@ -183,6 +188,37 @@ def _illinois(
         da[at_high] = np.where(kept[at_high] == -1, da[at_high] / 2, da[at_high])
         kept[at_low], kept[at_high] = 1, -1
         todo = todo[~hit & np.isfinite(d)]
+    return root, done
+
+
+def _on_dem(
+    params: Any,
+    sets: Any,
+    heights: np.ndarray,
+    ll: np.ndarray,
+    bracket: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    dem: DemGrid,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(ECEF, converged): each contour's point on the DEM inside its bracket. The root is
+    first found on the contour as the levels draw it (linear between them: numbers only, no
+    projection), then confirmed, and if need be narrowed, on exact projections: most points
+    take one."""
+    rows = np.arange(len(ll))
+
+    def on_path(index: np.ndarray, h: np.ndarray) -> np.ndarray:
+        seg = np.clip(np.searchsorted(heights, h, side="right") - 1, 0, len(heights) - 2)
+        f = ((h - heights[seg]) / (heights[seg + 1] - heights[seg]))[:, None]
+        point = ll[rows[index], seg] * (1 - f) + ll[rows[index], seg + 1] * f
+        return np.asarray(h - dem.height(point[:, 0], point[:, 1]))
+
+    ecf = np.full((len(ll), 3), np.nan)
+
+    def exact(index: np.ndarray, h: np.ndarray) -> np.ndarray:
+        d, ecf[index] = _exact_d(params, take_sets(sets, index), h, dem)
+        return d
+
+    guess, _ = _illinois(*bracket, on_path, TOLERANCE_M / 10)
+    _, done = _illinois(*bracket, exact, TOLERANCE_M, first=guess)
     return ecf, done
 
 
@@ -249,7 +285,7 @@ def project_to_dem(
         try:
             ll = _levels(params, sets, heights)
             count, lo, d_lo, hi, d_hi = _first_crossing(params, sets, heights, ll, dem, steepest)
-            points, ok = _illinois(params, sets, lo, d_lo, hi, d_hi, dem)
+            points, ok = _on_dem(params, sets, heights, ll, (lo, d_lo, hi, d_hi), dem)
         except ValueError as exc:  # a constant-height projection that did not converge
             raise DemError(f"DEM {dem.name}: {exc}") from None
         if not ok.all():
