@@ -90,6 +90,7 @@ def main() -> None:
         Client(cluster) as client,
     ):
         client.run(read_sicd_meta, str(path))  # one-time imports outside the timings
+        shutil.rmtree(root / "terrain_work_warm", ignore_errors=True)
         warm = standardize_scenes([str(path)], str(root / "terrain_work_warm"), cfg0, client)
         assert warm[0].status == "done", warm[0].reason  # the workers' first scene, untimed
         for name, cfg in (
