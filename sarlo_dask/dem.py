@@ -3,11 +3,8 @@
 A DEM is a GeoTIFF or COG (a local path or any fsspec URL, e.g. Copernicus GLO-30 tiles on
 public S3), a VRT, or a folder of such tiles. It is read once per scene, only the window that
 covers the scene, into a `DemGrid`: heights above the WGS 84 ellipsoid (HAE) at pixel centres
-of a regular lat/lon grid. Orthometric heights become HAE through pyproj, from the vertical
-datum the file declares (a compound CRS such as EPSG:4326+3855, WGS 84 + EGM2008 height) or
-the one the configuration names; a DEM that declares none and is not named is refused rather
-than guessed. pyproj falls back silently to a "ballpark" transformation that adds nothing when
-the geoid grid is not installed: that fallback is refused too.
+of a regular lat/lon grid. Orthometric heights become HAE (`datums`): a DEM that says nothing
+of its vertical datum and is not named one is refused rather than guessed.
 """
 
 from __future__ import annotations
@@ -17,15 +14,12 @@ from typing import Any
 
 import numpy as np
 
-DATUMS = {"egm2008": "EPSG:9518", "egm96": "EPSG:9707"}
-"""named vertical datums: the compound CRS (WGS 84 + geoid height) their heights are in"""
+from sarlo_dask.datums import check_crs
+from sarlo_dask.errors import DemError
+
 DEM_SUFFIXES = (".tif", ".tiff", ".vrt")
 MAX_FOLDER_FILES = 1000
 """a folder's rasters are all opened for each scene: a larger collection wants a VRT"""
-
-
-class DemError(ValueError):
-    """A DEM that cannot give heights for a scene: one line, what and why."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -85,55 +79,6 @@ class DemGrid:
         if not ok.size:
             raise DemError(f"DEM {self.name}: no heights in the window read")
         return float(ok.min()), float(ok.max())
-
-
-def _is_geographic(crs: Any) -> bool:
-    import pyproj
-
-    p = pyproj.CRS.from_user_input(crs.to_wkt())
-    horizontal = p.sub_crs_list[0] if p.is_compound else p
-    return bool(horizontal.is_geographic)
-
-
-def datum_transformer(crs: Any, vertical_datum: str, name: str) -> Any | None:
-    """A pyproj transformer (lon, lat, height) -> (lon, lat, HAE), or None when the heights are
-    already HAE. `vertical_datum`: auto (what the file's CRS declares), hae, egm2008, egm96,
-    or the path of a geoid grid PROJ reads (undulation added: HAE = H + N)."""
-    import pyproj
-    from pyproj.transformer import Transformer, TransformerGroup
-
-    if vertical_datum == "hae":
-        return None
-    if vertical_datum not in ("auto", *DATUMS):
-        grid = vertical_datum
-        return Transformer.from_pipeline(
-            "+proj=pipeline +step +proj=unitconvert +xy_in=deg +xy_out=rad "
-            f"+step +proj=vgridshift +grids={grid} +multiplier=1 "
-            "+step +proj=unitconvert +xy_in=rad +xy_out=deg"
-        )
-    src: pyproj.CRS | None = None
-    if vertical_datum in DATUMS:
-        src = pyproj.CRS.from_user_input(DATUMS[vertical_datum])
-    else:
-        src = pyproj.CRS.from_user_input(crs.to_wkt()) if crs else None
-        if src is None or (not src.is_compound and len(src.axis_info) < 3):
-            raise DemError(
-                f"DEM {name}: its CRS ({crs.to_string() if crs else 'none'}) does not say what "
-                "its heights are measured from: set standardize.dem_vertical_datum to hae, "
-                "egm2008, egm96 or a geoid grid file"
-            )
-        if not src.is_compound:
-            return None  # a 3-D geographic CRS (EPSG:4979): ellipsoidal heights
-    group = TransformerGroup(src, "EPSG:4979", always_xy=True)
-    if not group.best_available or not group.transformers:
-        missing = [g.short_name for op in group.unavailable_operations for g in op.grids]
-        raise DemError(
-            f"DEM {name}: the geoid grid that turns its {src.name} into ellipsoidal heights "
-            f"is not installed ({', '.join(sorted(set(missing))) or 'no grid named'}): install "
-            "it (`projsync --file NAME`, into pyproj's data folder) or give "
-            "standardize.dem_vertical_datum a geoid grid file"
-        )
-    return group.transformers[0]
 
 
 def to_hae(grid: DemGrid, transformer: Any | None) -> DemGrid:
@@ -211,31 +156,6 @@ def _open(url: str, storage_options: dict[str, Any] | None) -> Any:
     return rasterio.open(path, opener=fs)  # range reads through fsspec
 
 
-def _check_crs(crs: Any, vertical_datum: str, name: str) -> Any | None:
-    """The datum transformer of a DEM whose CRS is `crs`; DemError unless it is latitude and
-    longitude on WGS 84 (another datum moves the ground by a metre or more: warp it first)."""
-    if crs is None or not _is_geographic(crs):
-        raise DemError(
-            f"DEM {name}: its CRS ({crs}) is not geographic: reproject it to "
-            "latitude/longitude first (e.g. gdalwarp -t_srs EPSG:4326)"
-        )
-    if not _on_wgs84(crs):
-        raise DemError(
-            f"DEM {name}: its horizontal datum is not WGS 84 ({crs}): warp it to WGS 84 "
-            "first (e.g. gdalwarp -t_srs EPSG:4326)"
-        )
-    return datum_transformer(crs, vertical_datum, name)
-
-
-def _on_wgs84(crs: Any) -> bool:
-    import pyproj
-
-    p = pyproj.CRS.from_user_input(crs.to_wkt())
-    horizontal = p.sub_crs_list[0] if p.is_compound else p
-    datum = horizontal.datum.name if horizontal.datum else ""
-    return "WGS 84" in datum or "World Geodetic System 1984" in datum
-
-
 def probe_dem(
     url: str, vertical_datum: str = "auto", storage_options: dict[str, Any] | None = None
 ) -> None:
@@ -249,7 +169,7 @@ def probe_dem(
             crs = src.crs
     except Exception as exc:  # rasterio's errors: not a raster, unreadable
         raise DemError(f"DEM {redact(first)}: not readable as a raster ({exc})") from None
-    _check_crs(crs, vertical_datum, redact(url))
+    check_crs(crs, vertical_datum, redact(url))
 
 
 def read_dem(
@@ -275,7 +195,7 @@ def read_dem(
             except Exception as exc:  # rasterio's errors: not a raster, unreadable
                 raise DemError(f"DEM {redact(f)}: not readable as a raster ({exc})") from None
         first = sets[0]
-        transformer = _check_crs(first.crs, vertical_datum, name)
+        transformer = check_crs(first.crs, vertical_datum, name)
         t = first.transform
         if t.e >= 0 or t.b or t.d:
             raise DemError(f"DEM {name}: not a north-up raster ({tuple(t)[:6]}): warp it first")

@@ -86,3 +86,7 @@ def redact(url: str) -> str:
 def redact_urls(text: str) -> str:
     """`text` with every URL in it redacted (exception messages quote request URLs)."""
     return _URL.sub(lambda m: redact(m.group(0)), text)
+
+
+class DemError(ValueError):
+    """A DEM that cannot give heights for a scene: one line, what and why."""
