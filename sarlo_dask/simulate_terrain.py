@@ -69,14 +69,6 @@ def latlon_to_en(lat0: float, lon0: float, lat: Any, lon: Any) -> tuple[Floats, 
     return east, north
 
 
-def en_to_latlon(lat0: float, lon0: float, east: Any, north: Any) -> tuple[Floats, Floats]:
-    """Lat/lon (degrees) of local map metres (east, north) about (lat0, lon0)."""
-    m, p = map_radii(lat0)
-    lat = lat0 + np.rad2deg(np.asarray(north, dtype="float64") / m)
-    lon = lon0 + np.rad2deg(np.asarray(east, dtype="float64") / p)
-    return lat, lon
-
-
 def _height_en(t: Terrain, e: Floats, n: Floats) -> Floats:
     h = t.offset_m + t.tilt_east * e + t.tilt_north * n
     for he, hn, amp, se, sn in t.hills:
