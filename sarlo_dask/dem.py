@@ -9,7 +9,10 @@ of its vertical datum and is not named one is refused rather than guessed.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -62,6 +65,10 @@ class DemGrid:
     def max_slope(self) -> float:
         """An upper bound of the terrain's steepest slope (rise over run, any direction): the
         steepest steps between neighbouring heights along each axis, combined."""
+        return self._max_slope
+
+    @cached_property
+    def _max_slope(self) -> float:  # once per grid: every projection call asks
         north, east = self.pixel_m()
         gi = np.abs(np.diff(self.heights, axis=0)) / north
         gj = np.abs(np.diff(self.heights, axis=1)) / east
@@ -172,17 +179,23 @@ def probe_dem(
     check_crs(crs, vertical_datum, redact(url))
 
 
-def read_dem(
-    url: str,
-    bbox: tuple[float, float, float, float],
-    vertical_datum: str = "auto",
-    storage_options: dict[str, Any] | None = None,
-) -> DemGrid:
-    """The DEM's window covering `bbox` (west, south, east, north, degrees) as HAE, on the
-    first file's own pixel grid (never resampled). DemError (one line) when it cannot."""
-    from contextlib import ExitStack
+@dataclass(frozen=True)
+class OpenDem:
+    """A DEM's rasters, open and checked (geographic, WGS 84, north-up, one grid), with the
+    transformer that turns their heights into HAE: windows are read from it (`read_window`)."""
 
-    from rasterio.merge import merge
+    sets: list[Any]
+    transformer: Any | None
+    name: str
+
+
+@contextmanager
+def open_dem(
+    url: str, vertical_datum: str = "auto", storage_options: dict[str, Any] | None = None
+) -> Iterator[OpenDem]:
+    """The DEM's rasters opened once (a scene reads several windows from them), closed after.
+    DemError (one line) when they cannot be used."""
+    from contextlib import ExitStack
 
     from sarlo_dask.errors import redact
 
@@ -202,30 +215,44 @@ def read_dem(
         other = [redact(s.name) for s in sets if s.res != first.res or s.crs != first.crs]
         if other:  # merge would resample them: a DEM's heights are used as they are
             raise DemError(
-                f"DEM {name}: {other[0]} is on another grid than {redact(sets[0].name)} "
+                f"DEM {name}: {other[0]} is on another grid than {redact(first.name)} "
                 f"({len(other)} such files): give a folder of tiles on one grid, or a VRT"
             )
-        west, south, east, north = bbox
-        # snap outward to the first file's pixel edges: merge then copies pixels, never shifts
-        c0, c1 = np.floor((west - t.c) / t.a), np.ceil((east - t.c) / t.a)
-        r0, r1 = np.floor((north - t.f) / t.e), np.ceil((south - t.f) / t.e)
-        bounds = (t.c + c0 * t.a, t.f + r1 * t.e, t.c + c1 * t.a, t.f + r0 * t.e)
-        data, out_t = merge(sets, bounds=bounds, masked=True, dtype="float64")
+        yield OpenDem(sets, transformer, name)
+
+
+def read_window(dem: OpenDem, bbox: tuple[float, float, float, float]) -> DemGrid:
+    """The window covering `bbox` (west, south, east, north, degrees) as HAE, on the first
+    file's own pixel grid (never resampled). DemError (one line) when it has no heights."""
+    from rasterio.merge import merge
+
+    t = dem.sets[0].transform
+    west, south, east, north = bbox
+    # snap outward to the first file's pixel edges: merge then copies pixels, never shifts
+    c0, c1 = np.floor((west - t.c) / t.a), np.ceil((east - t.c) / t.a)
+    r0, r1 = np.floor((north - t.f) / t.e), np.ceil((south - t.f) / t.e)
+    bounds = (t.c + c0 * t.a, t.f + r1 * t.e, t.c + c1 * t.a, t.f + r0 * t.e)
+    data, out_t = merge(dem.sets, bounds=bounds, masked=True, dtype="float64")
     heights = np.ma.filled(data[0].astype("float32"), np.nan)  # DEMs hold float32 or less
     if not np.isfinite(heights).any():
         raise DemError(
-            f"DEM {name} has no heights in {west:.5f}, {south:.5f}, {east:.5f}, {north:.5f} "
-            "(west, south, east, north): it does not cover the scene"
+            f"DEM {dem.name} has no heights in {west:.5f}, {south:.5f}, {east:.5f}, "
+            f"{north:.5f} (west, south, east, north): it does not cover the scene"
         )
-    grid = DemGrid(
-        heights,
-        lat0=out_t.f + 0.5 * out_t.e,
-        lon0=out_t.c + 0.5 * out_t.a,
-        dlat=out_t.e,
-        dlon=out_t.a,
-        name=name,
-    )
-    return to_hae(grid, transformer)
+    lat0, lon0 = out_t.f + 0.5 * out_t.e, out_t.c + 0.5 * out_t.a
+    grid = DemGrid(heights, lat0, lon0, dlat=out_t.e, dlon=out_t.a, name=dem.name)
+    return to_hae(grid, dem.transformer)
+
+
+def read_dem(
+    url: str,
+    bbox: tuple[float, float, float, float],
+    vertical_datum: str = "auto",
+    storage_options: dict[str, Any] | None = None,
+) -> DemGrid:
+    """The DEM's window covering `bbox` as HAE (`open_dem` then `read_window`)."""
+    with open_dem(url, vertical_datum, storage_options) as dem:
+        return read_window(dem, bbox)
 
 
 Box = tuple[float, float, float, float]
@@ -296,9 +323,15 @@ def scene_dem(
     def footprint(h: float) -> np.ndarray:
         return ecf_to_llh(project_pixels(xml, edge_r, edge_c, h))
 
+    with open_dem(url, vertical_datum, storage_options) as dem:
+        return _scene_window(dem, footprint, scp_h)
+
+
+def _scene_window(dem: OpenDem, footprint: Callable[[float], np.ndarray], scp_h: float) -> DemGrid:
+    """`scene_dem`'s search, on the open DEM (`footprint(h)`: the image's edges at height h)."""
     lo = hi = scp_h
     box = _bbox(footprint(scp_h), 500.0)
-    grid = read_dem(url, box, vertical_datum, storage_options)
+    grid = read_window(dem, box)
     for grow in range(GROWTH_STEPS + 1):
         low, high = footprint(lo - 1.0), footprint(hi + 1.0)
         margin = 2 * grid.spacing_m()
@@ -309,7 +342,7 @@ def scene_dem(
         window = _bbox(np.concatenate([low, high]), margin + reach + 8 * grid.spacing_m() + 50.0)
         if not _inside(window, box):
             box = _union(window, box)
-            grid = read_dem(url, box, vertical_datum, storage_options)
+            grid = read_window(dem, box)
         if grow == GROWTH_STEPS:
             break
         ground = _heights_in(grid, _bbox(np.concatenate([low, high]), margin))
