@@ -220,7 +220,7 @@ def pair_tile(
         sar, latlon = fit_points(w, ds, cfg.fit_grid)
         a = fit_affine(sar, np.column_stack(mosaic.project(latlon[:, 1], latlon[:, 0])))
     else:
-        a, latlon = mapping, model.latlon
+        a = mapping
     frac = float(valid.mean())
     status, retry = "ok", False
     if mosaic.failures:
@@ -236,9 +236,8 @@ def pair_tile(
         )
     elif (why := residual_status(model, residual, cfg)) is not None:
         status = why
-    corners_ll = latlon if cfg.fit_grid < 2 else fit_points(w, ds, 0)[1]
     meta = {
-        "corners_wgs84": corners_ll.tolist(),
+        "corners_wgs84": fit_points(w, ds, 0)[1].tolist(),
         "source": source.describe(),
         "zoom": cfg.zoom if mosaic.zoom is not None else None,
         "fit_points": np.column_stack([model.sar, model.latlon]).tolist(),
@@ -261,11 +260,8 @@ def pair_metadata(w: Window, ds: Any, source: OpticalSource, cfg: PairConfig) ->
     optical reconstruct` warps from (the model chosen as the build chooses it); nothing is
     fetched at build time. A model that is not good enough is a failed status, as in a build."""
     model = choose_warp(w, ds, cfg)
-    corners_ll = model.latlon if model.grid is None and cfg.fit_grid < 2 else None
-    if corners_ll is None:
-        corners_ll = fit_points(w, ds, 0)[1]
     return {
-        "corners_wgs84": corners_ll.tolist(),
+        "corners_wgs84": fit_points(w, ds, 0)[1].tolist(),
         "source": source.describe(),
         "zoom": cfg.zoom if getattr(source, "zoom", None) is not None else None,
         "fit_points": np.column_stack([model.sar, model.latlon]).tolist(),
