@@ -222,6 +222,7 @@ def demo(
             col_spacing=spacing,
             col_deltakcoa=skew,
             seed=i,
+            ground="landscape",  # SAR and optical views of one landscape
             collect_start=(datetime(2025, 6, 1, 10) + timedelta(days=i)).isoformat(),
             lat=48.71 + 0.05 * i,
         )
@@ -263,6 +264,14 @@ def demo(
             "read it with: sarlo_dask.dataset.open("
             f"'{out / 'release'}', split='train'); stats: sarlo stats {out / 'release'}"
         )
+        if not caption_model:
+            typer.echo(
+                "captions: none (no caption model). Add them with a model folder or an "
+                f"OpenAI-compatible server: sarlo demo {out} --caption-model FOLDER, or "
+                f"sarlo build {out}/inputs --work {out}/work --out {out}/release "
+                f"--config {settings} --optical {optical} --zoom 18 --caption-server URL "
+                "--caption-model NAME"
+            )
     raise typer.Exit(code)
 
 
