@@ -212,7 +212,7 @@ def check_spec(spec: SimulationSpec, sicd: Any) -> None:
                 f"Nyquist frequency {0.5 / d.SS:.3g}"
             )
     if spec.ground not in ("", "landscape"):
-        raise ValueError(f"ground {spec.ground!r}: not '' (uniform clutter) or 'landscape'")
+        raise ValueError(f"ground {spec.ground!r}: not 'uniform' or 'landscape'")
     if spec.ground and spec.relief_m:
         raise ValueError("a landscape is simulated on flat ground: relief_m must be 0")
     if spec.relief_m:

@@ -156,3 +156,20 @@ def test_yaml_spacing_is_not_overridden_by_a_default_flag(scenes, tmp_path):
     assert res.returncode == 0, res.stderr
     ds = xr.open_zarr(tmp_path / "w" / "scenes" / "coarse.zarr")
     assert abs(ds.attrs["spacing_eff_rg"] - 1.0) < 0.01
+
+
+def test_a_scene_simulated_with_the_defaults_is_released_by_sarlo_build(tmp_path):
+    """`sarlo simulate s.nitf` then `sarlo build s.nitf`, as a user tries the two commands."""
+    res = sarlo("simulate", "s.nitf", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert "3200 x 3200 at 0.4 m" in res.stdout and "a landscape" in res.stdout
+    build = subprocess.run(
+        [sys.executable, "-m", "sarlo_dask.cli", "build", "s.nitf", "--work", "w", "--out", "r"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=900,
+    )
+    assert build.returncode == 0, build.stdout[-2000:] + build.stderr[-2000:]
+    manifest = json.loads((tmp_path / "r" / "manifest.json").read_text())
+    assert manifest["samples"] == 4 and manifest["complete"], manifest["samples"]
