@@ -41,7 +41,8 @@ def _preflight(*checks: Callable[[], None]) -> None:
         for check in checks:
             check()
     except UsageError as exc:
-        typer.echo(f"error: {exc}", err=True)
+        for line in str(exc).splitlines():
+            typer.echo(f"error: {line}", err=True)
         raise typer.Exit(2) from None
 
 
@@ -92,10 +93,11 @@ def run_standardize(
 
     config = settings.pop("config", None)
     cfg = _configure(load_config, config, settings)
-    from sarlo_dask.preflight import check_dem
+    from sarlo_dask.preflight import check_dem, check_inputs
 
     _preflight(*_common_checks(cluster, workers, work, cfg.storage_options), lambda: check_dem(cfg))
     urls = _scene_urls(inputs, cfg.storage_options)
+    _preflight(lambda: check_inputs(urls, cfg.storage_options))
     t0 = time.perf_counter()
     results = _on_cluster(
         cluster,
@@ -135,11 +137,17 @@ def run_tiles(work: str, cluster: str, workers: int | None, **settings: object) 
     }
     ccfg = _configure(load_caption_config, config, {k: v for k, v in caption.items() if v})
     cfg = _configure(load_tile_config, config, settings)
-    from sarlo_dask.preflight import check_caption_image, check_caption_servers, check_optical
+    from sarlo_dask.preflight import (
+        check_caption_image,
+        check_caption_model,
+        check_caption_servers,
+        check_optical,
+    )
 
     _preflight(
         *_common_checks(cluster, workers, work, cfg.storage_options),
         lambda: check_optical(cfg.optical if cfg.optical_mode == "fetch" else None, cfg.zoom),
+        lambda: check_caption_model(ccfg),
         lambda: check_caption_servers(ccfg),
         lambda: check_caption_image(cfg, ccfg),
     )
@@ -194,13 +202,17 @@ def run_build(
     rcfg = _configure(load_release_config, config, {"include_optical": include_optical})
     from sarlo_dask.preflight import (
         check_caption_image,
+        check_caption_model,
         check_caption_servers,
         check_dem,
+        check_inputs,
         check_optical,
+        check_optical_coverage,
         check_protocol,
         check_writable,
     )
 
+    optical_fetch = tcfg.optical if tcfg.optical_mode == "fetch" else None
     if dry_run:  # reads headers only: nothing written, no cluster
         _preflight(lambda: check_protocol(work, "--work"), lambda: check_protocol(out, "--out"))
         return _dry_run(_scene_urls(inputs, scfg.storage_options), scfg, tcfg)
@@ -208,11 +220,16 @@ def run_build(
         *_common_checks(cluster, workers, work, scfg.storage_options),
         lambda: check_writable(out, "--out", rcfg.storage_options),
         lambda: check_dem(scfg),
-        lambda: check_optical(tcfg.optical if tcfg.optical_mode == "fetch" else None, tcfg.zoom),
+        lambda: check_optical(optical_fetch, tcfg.zoom),
+        lambda: check_caption_model(ccfg),
         lambda: check_caption_servers(ccfg),
         lambda: check_caption_image(tcfg, ccfg),
     )
     urls = _scene_urls(inputs, scfg.storage_options)
+    _preflight(
+        lambda: check_inputs(urls, scfg.storage_options),
+        lambda: check_optical_coverage(optical_fetch, tcfg.zoom, urls, scfg.storage_options),
+    )
     t0 = time.perf_counter()
     result = _on_cluster(
         cluster,

@@ -74,7 +74,7 @@ def simulate(
         terrain_seed=terrain_seed,
         dem_spacing_m=dem_spacing,
         allow_layover=allow_layover,
-        ground={None: "" if relief else "landscape", "uniform": ""}.get(ground, ground),
+        ground={None: "" if relief else "landscape", "uniform": ""}.get(ground, ground or ""),
     )
     try:
         truth = simulate_scene(out, spec)

@@ -43,7 +43,7 @@ BANK_M = 14.0
 M_PER_DEG = 111_320.0
 
 
-def _hash(*ints: npt.NDArray[np.int64]) -> npt.NDArray[np.float64]:
+def _hash(*ints: Any) -> npt.NDArray[np.float64]:
     """A uniform number in [0, 1) per element, from integers (a splitmix64 mix)."""
     h = np.zeros(np.broadcast(*ints).shape, dtype=np.uint64)
     with np.errstate(over="ignore"):
