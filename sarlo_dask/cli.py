@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -59,6 +59,28 @@ def _options(
     DEBUG[0] = debug
 
 
+def _plain_help(command: Any) -> Any:
+    """`command` with help that shows no type tags (typer writes `<str>`, `<bool>`): options
+    name their value after themselves (--work WORK), flags and arguments nothing."""
+    for p in command.params:
+        if p.param_type_name == "option":
+            p.metavar = "" if p.is_flag else str(p.name).upper()
+        else:
+            setattr(p, "display_type_rich", lambda ctx: None)  # noqa: B010 - an instance's
+    made = command.get_help_option  # --help is made per call: it gets no tag either
+
+    def help_option(ctx: Any) -> Any:
+        option = made(ctx)
+        if option is not None:
+            option.metavar = ""
+        return option
+
+    setattr(command, "get_help_option", help_option)  # noqa: B010
+    for sub in getattr(command, "commands", {}).values():
+        _plain_help(sub)
+    return command
+
+
 def main() -> None:
     """The `sarlo` command: an unexpected error is one line (its traceback with --debug)."""
     import sys
@@ -66,7 +88,7 @@ def main() -> None:
     from sarlo_dask.errors import exception_line
 
     try:
-        app(standalone_mode=True)
+        _plain_help(typer.main.get_command(app))(prog_name="sarlo", standalone_mode=True)
     except Exception as exc:
         if DEBUG[0]:
             raise

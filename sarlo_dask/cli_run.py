@@ -3,6 +3,7 @@ cluster, the stage, and the summary a user reads."""
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -62,11 +63,26 @@ def _on_cluster(cluster: str, workers: int | None, stage: Callable[[Any, Any], T
 
     from sarlo_dask.cluster import make_client
 
-    with make_client(cluster, n_workers=workers) as client:
-        typer.echo(f"dashboard: {client.dashboard_link}")
-        result = stage(client, lambda futures: progress(futures))
+    try:
+        with make_client(cluster, n_workers=workers) as client:
+            typer.echo(f"dashboard: {client.dashboard_link}")
+            result = stage(client, lambda futures: progress(futures))
+    except KeyboardInterrupt:  # Ctrl-C: one line saying how to resume, exit 130
+        typer.echo(
+            "\ninterrupted: what was committed is kept; to resume, run the same command "
+            f"again: {resume_line(sys.argv[1:])}",
+            err=True,
+        )
+        raise typer.Exit(130) from None
     typer.echo("")
     return result
+
+
+def resume_line(argv: list[str]) -> str:
+    """The command that was run, to run again (credentials in URLs shown as ***)."""
+    import shlex
+
+    return shlex.join(["sarlo", *(redact(a) if "://" in a else a for a in argv)])
 
 
 def _scene_urls(inputs: list[str], storage_options: dict[str, Any]) -> list[str]:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+from collections.abc import Iterator
 from typing import Any
 
 
@@ -28,15 +30,17 @@ def make_client(
     if cluster.startswith("scheduler-file:"):
         return Client(scheduler_file=cluster.split(":", 1)[1])
     if cluster == "local":
-        return Client(
-            LocalCluster(
+        with interrupts_ignored():  # the workers start ignoring Ctrl-C: the driver handles it
+            local = LocalCluster(
                 n_workers=n_workers or local_workers(),
                 threads_per_worker=1,
                 processes=True,
                 memory_limit=memory_limit or "auto",
                 dashboard_address=":0",
             )
-        )
+        client = Client(local)
+        ignore_interrupts_on_workers(client)
+        return client
     if cluster == "local-cuda":
         try:
             from dask_cuda import LocalCUDACluster
@@ -101,6 +105,45 @@ def quiet_refusals() -> None:
     logger = logging.getLogger("distributed.worker")
     if not any(isinstance(f, QuietRefusals) for f in logger.filters):
         logger.addFilter(QuietRefusals())
+
+
+@contextlib.contextmanager
+def interrupts_ignored() -> Iterator[None]:
+    """SIGINT ignored while the block runs, so processes started in it inherit SIG_IGN (a
+    terminal's Ctrl-C reaches the whole process group: the local workers too)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
+
+
+def _ignore_interrupts() -> None:
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def ignore_interrupts_on_workers(client: Any) -> None:
+    """Local workers, restarted ones too, ignore Ctrl-C: the command interrupted says how to
+    resume and closes its cluster, with no traceback from each worker."""
+    from distributed.diagnostics.plugin import WorkerPlugin
+
+    class IgnoreInterrupts(WorkerPlugin):
+        name = "sarlo-ignore-interrupts"
+
+        def setup(self, worker: Any) -> None:
+            _ignore_interrupts()
+
+    client.register_plugin(IgnoreInterrupts(), name=IgnoreInterrupts.name)
 
 
 def install_quiet_refusals(client: Any) -> None:
