@@ -57,16 +57,28 @@ def _common_checks(cluster: str, workers: int | None, work: str, so: Any) -> lis
     ]
 
 
+def progress(futures: list[Any]) -> None:
+    """A progress bar over `futures`, returning when all are done (rich: live in a terminal;
+    written to a file or a pipe, one line when the stage ends, no carriage-return floods)."""
+    from distributed import as_completed
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    columns = (BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=Console(highlight=False)) as bar:
+        task = bar.add_task("", total=len(futures))
+        for _ in as_completed(futures):
+            bar.advance(task)
+
+
 def _on_cluster(cluster: str, workers: int | None, stage: Callable[[Any, Any], T]) -> T:
     """Run `stage(client, progress)` on a cluster, showing the dashboard link and progress."""
-    from distributed import progress
-
-    from sarlo_dask.cluster import make_client
+    from sarlo_dask.cluster import cluster_client
 
     try:
-        with make_client(cluster, n_workers=workers) as client:
+        with cluster_client(cluster, n_workers=workers) as client:
             typer.echo(f"dashboard: {client.dashboard_link}")
-            result = stage(client, lambda futures: progress(futures))
+            result = stage(client, progress)
     except KeyboardInterrupt:  # Ctrl-C: one line saying how to resume, exit 130
         typer.echo(
             "\ninterrupted: what was committed is kept; to resume, run the same command "

@@ -108,6 +108,22 @@ def quiet_refusals() -> None:
 
 
 @contextlib.contextmanager
+def cluster_client(
+    cluster: str = "local", n_workers: int | None = None, memory_limit: str | None = None
+) -> Iterator[Any]:
+    """`make_client`'s client for the block; then the client closed, and the cluster it
+    started (a cluster left to the interpreter's exit has its workers killed, with warnings)."""
+    client = make_client(cluster, n_workers, memory_limit)
+    try:
+        yield client
+    finally:
+        started = getattr(client, "cluster", None)  # None: a scheduler that was there before
+        client.close()
+        if started is not None:
+            started.close()
+
+
+@contextlib.contextmanager
 def interrupts_ignored() -> Iterator[None]:
     """SIGINT ignored while the block runs, so processes started in it inherit SIG_IGN (a
     terminal's Ctrl-C reaches the whole process group: the local workers too)."""
