@@ -24,6 +24,7 @@ from sarlo_dask.errors import (
     caused_by_other,
     exception_chain,
     one_line,
+    redact,
     refusals_travel,
 )
 from sarlo_dask.nitf import HEADER_BLOCK, PIXEL_BYTES, PixelLayout, pixel_layout, read_rows
@@ -380,7 +381,7 @@ def scene_dataset(slc: Any, sicd: Any, url: str) -> Any:
             "sicd_xml": sicd.to_xml_string(tag="SICD"),
             "scene_id": scene_id_from_url(url),
             "pass_id": pass_id(sicd),
-            "source_url": url,
+            "source_url": redact(url),  # written to the store: no credentials
         },
     )
 
