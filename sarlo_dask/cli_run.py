@@ -4,7 +4,8 @@ cluster, the stage, and the summary a user reads."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -55,6 +56,34 @@ def _common_checks(cluster: str, workers: int | None, work: str, so: Any) -> lis
     ]
 
 
+@contextmanager
+def _leased(*stores: tuple[str, dict[str, Any]]) -> Iterator[None]:
+    """Hold the lease of each store ({work}, {out}) while the block runs: another command
+    holding one stops this one here, before any cluster starts, with one line naming it and
+    exit 5. SIGTERM ends the command as Ctrl-C does: the leases are removed."""
+    import signal
+    import sys
+    import threading
+
+    from sarlo_dask.lease import LeaseHeld, command_line, held
+    from sarlo_dask.store import Store
+
+    with ExitStack() as stack:
+        try:
+            leases = held([Store.of(u, o) for u, o in stores], command_line(sys.argv[1:]))
+            stack.enter_context(leases)
+        except LeaseHeld as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(5) from None
+        if threading.current_thread() is threading.main_thread():
+
+            def terminate(signum: int, frame: Any) -> None:
+                raise SystemExit(128 + signum)
+
+            stack.callback(signal.signal, signal.SIGTERM, signal.signal(signal.SIGTERM, terminate))
+        yield
+
+
 def _on_cluster(cluster: str, workers: int | None, stage: Callable[[Any, Any], T]) -> T:
     """Run `stage(client, progress)` on a cluster, showing the dashboard link and progress."""
     from distributed import progress
@@ -97,11 +126,12 @@ def run_standardize(
     _preflight(*_common_checks(cluster, workers, work, cfg.storage_options), lambda: check_dem(cfg))
     urls = _scene_urls(inputs, cfg.storage_options)
     t0 = time.perf_counter()
-    results = _on_cluster(
-        cluster,
-        workers,
-        lambda client, progress: standardize_scenes(urls, work, cfg, client, progress=progress),
-    )
+    with _leased((work, cfg.storage_options)):
+        results = _on_cluster(
+            cluster,
+            workers,
+            lambda client, progress: standardize_scenes(urls, work, cfg, client, progress=progress),
+        )
     for r in results:
         typer.echo(r.line(), err=r.status == "failed")
     s = summary(results)
@@ -144,13 +174,14 @@ def run_tiles(work: str, cluster: str, workers: int | None, **settings: object) 
         lambda: check_caption_image(cfg, ccfg),
     )
     t0 = time.perf_counter()
-    results = _on_cluster(
-        cluster,
-        workers,
-        lambda client, progress: tile_scenes(
-            work, cfg, client, progress=progress, captions=ccfg, on_prefetch=_say_prefetch
-        ),
-    )
+    with _leased((work, cfg.storage_options)):
+        results = _on_cluster(
+            cluster,
+            workers,
+            lambda client, progress: tile_scenes(
+                work, cfg, client, progress=progress, captions=ccfg, on_prefetch=_say_prefetch
+            ),
+        )
     for r in results:
         typer.echo(r.line())
         for item in r.errors:
@@ -214,13 +245,14 @@ def run_build(
     )
     urls = _scene_urls(inputs, scfg.storage_options)
     t0 = time.perf_counter()
-    result = _on_cluster(
-        cluster,
-        workers,
-        lambda client, progress: build_dataset(
-            urls, work, out, scfg, tcfg, ccfg, rcfg, client, progress, say=typer.echo
-        ),
-    )
+    with _leased((work, scfg.storage_options), (out, rcfg.storage_options)):
+        result = _on_cluster(
+            cluster,
+            workers,
+            lambda client, progress: build_dataset(
+                urls, work, out, scfg, tcfg, ccfg, rcfg, client, progress, say=typer.echo
+            ),
+        )
     rel = result.release
     m = rel.manifest
     for item in rel.errors:
