@@ -68,6 +68,28 @@ def exception_chain(exc: BaseException, limit: int = 400) -> str:
     return " <- ".join(parts)[:limit]
 
 
+DENIED_CODES = ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken")
+"""S3 error codes of a refused authentication"""
+
+
+def access_denied(exc: BaseException) -> str:
+    """The one-line reason of an authentication failure in `exc` or its causes ("": none):
+    an HTTP 401 or 403 answer, S3's refusal of the keys, or a PermissionError of a store."""
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        status = getattr(cur, "status", None)
+        code = str(getattr(cur, "response", {}).get("Error", {}).get("Code", ""))
+        if status in (401, 403):
+            what = "Unauthorized" if status == 401 else "Forbidden"
+            return f"access denied (HTTP {status} {what}): check the credentials"
+        if code in DENIED_CODES or isinstance(cur, PermissionError):
+            return f"access denied ({code or one_line(cur)}): check the credentials"
+        cur = cur.__cause__ or cur.__context__
+    return ""
+
+
 def caused_by_other(exc: BaseException) -> bool:
     """Whether `exc` was raised while handling another exception (it has a cause)."""
     return exc.__cause__ is not None or (
