@@ -161,6 +161,8 @@ def all_gpus(client: Any) -> bool:
 
 
 def worker_memory(client: Any) -> int:
-    """The smallest memory limit of the cluster's workers in bytes (0: none set or known)."""
-    limits = [w.get("memory_limit") or 0 for w in client.scheduler_info()["workers"].values()]
+    """The smallest memory a worker of the cluster has for each task it runs at once: its
+    memory limit over its threads, in bytes (0: no limit set or known)."""
+    workers = client.scheduler_info()["workers"].values()
+    limits = [(w.get("memory_limit") or 0) // max(1, w.get("nthreads") or 1) for w in workers]
     return min(limits) if limits and all(limits) else 0

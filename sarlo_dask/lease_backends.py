@@ -4,6 +4,7 @@ file), S3 (conditional writes), any other fsspec store (a check, then a write)."
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import uuid
@@ -69,8 +70,11 @@ class _LocalBackend(Backend):
             return _token_of(data)
         except FileExistsError:
             return None
+        except FileNotFoundError:  # the holder's remove_partials took the staged file
+            return None
         finally:
-            os.remove(tmp)
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(tmp)
 
     def read(self) -> tuple[bytes, str] | None:
         try:
