@@ -6,9 +6,10 @@ For simulated scenes (0.4 m downsampled to 0.8 m, and 1.6 m with a skewed spectr
 upsampled to 0.8 m), runs one task of each resampling pass on a real block as the worker
 does (`standardize._resample_lines`) and measures its peak: numpy's allocations through
 tracemalloc (the input block included), and the resident memory above the start (/proc
-VmHWM, the block added; it reads low: the task reuses pages the block's read freed). Prints the check's estimate (standardize.task_peaks) over each
-measured peak: a ratio >= 1 means the estimate bounds the peak; near 1, it refuses little
-that would fit. The old check (4 copies of the input block) is printed beside it.
+VmHWM, the block added; it reads low: the task reuses pages the block's read freed).
+Prints the check's estimate (standardize.task_peaks) over each measured peak: a ratio >= 1
+means the estimate bounds the peak; near 1, it refuses little that would fit. The old check
+(4 copies of the input block) is printed beside it.
 """
 
 from __future__ import annotations
@@ -92,6 +93,7 @@ def measured(make, args) -> tuple[int, int]:
     gc.collect()
     with measure("task") as m:
         out = _resample_lines(block, *args)
+    del out
     return traced, int(m.peak_mb * 2**20) + block.nbytes
 
 
