@@ -109,10 +109,11 @@ def boot_id() -> str:
 
 def process_start(pid: int) -> str | None:
     """The start time of process `pid` on this host (Linux: clock ticks after boot; elsewhere
-    ""), None when no such process exists."""
+    ""), None when no such process runs (a zombie, killed and not yet reaped, runs no more)."""
     try:
         with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[19]
+            fields = f.read().rsplit(")", 1)[1].split()
+        return None if fields[0] in ("Z", "X") else fields[19]
     except FileNotFoundError:
         return None
     except (OSError, IndexError):

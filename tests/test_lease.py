@@ -64,6 +64,11 @@ def test_holder_round_trip_and_redacted_command():
     line = command_line(["build", "https://u:pw@host/a.nitf?token=SEKRET", "--work", "w"])
     assert "SEKRET" not in line and "pw" not in line and line.startswith("sarlo build")
     assert process_start(os.getpid()) and process_start(2**22 + 12345) is None
+    zombie = subprocess.Popen([sys.executable, "-c", "pass"])
+    while open(f"/proc/{zombie.pid}/stat").read().rsplit(")", 1)[1].split()[0] != "Z":
+        time.sleep(0.01)  # exited, not yet reaped: as a killed holder its shell has not waited
+    assert process_start(zombie.pid) is None
+    zombie.wait()
 
 
 def _dead_pid() -> int:
