@@ -249,3 +249,25 @@ def test_cli_refused_on_s3_lease(s3, release_setup, tmp_path):
     assert "dashboard" not in out
     # the work lease it took first was given back
     assert not fs.exists(f"sarlo/work/{LEASE_NAME}")
+
+
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_interrupted_command_removes_its_lease(release_setup, tmp_path, sig):
+    """Ctrl-C (SIGINT) or SIGTERM while the cluster runs: the command ends and its lease is
+    gone, so the next command needs no take-over."""
+    import signal
+
+    _, urls, config = release_setup
+    work = tmp_path / "work"
+    run = _sarlo(
+        "standardize", urls[0], "--work", str(work), "--config", str(config), "--workers", "1"
+    )
+    lease = _wait_for(work / LEASE_NAME, run)
+    deadline = time.monotonic() + 120
+    while "dashboard" not in (line := run.stdout.readline()):  # the cluster is up
+        assert line or run.poll() is None
+        assert time.monotonic() < deadline
+    os.kill(run.pid, getattr(signal, sig))
+    out, err = run.communicate(timeout=120)
+    assert run.returncode != 0 and lease["pid"] == run.pid  # it was stopped, not finished
+    assert not (work / LEASE_NAME).exists(), out + err
