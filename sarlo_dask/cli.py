@@ -85,8 +85,10 @@ def main() -> None:
     """The `sarlo` command: an unexpected error is one line (its traceback with --debug)."""
     import sys
 
+    from sarlo_dask.cluster import redact_logs
     from sarlo_dask.errors import exception_line
 
+    redact_logs()  # the scheduler and the client log here: no credentials in any line
     try:
         _plain_help(typer.main.get_command(app))(prog_name="sarlo", standalone_mode=True)
     except Exception as exc:

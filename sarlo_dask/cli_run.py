@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -71,6 +72,34 @@ def progress(futures: list[Any]) -> None:
             bar.advance(task)
 
 
+@contextmanager
+def _leased(*stores: tuple[str, dict[str, Any]]) -> Iterator[None]:
+    """Hold the lease of each store ({work}, {out}) while the block runs: another command
+    holding one stops this one here, before any cluster starts, with one line naming it and
+    exit 5. SIGTERM ends the command as Ctrl-C does: the leases are removed."""
+    import signal
+    import sys
+    import threading
+
+    from sarlo_dask.lease import LeaseHeld, command_line, held
+    from sarlo_dask.store import Store
+
+    with ExitStack() as stack:
+        try:
+            leases = held([Store.of(u, o) for u, o in stores], command_line(sys.argv[1:]))
+            stack.enter_context(leases)
+        except LeaseHeld as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(5) from None
+        if threading.current_thread() is threading.main_thread():
+
+            def terminate(signum: int, frame: Any) -> None:
+                raise SystemExit(128 + signum)
+
+            stack.callback(signal.signal, signal.SIGTERM, signal.signal(signal.SIGTERM, terminate))
+        yield
+
+
 def _on_cluster(cluster: str, workers: int | None, stage: Callable[[Any, Any], T]) -> T:
     """Run `stage(client, progress)` on a cluster, showing the dashboard link and progress."""
     from sarlo_dask.cluster import cluster_client
@@ -80,21 +109,16 @@ def _on_cluster(cluster: str, workers: int | None, stage: Callable[[Any, Any], T
             typer.echo(f"dashboard: {client.dashboard_link}")
             result = stage(client, progress)
     except KeyboardInterrupt:  # Ctrl-C: one line saying how to resume, exit 130
+        from sarlo_dask.lease import command_line
+
         typer.echo(
             "\ninterrupted: what was committed is kept; to resume, run the same command "
-            f"again: {resume_line(sys.argv[1:])}",
+            f"again: {command_line(sys.argv[1:])}",
             err=True,
         )
         raise typer.Exit(130) from None
     typer.echo("")
     return result
-
-
-def resume_line(argv: list[str]) -> str:
-    """The command that was run, to run again (credentials in URLs shown as ***)."""
-    import shlex
-
-    return shlex.join(["sarlo", *(redact(a) if "://" in a else a for a in argv)])
 
 
 def _scene_urls(inputs: list[str], storage_options: dict[str, Any]) -> list[str]:
@@ -127,11 +151,12 @@ def run_standardize(
     urls = _scene_urls(inputs, cfg.storage_options)
     _preflight(lambda: check_inputs(urls, cfg.storage_options))
     t0 = time.perf_counter()
-    results = _on_cluster(
-        cluster,
-        workers,
-        lambda client, progress: standardize_scenes(urls, work, cfg, client, progress=progress),
-    )
+    with _leased((work, cfg.storage_options)):
+        results = _on_cluster(
+            cluster,
+            workers,
+            lambda client, progress: standardize_scenes(urls, work, cfg, client, progress=progress),
+        )
     for r in results:
         typer.echo(r.line(), err=r.status == "failed")
     s = summary(results)
@@ -180,13 +205,14 @@ def run_tiles(work: str, cluster: str, workers: int | None, **settings: object) 
         lambda: check_caption_image(cfg, ccfg),
     )
     t0 = time.perf_counter()
-    results = _on_cluster(
-        cluster,
-        workers,
-        lambda client, progress: tile_scenes(
-            work, cfg, client, progress=progress, captions=ccfg, on_prefetch=_say_prefetch
-        ),
-    )
+    with _leased((work, cfg.storage_options)):
+        results = _on_cluster(
+            cluster,
+            workers,
+            lambda client, progress: tile_scenes(
+                work, cfg, client, progress=progress, captions=ccfg, on_prefetch=_say_prefetch
+            ),
+        )
     for r in results:
         typer.echo(r.line())
         for item in r.errors:
@@ -259,13 +285,14 @@ def run_build(
         lambda: check_optical_coverage(optical_fetch, tcfg.zoom, urls, scfg.storage_options),
     )
     t0 = time.perf_counter()
-    result = _on_cluster(
-        cluster,
-        workers,
-        lambda client, progress: build_dataset(
-            urls, work, out, scfg, tcfg, ccfg, rcfg, client, progress, say=typer.echo
-        ),
-    )
+    with _leased((work, scfg.storage_options), (out, rcfg.storage_options)):
+        result = _on_cluster(
+            cluster,
+            workers,
+            lambda client, progress: build_dataset(
+                urls, work, out, scfg, tcfg, ccfg, rcfg, client, progress, say=typer.echo
+            ),
+        )
     rel = result.release
     m = rel.manifest
     for item in rel.errors:

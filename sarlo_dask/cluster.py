@@ -97,11 +97,14 @@ class QuietRefusals(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         args = record.args if isinstance(record.args, tuple) else ()
         refusal = len(args) >= 4 and str(args[3]).startswith("SceneError(")
+        # a record redact_logs rewrote holds its message whole, without args
+        refusal = refusal or "\nException: SceneError(" in str(record.msg)
         return not (str(record.msg).startswith("Compute Failed") and refusal)
 
 
 def quiet_refusals() -> None:
-    """Install QuietRefusals on this process's worker logger (once)."""
+    """Install QuietRefusals on this process's worker logger (once), and redact_logs."""
+    redact_logs()
     logger = logging.getLogger("distributed.worker")
     if not any(isinstance(f, QuietRefusals) for f in logger.filters):
         logger.addFilter(QuietRefusals())
@@ -162,6 +165,35 @@ def ignore_interrupts_on_workers(client: Any) -> None:
     client.register_plugin(IgnoreInterrupts(), name=IgnoreInterrupts.name)
 
 
+def redact_logs() -> None:
+    """Every log record this process makes from now on has its secrets masked
+    (errors.redact_text), its traceback too: a worker logs a failed task with its arguments,
+    which hold the input's URL. Installed once per process (the CLI, each worker)."""
+    import traceback
+
+    from sarlo_dask.errors import redact_text
+
+    make = logging.getLogRecordFactory()
+    if getattr(make, "sarlo_redacts", False):
+        return
+
+    def redacting(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = make(*args, **kwargs)
+        try:
+            text = record.getMessage()
+        except Exception:  # a malformed record: logging reports it as it would
+            return record
+        if (clean := redact_text(text)) != text:
+            record.msg, record.args = clean, ()
+        if record.exc_info and record.exc_info[0] is not None:
+            lines = traceback.format_exception(*record.exc_info)
+            record.exc_text = redact_text("".join(lines)).rstrip("\n")
+        return record
+
+    redacting.sarlo_redacts = True  # type: ignore[attr-defined]
+    logging.setLogRecordFactory(redacting)
+
+
 def install_quiet_refusals(client: Any) -> None:
     """On every worker of `client`'s cluster, now and joining later."""
     from distributed.diagnostics.plugin import WorkerPlugin
@@ -188,6 +220,8 @@ def all_gpus(client: Any) -> bool:
 
 
 def worker_memory(client: Any) -> int:
-    """The smallest memory limit of the cluster's workers in bytes (0: none set or known)."""
-    limits = [w.get("memory_limit") or 0 for w in client.scheduler_info()["workers"].values()]
+    """The smallest memory a worker of the cluster has for each task it runs at once: its
+    memory limit over its threads, in bytes (0: no limit set or known)."""
+    workers = client.scheduler_info()["workers"].values()
+    limits = [(w.get("memory_limit") or 0) // max(1, w.get("nthreads") or 1) for w in workers]
     return min(limits) if limits and all(limits) else 0
