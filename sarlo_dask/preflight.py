@@ -8,8 +8,8 @@ import os
 import uuid
 from typing import Any
 
-from sarlo_dask.errors import exception_chain, redact
-from sarlo_dask.store import filesystem, input_options, is_local, join
+from sarlo_dask.errors import access_denied, exception_chain, redact
+from sarlo_dask.store import filesystem, input_options, is_http, is_local, join
 
 PROBE_TIMEOUT_S = 5.0
 PROBE_THREADS = 32
@@ -203,21 +203,42 @@ def check_inputs(urls: list[str], storage_options: dict[str, Any] | None) -> Non
 
     def probe(url: str) -> str | None:
         what = f"input {redact(url)}"
+        if is_http(url):
+            return _probe_http(url, what)
         try:
             fs, path = filesystem(url, input_options(url, storage_options))
             fs.info(path)
         except FileNotFoundError:
             return f"{what}: no such file"
-        except PermissionError as exc:
-            return f"{what}: not readable ({exception_chain(exc)})"
         except Exception as exc:
-            return f"{what}: cannot be read ({exception_chain(exc)})"
+            return f"{what}: {access_denied(exc) or f'cannot be read ({exception_chain(exc)})'}"
         if is_local(fs) and not os.access(path, os.R_OK):
             return f"{what}: not readable (permission denied)"
         return None
 
     with ThreadPoolExecutor(max(1, min(PROBE_THREADS, len(urls)))) as pool:
         _each_problem([p for p in pool.map(probe, urls) if p])
+
+
+def _probe_http(url: str, what: str) -> str | None:
+    """Why an http(s) input cannot be read (None: it can): a HEAD request, or a one-byte GET
+    where HEAD is not allowed; credentials in the URL are sent as basic auth."""
+    import requests
+
+    try:
+        r = requests.head(url, timeout=PROBE_TIMEOUT_S, allow_redirects=True)
+        if r.status_code in (405, 501):
+            r = requests.get(url, headers={"Range": "bytes=0-0"}, timeout=PROBE_TIMEOUT_S)
+    except requests.RequestException as exc:
+        return f"{what}: unreachable ({_root_cause(exc)})"
+    if r.status_code in (401, 403):
+        why = "Unauthorized" if r.status_code == 401 else "Forbidden"
+        return f"{what}: access denied (HTTP {r.status_code} {why}): check the credentials"
+    if r.status_code == 404:
+        return f"{what}: no such file"
+    if r.status_code >= 400:
+        return f"{what}: cannot be read (HTTP {r.status_code})"
+    return None
 
 
 def check_caption_model(cfg: Any) -> None:

@@ -36,18 +36,25 @@ def test_credentials_never_reach_logs_or_outputs(release_setup, s3, tmp_path, fa
         "HOME": str(tmp_path),  # the XYZ download cache goes under it
     }
     missing = srv.url.replace("{z}/{x}/{y}.png", f"missing.nitf?token={token}")
-    cmd = [sys.executable, "-m", "sarlo_dask.cli", "build", urls[-1], missing]
+    cmd = [sys.executable, "-m", "sarlo_dask.cli", "build", urls[-1]]
     cmd += ["--work", "s3://sarlo/work", "--out", "s3://sarlo/out", "--config", str(config)]
     cmd += ["--optical", f"{srv.url}?token={token}", "--workers", "2"]
-    try:
+    try:  # a missing input with a token: refused before any work, the token masked
+        refused = subprocess.run(
+            [*cmd[:5], missing, *cmd[5:]], capture_output=True, text=True, env=env, timeout=600
+        )
         run = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
     finally:
         srv.close()
+    assert refused.returncode == 2 and "missing.nitf?token=***: no such file" in refused.stderr
     fs = s3fs.S3FileSystem(key=key, secret=secret, client_kwargs={"endpoint_url": endpoint})
     objects = {p: fs.cat_file(p) for p in fs.find("sarlo")}
     leaks = [p for p, data in objects.items() if any(s.encode() in data for s in SECRETS)]
     leaks += [
-        name for name in ("stdout", "stderr") if any(s in getattr(run, name) for s in SECRETS)
+        f"{name} ({r.args[4]})"
+        for r in (refused, run)
+        for name in ("stdout", "stderr")
+        if any(s in getattr(r, name) for s in SECRETS)
     ]
     fault_table(
         "S3 keys and a tile token in use",
@@ -55,7 +62,7 @@ def test_credentials_never_reach_logs_or_outputs(release_setup, s3, tmp_path, fa
         f"exit {run.returncode}; {len(objects)} objects scanned; leaks: {leaks or 'none'}",
         0,
     )
-    assert run.returncode == 3, run.stdout + run.stderr  # the missing input is refused
+    assert run.returncode == 0, run.stdout + run.stderr
     # the secrets were in use: the token went to the tile server, the keys wrote the objects
     assert any(token in p for p in srv.paths) and objects
     assert any(p.endswith("failures.jsonl") for p in objects)
@@ -148,7 +155,8 @@ def test_http_credentials_never_stored_and_a_rotated_token_rebuilds_nothing(
         assert stamps() == before  # nothing rewritten: keys and digests hold no credentials
         leaks2 = [s for s in secrets if s in again.stdout + again.stderr]
         leaks2 += _files_with((work, out), secrets)[0]
-        # a wrong password: that scene fails, one line, and the other is reused
+        # a wrong password: refused before any work, one line naming the input, the password
+        # masked
         wrong = subprocess.run(
             [sys.executable, "-m", "sarlo_dask.cli", "standardize", "--workers", "1",
              basic.url.replace("http://", "http://sarlo:WRONGpw@") + f"/{Path(urls[0]).name}",
@@ -158,7 +166,7 @@ def test_http_credentials_never_stored_and_a_rotated_token_rebuilds_nothing(
     finally:
         basic.close()
         query.close()
-    refused = [line for line in wrong.stderr.splitlines() if line.startswith("FAILED")]
+    refused = wrong.stderr.strip().splitlines()
     fault_table(
         "HTTP basic auth and a query token; token rotated",
         "no secret stored or printed; nothing rebuilt",
@@ -167,6 +175,8 @@ def test_http_credentials_never_stored_and_a_rotated_token_rebuilds_nothing(
         0,
     )
     assert not leaks2, leaks2
-    assert wrong.returncode == 4, wrong.stdout + wrong.stderr
-    assert len(refused) == 1 and "access denied (HTTP 401 Unauthorized)" in refused[0], refused
+    assert wrong.returncode == 2, wrong.stdout + wrong.stderr
+    assert len(refused) == 1 and refused[0].startswith("error: input http://***@127.0.0.1:")
+    assert refused[0].endswith("access denied (HTTP 401 Unauthorized): check the credentials")
+    assert "dashboard" not in wrong.stdout  # no cluster started
     assert "WRONGpw" not in wrong.stdout + wrong.stderr
