@@ -147,7 +147,8 @@ def tile_scenes(
         res = results[sid]
         res.rebuilt, res.damaged, lineages[sid] = plan.rebuilt, plan.damaged, plan.lineage
         if plan.store_damaged():  # the build rebuilds the store, then cuts its tiles
-            res.error(Failure(sid, "scene", "tiles", plan.damaged[-1].line()))
+            why = f"its store is damaged ({plan.damaged[-1].path}): rebuilt from its input"
+            res.error(Failure(sid, "scene", "tiles", why))
             continue
         todo[sid] = [w for w, d in zip(plan.windows, plan.stored, strict=True) if d is None]
         for done in plan.stored:

@@ -131,7 +131,7 @@ def damaged_release(out: Store, damaged: list[Damage]) -> Release:
     left as it was; the build rebuilds the units and releases again."""
     rel = unreleased(out, [damaged[0].scene_id])
     why = [
-        Failure(d.path, "scene" if d.kind == "scene" else "tile", "release", d.line())
+        Failure(d.path, "scene" if d.kind == "scene" else "tile", "release", f"damaged: {d.reason}")
         for d in damaged
     ]
     return Release(rel.manifest, 0, 0, why, damaged=damaged)

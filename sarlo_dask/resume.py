@@ -115,6 +115,8 @@ def plan_scene_tiles(
         plan.stored = [None] * len(plan.windows)
     if any(s is None for s in plan.stored):  # tiles are cut from the store: verify it first
         plan.damaged += verify_store(work, scene_id, scene, chunks=True)
+        if plan.store_damaged():  # not complete: the scene stage makes it again
+            work.remove(work.scene_marker(scene_id))
     if captions is not None:
         plan.captions, damaged = stored_captions(work, scene_id, captions, plan.lineage)
         plan.damaged += damaged
