@@ -24,7 +24,7 @@ from sarlo_dask.store import PARTIAL, Store, json_bytes
 UnitKind = Literal["scene", "tile", "caption", "xyz"]
 
 METADATA = "zarr.json"
-"""a Zarr v3 metadata object (the root's holds the attributes and consolidated metadata)"""
+"""the store's root metadata object: its attributes and consolidated metadata"""
 BATCH = 16
 """store objects read at once while hashing (bounds memory: 16 chunks of a few MB)"""
 SELF = "sha256"
@@ -124,8 +124,9 @@ def store_digests(work: Store, scene_id: str, *after: Any) -> dict[str, str]:
 def verify_store(
     work: Store, scene_id: str, marker: Mapping[str, Any], chunks: bool
 ) -> list[Damage]:
-    """The scene store's damage against its marker's digests: its metadata (attributes) only,
-    or every chunk too (`chunks`: before tiles are read from it)."""
+    """The scene store's damage against its marker's digests: its root metadata only (the
+    attributes, and the consolidated metadata every reader opens the store by), or every
+    object (`chunks`: before tiles are read from it)."""
     if not CHECKS[0]:
         return []
     base = f"scenes/{scene_id}.zarr"
@@ -134,7 +135,7 @@ def verify_store(
         why = "its marker records no digests (made by an earlier version)"
         return [Damage(f"scenes/{scene_id}.done.json", why, "scene", scene_id)]
     if not chunks:
-        recorded = {k: v for k, v in recorded.items() if k.rsplit("/", 1)[-1] == METADATA}
+        recorded = {k: v for k, v in recorded.items() if k == METADATA}
     fs, root = work.filesystem(work.scene_store(scene_id))
     found = digest_files(fs, [f"{root}/{k}" for k in sorted(recorded)])
     bad = compare(recorded, {k: found[f"{root}/{k}"] for k in recorded})
