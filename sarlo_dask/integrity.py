@@ -193,6 +193,18 @@ def verify_member(
     return []
 
 
+def verify_tile_file(
+    work: Store, scene_id: str, key: str, member: str, meta: Mapping[str, Any]
+) -> list[Damage]:
+    """`verify_member` of a member read from {work} (missing: damage too)."""
+    fs, path = work.filesystem(work.tile_member(scene_id, key, member))
+    try:
+        data = fs.cat_file(path)
+    except FileNotFoundError:
+        return [tile_damage(scene_id, key, member, "missing")]
+    return verify_member(scene_id, key, member, data, meta)
+
+
 # self-digested records (caption records) --------------------------------------------------
 
 

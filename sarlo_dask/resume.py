@@ -14,7 +14,13 @@ from typing import Any
 from sarlo_dask import __version__
 from sarlo_dask.caption_stage import stored_captions
 from sarlo_dask.config import CaptionConfig, TileConfig
-from sarlo_dask.integrity import Damage, missing_tiles, verify_meta, verify_store
+from sarlo_dask.integrity import (
+    Damage,
+    missing_tiles,
+    verify_meta,
+    verify_store,
+    verify_tile_file,
+)
 from sarlo_dask.outcomes import SceneResult, SceneTiles
 from sarlo_dask.store import Store
 from sarlo_dask.tile_stage import stored_summary
@@ -113,14 +119,33 @@ def plan_scene_tiles(
         plan.rebuilt = stale_reason(stale[0], plan.lineage)
         remove_scene_tiles(work, scene_id)
         plan.stored = [None] * len(plan.windows)
+    if captions is not None:
+        plan.captions, damaged = stored_captions(work, scene_id, captions, plan.lineage)
+        plan.damaged += damaged + caption_images(work, plan, captions)
+        bad = {d.key for d in plan.damaged if d.kind == "tile"}
+        pairs = zip(plan.windows, plan.stored, strict=True)
+        plan.stored = [None if w.key in bad else s for w, s in pairs]
     if any(s is None for s in plan.stored):  # tiles are cut from the store: verify it first
         plan.damaged += verify_store(work, scene_id, scene, chunks=True)
         if plan.store_damaged():  # not complete: the scene stage makes it again
             work.remove(work.scene_marker(scene_id))
-    if captions is not None:
-        plan.captions, damaged = stored_captions(work, scene_id, captions, plan.lineage)
-        plan.damaged += damaged
     return plan
+
+
+def caption_images(work: Store, plan: TilePlan, cfg: CaptionConfig) -> list[Damage]:
+    """The images that stored tiles without a caption record give the caption model, checked
+    against their meta.json's digests before the model sees them (a damaged one: the tile is
+    made again, then captioned)."""
+    out = []
+    for w, s in zip(plan.windows, plan.stored, strict=True):
+        if s is None or w.key in plan.captions:
+            continue
+        meta = work.read_json(work.tile_member(plan.scene_id, w.key, "meta.json"))
+        if cfg.image == "optical" and meta.get("optical", {}).get("status") != "ok":
+            continue  # no image: the record says why
+        name = "optic.png" if cfg.image == "optical" else f"sar.{meta['preview']['format']}"
+        out += verify_tile_file(work, plan.scene_id, w.key, name, meta)
+    return out
 
 
 def scene_marker(

@@ -304,3 +304,54 @@ def test_a_damaged_cached_xyz_tile_is_fetched_again(tmp_path, caplog):
         ]
     finally:
         srv.close()
+
+
+def test_a_damaged_image_is_not_captioned_but_its_tile_remade_first(
+    release_setup, release_built, client, tmp_path
+):
+    """A tile whose caption record is gone (a build killed in its caption stage) and whose
+    image for the caption model is damaged: the model never sees the damaged image."""
+    from sarlo_dask.config import CaptionConfig
+
+    ref_out, _ = release_built
+    work = _work_copy(release_setup, tmp_path)
+    key = _tile_key(work)
+    (work / "captions" / SCENE / f"{key}.json").unlink()
+    meta = json.loads((work / "tiles" / SCENE / f"{key}.meta.json").read_text())
+    image = CaptionConfig().image
+    member = "optic.png" if image == "optical" else f"sar.{meta['preview']['format']}"
+    path = work / "tiles" / SCENE / f"{key}.{member}"
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    assert path.read_bytes() != (release_setup[0] / "work" / path.relative_to(work)).read_bytes()
+    result, lines = _rerun(release_setup, client, work, tmp_path / "out")
+    assert _damaged_lines(lines) == [
+        f"DAMAGED tiles/{SCENE}/{key}.{member}: sha256 differs from its meta.json's; "
+        f"rebuilding tile {SCENE}/{key}"
+    ], lines
+    assert result.exit_code() == 0, result.failures()
+    assert tree(tmp_path / "out") == tree(ref_out)
+
+
+def test_e_without_captions_a_complete_scene_with_a_meta_json_gone_is_cut_again(
+    tiled, client, tmp_path
+):
+    """Without a caption model a complete scene's tile plan is skipped on its marker: the
+    marker's kept tiles are checked against one listing first."""
+    from sarlo_dask.pipeline import tile_scenes
+
+    _, work, cfg, _ = tiled
+    copy = tmp_path / "work"
+    shutil.copytree(work, copy)
+    marker = json.loads((copy / "tiles" / f"{SCENE}.done.json").read_text())
+    key = sorted(marker["tiles"])[0]
+    meta = copy / "tiles" / SCENE / f"{key}.meta.json"
+    meta.unlink()
+    assert not meta.exists()
+    (res,) = tile_scenes(str(copy), cfg, client, scene_ids=[SCENE])
+    assert [d.line() for d in res.damaged] == [
+        f"DAMAGED tiles/{SCENE}/{key}.meta.json: missing; rebuilding tile {SCENE}/{key}"
+    ]
+    assert res.status == "done" and res.kept == len(marker["tiles"])
+    assert tree(copy / "tiles") == tree(Path(work) / "tiles")
