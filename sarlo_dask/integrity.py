@@ -124,15 +124,15 @@ def store_digests(work: Store, scene_id: str, *after: Any) -> dict[str, str]:
 def verify_store(
     work: Store, scene_id: str, marker: Mapping[str, Any], chunks: bool
 ) -> list[Damage]:
-    """The scene store's damage against its marker's digests: its root metadata only (the
-    attributes, and the consolidated metadata every reader opens the store by), or every
-    object (`chunks`: before tiles are read from it)."""
+    """The scene store's damage against its marker's digests ({}: no marker): its root
+    metadata only (the attributes, and the consolidated metadata every reader opens the
+    store by), or every object (`chunks`: before tiles are read from it)."""
     if not CHECKS[0]:
         return []
     base = f"scenes/{scene_id}.zarr"
     recorded = marker.get("digests")
     if not isinstance(recorded, dict) or not recorded:
-        why = "its marker records no digests (made by an earlier version)"
+        why = "missing" if not marker else "it records no digests (made by an earlier version)"
         return [Damage(f"scenes/{scene_id}.done.json", why, "scene", scene_id)]
     if not chunks:
         recorded = {k: v for k, v in recorded.items() if k == METADATA}

@@ -1,7 +1,6 @@
 """The driver (with caption_pool and prefetch_stage.prefetch, the only code that submits to
-the Dask client): each
-stage plans its units as tasks, submits the work, collects typed outcomes as they complete
-and records them.
+the Dask client): each stage plans its units as tasks, submits the work, collects typed
+outcomes as they complete and records them.
 
 One scene's failure is recorded with its reason and never stops the others; every stage
 skips what {work} (or {out}) already holds under the same settings, so a re-run resumes.

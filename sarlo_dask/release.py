@@ -65,7 +65,8 @@ def scene_index(work: Store, scene_id: str, captions: str | None = None) -> Scen
     record against its own."""
     from sarlo_dask.standardize import open_scene_store
 
-    damaged = verify_store(work, scene_id, work.read_json(work.scene_marker(scene_id)), False)
+    url = work.scene_marker(scene_id)  # gone: the store is taken for damaged (rebuilt)
+    damaged = verify_store(work, scene_id, work.read_json(url) if work.exists(url) else {}, False)
     marker = work.tiles_marker(scene_id)
     recorded = work.read_json(marker).get("tiles") if work.exists(marker) else None
     fs, root = work.filesystem(work.tile_dir(scene_id))
