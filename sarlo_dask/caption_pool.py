@@ -145,7 +145,7 @@ def caption_tiles(
     for scene_id, scene_keys in keys.items():
         marker = work.tiles_marker(scene_id)  # the tiles' lineage: stored captions of it
         lineage = work.read_json(marker).get("lineage") if work.exists(marker) else None
-        pool.plan(scene_id, scene_keys, stored_captions(work, scene_id, cfg, lineage))
+        pool.plan(scene_id, scene_keys, stored_captions(work, scene_id, cfg, lineage)[0])
         for k in scene_keys:
             pool.tile_done(scene_id, k, {"status": "kept"})
     queue = as_completed(pool.submit_ready())

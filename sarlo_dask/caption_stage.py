@@ -3,19 +3,20 @@
 Record of tile KEY: {work}/captions/{scene_id}/KEY.json with `caption` {SHORT, MID, LONG}
 (cleaned; null when there is none, `reason` saying why and `transient` whether a re-run asks
 again), `caption_raw` (the model's text), `label` (scene category of the MID caption), the
-model (a server's own model id), the config digest and the lineage of the tile it describes
-(a record of a tile made under other settings is never reused).
+model (a server's own model id), the config digest, the lineage of the tile it describes
+(a record of a tile made under other settings is never reused) and its own sha256
+(integrity.sealed: a record that does not verify is captioned again).
 """
 
 from __future__ import annotations
 
 import io
-import json
 from typing import Any
 
 from sarlo_dask.captions.clean import clean
 from sarlo_dask.captions.label import label
 from sarlo_dask.config import CaptionConfig
+from sarlo_dask.integrity import Damage, sealed, unsealed
 from sarlo_dask.store import Store
 from sarlo_dask.tile_stage import tile_lineage
 
@@ -30,22 +31,30 @@ def batches_run() -> int:
 
 def stored_captions(
     work: Store, scene_id: str, cfg: CaptionConfig, lineage: dict[str, Any] | None
-) -> dict[str, dict[str, Any]]:
+) -> tuple[dict[str, dict[str, Any]], list[Damage]]:
     """The caption records of the scene an earlier run wrote with this config, of tiles made
-    under `lineage` (the scene's and tiles' settings now; None: unknown, nothing reused)."""
+    under `lineage` (the scene's and tiles' settings now; None: unknown, nothing reused),
+    and the records whose own digest does not verify (not reused: captioned again)."""
     fs, path = work.filesystem(work.captions_dir(scene_id))
     fs.invalidate_cache()
     if lineage is None or not fs.exists(path):
-        return {}
-    done = {}
+        return {}, []
+    done, damaged = {}, []
     for name in fs.ls(path, detail=False):
         if name.endswith(".json"):
-            with fs.open(name, "rb") as f:
-                rec = json.loads(f.read())
+            key = name.rsplit("/", 1)[-1][: -len(".json")]
+            rec, why = unsealed(fs.cat_file(name))
+            if rec is None:
+                damaged.append(caption_damage(scene_id, key, why))
+                continue
             same = rec.get("caption_config") == cfg.digest() and rec.get("tile") == lineage
             if same and not rec.get("transient"):  # a server that failed is asked again
-                done[name.rsplit("/", 1)[-1][: -len(".json")]] = rec
-    return done
+                done[key] = rec
+    return done, damaged
+
+
+def caption_damage(scene_id: str, key: str, reason: str) -> Damage:
+    return Damage(f"captions/{scene_id}/{key}.json", reason, "caption", scene_id, key)
 
 
 def caption_batch(
@@ -132,7 +141,7 @@ def caption_batch(
             "tile": lineage[key],
             **records[key],
         }
-        work.write_json(work.caption(scene_id, key), rec)
+        work.write_json(work.caption(scene_id, key), sealed(rec))
         out.append(
             {
                 "key": key,

@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from sarlo_dask.errors import SceneError, exception_line, redact
+from sarlo_dask.integrity import Damage
 
 Stage = Literal["ingest", "standardize", "tiles", "optical", "captions", "release"]
 
@@ -57,6 +58,8 @@ class SceneResult:
     failure: Failure | None = None
     rebuilt: str = ""
     """why a scene an earlier run completed was made again ("": it was not)"""
+    damaged: list[Damage] = field(default_factory=list)
+    """what was found damaged of its store, made again in this run"""
 
     @property
     def reason(self) -> str:
@@ -110,6 +113,11 @@ class SceneTiles:
     """tiles kept without captions, with the reason"""
     rebuilt: str = ""
     """why tiles an earlier run made were removed and made again ("": none were)"""
+    tiles: dict[str, str] = field(default_factory=dict)
+    """kept tile -> sha256 of its meta.json (what the tiles marker records)"""
+    damaged: list[Damage] = field(default_factory=list)
+    """tiles and caption records found damaged, made again in this run; or the scene's store,
+    which the next pass of the build makes again first (no tile was cut from it)"""
 
     def record(self, summary: dict[str, Any]) -> bool:
         """Count one tile's outcome (a tile_stage summary); whether the tile was made."""
@@ -121,6 +129,7 @@ class SceneTiles:
             self.refused.append({"key": summary["key"], "reason": summary["status"]})
             return True
         self.kept += 1
+        self.tiles[summary["key"]] = summary["digest"]
         if summary["optical"] not in OPTICAL_NOT_FAILED:
             self.optical_failed.append({"key": summary["key"], "reason": summary["optical"]})
             if summary["retry"]:
@@ -227,6 +236,8 @@ class Release:
     errors: list[Failure] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
     """shards of an earlier plan that this one does not have, removed"""
+    damaged: list[Damage] = field(default_factory=list)
+    """{work} units found damaged while indexing or packing: rebuilt, then released again"""
 
 
 @dataclass
@@ -238,6 +249,11 @@ class Build:
     release: Release
     prefetch: Prefetch | None = None
     """what the XYZ prefetch did (None: there was none)"""
+
+    def pending_damage(self) -> list[Damage]:
+        """Damaged units this pass could not rebuild itself: the next pass rebuilds them."""
+        stores = [d for t in self.tiles for d in t.damaged if d.kind == "scene"]
+        return stores + self.release.damaged
 
     def failures(self) -> list[dict[str, Any]]:
         """Every scene, tile or shard the build could not use (failures.jsonl rows), sorted."""

@@ -1,6 +1,6 @@
-"""The driver (with caption_pool, the only code that submits to the Dask client): each
-stage plans its units as tasks, submits the work, collects typed outcomes as they complete
-and records them.
+"""The driver (with caption_pool and prefetch_stage.prefetch, the only code that submits to
+the Dask client): each stage plans its units as tasks, submits the work, collects typed
+outcomes as they complete and records them.
 
 One scene's failure is recorded with its reason and never stops the others; every stage
 skips what {work} (or {out}) already holds under the same settings, so a re-run resumes.
@@ -8,7 +8,6 @@ skips what {work} (or {out}) already holds under the same settings, so a re-run 
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -18,11 +17,11 @@ from sarlo_dask.captions.stats import dataset_stats
 from sarlo_dask.cluster import all_gpus, install_quiet_refusals, worker_memory
 from sarlo_dask.config import CaptionConfig, ReleaseConfig, StandardizeConfig, TileConfig, on_device
 from sarlo_dask.errors import exception_line, redact
+from sarlo_dask.integrity import DamagedError, discard, one_per_unit
 from sarlo_dask.outcomes import (
     Build,
     Failure,
     Prefetch,
-    PrefetchOutcome,
     Release,
     SceneResult,
     SceneTiles,
@@ -30,13 +29,7 @@ from sarlo_dask.outcomes import (
     transient_scenes,
     window_error,
 )
-from sarlo_dask.prefetch_stage import (
-    fetch_plan,
-    plan_scene_xyz,
-    prefetch_xyz,
-    with_xyz_cache,
-    xyz_source,
-)
+from sarlo_dask.prefetch_stage import prefetch, with_xyz_cache
 from sarlo_dask.scene_stage import plan_scene_store
 from sarlo_dask.sicd import scene_id_from_url
 from sarlo_dask.store import Store, absolute_url
@@ -80,7 +73,7 @@ def standardize_scenes(
         # priority: ahead of the writes already sent, so the next scenes keep coming
         plans[client.submit(plan_scene_store, *args, key=key, priority=1)] = res
     writes: dict[Any, SceneResult] = {}
-    made: dict[str, dict[str, Any]] = {}  # the markers of the scenes written
+    made: dict[str, dict[str, Any]] = {}  # what the markers of the scenes written record
     for future in as_completed(list(plans)):
         res = plans[future]
         try:
@@ -90,19 +83,19 @@ def standardize_scenes(
             continue
         finally:
             future.release()
-        res.rebuilt = plan.rebuilt
+        res.rebuilt, res.damaged = plan.rebuilt, plan.damaged
         if plan.write is None:
             res.status = "skipped"
         else:
             writes[client.compute(plan.write)] = res
-            made[res.scene_id] = resume.scene_marker(res, plan.digest, digest, plan.inputs)
+            made[res.scene_id] = {"digest": plan.digest, "settings": digest, "inputs": plan.inputs}
     if progress is not None and writes:
         progress(list(writes))
     for future in as_completed(list(writes)):
         res = writes[future]
         try:
-            future.result()
-            work.write_json(work.scene_marker(res.scene_id), made[res.scene_id])
+            marker = resume.scene_marker(res, **made[res.scene_id], digests=future.result())
+            work.write_json(work.scene_marker(res.scene_id), marker)
         except Exception as exc:
             res.fail(exc)
         finally:
@@ -151,7 +144,11 @@ def tile_scenes(
             results[sid] = SceneTiles(sid, "skipped", **plan.skipped)
             continue
         res = results[sid]
-        res.rebuilt, lineages[sid] = plan.rebuilt, plan.lineage
+        res.rebuilt, res.damaged, lineages[sid] = plan.rebuilt, plan.damaged, plan.lineage
+        if plan.store_damaged():  # the build rebuilds the store, then cuts its tiles
+            why = f"its store is damaged ({plan.damaged[-1].path}): rebuilt from its input"
+            res.error(Failure(sid, "scene", "tiles", why))
+            continue
         todo[sid] = [w for w, d in zip(plan.windows, plan.stored, strict=True) if d is None]
         for done in plan.stored:
             if done is not None:  # completed by an earlier run: recorded the same way
@@ -191,56 +188,6 @@ def tile_scenes(
             marker = resume.tiles_marker(res, lineages[res.scene_id])
             work.update_json(work.tiles_marker(res.scene_id), marker)
     return [results[k] for k in sorted(results)]
-
-
-def prefetch(
-    work: Store,
-    cfg: TileConfig,
-    client: Any,
-    todo: dict[str, list[Window]],
-    progress: Progress = None,
-) -> Prefetch | None:
-    """Fetch every XYZ tile the windows in `todo` need into the shared cache, each by one
-    task (prefetch_stage); None when there is no XYZ server to fetch from or nothing to make.
-    A failure here costs nothing but time: the tile tasks fetch what is not cached."""
-    from distributed import as_completed
-
-    scenes = {sid: ws for sid, ws in todo.items() if ws}
-    if xyz_source(cfg) is None or not scenes:
-        return None
-    record, t0, token = Prefetch(), time.perf_counter(), f"{cfg.digest()}-{work.token}"
-    plans = {
-        client.submit(plan_scene_xyz, work, sid, ws, cfg, key=f"xyzplan-{sid}-{token}"): sid
-        for sid, ws in scenes.items()
-    }
-    needs = []
-    for future in as_completed(list(plans)):
-        try:
-            needs.append(future.result())
-        except Exception as exc:
-            record.plan_errors.append(f"{plans[future]}: {exception_line(exc)}")
-        finally:
-            future.release()
-    plan = fetch_plan(needs, cfg.prefetch_tiles)
-    record.planned, record.cached = plan.planned, plan.cached
-    record.plan_seconds, t1 = time.perf_counter() - t0, time.perf_counter()
-    fetches = {}
-    for g in plan.groups:
-        key = f"xyzfetch-{'_'.join(map(str, g[0]))}-{len(g)}-{token}"
-        fetches[client.submit(prefetch_xyz, cfg, g, key=key)] = g
-    if progress is not None and fetches:
-        progress(list(fetches))
-    for future in as_completed(list(fetches)):
-        try:
-            record.add(future.result())
-        except Exception as exc:  # the task was lost: its tiles are left to the tile tasks
-            why = exception_line(exc)
-            n = len(fetches[future])
-            record.add(PrefetchOutcome(n, 0, 0, [why] * n, "lost", 0.0))
-        finally:
-            future.release()
-    record.fetch_seconds = time.perf_counter() - t1
-    return record
 
 
 def _collect_tiles(
@@ -286,7 +233,10 @@ def release_scenes(
     futures = [
         client.submit(release.scene_index, work, s, captions, key=key.format(s)) for s in ids
     ]
-    rp = release.release_plan(dict(zip(ids, client.gather(futures), strict=True)), cfg)
+    indexed = dict(zip(ids, client.gather(futures), strict=True))
+    if damaged := [d for s in indexed.values() for d in s.damaged]:
+        return release.damaged_release(out, damaged)  # rebuilt first, then released
+    rp = release.release_plan(indexed, cfg)
     plan, digest, index = rp.shards, rp.digest, rp.index
     release.retire_manifest(out, digest)  # another plan's manifest and index go first
     markers: dict[str, dict[str, Any]] = {}
@@ -305,10 +255,13 @@ def release_scenes(
     reused = len(markers)
     if progress is not None and pending:
         progress(list(pending))
-    errors = []
+    errors, damaged = [], []
     for future in as_completed(list(pending)):
         try:
             markers[pending[future]] = future.result()
+        except DamagedError as exc:  # a sample's files: rebuilt, then this shard written
+            damaged += exc.damage
+            errors.append(Failure.of(exc, pending[future], "shard", "release"))
         except Exception as exc:
             errors.append(Failure.of(exc, pending[future], "shard", "release"))
         finally:
@@ -321,7 +274,7 @@ def release_scenes(
         manifest["index"] = release.write_index(out, rp, markers)
         out.update_json(out.path("stats.json"), dataset_stats(rp.stats_rows()))
         out.update_json(out.path("manifest.json"), manifest)
-    return Release(manifest, len(pending) - len(errors), reused, errors, stale)
+    return Release(manifest, len(pending) - len(errors), reused, errors, stale, damaged)
 
 
 def build_dataset(
@@ -338,15 +291,49 @@ def build_dataset(
 ) -> Build:
     """The whole build on one cluster: standardize -> tile, pair, caption -> release.
 
-    Every stage skips what {work} (or {out}) already holds, so the same call resumes. URLs
+    Every stage skips what {work} (or {out}) already holds, so the same call resumes. What a
+    pass finds damaged and cannot rebuild itself (a store its tiles are cut from, a sample's
+    files) is removed and the pass runs again: each stage rebuilds it from its input. URLs
     for `work` and `out` are Stores with the standardize and release storage options."""
     work, out = Store.of(work, scfg.storage_options), Store.of(out, rcfg.storage_options)
     for s in (work, out):
         if n := s.remove_partials():
             say(f"removed {n} half-written files an interrupted run left in {redact(s.url)}")
+    configs = (scfg, tcfg, ccfg, rcfg)
+    for _ in range(HEAL_PASSES):
+        result = _build_pass(urls, work, out, configs, client, progress, say)
+        if not (damage := result.pending_damage()):
+            break
+        for line in discard(work, damage):
+            say(line)
+    work.remove_partials()  # temporary files of tasks lost with a worker
+    report = work.path("failures.jsonl")
+    try:
+        work.update_bytes(report, result.failures_jsonl())
+    except OSError as exc:  # {work} full or gone: the failures are still returned and printed
+        say(f"cannot write {redact(report)} ({exception_line(exc)})")
+    return result
+
+
+HEAL_PASSES = 3
+"""passes of a build at most: each rebuilds what the one before found damaged"""
+
+
+def _build_pass(
+    urls: Sequence[str],
+    work: Store,
+    out: Store,
+    configs: tuple[StandardizeConfig, TileConfig, CaptionConfig, ReleaseConfig],
+    client: Any,
+    progress: Progress,
+    say: Callable[[str], Any],
+) -> Build:
+    """One pass of build_dataset: the three stages."""
+    scfg, tcfg, ccfg, rcfg = configs
     say(f"[1/3] standardize {len(urls)} scenes")
     scenes = standardize_scenes(urls, work, scfg, client, progress=progress)
-    for line in ["", *(r.line() for r in scenes)]:
+    lines = [d.line() for r in scenes for d in r.damaged]
+    for line in ["", *lines, *(r.line() for r in scenes)]:
         say(line)
     ok = sorted({r.scene_id for r in scenes if r.status in ("done", "skipped")})
     say(f"[2/3] tiles{' and captions' * bool(ccfg.model)} of {len(ok)} scenes")
@@ -355,6 +342,8 @@ def build_dataset(
     say("")
     for p in prefetched:
         say(p.line())
+    for line in [d.line() for t in tiles for d in one_per_unit(t.damaged) if d.kind != "scene"]:
+        say(line)
     for line in (x for t in tiles for x in t.lines()):
         say(line)
     keep = [t.scene_id for t in tiles if t.kept]
@@ -364,11 +353,4 @@ def build_dataset(
     if rel is None:  # else a release without those scenes would drop their samples
         rel = release_scenes(work, out, rcfg, client, keep, None, catalogue, progress, captions)
     say("")
-    work.remove_partials()  # temporary files of tasks lost with a worker
-    result = Build(scenes, tiles, rel, prefetched[0] if prefetched else None)
-    report = work.path("failures.jsonl")
-    try:
-        work.update_bytes(report, result.failures_jsonl())
-    except OSError as exc:  # {work} full or gone: the failures are still returned and printed
-        say(f"cannot write {redact(report)} ({exception_line(exc)})")
-    return result
+    return Build(scenes, tiles, rel, prefetched[0] if prefetched else None)

@@ -14,14 +14,24 @@ import json
 import os
 import tempfile
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sarlo_dask import __version__
-from sarlo_dask.caption_stage import NO_MODEL
+from sarlo_dask.caption_stage import NO_MODEL, caption_damage
 from sarlo_dask.config import ReleaseConfig
 from sarlo_dask.dataset import shard_marker
 from sarlo_dask.index import INDEX, index_parquet, index_rows
+from sarlo_dask.integrity import (
+    Damage,
+    DamagedError,
+    sha256,
+    tile_damage,
+    unsealed,
+    verify_member,
+    verify_meta,
+    verify_store,
+)
 from sarlo_dask.outcomes import Failure, Release
 from sarlo_dask.shard_tar import Buffer, ShardTar, mapped
 from sarlo_dask.splits import (
@@ -43,22 +53,37 @@ class SceneIndex:
     rows: list[dict[str, Any]]
     """per kept tile: key, pass id, MID label, captions and the settings it was made under"""
     provenance: Any
+    damaged: list[Damage] = field(default_factory=list)
+    """its units that do not verify (the release waits for them to be rebuilt)"""
 
 
 def scene_index(work: Store, scene_id: str, captions: str | None = None) -> SceneIndex:
     """A scene's SceneIndex (a task: the scenes are indexed on the workers in parallel);
-    `captions`: the caption settings' digest (None: no caption model, no captions)."""
+    `captions`: the caption settings' digest (None: no caption model, no captions). What it
+    reads is verified first: the store's metadata, each meta.json against the tiles marker's
+    digest (a kept tile whose meta.json is gone is damage, not a smaller scene), each caption
+    record against its own."""
     from sarlo_dask.standardize import open_scene_store
 
+    url = work.scene_marker(scene_id)  # gone: the store is taken for damaged (rebuilt)
+    damaged = verify_store(work, scene_id, work.read_json(url) if work.exists(url) else {}, False)
+    marker = work.tiles_marker(scene_id)
+    recorded = work.read_json(marker).get("tiles") if work.exists(marker) else None
     fs, root = work.filesystem(work.tile_dir(scene_id))
     fs.invalidate_cache()
-    rows = []
+    rows, seen = [], set()
     for path in sorted(fs.glob(f"{root}/*.meta.json")):
-        with fs.open(path, "rb") as f:
-            meta = json.loads(f.read())
+        data = fs.cat_file(path)
+        key = path.rsplit("/", 1)[-1][: -len(".meta.json")]
+        seen.add(key)
+        if bad := verify_meta(scene_id, key, sha256(data), recorded):
+            damaged += bad
+            continue
+        meta = json.loads(data)
         if meta.get("optical", {}).get("retry"):
             continue  # an optical retry is still due: not a finished sample
-        rec = _caption_record(work, scene_id, meta, captions)
+        rec, bad = _caption_record(work, scene_id, meta, captions)
+        damaged += bad
         if rec.get("transient"):
             continue  # a caption server failed it: a re-run captions and releases it
         rows.append(
@@ -73,8 +98,12 @@ def scene_index(work: Store, scene_id: str, captions: str | None = None) -> Scen
                 "lineage": {**tile_lineage(meta), "caption_config": rec.get("caption_config")},
             }
         )
+    gone = {k: v for k, v in (recorded or {}).items() if k not in seen}
+    damaged += [d for k in sorted(gone) for d in verify_meta(scene_id, k, None, gone)]
+    if any(d.kind == "scene" for d in damaged):
+        return SceneIndex(rows, None, damaged)  # its attributes are not to be read
     attrs = open_scene_store(work.scene_store(scene_id), work.options, chunks=None).attrs
-    return SceneIndex(rows, attrs.get("provenance"))
+    return SceneIndex(rows, attrs.get("provenance"), damaged)
 
 
 def retire_manifest(out: Store, digest: str) -> None:
@@ -96,6 +125,17 @@ def unreleased(out: Store, unread: Sequence[str]) -> Release:
     manifest = out.read_json(url) if out.exists(url) else none
     why = f"release left as it was: {len(unread)} scenes could not be read now ({unread[0]})"
     return Release(manifest, 0, 0, [Failure("release", "shard", "release", why)])
+
+
+def damaged_release(out: Store, damaged: list[Damage]) -> Release:
+    """The Release of a pass that found {work} units damaged before writing any shard: {out}
+    left as it was; the build rebuilds the units and releases again."""
+    rel = unreleased(out, [damaged[0].scene_id])
+    why = [
+        Failure(d.path, "scene" if d.kind == "scene" else "tile", "release", f"damaged: {d.reason}")
+        for d in damaged
+    ]
+    return Release(rel.manifest, 0, 0, why, damaged=damaged)
 
 
 @dataclass
@@ -161,15 +201,18 @@ def release_manifest(
 
 def _caption_record(
     work: Store, scene_id: str, meta: dict[str, Any], captions: str | None
-) -> dict[str, Any]:
+) -> tuple[dict[str, Any], list[Damage]]:
     """The tile's caption record, if it describes this tile and was made with the caption
-    settings of digest `captions` (None: none is)."""
+    settings of digest `captions` (None: none is); and its damage, if it does not verify."""
     url = work.caption(scene_id, meta["key"])
     if captions is None or not work.exists(url):
-        return {}
-    rec = work.read_json(url)
+        return {}, []
+    fs, path = work.filesystem(url)
+    rec, why = unsealed(fs.cat_file(path))
+    if rec is None:
+        return {}, [caption_damage(scene_id, meta["key"], why)]
     same = rec.get("tile") == tile_lineage(meta) and rec.get("caption_config") == captions
-    return rec if same else {}
+    return (rec if same else {}), []
 
 
 def sample_members(
@@ -183,20 +226,29 @@ def sample_members(
     """The members of one sample (without the `key.` prefix), meta.json completed with its
     captions, label, split and provenance."""
     meta = work.read_json(work.tile_member(scene_id, key, "meta.json"))
-    rec = _caption_record(work, scene_id, meta, scene.get("captions"))
+    rec, damaged = _caption_record(work, scene_id, meta, scene.get("captions"))
     fs, base = work.filesystem(work.tile_dir(scene_id))
     local = is_local(fs)
 
-    def member(name: str) -> Buffer:
+    def member(name: str) -> Buffer:  # verified against the digest its meta.json records
         path = f"{base}/{key}.{name}"
-        return mapped(path) if local else bytes(fs.cat_file(path))
+        try:
+            data = mapped(path) if local else bytes(fs.cat_file(path))
+        except FileNotFoundError:
+            damaged.append(tile_damage(scene_id, key, name, "missing"))
+            return b""
+        damaged.extend(verify_member(scene_id, key, name, data, meta))
+        return data
 
     fmt = meta["preview"]["format"]
     out = {f"sar.{fmt}": member(f"sar.{fmt}"), "sar.npy": member("sar.npy")}
     if cfg.include_optical and meta["optical"].get("status") == "ok":
         out["optic.png"] = member("optic.png")
     out["sicd.xml"] = member("sicd.xml")  # the chip's own SICD (sarlo_dask.chip)
+    if damaged:
+        raise DamagedError(damaged)
     meta.pop("members", None)
+    meta.pop("digests", None)
     meta["caption"] = rec.get("caption")
     meta["label"] = rec.get("label")
     if meta["caption"] is None:

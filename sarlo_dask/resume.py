@@ -15,6 +15,13 @@ from sarlo_dask import __version__
 from sarlo_dask.caption_stage import stored_captions
 from sarlo_dask.config import CaptionConfig, TileConfig
 from sarlo_dask.errors import redact
+from sarlo_dask.integrity import (
+    Damage,
+    missing_tiles,
+    verify_meta,
+    verify_store,
+    verify_tile_file,
+)
 from sarlo_dask.outcomes import SceneResult, SceneTiles
 from sarlo_dask.store import Store
 from sarlo_dask.tile_stage import stored_summary
@@ -62,27 +69,50 @@ class TilePlan:
     """caption records an earlier run made of these tiles with the caption settings, by key"""
     rebuilt: str = ""
     """why the tiles an earlier run made were removed ("": none were)"""
+    damaged: list[Damage] = field(default_factory=list)
+    """tiles and caption records found damaged (made again), or the scene's store"""
+
+    def store_damaged(self) -> bool:
+        """Whether the store is damaged: no tile is cut from it before it is rebuilt."""
+        return any(d.kind == "scene" for d in self.damaged)
 
 
 def plan_scene_tiles(
     work: Store, scene_id: str, cfg: TileConfig, captions: CaptionConfig | None
 ) -> TilePlan:
     """A scene's TilePlan (a task: a scene's resume reads run on the workers in parallel).
-    Tiles of another lineage are removed with their captions: all are made again."""
+    Tiles of another lineage are removed with their captions: all are made again. Tiles and
+    caption records are reused only when their digests verify (else made again, and said
+    in `damaged`); when a tile is to be cut, the store's chunks are verified first (damaged:
+    no window is planned, the build rebuilds the store)."""
     from sarlo_dask.standardize import open_scene_store
 
-    made_scene = work.read_json(work.scene_marker(scene_id)).get("config")
-    plan = TilePlan(scene_id, {"scene_config": made_scene, "tile_config": cfg.digest()})
+    scene = work.read_json(work.scene_marker(scene_id))
+    plan = TilePlan(scene_id, {"scene_config": scene.get("config"), "tile_config": cfg.digest()})
     marker = work.tiles_marker(scene_id)
     made = work.read_json(marker) if work.exists(marker) else None
-    if made is not None and made.get("lineage") == plan.lineage and captions is None:
-        plan.skipped = {k: made[k] for k in ("kept", "refused", "optical_failed") if k in made}
-        return plan
+    current = made is not None and made.get("lineage") == plan.lineage
+    recorded = made.get("tiles") if made is not None and current else None
+    if made is not None and current and captions is None:
+        plan.damaged = missing_tiles(work, scene_id, recorded)
+        if recorded is not None and not plan.damaged:
+            plan.skipped = {k: made[k] for k in ("kept", "refused", "optical_failed") if k in made}
+            return plan
     ds = open_scene_store(work.scene_store(scene_id), work.options)
     plan.windows = tile_windows(
         scene_id, ds.sizes["azimuth"], ds.sizes["range"], cfg.size, cfg.stride
     )
-    plan.stored = [stored_summary(work, w) for w in plan.windows]
+    stored = [stored_summary(work, w) for w in plan.windows]
+    plan.damaged = [
+        d
+        for w, s in zip(plan.windows, stored, strict=True)
+        for d in verify_meta(scene_id, w.key, None if s is None else s["digest"], recorded)
+    ]
+    bad = {d.key for d in plan.damaged}
+    plan.stored = [
+        None if s is None or s["retry"] or w.key in bad else s
+        for w, s in zip(plan.windows, stored, strict=True)
+    ]
     old = [made.get("lineage")] if made is not None else []
     old += [d["lineage"] for d in plan.stored if d is not None]
     stale = [o for o in old if o != plan.lineage]
@@ -91,16 +121,46 @@ def plan_scene_tiles(
         remove_scene_tiles(work, scene_id)
         plan.stored = [None] * len(plan.windows)
     if captions is not None:
-        plan.captions = stored_captions(work, scene_id, captions, plan.lineage)
+        plan.captions, damaged = stored_captions(work, scene_id, captions, plan.lineage)
+        plan.damaged += damaged + caption_images(work, plan, captions)
+        bad = {d.key for d in plan.damaged if d.kind == "tile"}
+        pairs = zip(plan.windows, plan.stored, strict=True)
+        plan.stored = [None if w.key in bad else s for w, s in pairs]
+    if any(s is None for s in plan.stored):  # tiles are cut from the store: verify it first
+        plan.damaged += verify_store(work, scene_id, scene, chunks=True)
+        if plan.store_damaged():  # not complete: the scene stage makes it again
+            work.remove(work.scene_marker(scene_id))
     return plan
 
 
+def caption_images(work: Store, plan: TilePlan, cfg: CaptionConfig) -> list[Damage]:
+    """The images that stored tiles without a caption record give the caption model, checked
+    against their meta.json's digests before the model sees them (a damaged one: the tile is
+    made again, then captioned)."""
+    out = []
+    for w, s in zip(plan.windows, plan.stored, strict=True):
+        if s is None or w.key in plan.captions:
+            continue
+        meta = work.read_json(work.tile_member(plan.scene_id, w.key, "meta.json"))
+        if cfg.image == "optical" and meta.get("optical", {}).get("status") != "ok":
+            continue  # no image: the record says why
+        name = "optic.png" if cfg.image == "optical" else f"sar.{meta['preview']['format']}"
+        out += verify_tile_file(work, plan.scene_id, w.key, name, meta)
+    return out
+
+
 def scene_marker(
-    res: SceneResult, digest: str, settings: str, inputs: dict[str, str]
+    res: SceneResult,
+    digest: str,
+    settings: str,
+    inputs: dict[str, str],
+    digests: dict[str, str],
 ) -> dict[str, Any]:
-    """A completed scene's marker: its source, store, and the settings (`settings`) and input
-    versions (`inputs`) it was made under (`config`: the digest of both)."""
+    """A completed scene's marker: its source, store, the settings (`settings`) and input
+    versions (`inputs`) it was made under (`config`: the digest of both) and the sha256 of
+    each object of its store (`digests`, by path inside it)."""
     return {
+        "digests": digests,
         "scene_id": res.scene_id,
         "source_url": redact(res.url),
         "store": f"scenes/{res.scene_id}.zarr",  # relative to {work}
@@ -112,9 +172,11 @@ def scene_marker(
 
 
 def tiles_marker(res: SceneTiles, lineage: dict[str, Any]) -> dict[str, Any]:
-    """A scene's tiles marker: what its windows gave, and the settings they were made under."""
+    """A scene's tiles marker: what its windows gave, the settings they were made under and
+    the sha256 of each kept tile's meta.json (which records its other members' digests)."""
     return {
         "scene_id": res.scene_id,
+        "tiles": dict(sorted(res.tiles.items())),
         "kept": res.kept,
         "refused": res.refused,
         "optical_failed": res.optical_failed,

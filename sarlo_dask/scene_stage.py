@@ -13,9 +13,12 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
+import dask
+
 from sarlo_dask.config import StandardizeConfig
 from sarlo_dask.dem import DemError, dem_versions, scene_dem
 from sarlo_dask.errors import SceneError, redact, refusals_travel
+from sarlo_dask.integrity import Damage, store_digests, verify_store
 from sarlo_dask.sicd import open_sicd, read_header, scene_id_from_url, sicd_from_xml
 from sarlo_dask.standardize import plan_scene, standardize_scene, task_peaks
 from sarlo_dask.store import Store, file_version
@@ -53,13 +56,16 @@ class ScenePlan:
     """What the scene stage has to do for one scene."""
 
     write: Any | None
-    """the store's write, delayed; None: the scene is complete under these settings"""
+    """the store's write then its digests (store_digests), delayed; None: the scene is
+    complete under these settings"""
     rebuilt: str = ""
     """why a scene an earlier run completed is made again ("": it is not)"""
     digest: str = ""
     """of the settings and the inputs' versions the scene is made under (its marker's)"""
     inputs: dict[str, str] = field(default_factory=dict)
     """each input file (the SICD, the DEM's rasters) and its size and version"""
+    damaged: list[Damage] = field(default_factory=list)
+    """what was found damaged of the store an earlier run completed (it is made again)"""
 
 
 def scene_inputs(url: str, cfg: StandardizeConfig) -> dict[str, str]:
@@ -88,17 +94,22 @@ def plan_scene_store(
     url: str, scene_id: str, work: Store, cfg: StandardizeConfig, memory: int
 ) -> ScenePlan:
     """Plan the scene's standardization and create its store (a task), unless its marker says
-    it is complete under these settings. A scene that cannot be made raises SceneError.
-    The input is read with the stage's storage options, the store written with {work}'s."""
+    it is complete under these settings and its metadata (the attributes) verifies against
+    the digests it records; its chunks are verified where tiles read them (resume).
+    A scene that cannot be made raises SceneError. The input is read with the stage's
+    storage options, the store written with {work}'s."""
     marker, store = work.scene_marker(scene_id), work.scene_store(scene_id)
     inputs = scene_inputs(url, cfg)
-    digest, rebuilt = scene_digest(cfg, inputs), ""
+    digest, rebuilt, damaged = scene_digest(cfg, inputs), "", []
     if work.exists(marker):
         made = work.read_json(marker)
-        if made.get("config") == digest:
-            return ScenePlan(None, digest=digest, inputs=inputs)
         changed = sorted(k for k in inputs if made.get("inputs", {}).get(k) != inputs[k])
-        if made.get("settings") == cfg.digest() and changed:
+        if made.get("config") == digest:
+            damaged = verify_store(work, scene_id, made, chunks=False)
+            if not damaged:
+                return ScenePlan(None, digest=digest, inputs=inputs)
+            rebuilt = f"damaged: {damaged[0].path}"
+        elif made.get("settings") == cfg.digest() and changed:
             rebuilt = f"input changed ({', '.join(changed)})"
         else:
             rebuilt = f"standardize settings changed ({made.get('config')} -> {digest})"
@@ -128,7 +139,9 @@ def plan_scene_store(
             zarr_format=3,
             storage_options=work.options or None,
         )
-    return ScenePlan(write, rebuilt, digest, inputs)
+    # the digests its marker records, of the store as written (a task once the write is done)
+    digests = dask.delayed(store_digests, pure=False)(work, scene_id, write)
+    return ScenePlan(digests, rebuilt, digest, inputs, damaged)
 
 
 @dataclass(frozen=True)

@@ -158,10 +158,15 @@ def write_bytes(url: str, data: bytes, storage_options: dict[str, Any] | None = 
             os.remove(tmp)
 
 
+def json_bytes(content: dict[str, Any]) -> bytes:
+    """How {work} and {out} write JSON (sorted keys: the same content, the same bytes)."""
+    return json.dumps(content, indent=1, sort_keys=True).encode()
+
+
 def write_json(
     url: str, content: dict[str, Any], storage_options: dict[str, Any] | None = None
 ) -> None:
-    write_bytes(url, json.dumps(content, indent=1, sort_keys=True).encode(), storage_options)
+    write_bytes(url, json_bytes(content), storage_options)
 
 
 def update_bytes(url: str, data: bytes, storage_options: dict[str, Any] | None = None) -> bool:
@@ -178,8 +183,7 @@ def update_json(
     url: str, content: dict[str, Any], storage_options: dict[str, Any] | None = None
 ) -> bool:
     """`write_json` unless the object already holds the same JSON; whether it wrote."""
-    data = json.dumps(content, indent=1, sort_keys=True).encode()
-    return update_bytes(url, data, storage_options)
+    return update_bytes(url, json_bytes(content), storage_options)
 
 
 def read_json(url: str, storage_options: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -24,12 +24,13 @@ from sarlo_dask.chip import chip_sicd_xml
 from sarlo_dask.config import TileConfig, on_device
 from sarlo_dask.errors import redact
 from sarlo_dask.gpu import gpu_count
+from sarlo_dask.integrity import sha256
 from sarlo_dask.optical.mosaic import DECODED
 from sarlo_dask.optical.pair import PairConfig, pair_metadata, pair_tile
 from sarlo_dask.optical.sources import OpticalSource, source_from_spec
 from sarlo_dask.outcomes import NO_OPTICAL_SOURCE, window_error
 from sarlo_dask.sicd import sicd_from_xml
-from sarlo_dask.store import Store, filesystem, is_local, join
+from sarlo_dask.store import Store, filesystem, is_local, join, json_bytes
 from sarlo_dask.terrain_tiles import tile_terrain
 from sarlo_dask.tiles import (
     PreviewSpec,
@@ -57,11 +58,13 @@ def tile_lineage(meta: dict[str, Any]) -> dict[str, Any]:
     return {"scene_config": prov.get("scene_config"), "tile_config": prov.get("tile_config")}
 
 
-def tile_summary(meta: dict[str, Any]) -> dict[str, Any]:
-    """What the pipeline records of a kept tile, from its meta.json (fresh or from a past run)."""
+def tile_summary(meta: dict[str, Any], digest: str) -> dict[str, Any]:
+    """What the pipeline records of a kept tile, from its meta.json (fresh or from a past run)
+    and the sha256 of its bytes (what the tiles marker records)."""
     optical = meta.get("optical", {})
     return {
         "key": meta["key"],
+        "digest": digest,
         "lineage": tile_lineage(meta),
         "valid_fraction": meta["valid_fraction"],
         "status": "kept",
@@ -71,15 +74,19 @@ def tile_summary(meta: dict[str, Any]) -> dict[str, Any]:
 
 
 def stored_summary(work: Store, w: Window) -> dict[str, Any] | None:
-    """The summary of a tile an earlier run completed, or None when it must be made (again):
-    no meta.json yet, or one that asks for an optical retry. Its `lineage` says what it was
-    made under: the caller compares it with the current settings."""
+    """The summary of a tile an earlier run wrote, with the sha256 of its meta.json (the
+    caller checks it against the tiles marker's); None: no meta.json. It must be made (again)
+    when it asks for an optical retry (`retry`: also set for a meta.json that is not JSON).
+    Its `lineage` says what it was made under: the caller compares it with the settings."""
     fs, path = work.filesystem(work.tile_member(w.scene_id, w.key, "meta.json"))
-    if not fs.exists(path):
+    try:
+        data = fs.cat_file(path)
+    except FileNotFoundError:
         return None
-    with fs.open(path, "rb") as f:
-        summary = tile_summary(json.loads(f.read()))
-    return None if summary["retry"] else summary
+    try:
+        return tile_summary(json.loads(data), sha256(data))
+    except (ValueError, KeyError):
+        return {"key": w.key, "digest": sha256(data), "retry": True, "lineage": None}
 
 
 @functools.lru_cache(maxsize=4)
@@ -255,11 +262,13 @@ def make_tile(
             "status": NO_OPTICAL_SOURCE,
         }
     meta["members"] = sorted([*members, f"{w.key}.meta.json"])
+    meta["digests"] = {name: sha256(data) for name, data in sorted(members.items())}
     root = work.tile_dir(w.scene_id)
     for name, data in members.items():
         work.write_bytes(join(root, name), data)
-    work.write_json(work.tile_member(w.scene_id, w.key, "meta.json"), meta)  # last: its marker
-    return tile_summary(meta)
+    data = json_bytes(meta)
+    work.write_bytes(work.tile_member(w.scene_id, w.key, "meta.json"), data)  # last: its marker
+    return tile_summary(meta, sha256(data))
 
 
 def make_tiles(

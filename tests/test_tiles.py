@@ -15,11 +15,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from sarlo_dask.config import TileConfig
+from sarlo_dask.integrity import store_digests
 from sarlo_dask.optical import GeoTIFFSource, PairConfig, pair_tile
 from sarlo_dask.pipeline import standardize_scenes, tile_scenes
 from sarlo_dask.simulate_optical import simulate_optical_tiles
 from sarlo_dask.standardize import open_scene_store
-from sarlo_dask.store import scene_marker_url, scene_store_url
+from sarlo_dask.store import Store, scene_marker_url, scene_store_url
 from sarlo_dask.tiles import (
     amplitude_preview,
     polygon_mask,
@@ -179,7 +180,8 @@ def test_invalid_tiles_are_refused_with_the_reason(built, client, tmp_path):
     ds.attrs["scene_id"] = "blank"
     w2 = str(tmp_path / "work")
     ds.to_zarr(scene_store_url(w2, "blank"), zarr_format=3, consolidated=True)
-    Path(scene_marker_url(w2, "blank")).write_text("{}")
+    digests = store_digests(Store(w2), "blank")  # a marker records its store's digests
+    Path(scene_marker_url(w2, "blank")).write_text(json.dumps({"digests": digests}))
     res = tile_scenes(w2, cfg.model_copy(update={"optical": None}), client)[0]
     assert res.refused and all("valid SAR fraction" in d["reason"] for d in res.refused)
     assert res.kept > 0
@@ -543,7 +545,9 @@ def test_an_xyz_cache_on_s3_is_shared_by_the_workers_and_later_builds(built, cli
             if n == 0:
                 per_tile = Counter(srv.paths)
         again = tile_scenes(str(w), http_cfg, client, ["coarse"], on_prefetch=done.append)[0]
-        cached = s3fs.S3FileSystem(**s3).find("sarlo/xyz-cache")
+        found = s3fs.S3FileSystem(**s3).find("sarlo/xyz-cache")
+        cached = [p for p in found if not p.endswith(".sha256")]  # each tile's digest beside it
+        assert len(found) == 2 * len(cached)
     finally:
         srv.close()
     first, second = done[:2]

@@ -11,6 +11,7 @@ cluster, so neighbouring SAR tiles, other workers and later runs reuse them.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import threading
 import time
@@ -22,9 +23,12 @@ from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from sarlo_dask.errors import redact
+from sarlo_dask.integrity import CHECKS, Damage, sha256
 from sarlo_dask.retry import host_rate, retry_after
 from sarlo_dask.store import filesystem, join, write_bytes
 
+DIGEST = ".sha256"
+"""beside a cached tile: the sha256 of its bytes"""
 USER_AGENT = "sarlo-dask/0.1 (+https://github.com/sarlo-dask; dataset builder)"
 
 
@@ -99,15 +103,18 @@ class HTTPTiles:
     def describe(self) -> str:
         return redact(self.template)
 
+    def _cache_root(self) -> str:
+        """The cache: a local folder (default ~/.cache/sarlo/tiles) or any fsspec URL."""
+        return self.cache_dir or os.path.join(os.path.expanduser("~"), ".cache", "sarlo", "tiles")
+
     def _cache_column(self, z: int, x: int) -> str:
-        """Where column x of zoom z is cached: a local folder (default ~/.cache/sarlo/tiles)
-        or any fsspec URL."""
-        root = self.cache_dir or os.path.join(os.path.expanduser("~"), ".cache", "sarlo", "tiles")
+        """Where column x of zoom z is cached."""
         tag = hashlib.sha256(self.template.encode()).hexdigest()[:12]
-        return join(root, tag, str(z), str(x))
+        return join(self._cache_root(), tag, str(z), str(x))
 
     def _cache_url(self, z: int, x: int, y: int) -> str:
-        """Where tile z/x/y is cached; `.empty` beside it records a 404."""
+        """Where tile z/x/y is cached; `.empty` beside it records a 404, `.sha256` (written
+        after it: its marker) its digest, checked at every read."""
         return join(self._cache_column(z, x), str(y))
 
     def cached(self, tiles: Iterable[tuple[int, int, int]]) -> set[tuple[int, int, int]]:
@@ -124,16 +131,30 @@ class HTTPTiles:
                 names = {p.rstrip("/").rsplit("/", 1)[-1] for p in fs.ls(path, detail=False)}
             except FileNotFoundError:
                 continue
-            held |= {(z, x, y) for y in ys if str(y) in names or f"{y}.empty" in names}
+            done = {(z, x, y) for y in ys if str(y) in names and f"{y}{DIGEST}" in names}
+            held |= done | {(z, x, y) for y in ys if f"{y}.empty" in names}
         return held
 
     def _cached(self, url: str) -> tuple[bool, bytes | None]:
-        """(whether tile `url` is cached, its bytes: None for an empty tile)."""
+        """(whether tile `url` is cached, its bytes: None for an empty tile). A cached image
+        whose digest does not verify is not taken: it is said (one line) and fetched again."""
         fs, path = filesystem(url, self.cache_options)
         try:
-            return True, bytes(fs.cat_file(path))
+            data = bytes(fs.cat_file(path))
         except FileNotFoundError:
             return fs.exists(f"{path}.empty"), None
+        try:
+            recorded = fs.cat_file(f"{path}{DIGEST}").decode()
+        except FileNotFoundError:
+            return False, None  # written, its digest not yet (or by an earlier version)
+        if CHECKS[0] and sha256(data) != recorded:
+            root = self._cache_root().rstrip("/")  # {work}/xyz-cache: named from {work}
+            rel = join(root.rsplit("/", 1)[-1], url[len(root) :].lstrip("/"))
+            why = "sha256 differs from the one recorded at commit"
+            damage = Damage(rel, why, "xyz", "", "/".join(url.rsplit("/", 3)[1:]))
+            logging.getLogger("sarlo_dask").warning(damage.line())
+            return False, None
+        return True, data
 
     def _get(self, z: int, x: int, y: int) -> TileResult:
         cached = self._cache_url(z, x, y)
@@ -165,6 +186,7 @@ class HTTPTiles:
                 reason = "not an image (garbage bytes)"
                 continue
             write_bytes(cached, resp.content, self.cache_options)  # whole, or not at all
+            write_bytes(f"{cached}{DIGEST}", sha256(resp.content).encode(), self.cache_options)
             return resp.content
         return TileFailure(f"tile {z}/{x}/{y}: {reason} after {self.retries + 1} attempts")
 
