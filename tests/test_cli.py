@@ -116,7 +116,6 @@ def test_yaml_sections_and_bad_settings(tmp_path):
 def test_configuration_mistakes_are_one_line_errors_before_any_cluster(tmp_path):
     """A typo, an unknown section, a section that is not a mapping, malformed YAML: one line
     naming the file and the culprit, exit 2, before any cluster starts (no dashboard line)."""
-    import time
 
     cases = {
         "typo": ("spaceing: 1.0\n", "unknown setting standardize.spaceing"),
@@ -130,14 +129,12 @@ def test_configuration_mistakes_are_one_line_errors_before_any_cluster(tmp_path)
         cfg = tmp_path / f"{name}.yaml"
         cfg.write_text(text)
         for command in (["standardize", "x.nitf"], ["build", "x.nitf", "--out", "o"]):
-            start = time.monotonic()
             res = sarlo(*command, "--work", str(tmp_path / "w"), "--config", str(cfg))
             err = res.stderr.strip()
             assert res.returncode == 2, (name, command, res.stdout, err)
             assert err == err.splitlines()[0] and err.startswith(f"error: {cfg}: "), err
             assert words in err, (name, err)
             assert "dashboard" not in res.stdout, (name, command)
-            assert time.monotonic() - start < 10, "slow: a cluster start?"  # ~1.5 s idle
     assert not (tmp_path / "w").exists()
 
 
