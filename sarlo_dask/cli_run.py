@@ -282,7 +282,7 @@ def run_build(
     urls = _scene_urls(inputs, scfg.storage_options)
     _preflight(
         lambda: check_inputs(urls, scfg.storage_options),
-        lambda: check_optical_coverage(optical_fetch, tcfg.zoom, urls, scfg.storage_options),
+        lambda: check_optical_coverage(optical_fetch, tcfg, urls, scfg),
     )
     t0 = time.perf_counter()
     with _leased((work, scfg.storage_options), (out, rcfg.storage_options)):

@@ -281,12 +281,11 @@ def _resolve_model(option: str, model: str) -> None:
         )
 
 
-def check_optical_coverage(
-    spec: str | None, zoom: int, urls: list[str], storage_options: dict[str, Any] | None
-) -> None:
-    """An XYZ source (a folder or a server) has tiles at `zoom`: a folder has that zoom level
-    (else the levels it has are named), and each scene's centre tile is there (its SCP, from
-    the scene's header)."""
+def check_optical_coverage(spec: str | None, tiles: Any, urls: list[str], scene: Any) -> None:
+    """An XYZ source (a folder or a server) has tiles at the zoom asked (`tiles`: the tile
+    settings): a folder has that zoom level (else the levels it has are named), and each
+    scene the selection keeps (`scene`: the standardize settings) and that gives tiles has
+    its centre tile there (its SCP, from the scene's header)."""
     if not spec:
         return
     from concurrent.futures import ThreadPoolExecutor
@@ -297,7 +296,10 @@ def check_optical_coverage(
     from sarlo_dask.errors import SceneError
     from sarlo_dask.optical.sources import FolderTiles, HTTPTiles, TileFailure, source_from_spec
     from sarlo_dask.sicd import read_header
+    from sarlo_dask.standardize import plan_scene
+    from sarlo_dask.tiles import tile_windows
 
+    zoom = tiles.zoom
     source = source_from_spec(spec, zoom)
     if not isinstance(source, FolderTiles | HTTPTiles):
         return
@@ -309,9 +311,13 @@ def check_optical_coverage(
 
     def centre(url: str) -> tuple[int, int, int] | None:
         try:
-            scp = read_header(url, storage_options)[0].GeoData.SCP.LLH
+            sicd = read_header(url, scene.storage_options)[0]
+            rg, az = plan_scene(sicd, scene, url)
+            scp = sicd.GeoData.SCP.LLH
         except (SceneError, AttributeError):
             return None  # the scene stage refuses it with its reason
+        if not tile_windows("", az.n_out, rg.n_out, tiles.size, tiles.stride):
+            return None  # no tile to pair
         t = mercantile.tile(scp.Lon, scp.Lat, zoom)
         return (zoom, t.x, t.y)
 
