@@ -177,6 +177,7 @@ def run_build(
     caption_server: list[str] | None = None,
     dry_run: bool = False,
     dem: str | None = None,
+    replace: bool = False,
 ) -> int:
     from sarlo_dask.config import (
         load_caption_config,
@@ -196,6 +197,7 @@ def run_build(
         check_caption_image,
         check_caption_servers,
         check_dem,
+        check_inputs,
         check_optical,
         check_protocol,
         check_writable,
@@ -213,12 +215,13 @@ def run_build(
         lambda: check_caption_image(tcfg, ccfg),
     )
     urls = _scene_urls(inputs, scfg.storage_options)
+    _preflight(lambda: check_inputs(out, urls, rcfg.storage_options, replace))
     t0 = time.perf_counter()
     result = _on_cluster(
         cluster,
         workers,
         lambda client, progress: build_dataset(
-            urls, work, out, scfg, tcfg, ccfg, rcfg, client, progress, say=typer.echo
+            urls, work, out, scfg, tcfg, ccfg, rcfg, client, progress, typer.echo, replace
         ),
     )
     rel = result.release

@@ -109,6 +109,8 @@ class SceneTiles:
     """tiles kept without captions, with the reason"""
     rebuilt: str = ""
     """why tiles an earlier run made were removed and made again ("": none were)"""
+    retry_due: int = 0
+    """kept tiles whose optical view failed for a reason a later run may not meet"""
 
     def record(self, summary: dict[str, Any]) -> bool:
         """Count one tile's outcome (a tile_stage summary); whether the tile was made."""
@@ -124,6 +126,7 @@ class SceneTiles:
             self.optical_failed.append({"key": summary["key"], "reason": summary["optical"]})
             if summary["retry"]:
                 self.status = "incomplete"  # transient: a later run fills what is missing
+                self.retry_due += 1
         return True
 
     def error(self, failure: Failure) -> None:
@@ -225,7 +228,7 @@ class Release:
     reused: int
     errors: list[Failure] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
-    """shards of an earlier plan that this one does not have, removed"""
+    """shards of earlier releases (generations) removed once this one was published"""
 
 
 @dataclass
@@ -284,6 +287,7 @@ def catalogue_of(
     refused = [r.failure for r in scenes if r.failure is not None]
     return {
         "inputs": len(urls),
+        "scene_ids": sorted({r.scene_id for r in scenes}),
         "selected": list(selected),
         "refused": [
             {"url": f.url, "scene_id": f.id, "stage": f.stage, "reason": f.reason} for f in refused
@@ -292,10 +296,17 @@ def catalogue_of(
 
 
 def transient_scenes(scenes: Sequence[SceneResult], tiles: Sequence[SceneTiles]) -> list[str]:
-    """Scenes that failed for a reason other than a refusal by rule (a SceneError): {work} or
-    an input unreadable now. A release made without them would drop their samples."""
+    """Scenes that failed, or have tiles that failed, for a reason other than a refusal by
+    rule (a SceneError): {work} full or unreadable, an input, an optical source or a caption
+    server unreachable now. A release made without them would drop their samples: none is
+    published (a release shrinks only through refusals)."""
     out = [
         r.scene_id for r in scenes if r.failure and r.failure.exception not in ("", "SceneError")
     ]
     out += [t.scene_id for t in tiles if any(e.kind == "scene" for e in t.errors)]
+    out += [
+        t.scene_id
+        for t in tiles
+        if t.retry_due or any(e.exception != "SceneError" for e in t.errors)
+    ]
     return sorted(set(out))
