@@ -204,38 +204,53 @@ def _check_shard(
     return problems, got
 
 
-def _check_index(
-    fs: Any, root: str, manifest: Mapping[str, Any], files: Mapping[str, int], reads: Mapping
-) -> list[tuple[str, str, str]]:
-    """index.parquet against the manifest's entry and each row against its shard's members."""
+Members = dict[str, dict[str, tuple[int, int]]]
+"""shard -> {key.member: (data offset, size)}"""
+
+
+def _read_index(
+    fs: Any, root: str, manifest: Mapping[str, Any], files: Mapping[str, int]
+) -> tuple[list[tuple[str, str, str]], Members | None]:
+    """index.parquet against the manifest's entry; the members its rows locate (None: not
+    read). Read before any thread starts: pyarrow read after Python threads have run can
+    abort the interpreter at its exit (pyarrow 26)."""
     import pyarrow.parquet as pq
 
     entry = manifest.get("index")
     if not entry:
-        return []
+        return [], None
     path = entry["path"]
     if path not in files:
-        return [("MISSING", path, "the release's index")]
+        return [("MISSING", path, "the release's index")], None
     with fs.open(f"{root}/{path}", "rb") as f:
         data = f.read()
     if (len(data), hashlib.sha256(data).hexdigest()) != (entry["bytes"], entry["sha256"]):
-        return [("MISMATCH", path, "size or sha256 not the manifest's")]
-    rows = pq.read_table(io.BytesIO(data), columns=["key", "shard", "members"]).to_pylist()
+        return [("MISMATCH", path, "size or sha256 not the manifest's")], None
+    table = pq.read_table(io.BytesIO(data), columns=["key", "shard", "members"], use_threads=False)
+    rows = table.to_pylist()
     problems = []
     if len(rows) != entry["rows"] or len(rows) != manifest["samples"]:
-        why = (
-            f"{len(rows)} rows, the manifest lists {entry['rows']} ({manifest['samples']} samples)"
-        )
+        n, want = len(rows), entry["rows"]
+        why = f"{n} rows, the manifest lists {want} ({manifest['samples']} samples)"
         problems.append(("COUNT", path, why))
-    indexed: dict[str, dict[str, tuple[int, int]]] = {}
+    indexed: Members = {}
     for r in rows:
         for m in r["members"]:
-            indexed.setdefault(r["shard"], {})[f"{r['key']}.{m['name']}"] = (m["offset"], m["size"])
+            where = (m["offset"], m["size"])
+            indexed.setdefault(r["shard"], {})[f"{r['key']}.{m['name']}"] = where
+    return problems, indexed
+
+
+def _index_against_shards(
+    indexed: Members, reads: Mapping[str, ShardRead | None]
+) -> list[tuple[str, str, str]]:
+    """An INDEX problem for each shard whose members are not where the index says."""
+    out = []
     for shard, got in reads.items():
         if got is not None and indexed.get(shard, {}) != got.walk.members:
             why = f"rows disagree with the members of {shard} (offsets, sizes or names)"
-            problems.append(("INDEX", path, why))
-    return problems
+            out.append(("INDEX", INDEX, why))
+    return out
 
 
 def verify_release(out: Store, deep: bool = False, threads: int = 4) -> Report:
@@ -250,11 +265,13 @@ def verify_release(out: Store, deep: bool = False, threads: int = 4) -> Report:
     fs, root = out.filesystem(root_of(out.url, manifest))
     files = _listing(fs, root, generation)
     listed = manifest["shards"]
+    found, indexed = _read_index(fs, root, manifest, files)
     with ThreadPoolExecutor(threads) as pool:
         checked = list(pool.map(lambda e: _check_shard(fs, root, e, files, deep), listed))
-    found: list[tuple[str, str, str]] = [p for problems, _ in checked for p in problems]
+    found += [p for problems, _ in checked for p in problems]
     reads = {e["shard"]: got for e, (_, got) in zip(listed, checked, strict=True)}
-    found += _check_index(fs, root, manifest, files, reads)
+    if indexed is not None:
+        found += _index_against_shards(indexed, reads)
     if sum(e["samples"] for e in listed) != manifest["samples"]:
         found.append(("COUNT", MANIFEST, "its shards' samples do not add up to its samples"))
     known = {e["shard"] for e in listed} | {shard_marker(e["shard"]) for e in listed}
