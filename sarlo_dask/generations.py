@@ -85,7 +85,9 @@ def departures(
     before: dict[str, Any] | None, after: dict[str, Any], catalogue: dict[str, Any]
 ) -> list[dict[str, Any]]:
     """The scenes of the release `before` with fewer samples in `after` ({scene: samples}
-    maps), each with how many left and why (its refusal's reason where it was refused)."""
+    maps) because of their input: refused (with the refusal's reason) or no longer given
+    (--replace). Changed settings make another release, which owes the old one nothing: a
+    re-run gives the manifest of a clean build with its settings."""
     if not before:
         return []
     refused = {r["scene_id"]: r["reason"] for r in catalogue.get("refused", [])}
@@ -93,15 +95,9 @@ def departures(
     out = []
     for scene, n in sorted(before.items()):
         kept = after.get(scene, 0)
-        if kept >= n:
-            continue
-        if scene in refused:
-            why = f"refused: {refused[scene]}"
-        elif scene not in given:
-            why = "not among the inputs (--replace)"
-        else:
-            why = f"fewer tiles kept or another plan ({n} -> {kept} samples)"
-        out.append({"scene_id": scene, "samples": n - kept, "reason": why})
+        if kept < n and (scene in refused or scene not in given):
+            why = f"refused: {refused[scene]}" if scene in refused else "not among the inputs"
+            out.append({"scene_id": scene, "samples": n - kept, "reason": why})
     return out
 
 

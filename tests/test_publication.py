@@ -182,7 +182,7 @@ def test_another_set_of_inputs_is_refused_unless_replace(release_setup, copied, 
     manifest = json.loads((out / "manifest.json").read_text())
     assert set(manifest["scenes"]) == {"fine", "fine_skew"}
     assert manifest["left"] == [
-        {"scene_id": "coarse", "samples": 24, "reason": "not among the inputs (--replace)"}
+        {"scene_id": "coarse", "samples": 24, "reason": "not among the inputs"}
     ]
     assert sarlo("verify", str(out)).returncode == 0
 
