@@ -197,9 +197,9 @@ def run_build(
         check_caption_image,
         check_caption_servers,
         check_dem,
-        check_inputs,
         check_optical,
         check_protocol,
+        check_release_inputs,
         check_writable,
     )
 
@@ -215,7 +215,7 @@ def run_build(
         lambda: check_caption_image(tcfg, ccfg),
     )
     urls = _scene_urls(inputs, scfg.storage_options)
-    _preflight(lambda: check_inputs(out, urls, rcfg.storage_options, replace))
+    _preflight(lambda: check_release_inputs(out, urls, rcfg.storage_options, replace))
     t0 = time.perf_counter()
     result = _on_cluster(
         cluster,

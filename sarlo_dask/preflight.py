@@ -83,7 +83,7 @@ def check_writable(url: str, option: str, storage_options: dict[str, Any] | None
         ) from None
 
 
-def check_inputs(
+def check_release_inputs(
     out: str, urls: list[str], storage_options: dict[str, Any] | None, replace: bool
 ) -> None:
     """An --out holding the release of other inputs is not overwritten unless --replace:
