@@ -345,10 +345,10 @@ def build_dataset(
     Every stage skips what {work} (or {out}) already holds, so the same call resumes. URLs
     for `work` and `out` are Stores with the standardize and release storage options. An
     {out} holding the release of other inputs is a UsageError unless `replace`."""
-    from sarlo_dask.preflight import check_inputs
+    from sarlo_dask.preflight import check_release_inputs
 
     work, out = Store.of(work, scfg.storage_options), Store.of(out, rcfg.storage_options)
-    check_inputs(out.url, list(urls), out.options, replace)
+    check_release_inputs(out.url, list(urls), out.options, replace)
     for s in (work, out):
         if n := s.remove_partials():
             say(f"removed {n} half-written files an interrupted run left in {redact(s.url)}")
