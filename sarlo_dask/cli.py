@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -59,14 +59,38 @@ def _options(
     DEBUG[0] = debug
 
 
+def _plain_help(command: Any) -> Any:
+    """`command` with help that shows no type tags (typer writes `<str>`, `<bool>`): options
+    name their value after themselves (--work WORK), flags and arguments nothing."""
+    for p in command.params:
+        if p.param_type_name == "option":
+            p.metavar = "" if p.is_flag else str(p.name).upper()
+        else:
+            setattr(p, "display_type_rich", lambda ctx: None)  # noqa: B010 - an instance's
+    made = command.get_help_option  # --help is made per call: it gets no tag either
+
+    def help_option(ctx: Any) -> Any:
+        option = made(ctx)
+        if option is not None:
+            option.metavar = ""
+        return option
+
+    setattr(command, "get_help_option", help_option)  # noqa: B010
+    for sub in getattr(command, "commands", {}).values():
+        _plain_help(sub)
+    return command
+
+
 def main() -> None:
     """The `sarlo` command: an unexpected error is one line (its traceback with --debug)."""
     import sys
 
+    from sarlo_dask.cluster import redact_logs
     from sarlo_dask.errors import exception_line
 
+    redact_logs()  # the scheduler and the client log here: no credentials in any line
     try:
-        app(standalone_mode=True)
+        _plain_help(typer.main.get_command(app))(prog_name="sarlo", standalone_mode=True)
     except Exception as exc:
         if DEBUG[0]:
             raise
@@ -229,6 +253,7 @@ def demo(
             col_spacing=spacing,
             col_deltakcoa=skew,
             seed=i,
+            ground="landscape",  # SAR and optical views of one landscape
             collect_start=(datetime(2025, 6, 1, 10) + timedelta(days=i)).isoformat(),
             lat=48.71 + 0.05 * i,
         )
@@ -271,6 +296,14 @@ def demo(
             "read it with: sarlo_dask.dataset.open("
             f"'{out / 'release'}', split='train'); stats: sarlo stats {out / 'release'}"
         )
+        if not caption_model:
+            typer.echo(
+                "captions: none (no caption model). Add them with a model folder or an "
+                f"OpenAI-compatible server: sarlo demo {out} --caption-model FOLDER, or "
+                f"sarlo build {out}/inputs --work {out}/work --out {out}/release "
+                f"--config {settings} --optical {optical} --zoom 18 --caption-server URL "
+                "--caption-model NAME"
+            )
     raise typer.Exit(code)
 
 

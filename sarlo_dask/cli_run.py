@@ -3,8 +3,10 @@ cluster, the stage, and the summary a user reads."""
 
 from __future__ import annotations
 
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -41,7 +43,8 @@ def _preflight(*checks: Callable[[], None]) -> None:
         for check in checks:
             check()
     except UsageError as exc:
-        typer.echo(f"error: {exc}", err=True)
+        for line in str(exc).splitlines():
+            typer.echo(f"error: {line}", err=True)
         raise typer.Exit(2) from None
 
 
@@ -55,15 +58,65 @@ def _common_checks(cluster: str, workers: int | None, work: str, so: Any) -> lis
     ]
 
 
+def progress(futures: list[Any]) -> None:
+    """A progress bar over `futures`, returning when all are done (rich: live in a terminal;
+    written to a file or a pipe, one line when the stage ends, no carriage-return floods)."""
+    from distributed import as_completed
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    columns = (BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=Console(highlight=False)) as bar:
+        task = bar.add_task("", total=len(futures))
+        for _ in as_completed(futures):
+            bar.advance(task)
+
+
+@contextmanager
+def _leased(*stores: tuple[str, dict[str, Any]]) -> Iterator[None]:
+    """Hold the lease of each store ({work}, {out}) while the block runs: another command
+    holding one stops this one here, before any cluster starts, with one line naming it and
+    exit 5. SIGTERM ends the command as Ctrl-C does: the leases are removed."""
+    import signal
+    import sys
+    import threading
+
+    from sarlo_dask.lease import LeaseHeld, command_line, held
+    from sarlo_dask.store import Store
+
+    with ExitStack() as stack:
+        try:
+            leases = held([Store.of(u, o) for u, o in stores], command_line(sys.argv[1:]))
+            stack.enter_context(leases)
+        except LeaseHeld as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(5) from None
+        if threading.current_thread() is threading.main_thread():
+
+            def terminate(signum: int, frame: Any) -> None:
+                raise SystemExit(128 + signum)
+
+            stack.callback(signal.signal, signal.SIGTERM, signal.signal(signal.SIGTERM, terminate))
+        yield
+
+
 def _on_cluster(cluster: str, workers: int | None, stage: Callable[[Any, Any], T]) -> T:
     """Run `stage(client, progress)` on a cluster, showing the dashboard link and progress."""
-    from distributed import progress
+    from sarlo_dask.cluster import cluster_client
 
-    from sarlo_dask.cluster import make_client
+    try:
+        with cluster_client(cluster, n_workers=workers) as client:
+            typer.echo(f"dashboard: {client.dashboard_link}")
+            result = stage(client, progress)
+    except KeyboardInterrupt:  # Ctrl-C: one line saying how to resume, exit 130
+        from sarlo_dask.lease import command_line
 
-    with make_client(cluster, n_workers=workers) as client:
-        typer.echo(f"dashboard: {client.dashboard_link}")
-        result = stage(client, lambda futures: progress(futures))
+        typer.echo(
+            "\ninterrupted: what was committed is kept; to resume, run the same command "
+            f"again: {command_line(sys.argv[1:])}",
+            err=True,
+        )
+        raise typer.Exit(130) from None
     typer.echo("")
     return result
 
@@ -92,16 +145,18 @@ def run_standardize(
 
     config = settings.pop("config", None)
     cfg = _configure(load_config, config, settings)
-    from sarlo_dask.preflight import check_dem
+    from sarlo_dask.preflight import check_dem, check_inputs
 
     _preflight(*_common_checks(cluster, workers, work, cfg.storage_options), lambda: check_dem(cfg))
     urls = _scene_urls(inputs, cfg.storage_options)
+    _preflight(lambda: check_inputs(urls, cfg.storage_options))
     t0 = time.perf_counter()
-    results = _on_cluster(
-        cluster,
-        workers,
-        lambda client, progress: standardize_scenes(urls, work, cfg, client, progress=progress),
-    )
+    with _leased((work, cfg.storage_options)):
+        results = _on_cluster(
+            cluster,
+            workers,
+            lambda client, progress: standardize_scenes(urls, work, cfg, client, progress=progress),
+        )
     for r in results:
         typer.echo(r.line(), err=r.status == "failed")
     s = summary(results)
@@ -135,22 +190,29 @@ def run_tiles(work: str, cluster: str, workers: int | None, **settings: object) 
     }
     ccfg = _configure(load_caption_config, config, {k: v for k, v in caption.items() if v})
     cfg = _configure(load_tile_config, config, settings)
-    from sarlo_dask.preflight import check_caption_image, check_caption_servers, check_optical
+    from sarlo_dask.preflight import (
+        check_caption_image,
+        check_caption_model,
+        check_caption_servers,
+        check_optical,
+    )
 
     _preflight(
         *_common_checks(cluster, workers, work, cfg.storage_options),
         lambda: check_optical(cfg.optical if cfg.optical_mode == "fetch" else None, cfg.zoom),
+        lambda: check_caption_model(ccfg),
         lambda: check_caption_servers(ccfg),
         lambda: check_caption_image(cfg, ccfg),
     )
     t0 = time.perf_counter()
-    results = _on_cluster(
-        cluster,
-        workers,
-        lambda client, progress: tile_scenes(
-            work, cfg, client, progress=progress, captions=ccfg, on_prefetch=_say_prefetch
-        ),
-    )
+    with _leased((work, cfg.storage_options)):
+        results = _on_cluster(
+            cluster,
+            workers,
+            lambda client, progress: tile_scenes(
+                work, cfg, client, progress=progress, captions=ccfg, on_prefetch=_say_prefetch
+            ),
+        )
     for r in results:
         typer.echo(r.line())
         for item in r.errors:
@@ -195,14 +257,18 @@ def run_build(
     rcfg = _configure(load_release_config, config, {"include_optical": include_optical})
     from sarlo_dask.preflight import (
         check_caption_image,
+        check_caption_model,
         check_caption_servers,
         check_dem,
+        check_inputs,
         check_optical,
+        check_optical_coverage,
         check_protocol,
         check_release_inputs,
         check_writable,
     )
 
+    optical_fetch = tcfg.optical if tcfg.optical_mode == "fetch" else None
     if dry_run:  # reads headers only: nothing written, no cluster
         _preflight(lambda: check_protocol(work, "--work"), lambda: check_protocol(out, "--out"))
         return _dry_run(_scene_urls(inputs, scfg.storage_options), scfg, tcfg)
@@ -210,20 +276,26 @@ def run_build(
         *_common_checks(cluster, workers, work, scfg.storage_options),
         lambda: check_writable(out, "--out", rcfg.storage_options),
         lambda: check_dem(scfg),
-        lambda: check_optical(tcfg.optical if tcfg.optical_mode == "fetch" else None, tcfg.zoom),
+        lambda: check_optical(optical_fetch, tcfg.zoom),
+        lambda: check_caption_model(ccfg),
         lambda: check_caption_servers(ccfg),
         lambda: check_caption_image(tcfg, ccfg),
     )
     urls = _scene_urls(inputs, scfg.storage_options)
-    _preflight(lambda: check_release_inputs(out, urls, rcfg.storage_options, replace))
-    t0 = time.perf_counter()
-    result = _on_cluster(
-        cluster,
-        workers,
-        lambda client, progress: build_dataset(
-            urls, work, out, scfg, tcfg, ccfg, rcfg, client, progress, typer.echo, replace
-        ),
+    _preflight(
+        lambda: check_inputs(urls, scfg.storage_options),
+        lambda: check_optical_coverage(optical_fetch, tcfg.zoom, urls, scfg.storage_options),
+        lambda: check_release_inputs(out, urls, rcfg.storage_options, replace),
     )
+    t0 = time.perf_counter()
+    with _leased((work, scfg.storage_options), (out, rcfg.storage_options)):
+        result = _on_cluster(
+            cluster,
+            workers,
+            lambda client, progress: build_dataset(
+                urls, work, out, scfg, tcfg, ccfg, rcfg, client, progress, typer.echo, replace
+            ),
+        )
     rel = result.release
     m = rel.manifest
     for item in rel.errors:

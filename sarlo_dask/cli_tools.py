@@ -12,9 +12,11 @@ import typer
 
 def simulate(
     out: Annotated[Path, typer.Argument(help="SICD NITF to write (truth goes to OUT.truth.json)")],
-    rows: int = typer.Option(2048, help="range samples"),
-    cols: int = typer.Option(2048, help="azimuth samples"),
-    spacing: float = typer.Option(0.3, help="native spacing, m (both axes)"),
+    rows: int = typer.Option(3200, help="range samples"),
+    cols: int = typer.Option(3200, help="azimuth samples"),
+    spacing: float = typer.Option(
+        0.4, help="native spacing, m (both axes); the defaults make 2 x 2 tiles of 1024 px"
+    ),
     oversampling: float = typer.Option(1.25),
     weighting: str = typer.Option("TAYLOR", help="UNIFORM, TAYLOR or HAMMING"),
     skew: float = typer.Option(0.0, help="constant azimuth DeltaKCOA, cycles/m"),
@@ -27,6 +29,11 @@ def simulate(
         0.0,
         help="terrain relief over the footprint, m (0: flat ground): targets on the terrain, "
         "its DEM (HAE, EPSG:4979) written to OUT.dem.tif",
+    ),
+    ground: str | None = typer.Option(
+        None,
+        help="landscape (fields, roads, a river, trees, buildings: the default on flat ground) "
+        "or uniform (one sigma0: the default with --relief)",
     ),
     terrain_seed: int = typer.Option(0, help="seed of the terrain's shape"),
     dem_spacing: float = typer.Option(2.0, help="DEM spacing, m"),
@@ -67,22 +74,23 @@ def simulate(
         terrain_seed=terrain_seed,
         dem_spacing_m=dem_spacing,
         allow_layover=allow_layover,
+        ground={None: "" if relief else "landscape", "uniform": ""}.get(ground, ground or ""),
     )
     try:
         truth = simulate_scene(out, spec)
     except ValueError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
-    ground = ""
+    where = ", a landscape" if spec.ground else ""
     if "terrain" in truth:
         stats = truth["terrain_stats"]
-        ground = (
+        where = (
             f", on {stats['relief_m']:.0f} m of relief (steepest slope facing the sensor "
             f"{stats['max_facing_slope_deg']:.1f} deg, {truth['layover_targets']} targets laid "
             f"over); DEM {truth['dem']['file']}"
         )
     typer.echo(
-        f"wrote {out} ({rows} x {cols} at {spacing} m, {len(truth['targets'])} targets{ground})"
+        f"wrote {out} ({rows} x {cols} at {spacing} m, {len(truth['targets'])} targets{where})"
     )
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+from collections.abc import Iterator
 from typing import Any
 
 
@@ -28,15 +30,17 @@ def make_client(
     if cluster.startswith("scheduler-file:"):
         return Client(scheduler_file=cluster.split(":", 1)[1])
     if cluster == "local":
-        return Client(
-            LocalCluster(
+        with interrupts_ignored():  # the workers start ignoring Ctrl-C: the driver handles it
+            local = LocalCluster(
                 n_workers=n_workers or local_workers(),
                 threads_per_worker=1,
                 processes=True,
                 memory_limit=memory_limit or "auto",
                 dashboard_address=":0",
             )
-        )
+        client = Client(local)
+        ignore_interrupts_on_workers(client)
+        return client
     if cluster == "local-cuda":
         try:
             from dask_cuda import LocalCUDACluster
@@ -93,14 +97,101 @@ class QuietRefusals(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         args = record.args if isinstance(record.args, tuple) else ()
         refusal = len(args) >= 4 and str(args[3]).startswith("SceneError(")
+        # a record redact_logs rewrote holds its message whole, without args
+        refusal = refusal or "\nException: SceneError(" in str(record.msg)
         return not (str(record.msg).startswith("Compute Failed") and refusal)
 
 
 def quiet_refusals() -> None:
-    """Install QuietRefusals on this process's worker logger (once)."""
+    """Install QuietRefusals on this process's worker logger (once), and redact_logs."""
+    redact_logs()
     logger = logging.getLogger("distributed.worker")
     if not any(isinstance(f, QuietRefusals) for f in logger.filters):
         logger.addFilter(QuietRefusals())
+
+
+@contextlib.contextmanager
+def cluster_client(
+    cluster: str = "local", n_workers: int | None = None, memory_limit: str | None = None
+) -> Iterator[Any]:
+    """`make_client`'s client for the block; then the client closed, and the cluster it
+    started (a cluster left to the interpreter's exit has its workers killed, with warnings)."""
+    client = make_client(cluster, n_workers, memory_limit)
+    try:
+        yield client
+    finally:
+        started = getattr(client, "cluster", None)  # None: a scheduler that was there before
+        client.close()
+        if started is not None:
+            started.close()
+
+
+@contextlib.contextmanager
+def interrupts_ignored() -> Iterator[None]:
+    """SIGINT ignored while the block runs, so processes started in it inherit SIG_IGN (a
+    terminal's Ctrl-C reaches the whole process group: the local workers too)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
+
+
+def _ignore_interrupts() -> None:
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def ignore_interrupts_on_workers(client: Any) -> None:
+    """Local workers, restarted ones too, ignore Ctrl-C: the command interrupted says how to
+    resume and closes its cluster, with no traceback from each worker."""
+    from distributed.diagnostics.plugin import WorkerPlugin
+
+    class IgnoreInterrupts(WorkerPlugin):
+        name = "sarlo-ignore-interrupts"
+
+        def setup(self, worker: Any) -> None:
+            _ignore_interrupts()
+
+    client.register_plugin(IgnoreInterrupts(), name=IgnoreInterrupts.name)
+
+
+def redact_logs() -> None:
+    """Every log record this process makes from now on has its secrets masked
+    (errors.redact_text), its traceback too: a worker logs a failed task with its arguments,
+    which hold the input's URL. Installed once per process (the CLI, each worker)."""
+    import traceback
+
+    from sarlo_dask.errors import redact_text
+
+    make = logging.getLogRecordFactory()
+    if getattr(make, "sarlo_redacts", False):
+        return
+
+    def redacting(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = make(*args, **kwargs)
+        try:
+            text = record.getMessage()
+        except Exception:  # a malformed record: logging reports it as it would
+            return record
+        if (clean := redact_text(text)) != text:
+            record.msg, record.args = clean, ()
+        if record.exc_info and record.exc_info[0] is not None:
+            lines = traceback.format_exception(*record.exc_info)
+            record.exc_text = redact_text("".join(lines)).rstrip("\n")
+        return record
+
+    redacting.sarlo_redacts = True  # type: ignore[attr-defined]
+    logging.setLogRecordFactory(redacting)
 
 
 def install_quiet_refusals(client: Any) -> None:
@@ -129,6 +220,8 @@ def all_gpus(client: Any) -> bool:
 
 
 def worker_memory(client: Any) -> int:
-    """The smallest memory limit of the cluster's workers in bytes (0: none set or known)."""
-    limits = [w.get("memory_limit") or 0 for w in client.scheduler_info()["workers"].values()]
+    """The smallest memory a worker of the cluster has for each task it runs at once: its
+    memory limit over its threads, in bytes (0: no limit set or known)."""
+    workers = client.scheduler_info()["workers"].values()
+    limits = [(w.get("memory_limit") or 0) // max(1, w.get("nthreads") or 1) for w in workers]
     return min(limits) if limits and all(limits) else 0

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from sarlo_dask.caption_config import CaptionConfig as CaptionConfig
 from sarlo_dask.caption_config import PromptSpec as PromptSpec
+from sarlo_dask.errors import redact
 
 
 class StandardizeConfig(BaseModel):
@@ -86,7 +87,10 @@ class StandardizeConfig(BaseModel):
         """The parameters that shape the output (no credentials), for attrs and hashes: the
         DEM's settings only when there is a DEM (else they shape nothing)."""
         unused = set() if self.dem else {"dem", "dem_vertical_datum", "dem_use", "dem_bound_m"}
-        return self.model_dump(mode="json", exclude=unused)
+        out = self.model_dump(mode="json", exclude=unused)
+        if self.dem:  # a token in the DEM's URL is neither stored nor part of the digest
+            out["dem"] = redact(self.dem)
+        return out
 
     def digest(self) -> str:
         text = json.dumps(self.provenance(), sort_keys=True)
@@ -200,6 +204,8 @@ class TileConfig(BaseModel):
         fetch = {"http_timeout", "http_retries", "http_backoff", "http_concurrency", "http_rate"}
         fetch |= {"prefetch_tiles"}
         shaping = self.model_dump(mode="json", exclude=fetch | {"decoded_cache_mb", "tile_cache"})
+        if isinstance(self.optical, str):  # a rotated token in the source's URL rebuilds nothing
+            shaping["optical"] = redact(self.optical)
         return hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -277,12 +277,20 @@ def hf_data_files(url: str, storage_options: dict[str, Any] | None = None) -> di
     return files
 
 
-def hf_features(preview: str = "png", optical: bool = False) -> Any:
+def hf_features(
+    release: str | None = None,
+    storage_options: dict[str, Any] | None = None,
+    preview: str = "png",
+    optical: bool = False,
+) -> Any:
     """The release's `datasets.Features`, for reading it with Hugging Face `datasets`:
 
         load_dataset("webdataset", data_files=hf_data_files(url), streaming=True,
-                     features=hf_features())
+                     features=hf_features(url))
 
+    With `release`, one feature per member its samples hold (from index.parquet: optic.png
+    where the build shipped it, the preview's format); without, the default members
+    (`preview`, `optical`). `datasets` drops a member its features do not name.
     Streaming only: Arrow has no complex type, so `sar.npy` comes through as the complex64
     array only when examples are not written to Arrow. meta.json arrives as a dict, its
     floats rounded to 10 decimals by `datasets.Json` (`open` gives them exactly); sicd.xml
@@ -290,14 +298,15 @@ def hf_features(preview: str = "png", optical: bool = False) -> Any:
     """
     import datasets
 
+    if release is not None:
+        rows = index(release, storage_options).column("members").to_pylist()
+        names = sorted({m["name"] for members in rows for m in members})
+    else:
+        names = ["meta.json", "sar.npy", f"sar.{preview}", "sicd.xml"] + ["optic.png"] * optical
+    kinds = {"json": datasets.Json(), "png": datasets.Image(), "jpg": datasets.Image()}
     fields: dict[str, Any] = {
-        "meta.json": datasets.Json(),
-        "sar.npy": datasets.Value("binary"),
-        f"sar.{preview}": datasets.Image(),
-        "sicd.xml": datasets.Value("binary"),
+        n: kinds.get(n.rsplit(".", 1)[-1], datasets.Value("binary")) for n in names
     }
-    if optical:
-        fields["optic.png"] = datasets.Image()
     fields["__key__"] = datasets.Value("string")
     fields["__url__"] = datasets.Value("string")
     return datasets.Features(fields)

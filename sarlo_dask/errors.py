@@ -18,7 +18,7 @@ class SceneError(Exception):
 
     def __init__(self, where: str, reason: str, stage: str = "ingest") -> None:
         self.where = redact(where)
-        self.reason = redact_urls(reason)
+        self.reason = redact_text(reason)
         self.stage = stage
         super().__init__(f"{self.where}: {self.reason}")
 
@@ -47,7 +47,7 @@ def refusals_travel(task: Callable[..., T]) -> Callable[..., T]:
 def one_line(exc: BaseException, limit: int = 300) -> str:
     """An exception's message on one line, at most `limit` characters (its type if empty)."""
     text = " ".join(str(exc).split()) or type(exc).__name__
-    return redact_urls(text)[:limit]
+    return redact_text(text)[:limit]
 
 
 def exception_line(exc: BaseException) -> str:
@@ -68,6 +68,28 @@ def exception_chain(exc: BaseException, limit: int = 400) -> str:
     return " <- ".join(parts)[:limit]
 
 
+DENIED_CODES = ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken")
+"""S3 error codes of a refused authentication"""
+
+
+def access_denied(exc: BaseException) -> str:
+    """The one-line reason of an authentication failure in `exc` or its causes ("": none):
+    an HTTP 401 or 403 answer, S3's refusal of the keys, or a PermissionError of a store."""
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        status = getattr(cur, "status", None)
+        code = str(getattr(cur, "response", {}).get("Error", {}).get("Code", ""))
+        if status in (401, 403):
+            what = "Unauthorized" if status == 401 else "Forbidden"
+            return f"access denied (HTTP {status} {what}): check the credentials"
+        if code in DENIED_CODES or isinstance(cur, PermissionError):
+            return f"access denied ({code or one_line(cur)}): check the credentials"
+        cur = cur.__cause__ or cur.__context__
+    return ""
+
+
 def caused_by_other(exc: BaseException) -> bool:
     """Whether `exc` was raised while handling another exception (it has a cause)."""
     return exc.__cause__ is not None or (
@@ -75,17 +97,69 @@ def caused_by_other(exc: BaseException) -> bool:
     )
 
 
+MASK = "***"
+"""what a credential is shown as"""
+
+_PORT = re.compile(r"[^:/@]*:\d+")
+_NAMES = (
+    r"(?:aws_)?(?:secret_access_key|access_key_id|session_token|secret_key|access_key)"
+    r"|secret|password|passwd|pwd|token|key|api[_-]?key|credentials?|signature|sig"
+    r"|x-amz-(?:security-token|signature|credential)"
+)
+_QUOTED_FIELD = re.compile(rf"(?i)\b({_NAMES})(['\"]?\s*[:=]\s*)(['\"])([^'\"]*)\3")
+_BARE_FIELD = re.compile(rf"(?i)\b({_NAMES})=([^\s&'\",;)}}\]]+)")
+_HEADER = re.compile(
+    r"(?i)\b(authorization|proxy-authorization|x-api-key|cookie)(['\"]?\s*[:=]\s*['\"]?)"
+    r"([^'\"\r\n]+)"
+)
+
+
+def _userinfo(rest: str) -> int:
+    """The length of the user info (user[:password]) at the start of `rest`, the part of a URL
+    after "scheme://" (0: none). A password may hold "/" (S3 secret keys do): the user info is
+    what comes before the last "@" of the authority and path, unless that looks like a host
+    (no ":" before the first "/", or host:port)."""
+    head = re.split(r"[?#]", rest, maxsplit=1)[0]
+    at = head.rfind("@")
+    if at < 0:
+        return 0
+    candidate = head[:at]
+    first = candidate.split("/", 1)[0]
+    if "/" in candidate and (":" not in first or _PORT.fullmatch(first)):
+        return 0  # an "@" in the path, not user info
+    return at + 1
+
+
 def redact(url: str) -> str:
-    """A URL without credentials: user info dropped, query values masked."""
+    """A URL without credentials, for anything written or printed: user info and query
+    values shown as ***, the fragment dropped. Unit keys and digests are made of redacted
+    URLs, so a rotated token or password changes none."""
+    scheme, sep, rest = url.partition("://")
+    if sep and (n := _userinfo(rest)):
+        url = f"{scheme}://{MASK}@{rest[n:]}"
     parts = urlsplit(url)
-    netloc = parts.netloc.rsplit("@", 1)[-1]
-    query = re.sub(r"=([^&]*)", "=***", parts.query) if parts.query else ""
-    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+    query = "&".join(
+        (f"{k}={MASK}" if sep_ else MASK) if (k or sep_) else ""
+        for k, sep_, _ in (item.partition("=") for item in parts.query.split("&"))
+    )
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, query if parts.query else "", ""))
 
 
-def redact_urls(text: str) -> str:
-    """`text` with every URL in it redacted (exception messages quote request URLs)."""
-    return _URL.sub(lambda m: redact(m.group(0)), text)
+def redact_text(text: str) -> str:
+    """`text` with every secret in it shown as ***: the credentials of each URL (exception
+    messages quote request URLs), fields named like a credential (`key=...`, `'secret':
+    '...'`, storage options printed as a dict) and authorization headers. The one function
+    every message, log line and record goes through."""
+    text = _URL.sub(lambda m: redact(m.group(0)), text)
+    text = _HEADER.sub(lambda m: f"{m.group(1)}{m.group(2)}{MASK}", text)
+    text = _QUOTED_FIELD.sub(
+        lambda m: f"{m.group(1)}{m.group(2)}{m.group(3)}{MASK}{m.group(3)}", text
+    )
+    return _BARE_FIELD.sub(lambda m: f"{m.group(1)}={MASK}", text)
+
+
+redact_urls = redact_text
+"""the earlier name of redact_text"""
 
 
 class DemError(ValueError):

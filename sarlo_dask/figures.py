@@ -146,7 +146,9 @@ def samples_png(samples: list[dict[str, Any]]) -> tuple[bytes, int]:
             ax_opt.set_title(f"optical: {meta['optical']['status']}")
         for ax, colour in ((ax_sar, "yellow"), (ax_opt, "cyan")):
             if len(px) and (ax is ax_sar or optic is not None):
-                ax.scatter(px[:, 1], px[:, 0], s=160, facecolors="none", edgecolors=colour)
+                ax.scatter(
+                    px[:, 1], px[:, 0], s=260, facecolors="none", edgecolors=colour, linewidths=2
+                )
             ax.set_xticks([])
             ax.set_yticks([])
             ax.set_xlabel("range", fontsize=8)

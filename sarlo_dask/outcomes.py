@@ -79,12 +79,13 @@ class SceneResult:
         if self.status == "failed":
             return f"FAILED {redact(self.url)}: {self.reason}"
         again = f" (rebuilt: {self.rebuilt})" if self.rebuilt else ""
-        return f"{self.status:7s} {self.scene_id} -> {self.store}{again}"
+        return f"{self.status:7s} {self.scene_id} -> {redact(self.store)}{again}"
 
 
 def summary(results: Sequence[SceneResult]) -> dict[str, Any]:
     counts = {s: sum(r.status == s for r in results) for s in ("done", "skipped", "failed")}
-    return {"counts": counts, "failures": [asdict(r) for r in results if r.status == "failed"]}
+    failed = [{**asdict(r), "url": redact(r.url)} for r in results if r.status == "failed"]
+    return {"counts": counts, "failures": failed}
 
 
 def exit_code(results: Sequence[SceneResult]) -> int:

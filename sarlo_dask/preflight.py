@@ -9,13 +9,23 @@ import uuid
 from typing import Any
 
 from sarlo_dask.errors import exception_chain, redact
-from sarlo_dask.store import filesystem, is_local, join
+from sarlo_dask.store import filesystem, input_options, is_local, join
 
 PROBE_TIMEOUT_S = 5.0
+PROBE_THREADS = 32
+"""inputs and optical tiles probed at once (each a small request)"""
+PROCESSOR_FILES = (
+    "preprocessor_config.json",
+    "processor_config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+)
+"""what a model folder holds besides config.json when its processor can be loaded"""
 
 
 class UsageError(Exception):
-    """A usage or configuration error: `what` (an option, a URL) and why; exit 2."""
+    """A usage or configuration error: `what` (an option, a URL) and why; exit 2. Several
+    problems found at once are one line each."""
 
     def __init__(self, what: str, why: str | None = None) -> None:
         super().__init__(what if why is None else f"{what}: {why}")
@@ -196,3 +206,126 @@ def check_caption_servers(cfg: Any) -> None:
                 f"captions.model {cfg.model}",
                 f"not served by {redact(server)} (it serves {served})",
             )
+
+
+def _each_problem(problems: list[str]) -> None:
+    """Raise the problems found (one line each), if any."""
+    if problems:
+        raise UsageError("\n".join(problems))
+
+
+def check_inputs(urls: list[str], storage_options: dict[str, Any] | None) -> None:
+    """Every input scene exists and can be read: one metadata request each (local, s3://,
+    http(s)://: a probe, nothing downloaded), in threads."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def probe(url: str) -> str | None:
+        what = f"input {redact(url)}"
+        try:
+            fs, path = filesystem(url, input_options(url, storage_options))
+            fs.info(path)
+        except FileNotFoundError:
+            return f"{what}: no such file"
+        except PermissionError as exc:
+            return f"{what}: not readable ({exception_chain(exc)})"
+        except Exception as exc:
+            return f"{what}: cannot be read ({exception_chain(exc)})"
+        if is_local(fs) and not os.access(path, os.R_OK):
+            return f"{what}: not readable (permission denied)"
+        return None
+
+    with ThreadPoolExecutor(max(1, min(PROBE_THREADS, len(urls)))) as pool:
+        _each_problem([p for p in pool.map(probe, urls) if p])
+
+
+def check_caption_model(cfg: Any) -> None:
+    """The in-process caption model (and rewrite model) resolve offline: a local folder with
+    its config and processor files, or a hub id in the local Hugging Face cache."""
+    if cfg.backend != "transformers" or not cfg.model:
+        return
+    for option, model in (
+        ("captions.model", cfg.model),
+        ("captions.rewrite_model", cfg.rewrite_model),
+    ):
+        if model:
+            _resolve_model(option, model)
+
+
+def _resolve_model(option: str, model: str) -> None:
+    from pathlib import Path
+
+    what = f"{option} {model}"
+    folder = Path(model).expanduser()
+    if folder.is_dir():
+        if not (folder / "config.json").is_file():
+            raise UsageError(what, "the folder has no config.json (not a transformers model)")
+        if not any((folder / n).is_file() for n in PROCESSOR_FILES):
+            raise UsageError(what, f"the folder has no processor or tokenizer ({PROCESSOR_FILES})")
+        return
+    if model.startswith(("/", ".", "~")) or model.count("/") > 1 or folder.exists():
+        raise UsageError(what, "no such model folder")
+    from huggingface_hub import try_to_load_from_cache
+
+    def cached(name: str) -> bool:
+        return isinstance(try_to_load_from_cache(model, name), str)
+
+    if not cached("config.json") or not any(cached(n) for n in PROCESSOR_FILES):
+        raise UsageError(
+            what,
+            "neither a model folder here nor a model in the local Hugging Face cache "
+            f"(the build loads it offline): download it first (hf download {model}) or give "
+            "its folder",
+        )
+
+
+def check_optical_coverage(
+    spec: str | None, zoom: int, urls: list[str], storage_options: dict[str, Any] | None
+) -> None:
+    """An XYZ source (a folder or a server) has tiles at `zoom`: a folder has that zoom level
+    (else the levels it has are named), and each scene's centre tile is there (its SCP, from
+    the scene's header)."""
+    if not spec:
+        return
+    from concurrent.futures import ThreadPoolExecutor
+    from pathlib import Path
+
+    import mercantile
+
+    from sarlo_dask.errors import SceneError
+    from sarlo_dask.optical.sources import FolderTiles, HTTPTiles, TileFailure, source_from_spec
+    from sarlo_dask.sicd import read_header
+
+    source = source_from_spec(spec, zoom)
+    if not isinstance(source, FolderTiles | HTTPTiles):
+        return
+    what = f"optical source {redact(spec)}"
+    if isinstance(source, FolderTiles):
+        levels = sorted(int(p.name) for p in Path(source.root).iterdir() if p.name.isdigit())
+        if zoom not in levels:
+            raise UsageError(what, f"no tiles at zoom {zoom} (it has zoom {levels})")
+
+    def centre(url: str) -> tuple[int, int, int] | None:
+        try:
+            scp = read_header(url, storage_options)[0].GeoData.SCP.LLH
+        except (SceneError, AttributeError):
+            return None  # the scene stage refuses it with its reason
+        t = mercantile.tile(scp.Lon, scp.Lat, zoom)
+        return (zoom, t.x, t.y)
+
+    with ThreadPoolExecutor(max(1, min(PROBE_THREADS, len(urls)))) as pool:
+        tiles = dict(zip(urls, pool.map(centre, urls), strict=True))
+    wanted = sorted({t for t in tiles.values() if t is not None})
+    got = source.fetch(wanted)
+    problems = []
+    for url, t in tiles.items():
+        if t is None:
+            continue
+        z, x, y = t
+        tile = got[t]
+        if tile is None or isinstance(tile, TileFailure):
+            why = tile.reason if isinstance(tile, TileFailure) else "not there"
+            problems.append(
+                f"{what}: no tile at zoom {z} over {redact(url)} (its centre tile {z}/{x}/{y}: "
+                f"{why})"
+            )
+    _each_problem(problems)

@@ -106,6 +106,21 @@ def off_axis_poly(
     return out
 
 
+def working_set(lines: int, n_in: int, n_out: int, skewed: bool) -> int:
+    """The peak bytes of `resample_axis` on a block of `lines` lines of n_in -> n_out samples,
+    its input block included (complex64, 8 bytes a sample), as its steps hold them:
+    skewed, `skew_phase` makes the phase in float64 then complex128 (40 bytes a sample),
+    then the block, its phase, the deskewed copy and its spectrum (32) with the output
+    spectrum (8 an output sample), then the inverse FFT's result (8 more); without skew the
+    block is transformed as it is (the block, its spectrum and the output, then the result).
+    """
+    if skewed:
+        per_line = max(48 * n_in, 32 * n_in + 8 * n_out, 24 * n_in + 16 * n_out)
+    else:
+        per_line = max(16 * n_in + 8 * n_out, 8 * n_in + 16 * n_out)
+    return lines * per_line
+
+
 def resample_axis(
     block: Any, plan: AxisPlan, axis: int, phase: Any | None = None, workers: int | None = None
 ) -> Any:

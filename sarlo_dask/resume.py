@@ -14,6 +14,7 @@ from typing import Any
 from sarlo_dask import __version__
 from sarlo_dask.caption_stage import stored_captions
 from sarlo_dask.config import CaptionConfig, TileConfig
+from sarlo_dask.errors import redact
 from sarlo_dask.outcomes import SceneResult, SceneTiles
 from sarlo_dask.store import Store
 from sarlo_dask.tile_stage import stored_summary
@@ -101,7 +102,7 @@ def scene_marker(
     versions (`inputs`) it was made under (`config`: the digest of both)."""
     return {
         "scene_id": res.scene_id,
-        "source_url": res.url,
+        "source_url": redact(res.url),
         "store": f"scenes/{res.scene_id}.zarr",  # relative to {work}
         "package_version": __version__,
         "config": digest,

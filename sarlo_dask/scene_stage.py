@@ -16,32 +16,36 @@ from typing import Any
 from sarlo_dask.config import StandardizeConfig
 from sarlo_dask.dem import DemError, dem_versions, scene_dem
 from sarlo_dask.errors import SceneError, redact, refusals_travel
-from sarlo_dask.sicd import open_sicd, read_header, scene_id_from_url
-from sarlo_dask.standardize import plan_scene, standardize_scene
+from sarlo_dask.sicd import open_sicd, read_header, scene_id_from_url, sicd_from_xml
+from sarlo_dask.standardize import plan_scene, standardize_scene, task_peaks
 from sarlo_dask.store import Store, file_version
 from sarlo_dask.tiles import tile_windows
 
-BLOCK_WORKING_SET = 4
-"""a resampling task holds about this many copies of its block (input, FFT, output)"""
-
 
 def check_fits(scene: Any, cfg: StandardizeConfig, url: str, memory: int) -> None:
-    """Refuse, before any read, a scene whose resampling tasks a worker cannot hold: a task
-    holds about BLOCK_WORKING_SET copies of its block (chunk_range range lines of every
-    azimuth sample, then chunk_azimuth azimuth lines of every range sample); half the limit
-    leaves room for the worker itself. The scene as a whole streams through the workers."""
-    n_az, n_rg = scene.slc.shape
-    blocks = {"chunk_range": cfg.chunk_range * n_az, "chunk_azimuth": cfg.chunk_azimuth * n_rg}
-    name, pixels = max(blocks.items(), key=lambda kv: kv[1])
-    need = pixels * 8 * BLOCK_WORKING_SET  # complex64
-    if memory and need > memory / 2:
+    """Refuse, before any read, a scene whose resampling tasks a worker cannot hold: what a
+    task holds at its peak (standardize.task_peaks: its block, the FFT working set and the
+    resampled output at the target spacing, for a scene upsampled to 0.8 m larger than its
+    input) must fit in half the memory a worker has per thread (`memory`); the other half
+    is the worker's own and the results it keeps. The scene as a whole streams through."""
+    if not memory:
+        return
+    peaks = task_peaks(sicd_from_xml(scene.attrs["sicd_xml"]), cfg)
+    name, (need, lines, n_in, n_out) = max(peaks.items(), key=lambda kv: kv[1][0])
+    if need > memory / 2:
+        axis = "azimuth" if name == "chunk_range" else "range"
         raise SceneError(
             url,
-            f"a resampling task of this {n_az} x {n_rg} scene needs about {need / 1e9:.2f} GB "
-            f"({name} {getattr(cfg, name)}): it does not fit workers with "
-            f"{memory / 1e9:.2f} GB of memory: lower standardize.{name} or use workers "
-            "with more memory",
+            f"a resampling task of this scene needs about {_size(need)} (the {axis} pass: "
+            f"{lines} lines of {n_in} -> {n_out} samples, its FFT working set and output), "
+            f"more than the {_size(memory // 2)} a task may use: it does not fit workers "
+            f"with {_size(memory)} of memory per thread: lower standardize.{name} or use "
+            "workers with more memory",
         )
+
+
+def _size(n: int) -> str:
+    return f"{n / 1e9:.2f} GB" if n >= 1e9 else f"{n / 1e6:.1f} MB"
 
 
 @dataclass

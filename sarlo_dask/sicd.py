@@ -21,9 +21,11 @@ import numpy.typing as npt
 from sarlo_dask import geolocation
 from sarlo_dask.errors import (
     SceneError,
+    access_denied,
     caused_by_other,
     exception_chain,
     one_line,
+    redact,
     refusals_travel,
 )
 from sarlo_dask.nitf import HEADER_BLOCK, PIXEL_BYTES, PixelLayout, pixel_layout, read_rows
@@ -232,13 +234,19 @@ def read_header(url: str, storage_options: dict[str, Any] | None = None) -> tupl
             return sicd, layout
     except SceneError:
         raise
-    except FileNotFoundError as exc:
-        if caused_by_other(exc):  # fsspec's http answers every failure so
-            raise SceneError(url, f"cannot read ({exception_chain(exc)})") from None
-        where = f" at {s3_endpoint(storage_options)}" if url.startswith(("s3://", "s3a://")) else ""
-        raise SceneError(url, f"no such object{where} ({one_line(exc)})") from None
     except Exception as exc:
-        raise SceneError(url, f"cannot read ({exception_chain(exc)})") from None
+        raise _unreadable(exc, url, storage_options) from None
+
+
+def _unreadable(exc: BaseException, url: str, storage_options: dict[str, Any] | None) -> SceneError:
+    """Why a scene's header cannot be read, on one line: access denied (401/403, S3's
+    AccessDenied), no such object, or the exception chain."""
+    if denied := access_denied(exc):
+        return SceneError(url, denied)
+    if not isinstance(exc, FileNotFoundError) or caused_by_other(exc):
+        return SceneError(url, f"cannot read ({exception_chain(exc)})")
+    where = f" at {s3_endpoint(storage_options)}" if url.startswith(("s3://", "s3a://")) else ""
+    return SceneError(url, f"no such object{where} ({one_line(exc)})")
 
 
 def read_sicd_meta(url: str, storage_options: dict[str, Any] | None = None) -> Any:
@@ -329,9 +337,8 @@ def _read_block(
         with _open_input(url, storage_options, header=False) as f:
             out = read_rows(f, layout, r0, r1)
     except Exception as exc:
-        raise SceneError(
-            url, f"pixel read failed for rows {r0}:{r1} ({one_line(exc)}); truncated file?"
-        ) from None
+        why = access_denied(exc) or f"pixel read failed ({one_line(exc)}); truncated file?"
+        raise SceneError(url, f"{why} (rows {r0}:{r1})") from None
     bad = out.size - int(np.count_nonzero(np.isfinite(out)))
     if bad:  # the FFT would spread them over the whole block: nothing to keep
         raise SceneError(
@@ -380,7 +387,7 @@ def scene_dataset(slc: Any, sicd: Any, url: str) -> Any:
             "sicd_xml": sicd.to_xml_string(tag="SICD"),
             "scene_id": scene_id_from_url(url),
             "pass_id": pass_id(sicd),
-            "source_url": url,
+            "source_url": redact(url),  # written to the store: no credentials
         },
     )
 

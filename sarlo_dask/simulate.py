@@ -67,6 +67,10 @@ class SimulationSpec:
     terrain_seed: int = 0
     dem_spacing_m: float = 2.0
     allow_layover: bool = False
+    ground: str = ""
+    """"" : uniform clutter (speckle of one sigma0); "landscape": the clutter of a synthetic
+    landscape (simulate_ground: fields, roads, a river, trees, buildings with bright corners)
+    that the optical tiles of the scene show too"""
 
     def skewed(self) -> bool:
         return bool(
@@ -111,12 +115,15 @@ def synthesize(spec: SimulationSpec, sicd: Any) -> tuple[npt.NDArray[np.complex6
     grid = sicd.Grid
     wr = _support(spec.rows, grid.Row.SS, grid.Row.ImpRespBW, grid.Row.WgtFunct)
     wc = _support(spec.cols, grid.Col.SS, grid.Col.ImpRespBW, grid.Col.WgtFunct)
-    spectrum = rng.standard_normal((spec.rows, spec.cols)) + 1j * rng.standard_normal(
-        (spec.rows, spec.cols)
-    )
-    spectrum *= np.outer(wr, wc)
-    clutter = np.fft.ifft2(spectrum)
-    clutter /= np.sqrt(np.mean(np.abs(clutter) ** 2))
+    if spec.ground:
+        clutter = _landscape(spec, sicd, np.outer(wr, wc))
+    else:
+        spectrum = rng.standard_normal((spec.rows, spec.cols)) + 1j * rng.standard_normal(
+            (spec.rows, spec.cols)
+        )
+        spectrum *= np.outer(wr, wc)
+        clutter = np.fft.ifft2(spectrum)
+        clutter /= np.sqrt(np.mean(np.abs(clutter) ** 2))
     if noise_power(spec):  # its own stream: the clutter and targets do not depend on it
         white = np.random.default_rng([spec.seed, 1]).standard_normal((2, spec.rows, spec.cols))
         noise = np.fft.ifft2((white[0] + 1j * white[1]) * np.outer(wr, wc))
@@ -164,6 +171,32 @@ def synthesize(spec: SimulationSpec, sicd: Any) -> tuple[npt.NDArray[np.complex6
     return image.astype(np.complex64), targets
 
 
+def _landscape(spec: SimulationSpec, sicd: Any, weight: np.ndarray) -> np.ndarray:
+    """The clutter of the scene's landscape (simulate_ground), each pixel where sarpy projects
+    it onto the ground at `hae` (a 17 x 17 grid, cubic in between: centimetres)."""
+    from sarpy.geometry import geocoords
+    from sarpy.geometry.point_projection import ground_to_image, image_to_ground
+    from scipy.interpolate import RectBivariateSpline
+
+    from sarlo_dask.simulate_ground import Ground, landscape_clutter
+
+    ground = Ground(spec.lat, spec.lon, spec.seed)
+    r, c = np.linspace(0, spec.rows - 1, 17), np.linspace(0, spec.cols - 1, 17)
+    grid = np.stack(np.meshgrid(r, c, indexing="ij"), axis=-1).reshape(-1, 2)
+    llh = geocoords.ecf_to_geodetic(image_to_ground(grid, sicd, projection_type="HAE"))
+    east, north = (a.reshape(17, 17) for a in ground.local(llh[:, 0], llh[:, 1]))
+    rows, cols = np.arange(spec.rows), np.arange(spec.cols)
+    pixel_east = RectBivariateSpline(r, c, east)(rows, cols)
+    pixel_north = RectBivariateSpline(r, c, north)(rows, cols)
+    corners = ground.corners(float(np.hypot(east, north).max()))
+    lat, lon = ground.latlon(corners[:, 0], corners[:, 1])
+    ecf = geocoords.geodetic_to_ecf(np.column_stack([lat, lon, np.full(len(lat), spec.hae)]))
+    corner_px = ground_to_image(ecf, sicd)[0] if len(ecf) else np.zeros((0, 2))
+    rng = np.random.default_rng([spec.seed, 2])
+    sf = spec.sigma0_sf or 0.1
+    return landscape_clutter(ground, pixel_east, pixel_north, corner_px, weight, sf, rng)
+
+
 def check_spec(spec: SimulationSpec, sicd: Any) -> None:
     """Refuse a skew whose support centre leaves the native band (it would be meaningless).
 
@@ -178,6 +211,10 @@ def check_spec(spec: SimulationSpec, sicd: Any) -> None:
                 f"{name} skew up to {worst:.3g} cycles/m is past the native "
                 f"Nyquist frequency {0.5 / d.SS:.3g}"
             )
+    if spec.ground not in ("", "landscape"):
+        raise ValueError(f"ground {spec.ground!r}: not 'uniform' or 'landscape'")
+    if spec.ground and spec.relief_m:
+        raise ValueError("a landscape is simulated on flat ground: relief_m must be 0")
     if spec.relief_m:
         from sarlo_dask.simulate_terrain import check_terrain
 
@@ -187,7 +224,10 @@ def check_spec(spec: SimulationSpec, sicd: Any) -> None:
 def spec_record(spec: SimulationSpec) -> dict[str, Any]:
     """The spec as the truth file holds it: a flat scene's without the terrain settings."""
     terrain = ("relief_m", "terrain_seed", "dem_spacing_m", "allow_layover")
-    return {k: v for k, v in asdict(spec).items() if spec.relief_m or k not in terrain}
+    record = {k: v for k, v in asdict(spec).items() if spec.relief_m or k not in terrain}
+    if not spec.ground:
+        record.pop("ground")
+    return record
 
 
 def simulate_scene(path: str | Path, spec: SimulationSpec | None = None) -> dict[str, Any]:

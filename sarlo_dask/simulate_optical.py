@@ -1,6 +1,7 @@
 """The optical ground of a simulated scene: XYZ tiles of a known ground, with red disks on its
 targets, for the optical pairing's tests and the demo (a tile server or folder serves them).
-A scene with terrain (truth['terrain']) has its stripes hill-shaded by it."""
+A scene with terrain (truth['terrain']) has its stripes hill-shaded by it; a landscape scene
+(spec ground "landscape") shows its landscape (simulate_ground) in colour."""
 
 from __future__ import annotations
 
@@ -10,9 +11,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
+    from sarlo_dask.simulate_ground import Ground
     from sarlo_dask.simulate_terrain import Terrain
 
 MARKER_RADIUS_M = 1.6
+LANDSCAPE_MARKER_M = 4.0
+"""a landscape's markers: seen in a picture of whole tiles (10 px across at 0.8 m)"""
 SUN_ENU = np.array([-0.5, 0.5, np.sqrt(0.5)])
 """hillshade light: from the north-west, 45 degrees up"""
 
@@ -26,10 +30,15 @@ def hillshade(terrain: Terrain, lat: Any, lon: Any) -> Any:
 
 
 def render_ground_tile(
-    z: int, x: int, y: int, markers: list[tuple[float, float]], terrain: Terrain | None = None
+    z: int,
+    x: int,
+    y: int,
+    markers: list[tuple[float, float]],
+    terrain: Terrain | None = None,
+    ground: Ground | None = None,
 ) -> bytes:
     """A 256 px XYZ tile (PNG) of a known ground: grey stripes, hill-shaded by `terrain` if
-    given, red disks at `markers` (lat, lon).
+    given, or the landscape `ground` in colour; red disks at `markers` (lat, lon).
 
     The optical counterpart of a simulated scene: the markers sit on its targets.
     """
@@ -42,14 +51,18 @@ def render_ground_tile(
     i = np.arange(TILE_PX) + 0.5
     gx, gy = np.meshgrid(x * TILE_PX + i, y * TILE_PX + i)
     lon, lat = lonlat_of_pixel(gx, gy, z)
-    grey = 90 + 40 * np.sin(lon * 6000.0) + 30 * np.cos(lat * 5000.0)  # never pure red
-    if terrain is not None:
-        grey = np.clip(grey * hillshade(terrain, lat, lon), 0, 255)  # still grey
-    rgb = np.repeat(grey[..., None], 3, axis=2)
+    if ground is not None:  # never pure red either
+        rgb = ground.rgb(*ground.local(lat, lon))
+    else:
+        grey = 90 + 40 * np.sin(lon * 6000.0) + 30 * np.cos(lat * 5000.0)  # never pure red
+        if terrain is not None:
+            grey = np.clip(grey * hillshade(terrain, lat, lon), 0, 255)  # still grey
+        rgb = np.repeat(grey[..., None], 3, axis=2)
+    radius = MARKER_RADIUS_M if ground is None else LANDSCAPE_MARKER_M
     for mlat, mlon in markers:
         dy = (lat - mlat) * 111_320.0
         dx = (lon - mlon) * 111_320.0 * np.cos(np.radians(mlat))
-        rgb[np.hypot(dx, dy) < MARKER_RADIUS_M] = (255, 0, 0)
+        rgb[np.hypot(dx, dy) < radius] = (255, 0, 0)
     buf = io.BytesIO()
     Image.fromarray(rgb.astype(np.uint8)).save(buf, format="PNG")
     return buf.getvalue()
@@ -67,9 +80,12 @@ def simulate_optical_tiles(
     ((n, 2) degrees, e.g. its image corners), plus a margin, to `folder`; tiles already there
     are kept unless `overwrite`. How many were written."""
     from sarlo_dask.optical.tilemath import tiles_for_bbox
+    from sarlo_dask.simulate_ground import Ground
     from sarlo_dask.simulate_terrain import terrain_from_dict
 
     terrain = terrain_from_dict(truth["terrain"]) if "terrain" in truth else None
+    spec = truth["spec"]
+    ground = Ground(spec["lat"], spec["lon"], spec["seed"]) if spec.get("ground") else None
     markers = [(t["llh"][0], t["llh"][1]) for t in truth["targets"]]
     points = np.asarray(latlon if latlon is not None else markers, dtype="float64")
     if not len(points):
@@ -84,6 +100,6 @@ def simulate_optical_tiles(
             path = Path(folder, str(zoom), str(x), f"{y}.png")
             if overwrite or not path.exists():
                 path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_bytes(render_ground_tile(zoom, x, y, markers, terrain))
+                path.write_bytes(render_ground_tile(zoom, x, y, markers, terrain, ground))
                 n += 1
     return n

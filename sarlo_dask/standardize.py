@@ -33,11 +33,14 @@ from sarlo_dask.resample import (
     plan_axis,
     resample_axis,
     skew_phase,
+    working_set,
 )
 from sarlo_dask.resampled import resampled_sicd
 from sarlo_dask.sicd import check_sicd, sicd_from_xml
 
 GEOLOCATION_BLOCK = 50_000  # tie points per projection task
+TASK_OVERHEAD = 8 * 2**20
+"""what a resampling task holds besides its arrays (Python objects, the FFT's scratch lines)"""
 
 
 def _poly(direction: Any) -> np.ndarray:
@@ -111,6 +114,25 @@ def plan_scene(sicd: Any, cfg: StandardizeConfig, where: str) -> tuple[AxisPlan,
             stage="standardize",
         )
     return plan_rg, plan_az
+
+
+def task_peaks(sicd: Any, cfg: StandardizeConfig) -> dict[str, tuple[int, int, int, int]]:
+    """What each resampling pass's task holds at its peak, by the setting that sizes its
+    block: {"chunk_range": (bytes, lines, n_in, n_out)} for the azimuth pass (chunk_range
+    range lines of every azimuth sample), {"chunk_azimuth": ...} for the range pass
+    (chunk_azimuth lines of the resampled azimuth, every range sample): the input block,
+    the FFT working set and the resampled output (resample.working_set)."""
+    plan_rg, plan_az = plan_scene(sicd, cfg, "scene")
+    skew = cfg.deskew
+    p_row, p_col = _poly(sicd.Grid.Row), _poly(sicd.Grid.Col)
+    s_row, s_col = int(sicd.Grid.Row.Sgn), int(sicd.Grid.Col.Sgn)
+    p_row = off_axis_poly(p_col, p_row, 1, s_col, s_row)  # what the range pass deskews
+    az = (min(cfg.chunk_range, plan_rg.n_in), plan_az.n_in, plan_az.n_out)
+    rg = (min(cfg.chunk_azimuth, plan_az.n_out), plan_rg.n_in, plan_rg.n_out)
+    return {
+        "chunk_range": (working_set(*az, skew and bool(np.any(p_col))) + TASK_OVERHEAD, *az),
+        "chunk_azimuth": (working_set(*rg, skew and bool(np.any(p_row))) + TASK_OVERHEAD, *rg),
+    }
 
 
 def resample_slc(

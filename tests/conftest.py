@@ -7,6 +7,7 @@ import socket
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -37,10 +38,38 @@ netguard.install()
 
 from sarlo_dask.simulate import SimulationSpec, simulate_scene  # noqa: E402
 
-SHARED_SICD = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "sicd"
+# The real corpus (SICD NITF files, SICD XML of real sensors) lives beside the repository, not
+# in it: SARLO_TEST_DATA names it (default ../shared/data). Without it its tests skip, each
+# with one line saying where it was looked for; with SARLO_REQUIRE_TEST_DATA=1 (CI) they run
+# and a missing corpus fails them.
+TEST_DATA = Path(
+    os.environ.get("SARLO_TEST_DATA")
+    or Path(__file__).resolve().parents[1].parent / "shared" / "data"
+).resolve()
+REQUIRE_TEST_DATA = os.environ.get("SARLO_REQUIRE_TEST_DATA") == "1"
+SHARED_SICD = TEST_DATA / "sicd"
+SICD_XML = TEST_DATA / "sicd-xml"
+
+
+def corpus_missing(folder: Path) -> str | None:
+    """Why the tests of `folder` skip (None: they run, the folder is there or required)."""
+    if folder.is_dir() or REQUIRE_TEST_DATA:
+        return None
+    return f"real corpus not found at {folder} (set SARLO_TEST_DATA to its folder)"
+
+
+def corpus_params(paths: list[Path], folder: Path) -> list[Any]:
+    """`paths` to parametrize over, or one skipped case saying why the corpus is missing."""
+    why = corpus_missing(folder)
+    return [pytest.param(None, marks=pytest.mark.skip(reason=why))] if why else list(paths)
+
+
+def corpus_id(path: Path | None) -> str:
+    return path.name if path is not None else "corpus"
+
 
 needs_shared = pytest.mark.skipif(
-    not SHARED_SICD.is_dir(), reason=f"real SICD samples not found at {SHARED_SICD}"
+    corpus_missing(SHARED_SICD) is not None, reason=corpus_missing(SHARED_SICD) or ""
 )
 
 SKEW_FINE = ((0.15, 4e-4),)

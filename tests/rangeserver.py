@@ -13,10 +13,17 @@ from .helpers import LoopbackHTTPServer
 
 
 class RangeServer:
-    def __init__(self, root: Path) -> None:
+    """`basic` ("user", "password") or `token` (a `token=` query value) makes every request
+    without them answer 401; `credentials` records what each request brought."""
+
+    def __init__(
+        self, root: Path, basic: tuple[str, str] | None = None, token: str | None = None
+    ) -> None:
         self.root = Path(root)
         self.lock = threading.Lock()
         self.log: list[tuple[str, str, int]] = []  # (method, path, body bytes sent)
+        self.credentials: list[tuple[str, str]] = []  # (Authorization header, query)
+        self.basic, self.token = basic, token
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -26,6 +33,13 @@ class RangeServer:
                 pass
 
             def _answer(self, body: bool) -> None:
+                if not server._allowed(self.headers.get("Authorization", ""), self.path):
+                    self.send_response(401)
+                    self.send_header("WWW-Authenticate", 'Basic realm="scenes"')
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    server._count(self.command, self.path, 0)
+                    return
                 path = server.root / self.path.split("?", 1)[0].lstrip("/")
                 if not path.is_file():
                     self.send_error(404)
@@ -65,6 +79,19 @@ class RangeServer:
         self.httpd.daemon_threads = True
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+
+    def _allowed(self, authorization: str, path: str) -> bool:
+        import base64
+        from urllib.parse import parse_qs, urlsplit
+
+        query = urlsplit(path).query
+        with self.lock:
+            self.credentials.append((authorization, query))
+        if self.basic is not None:
+            expected = base64.b64encode(":".join(self.basic).encode()).decode()
+            if authorization != f"Basic {expected}":
+                return False
+        return self.token is None or parse_qs(query).get("token") == [self.token]
 
     def _count(self, method: str, path: str, n: int) -> None:
         with self.lock:

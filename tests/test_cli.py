@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -156,3 +157,74 @@ def test_yaml_spacing_is_not_overridden_by_a_default_flag(scenes, tmp_path):
     assert res.returncode == 0, res.stderr
     ds = xr.open_zarr(tmp_path / "w" / "scenes" / "coarse.zarr")
     assert abs(ds.attrs["spacing_eff_rg"] - 1.0) < 0.01
+
+
+def test_a_scene_simulated_with_the_defaults_is_released_by_sarlo_build(tmp_path):
+    """`sarlo simulate s.nitf` then `sarlo build s.nitf`, as a user tries the two commands."""
+    res = sarlo("simulate", "s.nitf", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert "3200 x 3200 at 0.4 m" in res.stdout and "a landscape" in res.stdout
+    build = subprocess.run(
+        [sys.executable, "-m", "sarlo_dask.cli", "build", "s.nitf", "--work", "w", "--out", "r"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=900,
+    )
+    assert build.returncode == 0, build.stdout[-2000:] + build.stderr[-2000:]
+    manifest = json.loads((tmp_path / "r" / "manifest.json").read_text())
+    assert manifest["samples"] == 4 and manifest["complete"], manifest["samples"]
+
+
+def test_help_shows_no_type_tags():
+    for command in (["build"], ["standardize"], ["tiles"], ["demo"], ["simulate"], ["stats"]):
+        res = sarlo(*command, "--help")
+        assert res.returncode == 0, res.stderr
+        assert not re.search(r"<(str|bool|int|float|path|list\[)", res.stdout), res.stdout
+    assert "--work  " in " ".join(sarlo("build", "--help").stdout.split("│"))
+
+
+def test_ctrl_c_during_a_build_exits_130_with_the_command_that_resumes(release_setup, tmp_path):
+    """Ctrl-C in a terminal interrupts the command's whole process group (its cluster's
+    workers too): one line saying how to resume, exit 130; that command then finishes."""
+    import os
+    import shlex
+    import signal
+
+    _, urls, config = release_setup
+    args = [*urls, "--work", "w", "--out", "r", "--config", str(config)]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    cmd = [sys.executable, "-m", "sarlo_dask.cli", "build", *args]
+    proc = subprocess.Popen(
+        cmd,
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    assert proc.stdout is not None
+    seen = []
+    for line in proc.stdout:  # interrupted once the build is under way on its cluster
+        seen.append(line)
+        if line.startswith("[1/3]"):
+            break
+    os.killpg(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, "".join(seen) + out + err
+    assert not (tmp_path / "r" / "manifest.json").exists()  # it really stopped before the end
+    last = err.strip().splitlines()[-1]
+    prefix = "interrupted: what was committed is kept; to resume, run the same command again: "
+    assert last.startswith(prefix), err
+    again = shlex.split(last[len(prefix) :])
+    assert again == ["sarlo", "build", *args]
+    res = subprocess.run(
+        [sys.executable, "-m", "sarlo_dask.cli", *again[1:]],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    assert (tmp_path / "r" / "manifest.json").exists()

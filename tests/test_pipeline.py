@@ -19,7 +19,7 @@ from sarlo_dask.simulate_sicd import build_sicd
 from sarlo_dask.standardize import open_scene_store
 from sarlo_dask.store import scene_marker_url, scene_store_url
 
-from .conftest import SHARED_SICD, needs_shared
+from .conftest import SHARED_SICD, corpus_id, corpus_params, needs_shared
 from .helpers import same_store
 from .validators import RECIPE_FINDINGS, sarpy_findings, sicdcheck_findings
 
@@ -115,7 +115,9 @@ def test_duplicate_scene_ids_are_refused(scenes, client, tmp_path):
 
 
 @needs_shared
-@pytest.mark.parametrize("path", sorted(SHARED_SICD.glob("*.nitf")), ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "path", corpus_params(sorted(SHARED_SICD.glob("*.nitf")), SHARED_SICD), ids=corpus_id
+)
 def test_each_shared_sicd_standardizes_or_is_refused_with_a_reason(path, client, tmp_path):
     res = standardize_scenes([str(path)], str(tmp_path), StandardizeConfig(), client)[0]
     assert res.status == "failed"  # all are far smaller than a 1024 px tile, or degenerate

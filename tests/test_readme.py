@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from .test_notebooks import readme_command
+
 README = Path(__file__).resolve().parents[1] / "README.md"
 BLOCKS = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
 
@@ -97,6 +99,7 @@ def test_the_quickstart_is_what_ci_and_the_demo_fixture_run():
     assert set(extras) <= set(declared["optional-dependencies"]), extras
     for cmd in shell_commands():
         known = cmd in SETUP or cmd.startswith("pip install -e ") or cmd in RUNS
+        known = known or cmd == readme_command()  # tests/test_notebooks.py runs it
         assert known or cmd == "sarlo demo demo-out", f"a README command no test runs: {cmd}"
 
 
@@ -281,3 +284,28 @@ def test_each_readme_command_runs(case, places, s3_server):
             small = places["small_id"]
             ours = [r for r in records if r["scene_id"] == small]
             assert ours and all(r["caption"] for r in ours), [r["reason"] for r in ours]
+
+
+def test_hugging_face_datasets_gets_every_member_of_a_sample(demo):
+    """The README's `datasets` snippet: each sample comes with every member the shard holds
+    (the demo ships optic.png), the images decoded, the rest as bytes or dicts."""
+    datasets = pytest.importorskip("datasets")
+    from sarlo_dask import dataset
+
+    release = str(demo[0] / "release")
+    features = dataset.hf_features(release)
+    for split, files in dataset.hf_data_files(release).items():
+        hf = datasets.load_dataset(
+            "webdataset",
+            data_files={split: files},
+            split=split,
+            streaming=True,
+            features=features,
+        )
+        ours = {s["__key__"]: s for s in dataset.open(release, split, decode=False)}
+        for sample in hf:
+            members = set(ours[sample["__key__"]]) - {"__key__", "__url__"}
+            assert "optic.png" in members
+            got = {k for k, v in sample.items() if v is not None} - {"__key__", "__url__"}
+            assert got == members, (sample["__key__"], got ^ members)
+            assert sample["optic.png"].size == (1024, 1024)

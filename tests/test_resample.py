@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from numpy.polynomial import polynomial
@@ -90,3 +91,40 @@ def test_off_axis_poly_is_the_cross_derivative():
     # deskew phase integral along y: 0.1 y + 1e-4 y^2 + 3e-4 x y; d/dx = 3e-4 y
     x, y = 12.0, -40.0
     assert np.isclose(polynomial.polyval2d(x, y, p_row), -3e-4 * y)
+
+
+@pytest.mark.parametrize(
+    ("n_in", "n_out", "skewed"),
+    [(4096, 2048, False), (2048, 4096, False), (4096, 2048, True), (2048, 5120, True)],
+)
+def test_working_set_bounds_a_resampling_tasks_peak(n_in, n_out, skewed):
+    """resample.working_set, what the memory check counts, against the peak numpy
+    allocations (tracemalloc) of the task the workers run, its input block included:
+    a bound (with the task's fixed overhead), and a tight one (within 30 %)."""
+    import gc
+    import tracemalloc
+
+    from sarlo_dask.resample import plan_axis, working_set
+    from sarlo_dask.standardize import TASK_OVERHEAD, _resample_lines
+
+    lines = 64
+    plan = plan_axis(n_in, 0.8 * n_out / n_in, 0, n_in // 2, 0.8)
+    assert (plan.n_in, plan.n_out) == (n_in, n_out)
+    poly = np.array([[0.0, 0.02], [1e-4, 0.0]]) if skewed else np.zeros((1, 1))
+    rng = np.random.default_rng(0)
+    block = (rng.standard_normal((lines, n_in)) + 1j).astype(np.complex64)
+    positions = np.arange(lines) * 0.8
+    _resample_lines(block, positions, plan, poly, 1, 1)  # imports and caches: not the task's
+    gc.collect()
+    tracemalloc.start()
+    try:
+        block = block.copy()  # traced: the task holds its input
+        out = _resample_lines(block, positions, plan, poly, 1, 1)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert out.shape == (lines, n_out)
+    estimate = working_set(lines, n_in, n_out, skewed)
+    # the arrays are counted to the byte; a few Python objects (KBs) are TASK_OVERHEAD's
+    assert peak <= estimate + 2**16 and 2**16 < TASK_OVERHEAD, (peak, estimate)
+    assert estimate <= 1.3 * peak, (peak, estimate)

@@ -90,7 +90,7 @@ class Captioner:
         assert cfg.model is not None
         device, dtype = _device_dtype(cfg)
         _worker_threads()
-        kw = {"trust_remote_code": cfg.trust_remote_code}
+        kw: dict[str, Any] = {"trust_remote_code": cfg.trust_remote_code}
         disable_progress_bar()  # worker logs: no bar per load
         auto: Any = AutoModelForImageTextToText  # its stubs take the class, not a path
         model = auto.from_pretrained(cfg.model, dtype=dtype, **kw).to(device).eval()

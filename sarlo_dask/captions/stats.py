@@ -99,6 +99,14 @@ def format_labels(stats: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
+NO_LABELS = (
+    "No labels: a sample's label is the class of its MID caption,\n"
+    "and this release has no captions.\n\n"
+    "Build with a caption model (--caption-model FOLDER)\n"
+    "or server (--caption-server URL) to get them."
+)
+
+
 def plot_labels(stats: Mapping[str, Any], path: str) -> None:
     """A bar chart of the label shares per split, as PNG (no timestamp: same stats, same bytes)."""
     import matplotlib
@@ -108,6 +116,13 @@ def plot_labels(stats: Mapping[str, Any], path: str) -> None:
 
     splits = list(stats["labels"])
     names = sorted({n for s in splits for n in stats["labels"][s]})
+    if set(names) <= {"none"}:  # no caption, no label: say so rather than draw one bar
+        fig, ax = plt.subplots(figsize=(6.0, 4), dpi=100)
+        ax.axis("off")
+        ax.text(0.5, 0.5, NO_LABELS, ha="center", va="center", wrap=True)
+        fig.savefig(path, format="png", metadata={"Software": None})
+        plt.close(fig)
+        return
     x = np.arange(len(names))
     width = 0.8 / max(1, len(splits))
     fig, ax = plt.subplots(figsize=(max(6.0, 0.6 * len(names) + 2), 4), dpi=100)
