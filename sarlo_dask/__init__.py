@@ -20,13 +20,34 @@ dask.config.update_defaults(
     {"distributed": {"nanny": {"pre-spawn-environ": {"MALLOC_MMAP_THRESHOLD_": 64 << 20}}}}
 )
 
-from sarlo_dask.config import CaptionConfig, StandardizeConfig, TileConfig  # noqa: E402
-from sarlo_dask.errors import SceneError  # noqa: E402
-from sarlo_dask.geolocation import geolocate_tie_points, tie_point_step  # noqa: E402
-from sarlo_dask.resample import resample_axis  # noqa: E402
-from sarlo_dask.sicd import open_sicd, read_sicd_meta  # noqa: E402
-from sarlo_dask.simulate import SimulationSpec, simulate_scene  # noqa: E402
-from sarlo_dask.standardize import open_scene_store, standardize_scene  # noqa: E402
+_EXPORTS = {
+    "CaptionConfig": "sarlo_dask.config",
+    "StandardizeConfig": "sarlo_dask.config",
+    "TileConfig": "sarlo_dask.config",
+    "SceneError": "sarlo_dask.errors",
+    "geolocate_tie_points": "sarlo_dask.geolocation",
+    "tie_point_step": "sarlo_dask.geolocation",
+    "resample_axis": "sarlo_dask.resample",
+    "open_sicd": "sarlo_dask.sicd",
+    "read_sicd_meta": "sarlo_dask.sicd",
+    "SimulationSpec": "sarlo_dask.simulate",
+    "simulate_scene": "sarlo_dask.simulate",
+    "open_scene_store": "sarlo_dask.standardize",
+    "standardize_scene": "sarlo_dask.standardize",
+}
+"""the public API, imported when first used (PEP 562): a command that needs none of it, such
+as `sarlo verify`, starts without importing xarray, dask.array and sarpy"""
+
+
+def __getattr__(name: str) -> object:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'sarlo_dask' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "CaptionConfig",

@@ -193,10 +193,17 @@ def build(
     dry_run: bool = typer.Option(
         False, "--dry-run", help="the selection, refusals and tiles per scene, from headers alone"
     ),
+    replace: bool = typer.Option(
+        False,
+        "--replace",
+        help="publish the release of these inputs in place of the release of other inputs "
+        "that --out holds (without it, that is refused)",
+    ),
 ) -> None:
     """The whole build: standardize, tile, pair, caption, release; re-run to resume."""
     settings = (config, optical, zoom, include_optical, caption_model, caption_server, dry_run)
-    raise typer.Exit(cli_run.run_build(inputs, work, out, cluster, workers, *settings, dem=dem))
+    code = cli_run.run_build(inputs, work, out, cluster, workers, *settings, dem, replace)
+    raise typer.Exit(code)
 
 
 @app.command()
@@ -277,6 +284,7 @@ def demo(
         optical=str(optical),
         zoom=18,
         caption_model=caption_model,
+        replace=True,  # the demo's folder holds the demo's release, whatever its scenes
     )
     if code == 0:
         from sarlo_dask.figures import write_figures

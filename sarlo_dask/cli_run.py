@@ -239,6 +239,7 @@ def run_build(
     caption_server: list[str] | None = None,
     dry_run: bool = False,
     dem: str | None = None,
+    replace: bool = False,
 ) -> int:
     from sarlo_dask.config import (
         load_caption_config,
@@ -263,6 +264,7 @@ def run_build(
         check_optical,
         check_optical_coverage,
         check_protocol,
+        check_release_inputs,
         check_writable,
     )
 
@@ -282,6 +284,7 @@ def run_build(
     urls = _scene_urls(inputs, scfg.storage_options)
     _preflight(
         lambda: check_inputs(urls, scfg.storage_options),
+        lambda: check_release_inputs(out, urls, rcfg.storage_options, replace),
         lambda: check_optical_coverage(optical_fetch, tcfg, urls, scfg),
     )
     t0 = time.perf_counter()
@@ -290,7 +293,7 @@ def run_build(
             cluster,
             workers,
             lambda client, progress: build_dataset(
-                urls, work, out, scfg, tcfg, ccfg, rcfg, client, progress, say=typer.echo
+                urls, work, out, scfg, tcfg, ccfg, rcfg, client, progress, typer.echo, replace
             ),
         )
     rel = result.release

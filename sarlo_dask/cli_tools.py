@@ -1,5 +1,5 @@
 """The `sarlo` commands around the build: simulate scenes, rebuild a sample's optical view,
-a release's caption and label statistics."""
+a release's caption and label statistics, verify a release."""
 
 from __future__ import annotations
 
@@ -201,9 +201,41 @@ def stats(
     typer.echo(f"wrote {folder}/stats.json and {folder}/labels.png")
 
 
+def verify(
+    release: Annotated[str, typer.Argument(help="a release's URL (--out of a build)")],
+    deep: bool = typer.Option(
+        False, "--deep", help="also decode every sample (npy loads, json parses, png decodes)"
+    ),
+    config: Path | None = typer.Option(
+        None, help="YAML whose release.storage_options reach the release"
+    ),
+) -> None:
+    """Check a release against its manifest: every shard's size and sha256, index rows
+    against the shards' members, the counts. One line per problem (MISSING, MISMATCH,
+    EXTRA, INDEX, COUNT, UNDECODABLE and the file, relative to RELEASE) and exit 1; exit 0
+    when it is whole. The same `sarlo build` again repairs damaged or missing shards."""
+    from sarlo_dask.config import load_release_config
+    from sarlo_dask.errors import redact
+    from sarlo_dask.store import Store
+    from sarlo_dask.verify import verify_release
+
+    options = load_release_config(config).storage_options if config else {}
+    report = verify_release(Store.of(release, options), deep)
+    for problem in report.problems:
+        typer.echo(problem.line())
+    if report.problems:
+        typer.echo(f"{len(report.problems)} problems in {redact(release)}", err=True)
+        raise typer.Exit(1)
+    typer.echo(
+        f"intact: {report.shards} shards, {report.samples} samples, {report.bytes / 1e6:.1f} MB "
+        f"read{' and decoded' * deep} in {report.seconds:.1f} s"
+    )
+
+
 def register(app: typer.Typer) -> None:
     """Add these commands to the `sarlo` app."""
     app.command()(simulate)
+    app.command()(verify)
     optical_app.command("reconstruct")(optical_reconstruct)
     app.add_typer(optical_app, name="optical")
     app.command()(stats)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -236,6 +236,12 @@ class ReleaseConfig(BaseModel):
     shards_per_chunk: int = Field(100, ge=1)
     include_optical: bool = Field(
         False, description="add <key>.optic.png (most optical sources forbid redistribution)"
+    )
+    check_committed: Literal["sha256", "size"] = Field(
+        "sha256",
+        exclude=True,  # how shards are checked, not what they hold: in no digest
+        description="how a re-run checks the shards it reuses: their sha256 (every byte "
+        "read) or their size alone",
     )
     storage_options: dict[str, Any] = Field(default_factory=dict, exclude=True)
 

@@ -1,22 +1,32 @@
-"""Read a released dataset: WebDataset shards {url}/{split}/chunk_NNN/shard-NNNNN.tar.
+"""Read a released dataset: WebDataset shards {url}/{generation}/{split}/chunk_NNN/shard-NNNNN.tar.
 
-Only committed shards are read (those whose `.done.json` marker exists beside them; over
-HTTP, those manifest.json lists), so a release still being written is never read half-way.
-`open` streams samples with webdataset (usable in a PyTorch DataLoader); `iter_meta` reads
-just the meta.json members.
+{url}/manifest.json names the current generation (the folder of the release it describes,
+sarlo_dask.generations) and lists its shards with their sha256: only those are read, so a
+release being written beside it is never seen. The readers check each shard's sha256 while
+they stream it and raise ShardError naming the shard when it differs (`verify=False`: no
+check). A folder without a manifest is read as releases were before generations: the
+shards whose `.done.json` marker exists beside them. `open` streams samples with webdataset
+(usable in a PyTorch DataLoader); `iter_meta` reads just the meta.json members.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import tarfile
 from collections.abc import Iterator
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, BinaryIO
 
-from sarlo_dask.store import filesystem, join
+from sarlo_dask.store import filesystem, is_http, join
 
 SPLITS = ("train", "validation", "test")
+MANIFEST = "manifest.json"
+
+
+class ShardError(OSError):
+    """A shard whose bytes are not the ones its manifest lists (damaged or replaced)."""
 
 
 def meta_schema() -> dict[str, Any]:
@@ -31,60 +41,143 @@ def shard_marker(shard_url: str) -> str:
     return shard_url[: -len(".tar")] + ".done.json"
 
 
-def shard_urls(
+def read_manifest(url: str, storage_options: dict[str, Any] | None = None) -> dict | None:
+    """{url}/manifest.json (None: there is none, so no release has been published there)."""
+    fs, path = filesystem(join(url, MANIFEST), storage_options)
+    try:
+        with fs.open(path, "rb") as f:
+            return dict(json.loads(f.read()))
+    except FileNotFoundError:
+        return None
+
+
+def root_of(url: str, manifest: dict | None) -> str:
+    """The folder of the release `manifest` describes: its generation's, or `url` itself for
+    a release written before generations."""
+    generation = (manifest or {}).get("generation")
+    return join(url, generation) if generation else url.rstrip("/")
+
+
+def release_root(url: str, storage_options: dict[str, Any] | None = None) -> str:
+    """The folder holding the current release's shards, index.parquet and stats.json."""
+    return root_of(url, read_manifest(url, storage_options))
+
+
+@dataclass(frozen=True)
+class Shard:
+    """A committed shard: its URL and, when a manifest lists it, its sha256 and size."""
+
+    url: str
+    sha256: str | None = None
+    bytes: int | None = None
+
+
+def shards(
     url: str, split: str | None = None, storage_options: dict[str, Any] | None = None
-) -> list[str]:
-    """Committed shards of one split (or all), in release order: split, chunk, shard. Over
-    HTTP(S), which cannot list a folder, the shards that manifest.json lists."""
+) -> list[Shard]:
+    """The current release's shards of one split (or all), in release order: split, chunk,
+    shard. Those manifest.json lists; without one (a release from before generations),
+    the shards committed beside their markers (over HTTP, which cannot list: none)."""
+    manifest = read_manifest(url, storage_options)
+    if manifest is not None:
+        root, order = root_of(url, manifest), {s: i for i, s in enumerate(SPLITS)}
+        listed = [s for s in manifest["shards"] if split in (None, s["shard"].split("/", 1)[0])]
+        listed.sort(key=lambda s: (order[s["shard"].split("/", 1)[0]], s["shard"]))
+        return [Shard(join(root, s["shard"]), s["sha256"], s["bytes"]) for s in listed]
+    if is_http(url):
+        raise FileNotFoundError(
+            f"{join(url, MANIFEST)}: not found; a release served over HTTP is read through "
+            "its manifest, which the release stage writes when it ends"
+        )
     fs, root = filesystem(url, storage_options)
-    if url.startswith(("http://", "https://")):
-        return _published_shards(url, fs, split)
     fs.invalidate_cache()
     protocol = url.split("://", 1)[0] + "://" if "://" in url else ""
     out = []
     for s in [split] if split else SPLITS:
         found = sorted(fs.glob(f"{root}/{s}/chunk_*/shard-*.tar"))
         markers = set(fs.glob(f"{root}/{s}/chunk_*/shard-*.done.json"))
-        out += [protocol + p for p in found if shard_marker(p) in markers]
+        out += [Shard(protocol + p) for p in found if shard_marker(p) in markers]
     return out
 
 
-def _published_shards(url: str, fs: Any, split: str | None) -> list[str]:
-    """The shards manifest.json lists (each committed before the manifest was written)."""
-    where = join(url, "manifest.json")
-    try:
-        with fs.open(where, "rb") as f:
-            listed = [s["shard"] for s in json.load(f)["shards"]]
-    except FileNotFoundError:
-        raise FileNotFoundError(
-            f"{where}: not found; a release served over HTTP is read through its manifest, "
-            "which the release stage writes when it ends"
-        ) from None
-    order = {s: i for i, s in enumerate(SPLITS)}
-    ours = [p for p in listed if split is None or p.split("/", 1)[0] == split]
-    return [join(url, p) for p in sorted(ours, key=lambda p: (order[p.split("/", 1)[0]], p))]
+def shard_urls(
+    url: str, split: str | None = None, storage_options: dict[str, Any] | None = None
+) -> list[str]:
+    """The URLs of `shards`."""
+    return [s.url for s in shards(url, split, storage_options)]
+
+
+class _Checked:
+    """A shard's stream that hashes what is read; `check()` reads the rest and raises
+    ShardError when the bytes are not the shard's listed ones."""
+
+    def __init__(self, f: BinaryIO, shard: Shard) -> None:
+        self.f, self.shard, self.size = f, shard, 0
+        self._sha = hashlib.sha256()
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.f.read(n)
+        self._sha.update(data)
+        self.size += len(data)
+        return data
+
+    def check(self) -> None:
+        while self.read(1 << 20):
+            pass
+        want, got = self.shard.sha256, self._sha.hexdigest()
+        if want is not None and (got != want or self.size != self.shard.bytes):
+            raise ShardError(
+                f"{self.shard.url}: {self.size} bytes of sha256 {got[:16]}..., the manifest "
+                f"lists {self.shard.bytes} bytes of sha256 {want[:16]}... (a damaged shard: "
+                "`sarlo verify` lists every damaged file, the same `sarlo build` repairs them)"
+            )
+
+
+def _streams(
+    items: Iterator[dict[str, Any]], listed: dict[str, Shard], storage_options: Any, verify: bool
+) -> Iterator[dict[str, Any]]:
+    """webdataset's url -> stream stage: each shard opened, its sha256 checked once it is
+    read to its end (so the error comes after the samples read from it, before the next)."""
+    for item in items:
+        shard = listed[item["url"]]
+        fs, path = filesystem(shard.url, storage_options)
+        with fs.open(path, "rb") as f:
+            stream = _Checked(f, shard)
+            yield {"url": shard.url, "stream": stream}
+            if verify:
+                stream.check()
 
 
 def iter_meta(
-    url: str, split: str | None = None, storage_options: dict[str, Any] | None = None
+    url: str,
+    split: str | None = None,
+    storage_options: dict[str, Any] | None = None,
+    verify: bool = True,
 ) -> Iterator[dict[str, Any]]:
-    """The meta.json of every sample of the committed shards, in release order."""
-    for shard in shard_urls(url, split, storage_options):
-        fs, path = filesystem(shard, storage_options)
-        with fs.open(path, "rb") as f, tarfile.open(fileobj=f, mode="r|") as tar:
-            for member in tar:
-                if member.name.endswith(".meta.json"):
-                    data = tar.extractfile(member)
-                    assert data is not None
-                    yield json.loads(data.read())
+    """The meta.json of every sample of the current release, in release order (each shard's
+    sha256 checked once it is read, unless `verify` is False)."""
+    for shard in shards(url, split, storage_options):
+        fs, path = filesystem(shard.url, storage_options)
+        with fs.open(path, "rb") as f:
+            stream = _Checked(f, shard)
+            with tarfile.open(fileobj=stream, mode="r|") as tar:  # type: ignore[call-overload]
+                for member in tar:
+                    if member.name.endswith(".meta.json"):
+                        data = tar.extractfile(member)
+                        assert data is not None
+                        yield json.loads(data.read())
+            if verify:
+                stream.check()
 
 
 def index(url: str, storage_options: dict[str, Any] | None = None) -> Any:
-    """{url}/index.parquet as a pyarrow Table: one row per sample (GeoParquet; see
+    """The current release's index.parquet as a pyarrow Table: one row per sample (GeoParquet; see
     sarlo_dask.index); `.to_pandas()`, DuckDB and GeoPandas take it as it is."""
     import pyarrow.parquet as pq
 
-    fs, path = filesystem(join(url, "index.parquet"), storage_options)
+    fs, path = filesystem(
+        join(release_root(url, storage_options), "index.parquet"), storage_options
+    )
     with fs.open(path, "rb") as f:
         return pq.read_table(f)
 
@@ -96,32 +189,33 @@ def open(  # noqa: A001 - the dataset's entry point, as webdataset / xarray name
     decode: bool = True,
     where: Any = None,
     batch_size: int | None = None,
+    verify: bool = True,
 ) -> Any:
-    """A webdataset pipeline over one split's committed shards: dicts with `__key__`,
+    """A webdataset pipeline over one split of the current release: dicts with `__key__`,
     `sar.npy` (complex64 array), `sar.png` (bytes), `meta.json` (dict), `sicd.xml` (str).
 
     Shards open through fsspec (storage options stay out of URLs and logs) and are split
-    over DataLoader workers and nodes, so it feeds a PyTorch DataLoader directly. `where`, a
-    pyarrow compute expression over index.parquet's columns (e.g. `pc.field("polarization")
-    == "V:V"`), keeps the samples that match and reads only their bytes (one range request
-    per sample, at the offsets the index records).
+    over DataLoader workers and nodes, so it feeds a PyTorch DataLoader directly. Each
+    shard's sha256 is checked as it streams: a shard that is not the manifest's raises
+    ShardError naming it (`verify=False`: not checked). `where`, a pyarrow compute
+    expression over index.parquet's columns (e.g. `pc.field("polarization") == "V:V"`),
+    keeps the samples that match and reads only their bytes (one range request per sample,
+    at the offsets the index records; a range read checks no digest).
     `batch_size`: batches made by `collate`, for `DataLoader(ds, batch_size=None)`.
     """
     import webdataset as wds
     from webdataset import tariterators
 
-    urls = shard_urls(url, split, storage_options)
-    if not urls:
+    found = shards(url, split, storage_options)
+    if not found:
         raise FileNotFoundError(f"{join(url, split)}: no committed shards")
+    urls = [s.url for s in found]
     if where is None:
-
-        def opened(src: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-            for item in src:
-                fs, path = filesystem(item["url"], storage_options)
-                with fs.open(path, "rb") as f:
-                    yield {"url": item["url"], "stream": f}
-
+        listed = {s.url: s for s in found}
         source = [wds.SimpleShardList(urls)]
+        opened = functools.partial(
+            _streams, listed=listed, storage_options=storage_options, verify=verify
+        )
         expand = [opened, tariterators.tar_file_expander, tariterators.group_by_keys]
     else:  # the matching samples only: one range request each, from the index's offsets
         import pyarrow.compute as pc

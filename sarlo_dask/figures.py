@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from sarlo_dask.dataset import SPLITS
+from sarlo_dask.dataset import SPLITS, release_root
 from sarlo_dask.store import filesystem, write_bytes
 
 PANEL_IN = 4.0
@@ -180,7 +180,7 @@ def write_figures(
     """samples.png (n samples over the splits) and labels.png (from the release's
     stats.json) in `folder` (default: beside the release)."""
     folder = (folder or beside(release)).rstrip("/")
-    fs, path = filesystem(f"{release.rstrip('/')}/stats.json", storage_options)
+    fs, path = filesystem(f"{release_root(release, storage_options)}/stats.json", storage_options)
     with fs.open(path, "rb") as f:
         stats = json.loads(f.read())
     picked = pick_samples(release, n, storage_options)

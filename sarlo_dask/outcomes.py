@@ -118,6 +118,8 @@ class SceneTiles:
     damaged: list[Damage] = field(default_factory=list)
     """tiles and caption records found damaged, made again in this run; or the scene's store,
     which the next pass of the build makes again first (no tile was cut from it)"""
+    retry_due: int = 0
+    """kept tiles whose optical view failed for a reason a later run may not meet"""
 
     def record(self, summary: dict[str, Any]) -> bool:
         """Count one tile's outcome (a tile_stage summary); whether the tile was made."""
@@ -134,6 +136,7 @@ class SceneTiles:
             self.optical_failed.append({"key": summary["key"], "reason": summary["optical"]})
             if summary["retry"]:
                 self.status = "incomplete"  # transient: a later run fills what is missing
+                self.retry_due += 1
         return True
 
     def error(self, failure: Failure) -> None:
@@ -235,7 +238,7 @@ class Release:
     reused: int
     errors: list[Failure] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
-    """shards of an earlier plan that this one does not have, removed"""
+    """shards of earlier releases (generations) removed once this one was published"""
     damaged: list[Damage] = field(default_factory=list)
     """{work} units found damaged while indexing or packing: rebuilt, then released again"""
 
@@ -301,6 +304,7 @@ def catalogue_of(
     refused = [r.failure for r in scenes if r.failure is not None]
     return {
         "inputs": len(urls),
+        "scene_ids": sorted({r.scene_id for r in scenes}),
         "selected": list(selected),
         "refused": [
             {"url": f.url, "scene_id": f.id, "stage": f.stage, "reason": f.reason} for f in refused
@@ -309,10 +313,17 @@ def catalogue_of(
 
 
 def transient_scenes(scenes: Sequence[SceneResult], tiles: Sequence[SceneTiles]) -> list[str]:
-    """Scenes that failed for a reason other than a refusal by rule (a SceneError): {work} or
-    an input unreadable now. A release made without them would drop their samples."""
+    """Scenes that failed, or have tiles that failed, for a reason other than a refusal by
+    rule (a SceneError): {work} full or unreadable, an input, an optical source or a caption
+    server unreachable now. A release made without them would drop their samples: none is
+    published (a release shrinks only through refusals)."""
     out = [
         r.scene_id for r in scenes if r.failure and r.failure.exception not in ("", "SceneError")
     ]
     out += [t.scene_id for t in tiles if any(e.kind == "scene" for e in t.errors)]
+    out += [
+        t.scene_id
+        for t in tiles
+        if t.retry_due or any(e.exception != "SceneError" for e in t.errors)
+    ]
     return sorted(set(out))

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from sarlo_dask import release, resume
+from sarlo_dask import generations, release, resume
 from sarlo_dask.caption_pool import CaptionPool
 from sarlo_dask.captions.stats import dataset_stats
 from sarlo_dask.cluster import all_gpus, install_quiet_refusals, worker_memory
@@ -220,11 +220,14 @@ def release_scenes(
     catalogue: dict[str, Any] | None = None,
     progress: Progress = None,
     captions: str | None = None,
+    say: Callable[[str], Any] = lambda line: None,
 ) -> Release:
-    """Plan splits and shards over the scenes' kept tiles and write the shards that are not
-    committed yet under the same plan; then index.parquet, stats.json and manifest.json. URLs
-    for `work` and `out` are Stores with `storage_options` and the release's own; `captions`:
-    the caption settings' digest whose records are released (None: no captions)."""
+    """Plan splits and shards over the scenes' kept tiles and write the release as the
+    generation of its plan (sarlo_dask.generations): the shards not committed there yet, or
+    damaged since, then index.parquet and stats.json; then {out}/manifest.json makes it the
+    current release, and older generations are removed. A shard that fails publishes
+    nothing. URLs for `work` and `out` are Stores with `storage_options` and the release's
+    own; `captions`: the caption settings' digest whose records are released (None: none)."""
     from distributed import as_completed
 
     work, out = Store.of(work, storage_options), Store.of(out, cfg.storage_options)
@@ -237,44 +240,47 @@ def release_scenes(
     if damaged := [d for s in indexed.values() for d in s.damaged]:
         return release.damaged_release(out, damaged)  # rebuilt first, then released
     rp = release.release_plan(indexed, cfg)
-    plan, digest, index = rp.shards, rp.digest, rp.index
-    release.retire_manifest(out, digest)  # another plan's manifest and index go first
-    markers: dict[str, dict[str, Any]] = {}
+    gen = generations.generation(out, rp.digest)  # written beside the current release
     pending: dict[Any, str] = {}
-    for spec in plan:
-        done = release.committed(out, spec, digest)
-        if done is not None:
-            markers[spec.path] = done
-            continue
+    for spec in rp.shards:
         needed = {
-            s: {"provenance": index[s].provenance, "captions": captions} for s, _ in spec.keys
+            s: {"provenance": rp.index[s].provenance, "captions": captions} for s, _ in spec.keys
         }
-        args = (spec, work, out, needed, digest, cfg)
-        key = f"shard-{spec.path}-{digest}-{work.token}-{out.token}"
-        pending[client.submit(release.write_shard, *args, key=key)] = spec.path
-    reused = len(markers)
+        args = (spec, work, gen, needed, rp.digest, cfg, cfg.check_committed)
+        key = f"shard-{spec.path}-{rp.digest}-{work.token}-{gen.token}"
+        pending[client.submit(release.commit_shard, *args, key=key)] = spec.path
     if progress is not None and pending:
         progress(list(pending))
-    errors, damaged = [], []
+    markers: dict[str, dict[str, Any]] = {}
+    errors, damaged, written = [], [], 0
     for future in as_completed(list(pending)):
         try:
-            markers[pending[future]] = future.result()
+            done: release.ShardCommit = future.result()
         except DamagedError as exc:  # a sample's files: rebuilt, then this shard written
             damaged += exc.damage
             errors.append(Failure.of(exc, pending[future], "shard", "release"))
+            continue
         except Exception as exc:
             errors.append(Failure.of(exc, pending[future], "shard", "release"))
+            continue
         finally:
             future.release()
+        markers[pending[future]], written = done.marker, written + done.written
+        if done.damage:
+            say(f"DAMAGED {gen.path(pending[future])}: {done.damage}; rewriting the shard")
+        generations.pause_point("shards", written)
     # a shard task lost with its worker leaves its temporary file; its retry wrote the shard
     out.remove_partials()
-    stale = release.prune_shards(out, plan) if not errors else []
-    manifest = release.release_manifest(rp, markers, cfg, not errors, catalogue or {})
-    if not errors:  # written last: a manifest means every shard and the index are committed
-        manifest["index"] = release.write_index(out, rp, markers)
-        out.update_json(out.path("stats.json"), dataset_stats(rp.stats_rows()))
-        out.update_json(out.path("manifest.json"), manifest)
-    return Release(manifest, len(pending) - len(errors), reused, errors, stale, damaged)
+    if errors:  # the current release stays as it is (damaged samples: rebuilt, then again)
+        rel = release.unreleased(out, f"{len(errors)} shards could not be written", errors)
+        rel.damaged = damaged
+        return rel
+    manifest = release.release_manifest(rp, markers, cfg, True, catalogue or {})
+    manifest["index"] = release.write_index(gen, rp, markers)
+    gen.update_json(gen.path(generations.STATS), dataset_stats(rp.stats_rows()))
+    manifest = generations.publish(out, generations.generation_name(rp.digest), manifest)
+    stale = generations.prune(out, generations.generation_name(rp.digest))
+    return Release(manifest, written, len(markers) - written, [], stale)
 
 
 def build_dataset(
@@ -288,14 +294,19 @@ def build_dataset(
     client: Any,
     progress: Progress = None,
     say: Callable[[str], Any] = lambda line: None,
+    replace: bool = False,
 ) -> Build:
     """The whole build on one cluster: standardize -> tile, pair, caption -> release.
 
     Every stage skips what {work} (or {out}) already holds, so the same call resumes. What a
     pass finds damaged and cannot rebuild itself (a store its tiles are cut from, a sample's
     files) is removed and the pass runs again: each stage rebuilds it from its input. URLs
-    for `work` and `out` are Stores with the standardize and release storage options."""
+    for `work` and `out` are Stores with the standardize and release storage options. An
+    {out} holding the release of other inputs is a UsageError unless `replace`."""
+    from sarlo_dask.preflight import check_release_inputs
+
     work, out = Store.of(work, scfg.storage_options), Store.of(out, rcfg.storage_options)
+    check_release_inputs(out.url, list(urls), out.options, replace)
     for s in (work, out):
         if n := s.remove_partials():
             say(f"removed {n} half-written files an interrupted run left in {redact(s.url)}")
@@ -349,8 +360,12 @@ def _build_pass(
     keep = [t.scene_id for t in tiles if t.kept]
     say(f"[3/3] release of {len(keep)} scenes to {redact(out.url)}")
     captions, catalogue = ccfg.digest() if ccfg.model else None, catalogue_of(urls, ok, scenes)
-    rel = release.unreleased(out, unread) if (unread := transient_scenes(scenes, tiles)) else None
-    if rel is None:  # else a release without those scenes would drop their samples
-        rel = release_scenes(work, out, rcfg, client, keep, None, catalogue, progress, captions)
+    if unread := transient_scenes(scenes, tiles):  # a release without them would drop samples
+        why = f"release left as it was: {len(unread)} scenes failed for a reason not their input's"
+        rel = release.unreleased(out, f"{why} ({', '.join(unread[:3])})")
+    else:
+        rel = release_scenes(
+            work, out, rcfg, client, keep, None, catalogue, progress, captions, say
+        )
     say("")
     return Build(scenes, tiles, rel, prefetched[0] if prefetched else None)

@@ -93,6 +93,24 @@ def check_writable(url: str, option: str, storage_options: dict[str, Any] | None
         ) from None
 
 
+def check_release_inputs(
+    out: str, urls: list[str], storage_options: dict[str, Any] | None, replace: bool
+) -> None:
+    """An --out holding the release of other inputs is not overwritten unless --replace:
+    the one line names the scenes that differ (changed settings are no difference)."""
+    from sarlo_dask.dataset import read_manifest
+    from sarlo_dask.generations import input_change
+    from sarlo_dask.sicd import scene_id_from_url
+
+    if replace:
+        return
+    change = input_change(read_manifest(out, storage_options), map(scene_id_from_url, urls))
+    if change:
+        raise UsageError(
+            f"--out {redact(out)}", f"{change}; --replace publishes these in its place"
+        )
+
+
 def check_optical(spec: str | None, zoom: int) -> None:
     """The optical source parses and answers: a folder holds tiles, a GeoTIFF opens, an XYZ
     server answers a request (any HTTP status: only an unreachable host is refused)."""

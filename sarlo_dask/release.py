@@ -1,10 +1,12 @@
 """The release: splits by satellite pass, a deterministic shard plan, WebDataset shards.
 
-Layout: {out}/{split}/chunk_NNN/shard-NNNNN.tar, each followed by its commit marker
-shard-NNNNN.done.json (sha256, size, keys, member offsets, plan digest); then
-{out}/index.parquet, {out}/stats.json and {out}/manifest.json. A shard is written by one
-task (sarlo_dask.shard_tar: webdataset's tar layout at a fixed mtime, hashed as written), to
-a temporary name first, so a reader never sees half a shard.
+Layout of one release (a generation, sarlo_dask.generations, in {out}/gen-<plan digest>/):
+{split}/chunk_NNN/shard-NNNNN.tar, each followed by its commit marker shard-NNNNN.done.json
+(sha256, size, keys, member offsets, plan digest); then index.parquet and stats.json; then
+{out}/manifest.json makes it current. A shard is written by one task (sarlo_dask.shard_tar:
+webdataset's tar layout at a fixed mtime, hashed as written), to a temporary name first, so
+a reader never sees half a shard; a committed shard is reused only when its bytes are still
+those its marker lists (`commit_shard`).
 """
 
 from __future__ import annotations
@@ -13,14 +15,15 @@ import hashlib
 import json
 import os
 import tempfile
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from sarlo_dask import __version__
 from sarlo_dask.caption_stage import NO_MODEL, caption_damage
 from sarlo_dask.config import ReleaseConfig
-from sarlo_dask.dataset import shard_marker
+from sarlo_dask.dataset import read_manifest, shard_marker
 from sarlo_dask.index import INDEX, index_parquet, index_rows
 from sarlo_dask.integrity import (
     Damage,
@@ -44,6 +47,7 @@ from sarlo_dask.splits import (
 )
 from sarlo_dask.store import PARTIAL, Store, is_local
 from sarlo_dask.tile_stage import tile_lineage
+from sarlo_dask.verify import read_shard
 
 
 @dataclass
@@ -106,31 +110,18 @@ def scene_index(work: Store, scene_id: str, captions: str | None = None) -> Scen
     return SceneIndex(rows, attrs.get("provenance"), damaged)
 
 
-def retire_manifest(out: Store, digest: str) -> None:
-    """Before shards of another plan are written: remove the old manifest and index, whose
-    offsets and checksums would no longer describe the shards (a reader sees no manifest, not
-    a wrong one, until this release completes)."""
-    url = out.path("manifest.json")
-    if out.exists(url) and out.read_json(url).get("plan") != digest:
-        out.remove(url)
-        out.remove(out.path(INDEX))
-
-
-def unreleased(out: Store, unread: Sequence[str]) -> Release:
-    """The Release of a build that left {out} as it was (its current manifest, if any),
-    because the scenes `unread` could not be read now: a release without them would drop
-    their samples."""
-    url = out.path("manifest.json")
+def unreleased(out: Store, why: str, errors: Sequence[Failure] = ()) -> Release:
+    """The Release of a build that left {out} as it was (its current release, if any): `why`
+    says what kept the new one back, `errors` the shards that failed."""
     none = {"samples": 0, "shards": [], "splits": {}, "captions": {"captioned": 0, "without": 0}}
-    manifest = out.read_json(url) if out.exists(url) else none
-    why = f"release left as it was: {len(unread)} scenes could not be read now ({unread[0]})"
-    return Release(manifest, 0, 0, [Failure("release", "shard", "release", why)])
+    manifest = read_manifest(out.url, out.options) or none
+    return Release(manifest, 0, 0, [*errors, Failure("release", "shard", "release", why)])
 
 
 def damaged_release(out: Store, damaged: list[Damage]) -> Release:
     """The Release of a pass that found {work} units damaged before writing any shard: {out}
     left as it was; the build rebuilds the units and releases again."""
-    rel = unreleased(out, [damaged[0].scene_id])
+    rel = unreleased(out, f"release left as it was: {len(damaged)} damaged units made again first")
     why = [
         Failure(d.path, "scene" if d.kind == "scene" else "tile", "release", f"damaged: {d.reason}")
         for d in damaged
@@ -187,6 +178,7 @@ def release_manifest(
         "plan": plan.digest,
         "complete": complete,
         "samples": len(plan.samples),
+        "scenes": dict(sorted(Counter(r["scene_id"] for r in plan.rows).items())),
         "bytes": sum(m["bytes"] for m in markers.values()),
         "captions": {"captioned": captioned, "without": len(plan.rows) - captioned},
         "splits": split_report(plan.samples, plan.assignment, cfg.splits),
@@ -322,21 +314,6 @@ def write_shard(
     return marker
 
 
-def prune_shards(out: Store, plan: Sequence[ShardSpec]) -> list[str]:
-    """Remove the shards (and markers) of an earlier plan that this plan does not have: a
-    release holds exactly its plan's shards. The paths removed, relative to `out`."""
-    fs, root = out.filesystem()
-    fs.invalidate_cache()
-    keep = {p.path for p in plan} | {shard_marker(p.path) for p in plan}
-    stale = []
-    for path in sorted(fs.glob(f"{root}/*/chunk_*/shard-*")):
-        rel = path[len(root) :].lstrip("/")
-        if rel.endswith((".tar", ".done.json")) and rel not in keep:
-            fs.rm(path)
-            stale.append(rel)
-    return stale
-
-
 def committed(out: Store, spec: ShardSpec, digest: str) -> dict | None:
     """The marker of a shard an earlier run completed under the same plan, else None."""
     url = shard_marker(out.path(spec.path))
@@ -344,6 +321,49 @@ def committed(out: Store, spec: ShardSpec, digest: str) -> dict | None:
         return None
     marker = out.read_json(url)
     return marker if marker.get("plan") == digest else None
+
+
+def shard_damage(out: Store, marker: Mapping[str, Any], check: str = "sha256") -> str:
+    """Why a committed shard is no longer what its marker lists ("": it is): gone, another
+    size, or (`check` "sha256") other bytes."""
+    fs, path = out.filesystem(out.path(marker["shard"]))
+    fs.invalidate_cache()
+    if not fs.exists(path):
+        return "missing"
+    size = fs.size(path)
+    if size != marker["bytes"]:
+        return f"{size} bytes, its marker lists {marker['bytes']}"
+    if check == "sha256" and (got := read_shard(fs, path).sha256) != marker["sha256"]:
+        return f"sha256 {got[:16]}..., its marker lists {marker['sha256'][:16]}..."
+    return ""
+
+
+@dataclass(frozen=True)
+class ShardCommit:
+    """A shard of the plan: its marker, and whether it was written now and why."""
+
+    marker: dict[str, Any]
+    written: bool
+    damage: str = ""
+    """why the committed shard it replaces was not reused ("": there was none)"""
+
+
+def commit_shard(
+    spec: ShardSpec,
+    work: Store,
+    out: Store,
+    scenes: Mapping[str, Mapping[str, Any]],
+    digest: str,
+    cfg: ReleaseConfig,
+    check: Literal["sha256", "size"] = "sha256",
+) -> ShardCommit:
+    """The shard `spec` of plan `digest` in `out` (a task): the committed one when its bytes
+    are still its marker's, else written (again)."""
+    marker = committed(out, spec, digest)
+    damage = shard_damage(out, marker, check) if marker is not None else ""
+    if marker is not None and not damage:
+        return ShardCommit(marker, False)
+    return ShardCommit(write_shard(spec, work, out, scenes, digest, cfg), True, damage)
 
 
 def write_index(out: Store, plan: ReleasePlan, markers: Mapping[str, dict[str, Any]]) -> dict:

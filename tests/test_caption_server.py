@@ -256,9 +256,10 @@ def test_preflight_refuses_a_server_without_the_model_or_the_key(vlm, proxy, mon
 def test_a_tile_the_server_failed_is_released_only_once_captioned(
     tiled, scenes, vlm, proxy, client, tmp_path
 ):
-    """A build during which the server fails one tile's requests: exit 3, that tile is not
-    in the release (no shard ships a caption still to come); the re-run captions it and the
-    release holds it, every shard's meta.json agreeing with index.parquet."""
+    """A build during which the server fails one tile's requests: exit 3, nothing published
+    (no shard ships a caption still to come, and a release shrinks only through refusals);
+    the re-run captions it and the release holds it, every shard's meta.json agreeing with
+    index.parquet."""
     from sarlo_dask.config import ReleaseConfig
     from sarlo_dask.pipeline import build_dataset
 
@@ -278,7 +279,7 @@ def test_a_tile_the_server_failed_is_released_only_once_captioned(
     cfg = config(vlm, proxy)
     first = build_dataset(*args, cfg, ReleaseConfig(), client)
     assert first.exit_code() == 3 and any(e.id == key for t in first.tiles for e in t.errors)
-    assert key not in dataset.index(str(out)).column("key").to_pylist()
+    assert not (out / "manifest.json").exists()  # nothing published: no release without it
     assert "500" in {s.answer for s in proxy.posts()}  # the fault happened
     proxy.faults = {}
     again = build_dataset(*args, cfg, ReleaseConfig(), client)

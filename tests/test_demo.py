@@ -108,7 +108,8 @@ def test_the_label_chart_is_the_one_sarlo_stats_draws(demo, tmp_path):
     assert list(cwd.iterdir()) == []
     assert f"wrote {public}/stats.json and {public}/labels.png" in run.stdout
     written = json.loads((public / "stats.json").read_text())
-    assert written == json.loads((out / "release" / "stats.json").read_text())
+    current = Path(dataset.release_root(str(out / "release")))
+    assert written == json.loads((current / "stats.json").read_text())
     manifest = json.loads((out / "release" / "manifest.json").read_text())
     assert sum(v["count"] for v in written["labels"]["all"].values()) == manifest["samples"]
     assert (public / "labels.png").read_bytes() == (out / "labels.png").read_bytes()

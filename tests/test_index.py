@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 from datetime import UTC, datetime
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -35,7 +36,7 @@ def _intersects(meta, box):
 
 def test_one_row_per_sample_listed_in_the_manifest(release_built, metas):
     out = release_built[0]
-    data = (out / "index.parquet").read_bytes()
+    data = (Path(dataset.release_root(str(out))) / "index.parquet").read_bytes()
     manifest = json.loads((out / "manifest.json").read_text())
     entry = manifest["index"]
     assert entry["sha256"] == hashlib.sha256(data).hexdigest() and entry["bytes"] == len(data)
@@ -53,7 +54,7 @@ def test_one_row_per_sample_listed_in_the_manifest(release_built, metas):
         ring = [list(p) for p in wkb_polygon(row["geometry"])[0]]
         assert ring == meta["footprint"]["coordinates"][0]
         # each member's offset and size point at its bytes in the shard
-        shard = (out / row["shard"]).read_bytes()
+        shard = (Path(dataset.release_root(str(out))) / row["shard"]).read_bytes()
         sizes = {m["name"]: (m["offset"], m["size"]) for m in row["members"]}
         assert {"sar.npy", "sar.png", "meta.json", "sicd.xml"} <= set(sizes)
         off, size = sizes["meta.json"]
@@ -94,7 +95,7 @@ def test_filters_in_pyarrow_and_duckdb_equal_a_scan_of_every_meta(release_built,
         ),
         "none": (pc.field("polarization") == "H:H", "polarization = 'H:H'", lambda m: False),
     }
-    path = str(out / "index.parquet")
+    path = dataset.release_root(str(out)) + "/index.parquet"
     for name, (expr, sql, scan) in cases.items():
         want = sorted(k for k, m in metas.items() if scan(m))
         got = sorted(table.filter(expr).column("key").to_pylist())
@@ -112,7 +113,7 @@ def test_geopandas_reads_the_index_as_it_is(release_built, metas):
     from shapely.geometry import box, shape
 
     out = release_built[0]
-    gdf = geopandas.read_parquet(out / "index.parquet")
+    gdf = geopandas.read_parquet(dataset.release_root(str(out)) + "/index.parquet")
     assert gdf.crs is not None and gdf.crs.to_string() == "OGC:CRS84"  # lon, lat (GeoParquet)
     assert len(gdf) == len(metas)
     for key, geom in zip(gdf["key"], gdf.geometry, strict=True):
@@ -148,8 +149,9 @@ def test_open_where_reads_only_the_matching_samples_bytes(release_built, metas, 
         m["offset"] for m in row["members"]
     )
     shards = sorted(set(train.column("shard").to_pylist()))
-    read = {s: s3_server.traffic(f"/sarlo/rel/{s}") for s in shards}
+    gen = json.loads((out / "manifest.json").read_text())["generation"]
+    read = {s: s3_server.traffic(f"/sarlo/rel/{gen}/{s}") for s in shards}
     assert read[row["shard"]] == (1, span), read[row["shard"]]  # one request, its bytes only
     assert all(n == 0 for s, (n, _) in read.items() if s != row["shard"])
-    all_bytes = sum((out / s).stat().st_size for s in shards)
+    all_bytes = sum((out / gen / s).stat().st_size for s in shards)
     print(f"filtered read of 1 of {train.num_rows} train samples: {span} of {all_bytes} bytes")

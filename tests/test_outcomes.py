@@ -1,5 +1,5 @@
 """Typed outcomes and the release's guards: what a build records, and what it refuses to
-publish (a release that would drop scenes unread now; a manifest of another plan)."""
+publish (a release that would drop scenes unread now)."""
 
 from __future__ import annotations
 
@@ -28,14 +28,11 @@ def test_only_failures_that_are_not_refusals_hold_the_release_back():
     assert transient_scenes([flaky, bad], [tiles]) == ["a", "c"]
 
 
-def test_a_release_of_another_plan_retires_the_old_manifest_and_index(release_built, tmp_path):
+def test_a_build_held_back_leaves_the_current_release(release_built, tmp_path):
     out = tmp_path / "out"
     shutil.copytree(release_built[0], out)
     store = Store(str(out))
     plan = json.loads((out / "manifest.json").read_text())["plan"]
-    release.retire_manifest(store, plan)  # the same plan: kept
-    assert (out / "manifest.json").exists() and (out / "index.parquet").exists()
-    kept = release.unreleased(store, ["x"])  # left as it was: the current manifest
+    kept = release.unreleased(store, "x could not be read now")  # the current manifest
     assert kept.manifest["plan"] == plan and kept.errors and kept.written == 0
-    release.retire_manifest(store, "another")
-    assert not (out / "manifest.json").exists() and not (out / "index.parquet").exists()
+    assert kept.errors[-1].reason == "x could not be read now"

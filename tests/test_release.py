@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -115,7 +116,7 @@ def test_samples_read_back_complete_with_pass_disjoint_splits(release_built):
     assert n == manifest["samples"] == sum(s["samples"] for s in manifest["shards"])
     assert all(len(s) == 1 for s in passes.values()), passes  # no pass in two splits
     assert len({next(iter(s)) for s in passes.values()}) >= 2
-    stats = json.loads((out / "stats.json").read_text())
+    stats = json.loads((Path(dataset.release_root(str(out))) / "stats.json").read_text())
     assert stats["captions"]["MID"]["n"] == n
 
 
@@ -205,7 +206,7 @@ def test_build_killed_at_several_points_resumes_to_the_same_bytes(
         lambda: any((work / "scenes").glob("*.done.json")),
         lambda: any((work / "tiles").glob("*/*.meta.json")),
         lambda: any((work / "captions").glob("*/*.json")),
-        lambda: any(out.glob("*/chunk_*/*.done.json")),
+        lambda: any(out.glob("gen-*/*/chunk_*/*.done.json")),
     ]
     for ready in points:
         kill_when(run_build(release_setup, work, out), ready)
@@ -239,7 +240,7 @@ def test_killed_and_resumed_with_work_and_out_on_s3(release_setup, release_built
 
         return ready
 
-    for pattern in ("sarlo/work/tiles/*/*.meta.json", "sarlo/out/*/chunk_*/*.done.json"):
+    for pattern in ("sarlo/work/tiles/*/*.meta.json", "sarlo/out/gen-*/*/chunk_*/*.done.json"):
         kill_when(
             run_build(release_setup, "s3://sarlo/work", "s3://sarlo/out", env), found(pattern)
         )

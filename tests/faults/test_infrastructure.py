@@ -30,7 +30,7 @@ def test_workers_killed_in_standardize_tiles_and_release(
             ("scenes/*.zarr/slc/c/*/*", lambda: killed.append(kill_worker(client))),
             ("tiles/*/*.meta.json", lambda: killed.append(kill_worker(client))),
             (
-                lambda: any(out.glob("*/chunk_*/shard-*")),
+                lambda: any(out.glob("gen-*/*/chunk_*/shard-*")),
                 lambda: killed.append(kill_worker(client)),
             ),
         ]
