@@ -289,7 +289,11 @@ def demo(
     if code == 0:
         from sarlo_dask.figures import write_figures
 
-        typer.echo(f"release: {out / 'release'} (manifest.json, stats.json, train/ ...)")
+        typer.echo(
+            f"release: {out / 'release'} (manifest.json names the generation folder gen-*/ "
+            "with the shards, index.parquet and stats.json; check it: sarlo verify "
+            f"{out / 'release'})"
+        )
         fig = write_figures(str(out / "release"), str(out))
         typer.echo(f"figures: {fig.samples} ({fig.summary}) and {fig.labels}")
         typer.echo(
