@@ -256,8 +256,9 @@ def test_preflight_refuses_a_server_without_the_model_or_the_key(vlm, proxy, mon
 def test_a_tile_the_server_failed_is_released_only_once_captioned(
     tiled, scenes, vlm, proxy, client, tmp_path
 ):
-    """A build during which the server fails one tile's requests: exit 3, nothing published
-    (no shard ships a caption still to come, and a release shrinks only through refusals);
+    """A build during which the server fails one tile's requests: nothing published, exit 4
+    as there is no release yet (no shard ships a caption still to come, and a release shrinks
+    only through refusals);
     the re-run captions it and the release holds it, every shard's meta.json agreeing with
     index.parquet."""
     from sarlo_dask.config import ReleaseConfig
@@ -278,7 +279,7 @@ def test_a_tile_the_server_failed_is_released_only_once_captioned(
     args = ([str(scenes["fine"])], work, str(out), small_scene_config(), tiled[2])
     cfg = config(vlm, proxy)
     first = build_dataset(*args, cfg, ReleaseConfig(), client)
-    assert first.exit_code() == 3 and any(e.id == key for t in first.tiles for e in t.errors)
+    assert first.exit_code() == 4 and any(e.id == key for t in first.tiles for e in t.errors)
     assert not (out / "manifest.json").exists()  # nothing published: no release without it
     assert "500" in {s.answer for s in proxy.posts()}  # the fault happened
     proxy.faults = {}
