@@ -311,11 +311,8 @@ def check_optical_coverage(spec: str | None, tiles: Any, urls: list[str], scene:
 
     import mercantile
 
-    from sarlo_dask.errors import SceneError
     from sarlo_dask.optical.sources import FolderTiles, HTTPTiles, TileFailure, source_from_spec
-    from sarlo_dask.sicd import read_header
-    from sarlo_dask.standardize import plan_scene
-    from sarlo_dask.tiles import tile_windows
+    from sarlo_dask.scene_stage import preview_scene
 
     zoom = tiles.zoom
     source = source_from_spec(spec, zoom)
@@ -328,23 +325,20 @@ def check_optical_coverage(spec: str | None, tiles: Any, urls: list[str], scene:
             raise UsageError(what, f"no tiles at zoom {zoom} (it has zoom {levels})")
 
     def centre(url: str) -> tuple[int, int, int] | None:
-        try:
-            sicd = read_header(url, scene.storage_options)[0]
-            rg, az = plan_scene(sicd, scene, url)
-            scp = sicd.GeoData.SCP.LLH
-        except (SceneError, AttributeError):
-            return None  # the scene stage refuses it with its reason
-        if not tile_windows("", az.n_out, rg.n_out, tiles.size, tiles.stride):
-            return None  # no tile to pair
-        t = mercantile.tile(scp.Lon, scp.Lat, zoom)
+        """The centre tile of a scene the selection keeps and that gives tiles (a refused
+        scene says its own reason later), as `sarlo build --dry-run` previews it."""
+        view = preview_scene(url, scene, tiles.size, tiles.stride)
+        if view.reason or not view.tiles or view.centre is None:
+            return None
+        t = mercantile.tile(view.centre[1], view.centre[0], zoom)
         return (zoom, t.x, t.y)
 
     with ThreadPoolExecutor(max(1, min(PROBE_THREADS, len(urls)))) as pool:
-        tiles = dict(zip(urls, pool.map(centre, urls), strict=True))
-    wanted = sorted({t for t in tiles.values() if t is not None})
+        tiles_of = dict(zip(urls, pool.map(centre, urls), strict=True))
+    wanted = sorted({t for t in tiles_of.values() if t is not None})
     got = source.fetch(wanted)
     problems = []
-    for url, t in tiles.items():
+    for url, t in tiles_of.items():
         if t is None:
             continue
         z, x, y = t

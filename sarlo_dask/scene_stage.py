@@ -156,6 +156,8 @@ class ScenePreview:
     """(azimuth, range) pixels at the output spacing"""
     tiles: int = 0
     """windows the tile stage would cut (before its validity check)"""
+    centre: tuple[float, float] | None = None
+    """(lat, lon) of its scene centre point (SCP)"""
 
     def line(self) -> str:
         if self.reason:
@@ -174,4 +176,6 @@ def preview_scene(url: str, cfg: StandardizeConfig, size: int, stride: int) -> S
     except SceneError as exc:
         return ScenePreview(url, scene_id, exc.reason)
     n = len(tile_windows(scene_id, plan_az.n_out, plan_rg.n_out, size, stride))
-    return ScenePreview(url, scene_id, size=(plan_az.n_out, plan_rg.n_out), tiles=n)
+    scp = sicd.GeoData.SCP.LLH
+    size_px = (plan_az.n_out, plan_rg.n_out)
+    return ScenePreview(url, scene_id, size=size_px, tiles=n, centre=(scp.Lat, scp.Lon))
