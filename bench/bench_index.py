@@ -46,13 +46,13 @@ class CountingFS(LocalFileSystem):
 
 
 def main() -> None:
+    from common import pass_scenes
     from distributed import Client, LocalCluster
 
     from sarlo_dask import dataset, release
     from sarlo_dask.config import CaptionConfig, ReleaseConfig, StandardizeConfig, TileConfig
     from sarlo_dask.index import index_parquet, index_rows
     from sarlo_dask.pipeline import build_dataset, release_scenes
-    from sarlo_dask.simulate import SimulationSpec, simulate_scene
     from sarlo_dask.store import Store
 
     ap = argparse.ArgumentParser()
@@ -61,14 +61,7 @@ def main() -> None:
     args = ap.parse_args()
     root = Path(args.dir).resolve()
     root.mkdir(exist_ok=True)
-    urls = []
-    for i in range(args.scenes):
-        path = root / f"index_{i:02d}.nitf"
-        if not path.exists():
-            start = f"2025-08-{1 + i:02d}T10:00:00"  # a pass per scene
-            spec = SimulationSpec(1200, 1200, 0.4, 0.4, seed=200 + i, collect_start=start)
-            simulate_scene(path, spec)
-        urls.append(str(path))
+    urls = pass_scenes(root, "index", args.scenes, 200, 8)
     work, out = root / "index_work", root / "index_out"
     shutil.rmtree(work, ignore_errors=True)
     shutil.rmtree(out, ignore_errors=True)

@@ -81,11 +81,11 @@ def report(name: str, measured: dict[str, dict[bool, float]]) -> None:
 
 
 def main() -> None:
+    from common import pass_scenes
     from distributed import Client, LocalCluster
 
     from sarlo_dask.config import CaptionConfig, ReleaseConfig, StandardizeConfig, TileConfig
     from sarlo_dask.pipeline import build_dataset, release_scenes
-    from sarlo_dask.simulate import SimulationSpec, simulate_scene
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--scenes", type=int, default=6)
@@ -95,14 +95,7 @@ def main() -> None:
     args = ap.parse_args()
     root = Path(args.dir).resolve()
     root.mkdir(exist_ok=True)
-    urls = []
-    for i in range(args.scenes):
-        path = root / f"verify_{i:02d}.nitf"
-        if not path.exists():
-            start = f"2025-09-{1 + i:02d}T10:00:00"  # a pass per scene
-            spec = SimulationSpec(1200, 1200, 0.4, 0.4, seed=300 + i, collect_start=start)
-            simulate_scene(path, spec)
-        urls.append(str(path))
+    urls = pass_scenes(root, "verify", args.scenes, 300, 9)
     work, out = root / "verify_work", root / "verify_out"
     shutil.rmtree(work, ignore_errors=True)
     shutil.rmtree(out, ignore_errors=True)

@@ -78,3 +78,22 @@ def table(rows: list[tuple[str, Measurement, Measurement, str]]) -> str:
             f"{base.peak_mb:8.0f}  {target}"
         )
     return "\n".join(lines)
+
+
+def pass_scenes(root: Any, prefix: str, n: int, seed: int, month: int) -> list[str]:
+    """`n` simulated 1200 x 1200 scenes at 0.4 m under `root`, a satellite pass each (collected
+    on day i of `month` 2025), made once and reused by later runs; their paths."""
+    from pathlib import Path
+
+    from sarlo_dask.simulate import SimulationSpec, simulate_scene
+
+    urls = []
+    for i in range(n):
+        path = Path(root) / f"{prefix}_{i:02d}.nitf"
+        if not path.exists():
+            start = f"2025-{month:02d}-{1 + i:02d}T10:00:00"
+            simulate_scene(
+                path, SimulationSpec(1200, 1200, 0.4, 0.4, seed=seed + i, collect_start=start)
+            )
+        urls.append(str(path))
+    return urls
