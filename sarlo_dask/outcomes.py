@@ -208,6 +208,8 @@ class Prefetch:
     """tiles asked for, by the process that asked"""
     plan_errors: list[str] = field(default_factory=list)
     """scenes whose plan failed: their tile tasks fetch their own tiles"""
+    damaged: list[Damage] = field(default_factory=list)
+    """cached images found damaged by the plan (sha256): fetched again"""
     plan_seconds: float = 0.0
     """wall time of the planning (tasks per scene), then of the fetch tasks"""
     fetch_seconds: float = 0.0

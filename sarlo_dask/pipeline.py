@@ -353,6 +353,8 @@ def _build_pass(
     say("")
     for p in prefetched:
         say(p.line())
+        for d in p.damaged:
+            say(d.line())
     for line in [d.line() for t in tiles for d in one_per_unit(t.damaged) if d.kind != "scene"]:
         say(line)
     for line in (x for t in tiles for x in t.lines()):

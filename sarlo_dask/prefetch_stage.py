@@ -8,6 +8,8 @@ each window still to make), the union over the build less what the cache holds i
 groups in (z, x, y) order, and each group is one fetch task through the tile stage's own
 source (rate limit, retries, Retry-After, whole-or-nothing cache writes). A tile whose
 prefetch failed is not in the cache: the tile task that needs it fetches it again, as before.
+The plan reads each cached image it counts on and checks its sha256: a damaged one is said
+(a DAMAGED line of the build) and fetched again.
 """
 
 from __future__ import annotations
@@ -16,11 +18,12 @@ import os
 import socket
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sarlo_dask.config import TileConfig
 from sarlo_dask.errors import exception_line
+from sarlo_dask.integrity import Damage
 from sarlo_dask.optical.pair import xyz_tiles_needed
 from sarlo_dask.optical.sources import HTTPTiles, TileFailure
 from sarlo_dask.outcomes import Prefetch, PrefetchOutcome, XYZTile
@@ -60,6 +63,8 @@ class XYZNeeds:
     windows: int
     """windows planned: those to make whose ValidData share reaches min_valid_fraction"""
     seconds: float
+    damaged: list[Damage] = field(default_factory=list)
+    """cached images whose bytes are not those recorded at commit: fetched again"""
 
 
 def plan_scene_xyz(
@@ -90,8 +95,9 @@ def plan_scene_xyz(
         planned += 1
         need.update(xyz_tiles_needed(w, ds, pair_cfg))
     tiles = sorted(need)
-    cached = sorted(source.cached(tiles))
-    return XYZNeeds(scene_id, tiles, cached, planned, time.perf_counter() - t0)
+    damaged: list[Damage] = []
+    cached = sorted(source.cached(tiles, damaged))
+    return XYZNeeds(scene_id, tiles, cached, planned, time.perf_counter() - t0, damaged)
 
 
 @dataclass(frozen=True)
@@ -163,6 +169,7 @@ def prefetch(
             future.release()
     plan = fetch_plan(needs, cfg.prefetch_tiles)
     record.planned, record.cached = plan.planned, plan.cached
+    record.damaged = list({d.path: d for n in needs for d in n.damaged}.values())
     record.plan_seconds, t1 = time.perf_counter() - t0, time.perf_counter()
     fetches = {}
     for g in plan.groups:

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,9 +35,11 @@ with socket.socket() as _probe:
     _probe.bind(("127.0.0.1", 0))
     S3_PORT = _probe.getsockname()[1]
 os.environ["AWS_ENDPOINT_URL"] = f"http://127.0.0.1:{S3_PORT}"
+import fsspec  # noqa: E402
 import netguard  # noqa: E402
 
 netguard.install()
+fsspec.register_implementation("fullfs", "fullfs.FullFileSystem", clobber=True)
 
 from sarlo_dask.simulate import SimulationSpec, simulate_scene  # noqa: E402
 
@@ -305,3 +310,43 @@ def tiled(scenes, client, tmp_path_factory):
     (res,) = tile_scenes(work, cfg, client)
     assert res.kept >= 16 and not res.optical_failed
     return root, work, cfg, res
+
+
+@dataclass
+class FullDisk:
+    """A small disk for {work}: `path` to look at and fill locally, `url` for the build;
+    `size(n)` gives it n bytes, `make_room()` gives it space again."""
+
+    kind: str
+    path: Path
+    url: str
+    mounted: bool = False
+
+    def size(self, n: int) -> None:
+        if self.kind == "fsspec":
+            (self.path / ".fullfs-quota").write_text(str(n))
+            return
+        mount = ["mount", "-t", "tmpfs", "-o", f"size={n}", "tmpfs", str(self.path)]
+        run = subprocess.run(mount, capture_output=True)
+        if run.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here: {run.stderr.decode().strip()}")
+        self.mounted = True
+
+    def make_room(self) -> None:
+        if self.kind == "tmpfs":
+            subprocess.run(["mount", "-o", "remount,size=2g", str(self.path)], check=True)
+        else:
+            (self.path / ".fullfs-quota").unlink()
+
+
+@pytest.fixture(params=["tmpfs", "fsspec"])
+def full_disk(request, tmp_path) -> Iterator[FullDisk]:
+    """A small disk: a real tmpfs where the tests run as root (mounting needs it; skipped
+    elsewhere), and everywhere an fsspec file system raising ENOSPC as a full disk does
+    (tests/netguard/fullfs.py), which the build writes through as it does an object store."""
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    disk = FullDisk(request.param, mnt, str(mnt) if request.param == "tmpfs" else f"fullfs://{mnt}")
+    yield disk
+    if disk.mounted:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)

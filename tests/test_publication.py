@@ -120,37 +120,26 @@ def test_a_re_release_killed_at_each_step_leaves_the_old_or_the_new_release_whol
     assert released(out) == new and generations(out) == [current(out)] != [old_gen]
 
 
-@pytest.fixture
-def small_fs(tmp_path):
-    """A tmpfs of 12 MB (root only; skipped where mounting is not allowed)."""
-    mnt = tmp_path / "small"
-    mnt.mkdir()
-    run = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=12m", "tmpfs", str(mnt)], capture_output=True
-    )
-    if run.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {run.stderr.decode().strip()}")
-    yield mnt
-    subprocess.run(["umount", "-l", str(mnt)], check=False)
-
-
 def test_work_full_during_the_tile_stage_publishes_nothing(
-    release_setup, release_built, small_fs, tmp_path, fault_table
+    release_setup, release_built, full_disk, tmp_path, fault_table
 ):
-    """{work} holds the scene stores (standardize has nothing to do) on a filesystem too
-    small for the tiles: the build exits non-zero with the reason, the release in {out} (of
-    other settings) stays whole and current; with room, the same command publishes."""
+    """{work} holds the scene stores (standardize has nothing to do) on a disk too small for
+    the tiles (12 MB: a tmpfs, or an fsspec file system raising ENOSPC): the build exits
+    non-zero with the reason, the release in {out} (of other settings) stays whole and
+    current; with room, the same command publishes."""
     root, _, _ = release_setup
-    work, out = small_fs / "work", tmp_path / "out"
+    disk = full_disk
+    disk.size(12 << 20)
+    work, out = disk.path / "work", tmp_path / "out"
     shutil.copytree(root / "work" / "scenes", work / "scenes")
     shutil.copytree(release_built[0], out)
     before, old = tree(out), released(out)
     changed = other_settings(release_setup, tmp_path, samples_per_shard=3)
-    first = run_build(changed, work, out)
+    first = run_build(changed, disk.url + "/work", out)
     log, _ = first.communicate(timeout=600)
     check = sarlo("verify", str(out))
     fault_table(
-        "{work} full in the tile stage (12 MB tmpfs), over a release",
+        f"{{work}} full in the tile stage ({disk.kind}), over a release",
         "non-zero, old release whole",
         f"exit {first.returncode}, verify {check.returncode}, out unchanged: {tree(out) == before}",
         len(old) - len(released(out)),
@@ -160,8 +149,8 @@ def test_work_full_during_the_tile_stage_publishes_nothing(
     assert first.returncode != 0 and "release left as it was" in log
     assert check.returncode == 0, check.stdout
     assert tree(out) == before and released(out) == old
-    subprocess.run(["mount", "-o", "remount,size=2g", str(small_fs)], check=True)
-    again = run_build(changed, work, out)
+    disk.make_room()
+    again = run_build(changed, disk.url + "/work", out)
     log, _ = again.communicate(timeout=600)
     assert again.returncode == 0, log
     assert sarlo("verify", str(out)).returncode == 0 and released(out).keys() == old.keys()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import shutil
@@ -561,6 +562,52 @@ def test_an_xyz_cache_on_s3_is_shared_by_the_workers_and_later_builds(built, cli
     assert second.cached == second.planned == first.planned and second.tasks == 0
     assert views[0] == views[1] and views[0]
     assert again.status == "skipped" and len(done) == 2  # complete tiles need no tiles
+
+
+def test_a_damaged_cached_xyz_tile_is_said_by_the_build_and_fetched_again(built, client, tmp_path):
+    """The XYZ cache in {work}: a cached image whose bytes were flipped after its commit is
+    found by the prefetch plan (which reads what it counts on), named in the Prefetch outcome
+    (the build's DAMAGED line, not only a worker's log), fetched again once, and the tiles
+    equal those made from the undamaged cache."""
+    from collections import Counter
+
+    from .tileserver import TileServer
+
+    root, work, cfg, _ = built
+    srv = TileServer([])
+    done, trees = [], []
+    w = tmp_path / "work"
+    shutil.copytree(Path(work, "scenes"), w / "scenes")
+    http_cfg = cfg.model_copy(update={"optical": srv.url, "zoom": ZOOM, "prefetch_tiles": 8})
+    try:
+        for n in range(2):
+            res = tile_scenes(str(w), http_cfg, client, ["coarse"], on_prefetch=done.append)[0]
+            assert res.status == "done" and not res.optical_failed, res
+            tiles = w / "tiles" / "coarse"
+            trees.append({p.name: p.read_bytes() for p in sorted(tiles.iterdir())})
+            if n == 0:  # damage one cached image, and let the tiles be made again
+                images = sorted(p for p in (w / "xyz-cache").rglob("*") if p.name.isdigit())
+                hit = images[len(images) // 2]
+                data = bytearray(hit.read_bytes())
+                data[len(data) // 2] ^= 0xFF
+                hit.write_bytes(bytes(data))
+                recorded = hit.with_name(f"{hit.name}.sha256").read_text()
+                assert hashlib.sha256(hit.read_bytes()).hexdigest() != recorded  # damaged
+                shutil.rmtree(tiles)
+                (w / "tiles" / "coarse.done.json").unlink()
+                before = Counter(srv.paths)
+    finally:
+        srv.close()
+    again = Counter(srv.paths) - before
+    z, x, y = hit.parts[-3:]
+    rel = hit.relative_to(w)
+    assert [d.line() for d in done[1].damaged] == [
+        f"DAMAGED {rel.as_posix()}: sha256 differs from the one recorded at commit; "
+        f"rebuilding cached XYZ tile {z}/{x}/{y}"
+    ]
+    assert dict(again) == {f"/{z}/{x}/{y}.png": 1}  # fetched again, nothing else
+    assert done[1].fetched == 1 and done[1].cached == done[1].planned - 1
+    assert trees[0] == trees[1] and trees[0]
 
 
 def test_a_failed_prefetch_is_recorded_and_the_tile_tasks_fetch_again(

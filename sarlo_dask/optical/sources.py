@@ -117,9 +117,13 @@ class HTTPTiles:
         after it: its marker) its digest, checked at every read."""
         return join(self._cache_column(z, x), str(y))
 
-    def cached(self, tiles: Iterable[tuple[int, int, int]]) -> set[tuple[int, int, int]]:
+    def cached(
+        self, tiles: Iterable[tuple[int, int, int]], damaged: list[Damage] | None = None
+    ) -> set[tuple[int, int, int]]:
         """Those of `tiles` the cache holds, as an image or a 404's record: one listing per
-        column of tiles, not a request per tile (what a fetch plan leaves out)."""
+        column of tiles, not a request per tile (what a fetch plan leaves out). Given a
+        `damaged` list, each held image is also read and checked against its digest: one
+        that does not verify is not held, and its Damage is appended (the build says it)."""
         columns: dict[tuple[int, int], set[int]] = {}
         for z, x, y in tiles:
             columns.setdefault((z, x), set()).add(y)
@@ -132,29 +136,43 @@ class HTTPTiles:
             except FileNotFoundError:
                 continue
             done = {(z, x, y) for y in ys if str(y) in names and f"{y}{DIGEST}" in names}
+            if damaged is not None and CHECKS[0]:
+                urls = {t: self._cache_url(*t) for t in sorted(done)}
+                bad = [(t, self._damage(u, self._read(u))) for t, u in urls.items()]
+                damaged += [d for _, d in bad if d is not None]
+                done -= {t for t, d in bad if d is not None}
             held |= done | {(z, x, y) for y in ys if f"{y}.empty" in names}
         return held
+
+    def _read(self, url: str) -> tuple[bytes, str] | None:
+        """Cached image `url`'s bytes and the sha256 recorded beside it; None when either is
+        missing (never written, or written and its digest not yet)."""
+        fs, path = filesystem(url, self.cache_options)
+        try:
+            return bytes(fs.cat_file(path)), fs.cat_file(f"{path}{DIGEST}").decode()
+        except FileNotFoundError:
+            return None
+
+    def _damage(self, url: str, got: tuple[bytes, str] | None) -> Damage | None:
+        """The Damage of cached image `url` when its bytes are not those recorded at commit."""
+        if got is None or not CHECKS[0] or sha256(got[0]) == got[1]:
+            return None
+        root = self._cache_root().rstrip("/")  # {work}/xyz-cache: named from {work}
+        rel = join(root.rsplit("/", 1)[-1], url[len(root) :].lstrip("/"))
+        why = "sha256 differs from the one recorded at commit"
+        return Damage(rel, why, "xyz", "", "/".join(url.rsplit("/", 3)[1:]))
 
     def _cached(self, url: str) -> tuple[bool, bytes | None]:
         """(whether tile `url` is cached, its bytes: None for an empty tile). A cached image
         whose digest does not verify is not taken: it is said (one line) and fetched again."""
-        fs, path = filesystem(url, self.cache_options)
-        try:
-            data = bytes(fs.cat_file(path))
-        except FileNotFoundError:
+        got = self._read(url)
+        if got is None:
+            fs, path = filesystem(url, self.cache_options)
             return fs.exists(f"{path}.empty"), None
-        try:
-            recorded = fs.cat_file(f"{path}{DIGEST}").decode()
-        except FileNotFoundError:
-            return False, None  # written, its digest not yet (or by an earlier version)
-        if CHECKS[0] and sha256(data) != recorded:
-            root = self._cache_root().rstrip("/")  # {work}/xyz-cache: named from {work}
-            rel = join(root.rsplit("/", 1)[-1], url[len(root) :].lstrip("/"))
-            why = "sha256 differs from the one recorded at commit"
-            damage = Damage(rel, why, "xyz", "", "/".join(url.rsplit("/", 3)[1:]))
+        if (damage := self._damage(url, got)) is not None:
             logging.getLogger("sarlo_dask").warning(damage.line())
             return False, None
-        return True, data
+        return True, got[0]
 
     def _get(self, z: int, x: int, y: int) -> TileResult:
         cached = self._cache_url(z, x, y)

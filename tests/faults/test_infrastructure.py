@@ -3,10 +3,7 @@ going away and coming back, {work} on a full filesystem."""
 
 from __future__ import annotations
 
-import subprocess
 import time
-
-import pytest
 
 from sarlo_dask.pipeline import build_dataset
 
@@ -105,33 +102,21 @@ def test_s3_server_restarted_mid_build(release_setup, release_built, client, fau
     assert got == ref
 
 
-@pytest.fixture
-def small_fs(tmp_path):
-    """A 4 MB tmpfs (root only; skipped where mounting is not allowed)."""
-    mnt = tmp_path / "small"
-    mnt.mkdir()
-    run = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mnt)], capture_output=True
-    )
-    if run.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {run.stderr.decode().strip()}")
-    yield mnt
-    subprocess.run(["umount", "-l", str(mnt)], check=False)
-
-
-def test_work_on_a_full_filesystem(release_setup, release_built, client, small_fs, fault_table):
-    """{work} fills up: the build ends with the reason (no hang, no half-written file taken
-    for a whole one); with room again, the same command completes it, same bytes."""
+def test_work_on_a_full_filesystem(release_setup, release_built, client, full_disk, fault_table):
+    """{work} fills up (4 MB: a tmpfs, or an fsspec file system raising ENOSPC): the build
+    ends with the reason (no hang, no half-written file taken for a whole one); with room
+    again, the same command completes it, same bytes."""
     _, urls, config = release_setup
     out_ref, _ = release_built
-    work, out = small_fs / "work", small_fs.parent / "out"
-    first = build_dataset(urls, str(work), str(out), *build_configs(config), client)
+    full_disk.size(4 << 20)
+    work, out = f"{full_disk.url}/work", full_disk.path.parent / "out"
+    first = build_dataset(urls, work, str(out), *build_configs(config), client)
     reasons = [r["reason"] for r in first.failures()]
-    subprocess.run(["mount", "-o", "remount,size=2g", str(small_fs)], check=True)
-    final = build_dataset(urls, str(work), str(out), *build_configs(config), client)
+    full_disk.make_room()
+    final = build_dataset(urls, work, str(out), *build_configs(config), client)
     got, ref = tree(out), tree(out_ref)
     fault_table(
-        "{work} on a full filesystem (4 MB tmpfs)",
+        f"{{work}} on a full filesystem (4 MB, {full_disk.kind})",
         "ends with ENOSPC reasons; re-run with room: same bytes",
         f"first exit {first.exit_code()} ({reasons[0] if reasons else 'no failure'}); "
         f"then exit {final.exit_code()}, identical: {got == ref}",
@@ -141,4 +126,4 @@ def test_work_on_a_full_filesystem(release_setup, release_built, client, small_f
     assert any("No space left" in r for r in reasons), reasons
     assert final.exit_code() == 0, final.failures()
     assert got == ref
-    assert not list(work.rglob("*partial*"))
+    assert not list((full_disk.path / "work").rglob("*partial*"))
