@@ -9,9 +9,10 @@ from typing import Any
 
 import numpy as np
 
-SCHEMA_VERSION = "2.1"
+SCHEMA_VERSION = "2.2"
 """of meta.json (sarlo_dask/schemas/meta.schema.json); 1.x: before the acquisition block;
-2.1: the `terrain` section of builds with a DEM"""
+2.1: the `terrain` section of builds with a DEM; 2.2: `source_url` relative to the catalogue
+root for local inputs, no `city_id_satellite_pass` (the same value as `pass_id`)"""
 
 
 def _get(obj: Any, path: str) -> Any:

@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from sarlo_dask.store import canonical
 
 STYLE = "Do not use color terms in the text description. Avoid hypothesis or vague wording."
 
@@ -114,6 +117,12 @@ class CaptionConfig(BaseModel):
     )
     rewrite_max_new_tokens: int = Field(160, ge=1)
     trust_remote_code: bool = False
+
+    @field_validator("model", "rewrite_model")
+    @classmethod
+    def _model_folder(cls, v: str | None) -> str | None:
+        """A local model folder in one spelling (one digest); a hub id or a served name as is."""
+        return canonical(v) if v and os.path.isdir(v) else v
 
     @field_validator("prompts")
     @classmethod

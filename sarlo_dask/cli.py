@@ -294,7 +294,7 @@ def demo(
             "with the shards, index.parquet and stats.json; check it: sarlo verify "
             f"{out / 'release'})"
         )
-        fig = write_figures(str(out / "release"), str(out))
+        fig = write_figures(str(out / "release"), str(out), catalogue=str(inputs))
         typer.echo(f"figures: {fig.samples} ({fig.summary}) and {fig.labels}")
         typer.echo(
             "read it with: sarlo_dask.dataset.open("

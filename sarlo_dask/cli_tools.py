@@ -121,9 +121,11 @@ def optical_reconstruct(
     sample: Annotated[str, typer.Argument(help="a sample's meta.json (path or URL)")],
     source: str | None = typer.Option(
         None,
+        "--source",
+        "--optical",
         help="the optical source the build used: XYZ template, GeoTIFF, folder, or the "
-        "folder:PATH / geotiff:PATH meta.json records (default: meta.json's, names found "
-        "from the current folder)",
+        "folder:PATH / geotiff:PATH meta.json records (default: meta.json's, whose local "
+        "paths are absolute: it resolves from any folder of the machine that built it)",
     ),
     out: str | None = typer.Option(None, help="PNG to write (default: beside the sample)"),
     tile_cache: str = typer.Option("", help="XYZ tile cache (default ~/.cache/sarlo/tiles)"),

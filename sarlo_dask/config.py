@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -13,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from sarlo_dask.caption_config import CaptionConfig as CaptionConfig
 from sarlo_dask.caption_config import PromptSpec as PromptSpec
 from sarlo_dask.errors import redact
+from sarlo_dask.store import canonical, canonical_spec
 
 
 class StandardizeConfig(BaseModel):
@@ -82,6 +84,16 @@ class StandardizeConfig(BaseModel):
         if self.min_spacing > self.max_spacing:
             raise ValueError(f"min_spacing {self.min_spacing} > max_spacing {self.max_spacing}")
         return self
+
+    @field_validator("dem")
+    @classmethod
+    def _dem_path(cls, v: str | None) -> str | None:
+        return None if v is None else canonical(v)  # any spelling of it: one digest
+
+    @field_validator("dem_vertical_datum")
+    @classmethod
+    def _geoid_path(cls, v: str) -> str:
+        return canonical(v) if os.path.isfile(v) else v  # else a keyword, or a grid PROJ finds
 
     def provenance(self) -> dict[str, Any]:
         """The parameters that shape the output (no credentials), for attrs and hashes: the
@@ -190,6 +202,16 @@ class TileConfig(BaseModel):
         description="XYZ tiles per prefetch task: before the tile tasks, every XYZ tile the "
         "windows need is fetched into the cache once, by one task; 0: no prefetch",
     )
+
+    @field_validator("optical")
+    @classmethod
+    def _optical_path(cls, v: str | None) -> str | None:
+        return None if v is None else canonical_spec(v)  # any spelling of it: one digest
+
+    @field_validator("tile_cache")
+    @classmethod
+    def _cache_path(cls, v: str) -> str:
+        return canonical(v) if v else v  # the same folder from every worker
 
     @field_validator("max_mesh_grid")
     @classmethod

@@ -51,11 +51,12 @@ def labels_png(stats: Mapping[str, Any]) -> bytes:
         return Path(path).read_bytes()
 
 
-def truth_targets(meta: Mapping[str, Any]) -> list[tuple[float, float]]:
+def truth_targets(meta: Mapping[str, Any], catalogue: str = "") -> list[tuple[float, float]]:
     """(lat, lon) of the simulated targets of a sample's scene, from the `*.truth.json` the
-    simulator wrote beside its NITF (`source_url`); none for a scene without one."""
+    simulator wrote beside its NITF (`source_url`, relative to the `catalogue` folder the
+    build's inputs were in); none for a scene without one."""
     source = str(meta.get("source_url") or "")
-    truth = Path(source + ".truth.json")
+    truth = Path(catalogue, source + ".truth.json")
     if not source or "://" in source or not truth.is_file():
         return []
     return [(t["llh"][0], t["llh"][1]) for t in json.loads(truth.read_text())["targets"]]
@@ -117,9 +118,10 @@ def _image(data: bytes | None) -> np.ndarray | None:
     return None if data is None else np.asarray(Image.open(io.BytesIO(data)))
 
 
-def samples_png(samples: list[dict[str, Any]]) -> tuple[bytes, int]:
+def samples_png(samples: list[dict[str, Any]], catalogue: str = "") -> tuple[bytes, int]:
     """One row per sample: its SAR preview and its optical view, the targets circled (see
-    `target_pixels`); (PNG bytes, targets circled)."""
+    `target_pixels`; the simulator's truth files are found in `catalogue`); (PNG bytes,
+    targets circled)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -133,7 +135,7 @@ def samples_png(samples: list[dict[str, Any]]) -> tuple[bytes, int]:
     for (ax_sar, ax_opt), s in zip(axes, samples, strict=False):
         meta = s["meta.json"]
         fmt = meta["preview"]["format"]
-        px = target_pixels(meta, truth_targets(meta))
+        px = target_pixels(meta, truth_targets(meta, catalogue))
         circled += len(px)
         ax_sar.imshow(_image(s.get(f"sar.{fmt}")), cmap="gray", vmin=0, vmax=255)
         ax_sar.set_title(f"{meta['key']} ({s['split']})\nSAR, {meta['preview']['scale']}")
@@ -176,15 +178,17 @@ def write_figures(
     folder: str | None = None,
     n: int = 4,
     storage_options: dict[str, Any] | None = None,
+    catalogue: str = "",
 ) -> Figures:
     """samples.png (n samples over the splits) and labels.png (from the release's
-    stats.json) in `folder` (default: beside the release)."""
+    stats.json) in `folder` (default: beside the release); `catalogue`: the folder of the
+    build's inputs, where simulated scenes' truth files lie (their targets are circled)."""
     folder = (folder or beside(release)).rstrip("/")
     fs, path = filesystem(f"{release_root(release, storage_options)}/stats.json", storage_options)
     with fs.open(path, "rb") as f:
         stats = json.loads(f.read())
     picked = pick_samples(release, n, storage_options)
-    data, circled = samples_png(picked)
+    data, circled = samples_png(picked, catalogue)
     done = Figures(
         f"{folder}/samples.png",
         f"{folder}/labels.png",

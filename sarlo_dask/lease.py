@@ -27,7 +27,7 @@ from typing import Any
 
 from sarlo_dask.errors import redact, redact_text
 from sarlo_dask.lease_backends import lease_backend
-from sarlo_dask.store import Store
+from sarlo_dask.store import Store, canonical
 
 LEASE_NAME = "build.lock.json"
 TTL_S = 300.0
@@ -229,9 +229,9 @@ def held(
     seen: set[str] = set()
     try:
         for store in stores:
-            if store.url in seen:
+            if canonical(store.url) in seen:
                 continue
-            seen.add(store.url)
+            seen.add(canonical(store.url))
             lease = Lease(store, command)
             note = lease.acquire()
             leases.append(lease)

@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 from sarlo_dask.errors import SceneError, exception_line, redact
 from sarlo_dask.integrity import Damage
+from sarlo_dask.store import catalogue_root, portable_url
 
 Stage = Literal["ingest", "standardize", "tiles", "optical", "captions", "release"]
 
@@ -302,14 +303,18 @@ def window_error(key: str, exc: BaseException) -> dict[str, Any]:
 def catalogue_of(
     urls: Sequence[str], selected: Sequence[str], scenes: Sequence[SceneResult]
 ) -> dict[str, Any]:
-    """The manifest's catalogue: how many inputs, the scenes selected, the refused and why."""
+    """The manifest's catalogue: how many inputs, the scenes selected, the refused and why
+    (local inputs named relative to the catalogue root, as in meta.json)."""
     refused = [r.failure for r in scenes if r.failure is not None]
+    root = catalogue_root(urls)
     return {
         "inputs": len(urls),
         "scene_ids": sorted({r.scene_id for r in scenes}),
         "selected": list(selected),
         "refused": [
-            {"url": f.url, "scene_id": f.id, "stage": f.stage, "reason": f.reason} for f in refused
+            {"url": portable_url(f.url, root), "scene_id": f.id, "stage": f.stage}
+            | {"reason": f.reason}
+            for f in refused
         ],
     }
 

@@ -32,7 +32,7 @@ from sarlo_dask.outcomes import (
 from sarlo_dask.prefetch_stage import prefetch, with_xyz_cache
 from sarlo_dask.scene_stage import plan_scene_store
 from sarlo_dask.sicd import scene_id_from_url
-from sarlo_dask.store import Store, absolute_url
+from sarlo_dask.store import Store, canonical, catalogue_root
 from sarlo_dask.tile_stage import make_tiles
 from sarlo_dask.tiles import Window, tile_groups
 
@@ -51,9 +51,7 @@ def standardize_scenes(
     from distributed import as_completed
 
     install_quiet_refusals(client)  # a refusal is one line here, not a worker traceback
-    urls = [absolute_url(u) for u in urls]  # what meta.json records: the same from any folder
-    if cfg.dem is not None:  # the same for the DEM
-        cfg = cfg.model_copy(update={"dem": absolute_url(cfg.dem)})
+    urls = [canonical(u) for u in urls]  # one unit per file, however its path is spelled
     cfg = on_device(cfg, all_gpus(client))
     work, digest = Store.of(work, cfg.storage_options), cfg.digest()
     results: list[SceneResult] = []
@@ -221,13 +219,15 @@ def release_scenes(
     progress: Progress = None,
     captions: str | None = None,
     say: Callable[[str], Any] = lambda line: None,
+    root: str | None = None,
 ) -> Release:
     """Plan splits and shards over the scenes' kept tiles and write the release as the
     generation of its plan (sarlo_dask.generations): the shards not committed there yet, or
     damaged since, then index.parquet and stats.json; then {out}/manifest.json makes it the
     current release, and older generations are removed. A shard that fails publishes
     nothing. URLs for `work` and `out` are Stores with `storage_options` and the release's
-    own; `captions`: the caption settings' digest whose records are released (None: none)."""
+    own; `captions`: the caption settings' digest whose records are released (None: none);
+    `root`: the catalogue root local inputs are named from (None: their common folder)."""
     from distributed import as_completed
 
     work, out = Store.of(work, storage_options), Store.of(out, cfg.storage_options)
@@ -239,12 +239,14 @@ def release_scenes(
     indexed = dict(zip(ids, client.gather(futures), strict=True))
     if damaged := [d for s in indexed.values() for d in s.damaged]:
         return release.damaged_release(out, damaged)  # rebuilt first, then released
-    rp = release.release_plan(indexed, cfg)
+    rp = release.release_plan(indexed, cfg, root)
     gen = generations.generation(out, rp.digest)  # written beside the current release
     pending: dict[Any, str] = {}
     for spec in rp.shards:
         needed = {
-            s: {"provenance": rp.index[s].provenance, "captions": captions} for s, _ in spec.keys
+            s: {"provenance": rp.index[s].provenance, "captions": captions}
+            | {"source_url": rp.sources[s]}
+            for s, _ in spec.keys
         }
         args = (spec, work, gen, needed, rp.digest, cfg, cfg.check_committed)
         key = f"shard-{spec.path}-{rp.digest}-{work.token}-{gen.token}"
@@ -306,7 +308,8 @@ def build_dataset(
     from sarlo_dask.preflight import check_release_inputs
 
     work, out = Store.of(work, scfg.storage_options), Store.of(out, rcfg.storage_options)
-    check_release_inputs(out.url, list(urls), out.options, replace)
+    urls = [canonical(u) for u in urls]  # one unit per file, however its path is spelled
+    check_release_inputs(out.url, urls, out.options, replace)
     for s in (work, out):
         if n := s.remove_partials():
             say(f"removed {n} half-written files an interrupted run left in {redact(s.url)}")
@@ -366,8 +369,9 @@ def _build_pass(
         why = f"release left as it was: {len(unread)} scenes failed for a reason not their input's"
         rel = release.unreleased(out, f"{why} ({', '.join(unread[:3])})")
     else:
+        root = catalogue_root(urls)
         rel = release_scenes(
-            work, out, rcfg, client, keep, None, catalogue, progress, captions, say
+            work, out, rcfg, client, keep, None, catalogue, progress, captions, say, root
         )
     say("")
     return Build(scenes, tiles, rel, prefetched[0] if prefetched else None)

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from sarlo_dask import __version__
+from sarlo_dask.acquisition import SCHEMA_VERSION
 from sarlo_dask.caption_stage import NO_MODEL, caption_damage
 from sarlo_dask.config import ReleaseConfig
 from sarlo_dask.dataset import read_manifest, shard_marker
@@ -45,7 +46,7 @@ from sarlo_dask.splits import (
     split_passes,
     split_report,
 )
-from sarlo_dask.store import PARTIAL, Store, is_local
+from sarlo_dask.store import PARTIAL, Store, catalogue_root, is_local, portable_url
 from sarlo_dask.tile_stage import tile_lineage
 from sarlo_dask.verify import read_shard
 
@@ -59,6 +60,8 @@ class SceneIndex:
     provenance: Any
     damaged: list[Damage] = field(default_factory=list)
     """its units that do not verify (the release waits for them to be rebuilt)"""
+    source_url: str = ""
+    """its input, as its store records it (canonical; credentials removed)"""
 
 
 def scene_index(work: Store, scene_id: str, captions: str | None = None) -> SceneIndex:
@@ -107,7 +110,7 @@ def scene_index(work: Store, scene_id: str, captions: str | None = None) -> Scen
     if any(d.kind == "scene" for d in damaged):
         return SceneIndex(rows, None, damaged)  # its attributes are not to be read
     attrs = open_scene_store(work.scene_store(scene_id), work.options, chunks=None).attrs
-    return SceneIndex(rows, attrs.get("provenance"), damaged)
+    return SceneIndex(rows, attrs.get("provenance"), damaged, attrs.get("source_url", ""))
 
 
 def unreleased(out: Store, why: str, errors: Sequence[Failure] = ()) -> Release:
@@ -141,6 +144,8 @@ class ReleasePlan:
     rows: list[dict[str, Any]]
     """index rows of the released samples (label, caption), in sample order"""
     index: Mapping[str, SceneIndex]
+    sources: dict[str, str]
+    """scene id -> its source_url in meta.json (`store.portable_url`)"""
 
     def stats_rows(self) -> list[dict[str, Any]]:
         """What stats.json counts: split, label and captions of each released sample."""
@@ -150,16 +155,24 @@ class ReleasePlan:
         ]
 
 
-def release_plan(index: Mapping[str, SceneIndex], cfg: ReleaseConfig) -> ReleasePlan:
+def release_plan(
+    index: Mapping[str, SceneIndex], cfg: ReleaseConfig, root: str | None = None
+) -> ReleasePlan:
     """Splits and shards over the indexed scenes (sorted by id), digested with every sample's
-    lineage: a shard committed under another digest is written again."""
+    lineage and source_url: a shard committed under another digest is written again. Local
+    inputs are named relative to the catalogue `root` (None: the folder the indexed scenes'
+    inputs share)."""
     rows = [(sid, r) for sid in sorted(index) for r in index[sid].rows]
     samples = [SampleRef(sid, r["key"], r["pass_id"], r["label"]) for sid, r in rows]
     assignment = split_passes(samples, cfg.splits, cfg.balance)
     shards = shard_plan(samples, assignment, cfg)
-    digest = plan_digest(shards, cfg, {f"{sid}/{r['key']}": r["lineage"] for sid, r in rows})
+    urls = {sid: index[sid].source_url for sid in sorted(index)}
+    root = catalogue_root([u for u in urls.values() if u]) if root is None else root
+    sources = {sid: portable_url(u, root) if u else "" for sid, u in urls.items()}
+    lineage = {f"{sid}/{r['key']}": {**r["lineage"], "source_url": sources[sid]} for sid, r in rows}
+    digest = plan_digest(shards, cfg, lineage)
     released = [{**r, "caption": r["caption"] or {}} for _, r in rows if r["pass_id"] in assignment]
-    return ReleasePlan(samples, assignment, shards, digest, released, index)
+    return ReleasePlan(samples, assignment, shards, digest, released, index, sources)
 
 
 def release_manifest(
@@ -247,7 +260,8 @@ def sample_members(
         meta["caption_reason"] = rec.get("reason") or NO_MODEL
         meta["label_reason"] = "no caption to label"
     meta["split"] = split
-    meta["city_id_satellite_pass"] = meta["pass_id"]
+    meta["schema_version"] = SCHEMA_VERSION  # the released form (its tile may be older)
+    meta["source_url"] = scene["source_url"]  # relative to the catalogue root when local
     spacing = meta["acquisition"]["spacing_m"]["output"]
     meta["operation_sampling"] = (
         f"band-limited FFT resampling to {spacing['azimuth']:g} m (azimuth) x "

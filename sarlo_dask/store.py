@@ -7,6 +7,7 @@ import functools
 import json
 import os
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -70,9 +71,40 @@ def s3_endpoint(storage_options: dict[str, Any] | None = None) -> str:
     return f"endpoint {url}" if url else "AWS S3"
 
 
-def absolute_url(url: str) -> str:
-    """A local path made absolute (the same scene, wherever the build runs); URLs as given."""
-    return url if "://" in url else os.path.abspath(url)
+def canonical(url: str) -> str:
+    """One spelling of a file or folder, for keys and digests: a local path (or file:// URL)
+    absolute, `~` expanded, symlinks resolved, no trailing slash; other URLs without a
+    trailing slash. `optical`, `./optical/`, its absolute path and a link to it are one."""
+    if url.startswith("file://"):
+        url = url.removeprefix("file://")
+    if "://" not in url:
+        return os.path.realpath(os.path.expanduser(url))
+    scheme, rest = url.split("://", 1)
+    return f"{scheme}://{rest.rstrip('/')}" if rest.strip("/") else url
+
+
+def canonical_spec(spec: str) -> str:
+    """`canonical` of what names a file or folder in a source spec: a path, or the path of
+    `folder:PATH` / `geotiff:PATH`; http(s) templates as given (their slashes matter)."""
+    for prefix in ("folder:", "geotiff:"):
+        if spec.startswith(prefix):
+            return prefix + canonical(spec.removeprefix(prefix))
+    return spec if spec.lower().startswith(("http://", "https://")) else canonical(spec)
+
+
+def catalogue_root(urls: Sequence[str]) -> str:
+    """The deepest folder holding every local file of `urls` ("" when none is local): what
+    released metadata names local inputs relative to, so that it names no builder's path."""
+    local = [canonical(u) for u in urls if "://" not in u or u.startswith("file://")]
+    return os.path.commonpath([os.path.dirname(u) for u in local]) if local else ""
+
+
+def portable_url(url: str, root: str) -> str:
+    """What released metadata records of input `url`: a local file relative to the
+    catalogue `root`; any other URL as given (the caller removes credentials)."""
+    if "://" in url and not url.startswith("file://"):
+        return url
+    return os.path.relpath(canonical(url), root) if root else os.path.basename(url)
 
 
 def url_token(url: str) -> str:
@@ -214,8 +246,8 @@ class Store:
 
     @property
     def token(self) -> str:
-        """A short digest of the URL, for task keys (see url_token)."""
-        return url_token(self.url)
+        """A short digest of the URL (any spelling of it), for task keys (see url_token)."""
+        return url_token(canonical(self.url))
 
     def path(self, *parts: str) -> str:
         return join(self.url, *parts)

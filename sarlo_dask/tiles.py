@@ -291,7 +291,7 @@ def tile_geometry(w: Window, ds: Any, sicd: Any, source_sicd: Any) -> dict[str, 
             "ellipsoid_deg": incidence_deg(sicd, centre_ecf),
             "sicd_deg": float(sicd.SCPCOA.IncidenceAng),
             "terrain_deg": None,
-            "terrain_deg_reason": "no DEM: heights are the SCP's (sarlo-dask issue 18)",
+            "terrain_deg_reason": "no DEM: heights are the SCP's, terrain slopes unknown",
         },
     }
 

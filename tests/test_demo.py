@@ -71,7 +71,7 @@ def test_the_circles_sit_on_the_sar_targets_and_the_optical_red_disks(demo):
     for split in ("train", "validation", "test"):
         for s in dataset.open(str(out / "release"), split):
             meta = s["meta.json"]
-            latlon = truth_targets(meta)
+            latlon = truth_targets(meta, str(out / "inputs"))
             assert latlon, meta["source_url"]
             amp = np.abs(s["sar.npy"])
             optic = np.asarray(Image.open(io.BytesIO(s["optic.png"])).convert("RGB"))
@@ -119,7 +119,7 @@ def test_the_figures_are_the_same_bytes_again(demo, tmp_path):
     from sarlo_dask.figures import write_figures
 
     out = _ok(demo)
-    done = write_figures(str(out / "release"), str(tmp_path))
+    done = write_figures(str(out / "release"), str(tmp_path), catalogue=str(out / "inputs"))
     assert Path(done.samples).read_bytes() == (out / "samples.png").read_bytes()
     assert Path(done.labels).read_bytes() == (out / "labels.png").read_bytes()
 

@@ -442,7 +442,7 @@ def folder_sample(scene, tmp_path_factory):
     simulate_optical_tiles(root / "optical", truth, zoom=ZOOM, margin_deg=0.004)
     w = tile_windows("fine", ds.sizes["azimuth"], ds.sizes["range"], SIZE, STRIDE)[3]
     image, optical = pair_tile(w, ds, FolderTiles(str(root / "optical"), ZOOM), PairConfig(ZOOM))
-    assert optical["status"] == "ok" and optical["source"] == "folder:optical"
+    assert optical["status"] == "ok" and optical["source"] == f"folder:{root / 'optical'}"
     meta, png = _write_sample(root / "sample", image, optical)
     return root, meta, png
 
@@ -450,7 +450,7 @@ def folder_sample(scene, tmp_path_factory):
 def test_every_described_source_is_accepted_back(tmp_path, monkeypatch):
     folder = tmp_path / "optical"
     folder.mkdir()
-    monkeypatch.chdir(tmp_path)  # meta.json keeps names only: they resolve from here
+    monkeypatch.chdir(tmp_path.parent)  # meta.json keeps absolute paths: they resolve anywhere
     template = "https://tiles.example.org/{z}/{x}/{y}.png"
     for src in (
         HTTPTiles(template, zoom=ZOOM),
@@ -471,8 +471,10 @@ def test_every_described_source_is_accepted_back(tmp_path, monkeypatch):
 
 
 def test_reconstruct_cli_with_the_source_meta_json_records(folder_sample, tmp_path):
-    """`--source folder:optical`, exactly as meta.json says, and no --source at all: the
-    build's optic.png pixel for pixel."""
+    """`--source folder:PATH`, exactly as meta.json says, and no --source at all, from the
+    build's folder and from another: the build's optic.png pixel for pixel. With the
+    optical folder moved, the recorded path finds nothing (a usage error saying so) and
+    `--optical` names the new place."""
     root, meta, png = folder_sample
     recorded = json.loads(meta.read_text())["optical"]["source"]
     out = tmp_path / "given.png"
@@ -482,10 +484,21 @@ def test_reconstruct_cli_with_the_source_meta_json_records(folder_sample, tmp_pa
     res = _rebuild(str(meta), "--out", str(tmp_path / "d.png"), cwd=root)
     assert res.returncode == 0, res.stderr
     assert np.array_equal(_png(tmp_path / "d.png"), _png(png))
-    # from elsewhere, the recorded name finds no folder: a usage error that says so
-    res = _rebuild(str(meta), "--out", str(tmp_path / "x.png"), cwd=tmp_path)
-    _refused(res, 2, "folder:optical", "as meta.json records it")
-    assert not (tmp_path / "x.png").exists()
+    res = _rebuild(str(meta), "--out", str(tmp_path / "e.png"), cwd=tmp_path)  # elsewhere
+    assert res.returncode == 0, res.stderr
+    assert np.array_equal(_png(tmp_path / "e.png"), _png(png))
+    moved = tmp_path / "moved"
+    shutil.copytree(root / "optical", moved)
+    shutil.move(root / "optical", root / "optical-away")
+    try:
+        res = _rebuild(str(meta), "--out", str(tmp_path / "x.png"), cwd=tmp_path)
+        _refused(res, 2, recorded, "as meta.json records it")
+        assert not (tmp_path / "x.png").exists()
+        res = _rebuild(str(meta), "--optical", str(moved), "--out", str(tmp_path / "m.png"))
+        assert res.returncode == 0, res.stderr
+        assert np.array_equal(_png(tmp_path / "m.png"), _png(png))
+    finally:
+        shutil.move(root / "optical-away", root / "optical")
 
 
 def test_reconstruct_cli_with_an_http_source_by_default(scene, server, tmp_path):

@@ -156,6 +156,36 @@ def test_work_full_during_the_tile_stage_publishes_nothing(
     assert sarlo("verify", str(out)).returncode == 0 and released(out).keys() == old.keys()
 
 
+def test_other_spellings_of_every_path_rebuild_nothing(release_setup, copied, tmp_path):
+    """The reference build again, every path spelled otherwise, as a user in another folder
+    types them: inputs through a symlinked folder, relative with `./` and `//`; {work} and
+    {out} relative with a trailing slash; the optical folder and the caption model relative
+    with `./` and `/`. Nothing is made again: every scene and tile skipped, the same
+    release, {work} and {out} byte for byte as they were."""
+    root, urls, config = release_setup
+    work, out = copied
+    before_work, before_out = tree(work), tree(out)
+    (tmp_path / "link").symlink_to(Path(urls[0]).parent, target_is_directory=True)
+    names = [Path(u).name for u in urls]
+    inputs = [f"link/{names[0]}", f"./link//{names[1]}", f"{tmp_path}/link/./{names[2]}"]
+    settings = yaml.safe_load(Path(config).read_text())
+    settings["tiles"]["optical"] = f"./{os.path.relpath(root / 'optical', tmp_path)}/"
+    settings["captions"]["model"] = f"{os.path.relpath(settings['captions']['model'], tmp_path)}/"
+    (tmp_path / "spelled.yaml").write_text(yaml.safe_dump(settings))
+    cmd = ["build", *inputs, "--work", "./work/", "--out", "out/", "--config", "spelled.yaml"]
+    run = subprocess.run(
+        [sys.executable, "-m", "sarlo_dask.cli", *cmd, "--workers", "2"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=tmp_path,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert run.stdout.split("[2/3]")[0].count("skipped") == len(urls), run.stdout
+    assert "rebuilt" not in run.stdout and "(0 written," in run.stdout
+    assert tree(work) == before_work and tree(out) == before_out  # nothing made again
+
+
 def test_another_set_of_inputs_is_refused_unless_replace(release_setup, copied, tmp_path):
     root, urls, config = release_setup
     work, out = copied

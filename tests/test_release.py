@@ -30,7 +30,7 @@ META_FIELDS = {
     "crop", "Nb_pixel_a", "Nb_pixel_r", "ss_row", "ss_col", "spacing_eff_az",
     "spacing_eff_rg", "scp_row", "scp_col", "bbox_ecf", "bbox_llh", "incidence_angles",
     "optical", "caption", "label", "split", "provenance", "pass_id", "scene_id", "key",
-    "city_id_satellite_pass", "operation_sampling",
+    "operation_sampling",
 }  # fmt: skip
 
 

@@ -208,7 +208,7 @@ def test_geotiff_source_aligns_like_the_tiles(built):
     a_img, a_meta = pair_tile(w, ds, folder, PairConfig(zoom=ZOOM))
     b_img, b_meta = pair_tile(w, ds, GeoTIFFSource(str(path)), PairConfig(zoom=ZOOM))
     assert a_meta["status"] == "ok" and b_meta["status"] == "ok", b_meta["status"]
-    assert b_meta["zoom"] is None and b_meta["source"] == "geotiff:ground.tif"
+    assert b_meta["zoom"] is None and b_meta["source"] == f"geotiff:{path}"
     diff = np.abs(a_img.astype(int) - b_img.astype(int))
     assert diff.max() <= 1, "same pixels, same georeferencing (up to float rounding)"
 

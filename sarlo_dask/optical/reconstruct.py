@@ -68,9 +68,10 @@ def _check_sample(opt: dict[str, Any]) -> None:
 def resolve_source(meta: dict[str, Any], spec: str | None, **http: Any) -> OpticalSource:
     """The source named by `spec`, or by what meta.json records when `spec` is None.
 
-    meta.json keeps only a folder's or GeoTIFF's name (`folder:NAME`, `geotiff:NAME`), found
-    from the current folder, and a template without its credentials. ValueError (a usage
-    error) when the spec is not usable or not the kind of source the build used.
+    meta.json records a folder or GeoTIFF by its absolute path (`folder:PATH`,
+    `geotiff:PATH`: found from any folder of the machine that built it; elsewhere `spec`
+    names it) and a template without its credentials. ValueError (a usage error) when the
+    spec is not usable or not the kind of source the build used.
     """
     opt = meta["optical"]
     _check_sample(opt)

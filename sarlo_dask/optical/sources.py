@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 from sarlo_dask.errors import redact
 from sarlo_dask.integrity import CHECKS, Damage, sha256
 from sarlo_dask.retry import host_rate, retry_after
-from sarlo_dask.store import filesystem, join, write_bytes
+from sarlo_dask.store import canonical, filesystem, join, write_bytes
 
 DIGEST = ".sha256"
 """beside a cached tile: the sha256 of its bytes"""
@@ -232,7 +232,8 @@ class FolderTiles:
     zoom: int = 19
 
     def describe(self) -> str:
-        return f"folder:{Path(self.root).name}"
+        """`folder:PATH`, absolute: it resolves from any folder (reconstruction)."""
+        return f"folder:{canonical(self.root)}"
 
     def fetch(self, tiles: list[tuple[int, int, int]]) -> dict[tuple[int, int, int], TileResult]:
         out: dict[tuple[int, int, int], TileResult] = {}
@@ -253,7 +254,8 @@ class GeoTIFFSource:
     path: str
 
     def describe(self) -> str:
-        return f"geotiff:{Path(self.path).name}"
+        """`geotiff:PATH`, absolute when local: it resolves from any folder."""
+        return f"geotiff:{canonical(self.path) if '://' not in self.path else redact(self.path)}"
 
 
 OpticalSource = HTTPTiles | FolderTiles | GeoTIFFSource
