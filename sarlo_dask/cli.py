@@ -171,8 +171,14 @@ def tiles(
 @app.command()
 def build(
     inputs: Annotated[list[str], typer.Argument(help="SICD files, folders, globs, s3:// prefixes")],
-    work: Annotated[str, typer.Option(help="work store URL (checkpoints of every stage)")],
-    out: Annotated[str, typer.Option(help="release URL (WebDataset shards, manifest, stats)")],
+    work: Annotated[
+        str | None,
+        typer.Option(help="work store URL (checkpoints of every stage; not for --dry-run)"),
+    ] = None,
+    out: Annotated[
+        str | None,
+        typer.Option(help="release URL (WebDataset shards, manifest, stats; not for --dry-run)"),
+    ] = None,
     config: Path | None = typer.Option(
         None, help="YAML: `standardize:`, `tiles:`, `captions:`, `release:` sections"
     ),
@@ -201,6 +207,14 @@ def build(
     ),
 ) -> None:
     """The whole build: standardize, tile, pair, caption, release; re-run to resume."""
+    if not dry_run and (work is None or out is None):
+        missing = " and ".join(n for n, v in (("--work", work), ("--out", out)) if v is None)
+        typer.echo(
+            f"error: sarlo build: missing {missing} (where its checkpoints and its release go; "
+            "only --dry-run, which writes nothing, runs without them)",
+            err=True,
+        )
+        raise typer.Exit(2)
     settings = (config, optical, zoom, include_optical, caption_model, caption_server, dry_run)
     code = cli_run.run_build(inputs, work, out, cluster, workers, *settings, dem, replace)
     raise typer.Exit(code)

@@ -227,8 +227,8 @@ def run_tiles(work: str, cluster: str, workers: int | None, **settings: object) 
 
 def run_build(
     inputs: list[str],
-    work: str,
-    out: str,
+    work: str | None,
+    out: str | None,
     cluster: str,
     workers: int | None,
     config: Path | None = None,
@@ -269,9 +269,11 @@ def run_build(
     )
 
     optical_fetch = tcfg.optical if tcfg.optical_mode == "fetch" else None
-    if dry_run:  # reads headers only: nothing written, no cluster
-        _preflight(lambda: check_protocol(work, "--work"), lambda: check_protocol(out, "--out"))
+    if dry_run:  # reads headers only: nothing written, no cluster, no --work/--out needed
+        given = [(u, n) for u, n in ((work, "--work"), (out, "--out")) if u]
+        _preflight(*(lambda u=u, n=n: check_protocol(u, n) for u, n in given))
         return _dry_run(_scene_urls(inputs, scfg.storage_options), scfg, tcfg)
+    assert work is not None and out is not None, "sarlo build checks both are given"
     _preflight(
         *_common_checks(cluster, workers, work, scfg.storage_options),
         lambda: check_writable(out, "--out", rcfg.storage_options),

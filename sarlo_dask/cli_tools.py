@@ -172,25 +172,25 @@ def optical_reconstruct(
     typer.echo(f"wrote {target}")
 
 
+REPORTS = "reports"
+"""`sarlo stats`' folder in a release by default (the build neither reads nor removes it)"""
+
+
 def stats(
     dataset: Annotated[str, typer.Argument(help="a released dataset's URL ({out} of a build)")],
     out: str | None = typer.Option(
         None,
-        help="folder or URL for stats.json and labels.png (default: the folder holding the "
-        "release, which keeps only what its build wrote)",
+        help="folder or URL for stats.json and labels.png (default: DATASET/reports, beside "
+        "the release's generation: no part of it for `sarlo verify`, kept by later builds)",
     ),
 ) -> None:
     """The caption table (words, P10/P90, vocabulary, duplicates) and labels per split."""
     from sarlo_dask.captions.stats import dataset_stats, format_labels, format_table
     from sarlo_dask.dataset import iter_meta
-    from sarlo_dask.figures import beside, labels_png
-    from sarlo_dask.store import write_bytes
+    from sarlo_dask.figures import labels_png
+    from sarlo_dask.store import join, write_bytes
 
-    try:
-        folder = (out or beside(dataset)).rstrip("/")
-    except ValueError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
+    folder = (out or join(dataset.rstrip("/"), REPORTS)).rstrip("/")
     result = dataset_stats(iter_meta(dataset))
     if not any(s["n"] for s in result["captions"].values()) and not result["labels"]["all"]:
         typer.echo(f"error: {dataset}: no committed shards with samples", err=True)

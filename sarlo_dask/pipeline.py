@@ -32,7 +32,7 @@ from sarlo_dask.outcomes import (
 from sarlo_dask.prefetch_stage import prefetch, with_xyz_cache
 from sarlo_dask.scene_stage import plan_scene_store
 from sarlo_dask.sicd import scene_id_from_url
-from sarlo_dask.store import Store, canonical, catalogue_root
+from sarlo_dask.store import Store, canonical
 from sarlo_dask.tile_stage import make_tiles
 from sarlo_dask.tiles import Window, tile_groups
 
@@ -184,7 +184,10 @@ def tile_scenes(
         res.optical_failed.sort(key=lambda d: d["key"])
         if res.status == "done":
             marker = resume.tiles_marker(res, lineages[res.scene_id])
-            work.update_json(work.tiles_marker(res.scene_id), marker)
+            try:
+                work.update_json(work.tiles_marker(res.scene_id), marker)
+            except OSError as exc:  # {work} full or gone: not committed, made again next run
+                res.error(Failure.of(exc, res.scene_id, "scene", "tiles"))
     return [results[k] for k in sorted(results)]
 
 
@@ -369,9 +372,8 @@ def _build_pass(
         why = f"release left as it was: {len(unread)} scenes failed for a reason not their input's"
         rel = release.unreleased(out, f"{why} ({', '.join(unread[:3])})")
     else:
-        root = catalogue_root(urls)
         rel = release_scenes(
-            work, out, rcfg, client, keep, None, catalogue, progress, captions, say, root
+            work, out, rcfg, client, keep, None, catalogue, progress, captions, say
         )
     say("")
     return Build(scenes, tiles, rel, prefetched[0] if prefetched else None)

@@ -1,11 +1,12 @@
 """`sarlo demo` shows the dataset as its users get it: three passes, one per split, several
 tiles per scene, a picture of a few samples with the simulated targets circled, the label
-chart; `sarlo stats` writes beside the release."""
+chart; `sarlo stats` writes under the release (reports/)."""
 
 from __future__ import annotations
 
 import io
 import json
+import shutil
 import subprocess
 import sys
 from collections import Counter
@@ -89,12 +90,12 @@ def test_the_circles_sit_on_the_sar_targets_and_the_optical_red_disks(demo):
 
 def test_the_label_chart_is_the_one_sarlo_stats_draws(demo, tmp_path):
     """The demo's labels.png and `sarlo stats RELEASE` (run elsewhere, no --out): the same
-    chart, written beside the release (the folder holding it), nothing in the current folder."""
+    chart, written under the release in reports/ (nothing in the current folder), which
+    `sarlo verify` does not take for part of the release."""
     out = _ok(demo)
     _png(out / "labels.png")
     public = tmp_path / "public"
-    public.mkdir()
-    (public / "rel").symlink_to(out / "release")  # beside the folder as named, not its target
+    shutil.copytree(out / "release", public / "rel")
     cwd = tmp_path / "cwd"
     cwd.mkdir()
     run = subprocess.run(
@@ -106,13 +107,23 @@ def test_the_label_chart_is_the_one_sarlo_stats_draws(demo, tmp_path):
     )
     assert run.returncode == 0, run.stderr
     assert list(cwd.iterdir()) == []
-    assert f"wrote {public}/stats.json and {public}/labels.png" in run.stdout
-    written = json.loads((public / "stats.json").read_text())
+    assert "wrote ../public/rel/reports/stats.json and ../public/rel/reports/labels.png" in (
+        run.stdout
+    )
+    reports = public / "rel" / "reports"
+    written = json.loads((reports / "stats.json").read_text())
     current = Path(dataset.release_root(str(out / "release")))
     assert written == json.loads((current / "stats.json").read_text())
     manifest = json.loads((out / "release" / "manifest.json").read_text())
     assert sum(v["count"] for v in written["labels"]["all"].values()) == manifest["samples"]
-    assert (public / "labels.png").read_bytes() == (out / "labels.png").read_bytes()
+    assert (reports / "labels.png").read_bytes() == (out / "labels.png").read_bytes()
+    check = subprocess.run(
+        [sys.executable, "-m", "sarlo_dask.cli", "verify", str(public / "rel")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert check.returncode == 0 and check.stdout.startswith("intact"), check.stdout
 
 
 def test_the_figures_are_the_same_bytes_again(demo, tmp_path):

@@ -106,6 +106,9 @@ def test_bad_scenes_are_one_line_each_and_typed_in_failures(release_setup, tmp_p
     text = res.stdout + res.stderr
     assert res.returncode == 3, text
     assert "Traceback" not in text and "Compute Failed" not in text, text
+    # output to a file (a pipe here): whole lines, no carriage-return redraws; a clean
+    # shutdown, no warning of distributed's (nanny, worker, scheduler)
+    assert "\r" not in text and not [ln for ln in text.splitlines() if "distributed." in ln]
     for name, words in expected.items():
         lines = [ln for ln in text.splitlines() if f"FAILED {tmp_path}/bad/{name}.nitf" in ln]
         assert len(lines) == 1 and words in lines[0], (name, lines)
@@ -183,6 +186,12 @@ def test_dry_run_reports_selection_and_tiles_from_headers(release_setup, release
         line = [ln for ln in lines if ln.startswith(f"refused  {tmp_path}/bad/{name}.nitf: ")]
         assert len(line) == 1 and words in line[0], (name, line)
     assert lines[-1].startswith(f"dry run: {len(urls)} of {len(urls) + len(bad)} scenes selected")
+    bare = sarlo("build", *urls, *bad, "--config", str(config), "--dry-run")  # no --work/--out
+    assert bare.returncode == 0 and bare.stdout == res.stdout, bare.stderr
+    gone = sarlo("build", *urls, "--work", str(work), "--config", str(config))  # no --out
+    assert gone.returncode == 2 and "dashboard" not in gone.stdout and not work.exists()
+    (line,) = gone.stderr.strip().splitlines()
+    assert line.startswith("error: sarlo build: missing --out (") and "--dry-run" in line, line
 
 
 def test_missing_inputs_models_and_optical_zooms_are_refused_before_any_cluster(
