@@ -103,4 +103,3 @@ class FullFileSystem(LocalFileSystem):
     def cp_file(self, path1: str, path2: str, **kwargs: Any) -> None:
         with self.open(path1, "rb") as src, self.open(path2, "wb") as dst:
             dst.write(src.read())
-
