@@ -200,7 +200,7 @@ def open(  # noqa: A001 - the dataset's entry point, as webdataset / xarray name
     ShardError naming it (`verify=False`: not checked). `where`, a pyarrow compute
     expression over index.parquet's columns (e.g. `pc.field("polarization") == "V:V"`),
     keeps the samples that match and reads only their bytes (one range request per sample,
-    at the offsets the index records; a range read checks no digest).
+    at the offsets the index records; each member checked against the sha256 it records).
     `batch_size`: batches made by `collate`, for `DataLoader(ds, batch_size=None)`.
     """
     import webdataset as wds
@@ -228,7 +228,7 @@ def open(  # noqa: A001 - the dataset's entry point, as webdataset / xarray name
             if r["shard"] in committed
         ]
         source = [functools.partial(iter, items)]  # a callable: a list would be taken as stages
-        expand = [functools.partial(_sample_ranges, storage_options=storage_options)]
+        expand = [functools.partial(_sample_ranges, storage_options=storage_options, verify=verify)]
     stages = [*source, wds.split_by_node, wds.split_by_worker, *expand]
     if decode:
         stages.append(wds.decode())
@@ -238,10 +238,11 @@ def open(  # noqa: A001 - the dataset's entry point, as webdataset / xarray name
 
 
 def _sample_ranges(
-    src: Iterator[dict[str, Any]], storage_options: dict[str, Any] | None
+    src: Iterator[dict[str, Any]], storage_options: dict[str, Any] | None, verify: bool = True
 ) -> Iterator[dict[str, Any]]:
     """Samples read by byte range: for each item (a shard URL, a key and its members'
-    offsets and sizes) the bytes from its first member to its last, in one request."""
+    offsets, sizes and sha256) the bytes from its first member to its last, in one request;
+    a member whose bytes are not those the index records raises ShardError."""
     for item in src:
         fs, path = filesystem(item["url"], storage_options)
         first = min(m["offset"] for m in item["members"])
@@ -249,7 +250,14 @@ def _sample_ranges(
         blob = fs.cat_file(path, start=first, end=last)
         sample = {"__key__": item["key"], "__url__": item["url"]}
         for m in item["members"]:
-            sample[m["name"]] = blob[m["offset"] - first : m["offset"] - first + m["size"]]
+            data = blob[m["offset"] - first : m["offset"] - first + m["size"]]
+            if verify and hashlib.sha256(data).hexdigest() != m["sha256"]:
+                raise ShardError(
+                    f"{item['url']}: member {item['key']}.{m['name']} is not the one "
+                    "index.parquet records (sha256; a damaged shard: `sarlo verify` lists "
+                    "every damaged file, the same `sarlo build` repairs them)"
+                )
+            sample[m["name"]] = data
         yield sample
 
 
@@ -267,13 +275,27 @@ def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def hf_data_files(url: str, storage_options: dict[str, Any] | None = None) -> dict[str, list]:
+def hf_data_files(
+    url: str, storage_options: dict[str, Any] | None = None, verify: bool = True
+) -> dict[str, list]:
     """`data_files` for Hugging Face `datasets`: each split's committed shards (a release
-    without any is a FileNotFoundError here, not an empty `data_files` later)."""
-    found = {s: shard_urls(url, s, storage_options) for s in SPLITS}
-    files = {s: urls for s, urls in found.items() if urls}
+    without any is a FileNotFoundError here, not an empty `data_files` later). `datasets`
+    reads them unchecked, so each shard's size and sha256 are checked here first (one read
+    of the release, in threads): ShardError names a shard that is not the manifest's."""
+    found = {s: shards(url, s, storage_options) for s in SPLITS}
+    files = {s: [x.url for x in listed] for s, listed in found.items() if listed}
     if not files:
         raise FileNotFoundError(f"{url}: no committed shards (is this a build's --out folder?)")
+    if verify:
+        from concurrent.futures import ThreadPoolExecutor
+
+        def check(shard: Shard) -> None:
+            fs, path = filesystem(shard.url, storage_options)
+            with fs.open(path, "rb") as f:
+                _Checked(f, shard).check()
+
+        with ThreadPoolExecutor(4) as pool:
+            list(pool.map(check, [x for listed in found.values() for x in listed]))
     return files
 
 

@@ -54,10 +54,11 @@ def wkb_polygon(data: bytes) -> list[list[tuple[float, float]]]:
 def index_rows(
     rows: Sequence[Mapping[str, Any]],
     assignment: Mapping[str, str],
-    members: Mapping[str, tuple[str, Mapping[str, Sequence[int]]]],
+    members: Mapping[str, tuple[str, Mapping[str, Sequence[Any]]]],
 ) -> list[dict[str, Any]]:
     """One record per released sample: `rows` the release's index rows (with `acquisition`
-    and `footprint` from meta.json), `members` each key's shard and {member: [offset, size]}."""
+    and `footprint` from meta.json), `members` each key's shard and {member: [offset, size,
+    sha256]}."""
     out = []
     for r in rows:
         acq, ring = r["acquisition"], r["footprint"]["coordinates"][0]
@@ -72,8 +73,8 @@ def index_rows(
                 "pass_id": r["pass_id"],
                 "shard": shard,
                 "members": [
-                    {"name": n, "offset": int(o), "size": int(s)}
-                    for n, (o, s) in sorted(offsets.items())
+                    {"name": n, "offset": int(o), "size": int(s), "sha256": str(d)}
+                    for n, (o, s, d) in sorted(offsets.items())
                 ],
                 "collect_start": acq["collect_start"],
                 **{k: acq[k] for k in _ACQUISITION},
@@ -103,7 +104,14 @@ def index_parquet(records: Sequence[Mapping[str, Any]]) -> bytes:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    member = pa.struct([("name", pa.string()), ("offset", pa.int64()), ("size", pa.int64())])
+    member = pa.struct(
+        [
+            ("name", pa.string()),
+            ("offset", pa.int64()),
+            ("size", pa.int64()),
+            ("sha256", pa.string()),
+        ]
+    )
     bbox = pa.struct([(k, pa.float64()) for k in ("xmin", "ymin", "xmax", "ymax")])
     fields = [
         ("key", pa.string()),

@@ -52,13 +52,14 @@ def member_header(name: str, size: int) -> bytes:
 
 class ShardTar:
     """Write samples ({member: bytes}) to `f` as one tar; `close()` ends the archive and
-    gives its SHA-256; `size` and `members` ({key: {member: [data offset, size]}}) say
-    where everything lies. `f` must write whole buffers (a buffered file, not a raw one,
+    gives its SHA-256; `size` and `members` ({key: {member: [data offset, size, sha256]}})
+    say where everything lies and what it is (a range read of one member checks it).
+    `f` must write whole buffers (a buffered file, not a raw one,
     whose write may take only part)."""
 
     def __init__(self, f: BinaryIO) -> None:
         self.f, self.size = f, 0
-        self.members: dict[str, dict[str, list[int]]] = {}
+        self.members: dict[str, dict[str, list[int | str]]] = {}
         self._sha = hashlib.sha256()
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="sha256")
         self._pending: deque[tuple[Future[None], int]] = deque()
@@ -81,7 +82,7 @@ class ShardTar:
         for name in sorted(sample):
             data = sample[name]
             self._out(member_header(f"{key}.{name}", len(data)))
-            where[name] = [self.size, len(data)]
+            where[name] = [self.size, len(data), hashlib.sha256(data).hexdigest()]
             self._out(data)
             if len(data) % BLOCK:
                 self._out(bytes(BLOCK - len(data) % BLOCK))

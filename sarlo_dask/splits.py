@@ -12,8 +12,9 @@ from typing import Any
 
 from sarlo_dask.config import ReleaseConfig
 
-RELEASE_FORMAT = 2
-"""of shards and their markers (2: markers list each member's offset); in every plan digest,
+RELEASE_FORMAT = 3
+"""of shards and their markers (2: markers list each member's offset; 3: and its sha256,
+which index.parquet holds for range reads); in every plan digest,
 so a release of another format is rewritten, never mixed"""
 
 

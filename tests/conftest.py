@@ -137,6 +137,19 @@ SLURM_JOBS: list[str] = []
 """what the SLURM tests saw: one line per job (tests/test_slurm.py)"""
 
 
+DEMO_FILES = {"test_cli.py", "test_demo.py", "test_notebooks.py", "test_readme.py"}
+"""the test files reading `sarlo demo`'s output (the `demo` fixture, a minute of work)"""
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """For pytest-xdist's `--dist loadgroup`: each test file is one group (its module
+    fixtures are made once, on one worker), and the files reading the demo's output share
+    one (the demo runs once). Without xdist the marks change nothing."""
+    for item in items:
+        group = "demo" if item.path.name in DEMO_FILES else item.nodeid.split("::")[0]
+        item.add_marker(pytest.mark.xdist_group(group))
+
+
 def pytest_terminal_summary(terminalreporter) -> None:
     if SLURM_JOBS:
         terminalreporter.section("SLURM jobs seen")

@@ -232,6 +232,9 @@ def test_a_deleted_and_a_damaged_shard_are_named_refused_and_repaired(
         list(dataset.open(str(out), split))
     with pytest.raises(FileNotFoundError, match=gone.name):
         list(dataset.open(str(out), gone.relative_to(out / gen).parts[0]))
+    with pytest.raises((dataset.ShardError, FileNotFoundError)) as hf:  # HF's data_files
+        dataset.hf_data_files(str(out))
+    assert gone.name in str(hf.value) or str(flipped.relative_to(out)) in str(hf.value)
     rerun = run_build(release_setup, work, out)
     log, _ = rerun.communicate(timeout=600)
     after = sarlo("verify", str(out))
