@@ -2,7 +2,7 @@
 (target >= 0.8x its speed), and what checking the committed shards' sha256 adds to an
 unchanged re-run of `sarlo build` (target <= 10 % of that re-run).
 
-    python bench/bench_verify.py [--scenes 4] [--size 3072] [--reps 3]
+    python bench/bench_verify.py [--scenes 4] [--size 6144] [--reps 3]
 
 Inputs: bench_build's simulated 0.4 m scenes and optical ground, built once with `sarlo
 build` (1024 px tiles, 4 samples a shard). Each timing is the median of --reps, the two
@@ -45,7 +45,7 @@ def main() -> None:
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--scenes", type=int, default=4)
-    ap.add_argument("--size", type=int, default=3072)
+    ap.add_argument("--size", type=int, default=6144)  # ~1 GB: the start is not the measure
     ap.add_argument("--zoom", type=int, default=18)
     ap.add_argument("--dir", default=".bench")
     ap.add_argument("--reps", type=int, default=3)

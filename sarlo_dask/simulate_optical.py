@@ -59,7 +59,12 @@ def render_ground_tile(
             grey = np.clip(grey * hillshade(terrain, lat, lon), 0, 255)  # still grey
         rgb = np.repeat(grey[..., None], 3, axis=2)
     radius = MARKER_RADIUS_M if ground is None else LANDSCAPE_MARKER_M
+    pad = radius / 111_320.0  # degrees of latitude: a marker further off paints nothing here
+    south, north, west, east = lat.min() - pad, lat.max() + pad, lon.min(), lon.max()
     for mlat, mlon in markers:
+        wide = pad / np.cos(np.radians(mlat))
+        if not (south <= mlat <= north and west - wide <= mlon <= east + wide):
+            continue
         dy = (lat - mlat) * 111_320.0
         dx = (lon - mlon) * 111_320.0 * np.cos(np.radians(mlat))
         rgb[np.hypot(dx, dy) < radius] = (255, 0, 0)

@@ -141,6 +141,7 @@ DEMO_FILES = {"test_cli.py", "test_demo.py", "test_notebooks.py", "test_readme.p
 """the test files reading `sarlo demo`'s output (the `demo` fixture, a minute of work)"""
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the marks
 def pytest_collection_modifyitems(config, items) -> None:
     """For pytest-xdist's `--dist loadgroup`: each test file is one group (its module
     fixtures are made once, on one worker), and the files reading the demo's output share
