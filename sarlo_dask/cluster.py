@@ -123,7 +123,14 @@ def cluster_client(
         started = getattr(client, "cluster", None)  # None: a scheduler that was there before
         client.close()
         if started is not None:
-            started.close()
+            # the work is done: a worker slow to exit on a busy machine is killed, unsaid
+            nanny = logging.getLogger("distributed.nanny")
+            level = nanny.level
+            nanny.setLevel(logging.ERROR)
+            try:
+                started.close()
+            finally:
+                nanny.setLevel(level)
 
 
 @contextlib.contextmanager
