@@ -65,9 +65,11 @@ def release_root(url: str, storage_options: dict[str, Any] | None = None) -> str
 
 @dataclass(frozen=True)
 class Shard:
-    """A committed shard: its URL and, when a manifest lists it, its sha256 and size."""
+    """A committed shard: its URL, its split and, when a manifest lists it, its sha256 and
+    size."""
 
     url: str
+    split: str
     sha256: str | None = None
     bytes: int | None = None
 
@@ -83,7 +85,10 @@ def shards(
         root, order = root_of(url, manifest), {s: i for i, s in enumerate(SPLITS)}
         listed = [s for s in manifest["shards"] if split in (None, s["shard"].split("/", 1)[0])]
         listed.sort(key=lambda s: (order[s["shard"].split("/", 1)[0]], s["shard"]))
-        return [Shard(join(root, s["shard"]), s["sha256"], s["bytes"]) for s in listed]
+        return [
+            Shard(join(root, s["shard"]), s["shard"].split("/", 1)[0], s["sha256"], s["bytes"])
+            for s in listed
+        ]
     if is_http(url):
         raise FileNotFoundError(
             f"{join(url, MANIFEST)}: not found; a release served over HTTP is read through "
@@ -96,7 +101,7 @@ def shards(
     for s in [split] if split else SPLITS:
         found = sorted(fs.glob(f"{root}/{s}/chunk_*/shard-*.tar"))
         markers = set(fs.glob(f"{root}/{s}/chunk_*/shard-*.done.json"))
-        out += [Shard(protocol + p) for p in found if shard_marker(p) in markers]
+        out += [Shard(protocol + p, s) for p in found if shard_marker(p) in markers]
     return out
 
 
@@ -282,8 +287,10 @@ def hf_data_files(
     without any is a FileNotFoundError here, not an empty `data_files` later). `datasets`
     reads them unchecked, so each shard's size and sha256 are checked here first (one read
     of the release, in threads): ShardError names a shard that is not the manifest's."""
-    found = {s: shards(url, s, storage_options) for s in SPLITS}
-    files = {s: [x.url for x in listed] for s, listed in found.items() if listed}
+    found = shards(url, None, storage_options)  # in release order: split by split
+    files: dict[str, list] = {}
+    for shard in found:
+        files.setdefault(shard.split, []).append(shard.url)
     if not files:
         raise FileNotFoundError(f"{url}: no committed shards (is this a build's --out folder?)")
     if verify:
@@ -295,7 +302,7 @@ def hf_data_files(
                 _Checked(f, shard).check()
 
         with ThreadPoolExecutor(4) as pool:
-            list(pool.map(check, [x for listed in found.values() for x in listed]))
+            list(pool.map(check, found))
     return files
 
 

@@ -222,15 +222,13 @@ def release_scenes(
     progress: Progress = None,
     captions: str | None = None,
     say: Callable[[str], Any] = lambda line: None,
-    root: str | None = None,
 ) -> Release:
     """Plan splits and shards over the scenes' kept tiles and write the release as the
     generation of its plan (sarlo_dask.generations): the shards not committed there yet, or
     damaged since, then index.parquet and stats.json; then {out}/manifest.json makes it the
     current release, and older generations are removed. A shard that fails publishes
     nothing. URLs for `work` and `out` are Stores with `storage_options` and the release's
-    own; `captions`: the caption settings' digest whose records are released (None: none);
-    `root`: the catalogue root local inputs are named from (None: their common folder)."""
+    own; `captions`: the caption settings' digest whose records are released (None: none)."""
     from distributed import as_completed
 
     work, out = Store.of(work, storage_options), Store.of(out, cfg.storage_options)
@@ -242,7 +240,7 @@ def release_scenes(
     indexed = dict(zip(ids, client.gather(futures), strict=True))
     if damaged := [d for s in indexed.values() for d in s.damaged]:
         return release.damaged_release(out, damaged)  # rebuilt first, then released
-    rp = release.release_plan(indexed, cfg, root)
+    rp = release.release_plan(indexed, cfg)
     gen = generations.generation(out, rp.digest)  # written beside the current release
     pending: dict[Any, str] = {}
     for spec in rp.shards:

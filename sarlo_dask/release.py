@@ -155,19 +155,16 @@ class ReleasePlan:
         ]
 
 
-def release_plan(
-    index: Mapping[str, SceneIndex], cfg: ReleaseConfig, root: str | None = None
-) -> ReleasePlan:
+def release_plan(index: Mapping[str, SceneIndex], cfg: ReleaseConfig) -> ReleasePlan:
     """Splits and shards over the indexed scenes (sorted by id), digested with every sample's
     lineage and source_url: a shard committed under another digest is written again. Local
-    inputs are named relative to the catalogue `root` (None: the folder the indexed scenes'
-    inputs share)."""
+    inputs are named relative to the folder the indexed scenes' inputs share."""
     rows = [(sid, r) for sid in sorted(index) for r in index[sid].rows]
     samples = [SampleRef(sid, r["key"], r["pass_id"], r["label"]) for sid, r in rows]
     assignment = split_passes(samples, cfg.splits, cfg.balance)
     shards = shard_plan(samples, assignment, cfg)
     urls = {sid: index[sid].source_url for sid in sorted(index)}
-    root = catalogue_root([u for u in urls.values() if u]) if root is None else root
+    root = catalogue_root([u for u in urls.values() if u])
     sources = {sid: portable_url(u, root) if u else "" for sid, u in urls.items()}
     lineage = {f"{sid}/{r['key']}": {**r["lineage"], "source_url": sources[sid]} for sid, r in rows}
     digest = plan_digest(shards, cfg, lineage)

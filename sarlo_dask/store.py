@@ -71,14 +71,17 @@ def s3_endpoint(storage_options: dict[str, Any] | None = None) -> str:
     return f"endpoint {url}" if url else "AWS S3"
 
 
+def is_local_path(url: str) -> bool:
+    """Whether `url` names a local file or folder: a path, or a file:// URL."""
+    return "://" not in url or url.startswith("file://")
+
+
 def canonical(url: str) -> str:
     """One spelling of a file or folder, for keys and digests: a local path (or file:// URL)
     absolute, `~` expanded, symlinks resolved, no trailing slash; other URLs without a
     trailing slash. `optical`, `./optical/`, its absolute path and a link to it are one."""
-    if url.startswith("file://"):
-        url = url.removeprefix("file://")
-    if "://" not in url:
-        return os.path.realpath(os.path.expanduser(url))
+    if is_local_path(url):
+        return os.path.realpath(os.path.expanduser(url.removeprefix("file://")))
     scheme, rest = url.split("://", 1)
     return f"{scheme}://{rest.rstrip('/')}" if rest.strip("/") else url
 
@@ -89,20 +92,20 @@ def canonical_spec(spec: str) -> str:
     for prefix in ("folder:", "geotiff:"):
         if spec.startswith(prefix):
             return prefix + canonical(spec.removeprefix(prefix))
-    return spec if spec.lower().startswith(("http://", "https://")) else canonical(spec)
+    return spec if is_http(spec) else canonical(spec)
 
 
 def catalogue_root(urls: Sequence[str]) -> str:
     """The deepest folder holding every local file of `urls` ("" when none is local): what
     released metadata names local inputs relative to, so that it names no builder's path."""
-    local = [canonical(u) for u in urls if "://" not in u or u.startswith("file://")]
+    local = [canonical(u) for u in urls if is_local_path(u)]
     return os.path.commonpath([os.path.dirname(u) for u in local]) if local else ""
 
 
 def portable_url(url: str, root: str) -> str:
     """What released metadata records of input `url`: a local file relative to the
     catalogue `root`; any other URL as given (the caller removes credentials)."""
-    if "://" in url and not url.startswith("file://"):
+    if not is_local_path(url):
         return url
     return os.path.relpath(canonical(url), root) if root else os.path.basename(url)
 
@@ -244,9 +247,10 @@ class Store:
         """`store` itself, or a Store at the URL `store` with `options`."""
         return store if isinstance(store, Store) else cls(store.rstrip("/"), dict(options or {}))
 
-    @property
+    @functools.cached_property
     def token(self) -> str:
-        """A short digest of the URL (any spelling of it), for task keys (see url_token)."""
+        """A short digest of the URL (any spelling of it), for task keys (see url_token);
+        worked out once per Store (keys are made for every task of a stage)."""
         return url_token(canonical(self.url))
 
     def path(self, *parts: str) -> str:
