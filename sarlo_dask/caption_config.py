@@ -5,12 +5,12 @@ Part of the build configuration (`sarlo_dask.config`, the `captions:` section of
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from sarlo_dask import lineage
+from sarlo_dask.lineage import execution
 from sarlo_dask.store import canonical
 
 STYLE = "Do not use color terms in the text description. Avoid hypothesis or vague wording."
@@ -64,10 +64,10 @@ class CaptionConfig(BaseModel):
         description="transformers: the model in the Dask workers; openai: OpenAI-compatible "
         "servers (vLLM, SGLang, LMDeploy, TGI, transformers serve)",
     )
-    servers: tuple[str, ...] = Field(
+    servers: tuple[str, ...] = execution(
         (), description="backend openai: base URLs of the servers, e.g. http://node1:8000/v1"
     )
-    api_key_env: str | None = Field(
+    api_key_env: str | None = execution(
         None, description="backend openai: environment variable holding the API key (never stored)"
     )
     image_format: str = Field(
@@ -77,11 +77,13 @@ class CaptionConfig(BaseModel):
         None, ge=16, description="backend openai: longest side sent, in pixels (None: as is)"
     )
     seed: int = Field(0, description="backend openai: the sampling seed sent (temperature is 0)")
-    concurrency: int = Field(
+    concurrency: int = execution(
         8, ge=1, description="backend openai: requests in flight per server, the whole build"
     )
-    request_timeout: float = Field(120.0, gt=0, description="backend openai: seconds per request")
-    request_retries: int = Field(
+    request_timeout: float = execution(
+        120.0, gt=0, description="backend openai: seconds per request"
+    )
+    request_retries: int = execution(
         4,
         ge=0,
         description="backend openai: retries of a failed request (429 and Retry-After honoured)",
@@ -96,17 +98,27 @@ class CaptionConfig(BaseModel):
         pattern="^(optical|sar)$",
         description="caption the warped optical patch, or the SAR preview (builds without optical)",
     )
-    device: str = Field("auto", pattern="^(auto|cpu|cuda)$")
+    device: str = Field(
+        "auto",
+        pattern="^(auto|cpu|cuda)$",
+        description="where the model runs; shapes the captions (an auto dtype follows it, and "
+        "GPU kernels round otherwise)",
+    )
     dtype: str = Field(
         "auto",
         pattern="^(auto|float16|bfloat16|float32)$",
         description="auto: bf16 (else fp16) on GPU, fp32 on CPU",
     )
-    batch_size: int = Field(8, ge=1, description="tiles per model call")
-    max_in_flight: int = Field(
+    batch_size: int = Field(
+        8,
+        ge=1,
+        description="tiles per model call; shapes the captions (batched kernels round "
+        "otherwise, and a nearly tied token can go the other way)",
+    )
+    max_in_flight: int = execution(
         0, ge=0, description="caption batches queued on the cluster at once; 0: 2 per worker"
     )
-    retries: int = Field(2, ge=0, description="retries of a failed caption batch")
+    retries: int = execution(2, ge=0, description="retries of a failed caption batch")
     prompts: dict[str, PromptSpec] = Field(default_factory=_default_prompts)
     rewrite_model: str | None = Field(
         None, description="optional text-generation model for an LLM cleanup pass"
@@ -141,13 +153,11 @@ class CaptionConfig(BaseModel):
         return self
 
     def digest(self) -> str:
-        """Of the settings that shape the captions: not where they are computed (servers,
-        key), nor how many requests or batches are queued, timed or retried."""
-        transport = {"max_in_flight", "retries", "servers", "api_key_env", "concurrency"}
-        transport |= {"request_timeout", "request_retries"}
-        if self.backend == "transformers":  # the settings of the other backend shape nothing
-            transport |= {"backend", "image_format", "image_size", "seed"}
-        else:
-            transport |= {"kind", "device", "dtype", "trust_remote_code"}
-        shaping = self.model_dump(mode="json", exclude=transport)
-        return hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()[:16]
+        """Of the settings that shape the captions (lineage): not where they are computed
+        (servers, key), nor how many requests or batches are queued, timed or retried; nor
+        the settings of the backend not in use."""
+        if self.backend == "transformers":
+            unused = {"backend", "image_format", "image_size", "seed"}
+        else:  # the model runs in the servers: how it is loaded here shapes nothing
+            unused = {"kind", "device", "dtype", "trust_remote_code"}
+        return lineage.digest(lineage.of_role(self, "shaping", unused))

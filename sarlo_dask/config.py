@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -11,9 +9,11 @@ from typing import Any, Literal, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from sarlo_dask import lineage
 from sarlo_dask.caption_config import CaptionConfig as CaptionConfig
 from sarlo_dask.caption_config import PromptSpec as PromptSpec
 from sarlo_dask.errors import redact
+from sarlo_dask.lineage import execution, selection
 from sarlo_dask.store import canonical, canonical_spec
 
 
@@ -23,17 +23,17 @@ class StandardizeConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     spacing: float = Field(0.8, gt=0, description="target slant-range spacing, metres (both axes)")
-    min_spacing: float = Field(0.2, gt=0, description="selection: finest native spacing, m")
-    max_spacing: float = Field(2.0, gt=0, description="selection: coarsest native spacing, m")
-    polarizations: tuple[str, ...] = Field(
+    min_spacing: float = selection(0.2, gt=0, description="selection: finest native spacing, m")
+    max_spacing: float = selection(2.0, gt=0, description="selection: coarsest native spacing, m")
+    polarizations: tuple[str, ...] = selection(
         ("V:V", "H:H"), description="selection: processed Tx:Rcv polarizations (co-pol)"
     )
-    min_size: int = Field(1024, ge=1, description="smallest output size in pixels (one tile)")
-    chunk_azimuth: int = Field(1024, ge=16, description="azimuth lines per block, range pass")
-    chunk_range: int = Field(
+    min_size: int = selection(1024, ge=1, description="smallest output size in pixels (one tile)")
+    chunk_azimuth: int = execution(1024, ge=16, description="azimuth lines per block, range pass")
+    chunk_range: int = execution(
         512, ge=16, description="range lines per block read (one request each), azimuth pass"
     )
-    store_chunk: int = Field(512, ge=16, description="zarr chunk edge of the stored slc")
+    store_chunk: int = execution(512, ge=16, description="zarr chunk edge of the stored slc")
     deskew: bool = Field(True, description="centre each axis's spectrum before cropping")
     geolocation_bound_m: float = Field(1e-3, gt=0, description="tie-point interpolation bound")
     tie_point_max_step: int = Field(512, ge=4)
@@ -62,18 +62,19 @@ class StandardizeConfig(BaseModel):
         "0.8 m pixel (a bilinear DEM bends at every DEM pixel, so the error shrinks only in "
         "proportion to the step; the DEM itself is good to metres)",
     )
-    dem_storage_options: dict[str, Any] = Field(
+    dem_storage_options: dict[str, Any] = execution(
         default_factory=dict,
         exclude=True,
         description="fsspec options of the DEM's URL (e.g. anon: true for a public bucket)",
     )
-    device: str = Field(
-        "auto",
+    device: str = execution(
+        "cpu",
         pattern="^(auto|cpu|cuda)$",
-        description="where the resampling FFTs run; auto: cuda when every worker declares a "
-        "GPU resource (equal to the CPU's within float32 tolerance, not bit for bit)",
+        description="where the resampling FFTs run: cpu; cuda (CuPy, equal to the CPU's within "
+        "float32 tolerance, not bit for bit; not yet run on a real GPU); auto: cuda when every "
+        "worker declares a GPU resource",
     )
-    storage_options: dict[str, Any] = Field(
+    storage_options: dict[str, Any] = execution(
         default_factory=dict,
         exclude=True,
         description="fsspec options (credentials stay out of provenance)",
@@ -96,17 +97,21 @@ class StandardizeConfig(BaseModel):
         return canonical(v) if os.path.isfile(v) else v  # else a keyword, or a grid PROJ finds
 
     def provenance(self) -> dict[str, Any]:
-        """The parameters that shape the output (no credentials), for attrs and hashes: the
-        DEM's settings only when there is a DEM (else they shape nothing)."""
+        """The settings that shape the store (no credentials, no execution or selection
+        settings: lineage), for its attributes and its digest; the DEM's only when there is a
+        DEM (else they shape nothing)."""
         unused = set() if self.dem else {"dem", "dem_vertical_datum", "dem_use", "dem_bound_m"}
-        out = self.model_dump(mode="json", exclude=unused)
+        out = lineage.of_role(self, "shaping", unused)
         if self.dem:  # a token in the DEM's URL is neither stored nor part of the digest
             out["dem"] = redact(self.dem)
         return out
 
     def digest(self) -> str:
-        text = json.dumps(self.provenance(), sort_keys=True)
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
+        return lineage.digest(self.provenance())
+
+    def selection_digest(self) -> str:
+        """Of the settings that select scenes: a store reused under others is checked again."""
+        return lineage.digest(lineage.of_role(self, "selection"))
 
 
 class TileConfig(BaseModel):
@@ -158,7 +163,7 @@ class TileConfig(BaseModel):
         description="finest mesh tried (3, 5, 9, 17 or 33 control points a side), halving "
         "the cell from 3 until the residual is max_affine_residual_px; 0: never a mesh",
     )
-    tile_cache: str = Field(
+    tile_cache: str = execution(
         "",
         description="cache of downloaded XYZ tiles: a local folder (default "
         "~/.cache/sarlo/tiles) or an fsspec URL (s3://...) every worker shares",
@@ -168,19 +173,20 @@ class TileConfig(BaseModel):
         description="also write each tile's optical mosaic as "
         "a GeoTIFF (EPSG:3857 for XYZ sources)",
     )
-    http_timeout: float = Field(10.0, gt=0, description="seconds per XYZ request")
-    http_retries: int = Field(3, ge=0, description="retries per XYZ tile after a failure")
-    http_backoff: float = Field(0.5, ge=0, description="first retry delay, doubling")
-    http_concurrency: int = Field(4, ge=1, description="XYZ requests in flight per tile task")
-    http_rate: float = Field(
+    http_timeout: float = execution(10.0, gt=0, description="seconds per XYZ request")
+    http_retries: int = execution(3, ge=0, description="retries per XYZ tile after a failure")
+    http_backoff: float = execution(0.5, ge=0, description="first retry delay, doubling")
+    http_concurrency: int = execution(4, ge=1, description="XYZ requests in flight per tile task")
+    http_rate: float = execution(
         0.0, ge=0, description="XYZ requests per second to the host from each worker; 0: no limit"
     )
-    device: str = Field(
-        "auto",
+    device: str = execution(
+        "cpu",
         pattern="^(auto|cpu|cuda)$",
-        description="where the optical warp runs; auto: cuda when every worker declares a GPU",
+        description="where the optical warp runs: cpu; cuda (CuPy, not yet run on a real GPU); "
+        "auto: cuda when every worker declares a GPU",
     )
-    decoded_cache_mb: int = Field(
+    decoded_cache_mb: int = execution(
         512,
         ge=0,
         description="decoded XYZ tiles kept per worker process (256 KiB each): neighbouring "
@@ -192,11 +198,11 @@ class TileConfig(BaseModel):
         description="with standardize.dem_use check: a tile whose optical view the terrain "
         "puts further off than this (SAR px) gets no optical image; None: only record it",
     )
-    storage_options: dict[str, Any] = Field(default_factory=dict, exclude=True)
-    tile_cache_options: dict[str, Any] = Field(
+    storage_options: dict[str, Any] = execution(default_factory=dict, exclude=True)
+    tile_cache_options: dict[str, Any] = execution(
         default_factory=dict, exclude=True, description="storage options of tile_cache's URL"
     )
-    prefetch_tiles: int = Field(
+    prefetch_tiles: int = execution(
         256,
         ge=0,
         description="XYZ tiles per prefetch task: before the tile tasks, every XYZ tile the "
@@ -221,14 +227,12 @@ class TileConfig(BaseModel):
         return n
 
     def digest(self) -> str:
-        """Of the settings that shape the tiles: how they are fetched (timeouts, retries,
-        concurrency, caches) is left out, so changing it rebuilds nothing."""
-        fetch = {"http_timeout", "http_retries", "http_backoff", "http_concurrency", "http_rate"}
-        fetch |= {"prefetch_tiles"}
-        shaping = self.model_dump(mode="json", exclude=fetch | {"decoded_cache_mb", "tile_cache"})
+        """Of the settings that shape the tiles (lineage): how they are fetched (timeouts,
+        retries, concurrency, caches) is left out, so changing it rebuilds nothing."""
+        shaping = lineage.of_role(self, "shaping")
         if isinstance(self.optical, str):  # a rotated token in the source's URL rebuilds nothing
             shaping["optical"] = redact(self.optical)
-        return hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()[:16]
+        return lineage.digest(shaping)
 
 
 Device = TypeVar("Device", "StandardizeConfig", "TileConfig")
@@ -259,13 +263,13 @@ class ReleaseConfig(BaseModel):
     include_optical: bool = Field(
         False, description="add <key>.optic.png (most optical sources forbid redistribution)"
     )
-    check_committed: Literal["sha256", "size"] = Field(
+    check_committed: Literal["sha256", "size"] = execution(
         "sha256",
-        exclude=True,  # how shards are checked, not what they hold: in no digest
+        exclude=True,
         description="how a re-run checks the shards it reuses: their sha256 (every byte "
         "read) or their size alone",
     )
-    storage_options: dict[str, Any] = Field(default_factory=dict, exclude=True)
+    storage_options: dict[str, Any] = execution(default_factory=dict, exclude=True)
 
     @field_validator("splits")
     @classmethod
@@ -278,8 +282,7 @@ class ReleaseConfig(BaseModel):
         return {k: v[k] for k in ("train", "validation", "test") if k in v}
 
     def digest(self) -> str:
-        text = json.dumps(self.model_dump(mode="json"), sort_keys=True)
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
+        return lineage.digest(lineage.of_role(self, "shaping"))
 
 
 def load_release_config(path: str | Path | None = None, **overrides: Any) -> ReleaseConfig:

@@ -87,6 +87,7 @@ def standardize_scenes(
         else:
             writes[client.compute(plan.write)] = res
             made[res.scene_id] = {"digest": plan.digest, "settings": digest, "inputs": plan.inputs}
+            made[res.scene_id]["selection"] = cfg.selection_digest()
     if progress is not None and writes:
         progress(list(writes))
     for future in as_completed(list(writes)):

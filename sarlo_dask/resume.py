@@ -155,10 +155,12 @@ def scene_marker(
     settings: str,
     inputs: dict[str, str],
     digests: dict[str, str],
+    selection: str,
 ) -> dict[str, Any]:
     """A completed scene's marker: its source, store, the settings (`settings`) and input
-    versions (`inputs`) it was made under (`config`: the digest of both) and the sha256 of
-    each object of its store (`digests`, by path inside it)."""
+    versions (`inputs`) it was made under (`config`: the digest of both), the selection it
+    passed (`selection`: checked again when it differs) and the sha256 of each object of
+    its store (`digests`, by path inside it)."""
     return {
         "digests": digests,
         "scene_id": res.scene_id,
@@ -167,6 +169,7 @@ def scene_marker(
         "package_version": __version__,
         "config": digest,
         "settings": settings,
+        "selection": selection,
         "inputs": inputs,
     }
 

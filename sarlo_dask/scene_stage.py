@@ -107,6 +107,8 @@ def plan_scene_store(
         if made.get("config") == digest:
             damaged = verify_store(work, scene_id, made, chunks=False)
             if not damaged:
+                if made.get("selection") != cfg.selection_digest():  # selected otherwise:
+                    plan_scene(read_header(url, cfg.storage_options)[0], cfg, url)  # again
                 return ScenePlan(None, digest=digest, inputs=inputs)
             rebuilt = f"damaged: {damaged[0].path}"
         elif made.get("settings") == cfg.digest() and changed:

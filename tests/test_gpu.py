@@ -87,7 +87,7 @@ def test_device_cuda_scene_equals_cpu_and_bounds_cupy_caches(scenes):
     with dask.config.set(scheduler="sync"):  # this thread runs the FFTs
         cpu = standardize_scene(scene, StandardizeConfig(device="cpu", **base))
         gpu = standardize_scene(scene, StandardizeConfig(device="cuda", **base))
-        assert '"device": "cuda"' in gpu.attrs["provenance"]
+        assert gpu.attrs["provenance"] == cpu.attrs["provenance"]  # execution: not recorded
         host = gpu.slc.data.compute()
     assert isinstance(host, np.ndarray)
     ref = cpu.slc.values

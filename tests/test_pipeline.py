@@ -234,16 +234,19 @@ def test_list_files_expand_and_public_buckets_are_read_anonymously(
         store._aws_credentials_available.cache_clear()
 
 
-def test_device_auto_is_the_cpu_unless_every_worker_declares_a_gpu(scenes, client, tmp_path):
-    """On CPU workers the store records device 'cpu'; on workers that declare GPU=1 but have
-    none (a misconfigured cluster), 'auto' means 'cuda' and the scene fails saying why."""
+def test_the_device_is_the_cpu_unless_asked_and_never_in_the_output(scenes, client, tmp_path):
+    """The CPU by default, even on workers that declare GPU=1 (the CuPy path has not yet run
+    on a real GPU); `device: auto` asks for 'cuda' there, and on workers that declare a GPU but
+    have none (a misconfigured cluster) the scene fails saying why. The device tunes execution:
+    the store's provenance does not name it (lineage)."""
     from distributed import Client, LocalCluster
 
     url = str(scenes["coarse"])
     (res,) = standardize_scenes([url], str(tmp_path / "cpu"), CFG, client)
     assert res.status == "done"
     store = open_scene_store(scene_store_url(str(tmp_path / "cpu"), "coarse"))
-    assert '"device": "cpu"' in store.attrs["provenance"]
+    assert '"spacing": 0.8' in store.attrs["provenance"]
+    assert "device" not in store.attrs["provenance"]
 
     with (
         LocalCluster(
@@ -251,7 +254,10 @@ def test_device_auto_is_the_cpu_unless_every_worker_declares_a_gpu(scenes, clien
         ) as cluster,
         Client(cluster) as gpu_client,
     ):
-        (res,) = standardize_scenes([url], str(tmp_path / "gpu"), CFG, gpu_client)
+        (default,) = standardize_scenes([url], str(tmp_path / "gpu"), CFG, gpu_client)
+        auto = CFG.model_copy(update={"device": "auto"})
+        (res,) = standardize_scenes([url], str(tmp_path / "auto"), auto, gpu_client)
+    assert default.status == "done"
     assert res.status == "failed"
     assert "device 'cuda' needs CuPy and a CUDA device on every worker" in res.reason
     assert "\n" not in res.reason
