@@ -3,14 +3,9 @@
 The public API is re-exported here; everything else is an implementation module.
 """
 
-from importlib.metadata import PackageNotFoundError, version
-
-try:
-    __version__ = version("sarlo-dask")
-except PackageNotFoundError:  # running from a source tree without installing
-    __version__ = "0.0.0+unknown"
-
 import dask
+
+from sarlo_dask._version import __version__
 
 # Dask's nanny starts workers with MALLOC_TRIM_THRESHOLD_ set, which also fixes glibc's mmap
 # threshold at 128 KiB: every array temporary of the tile and FFT code is then a fresh

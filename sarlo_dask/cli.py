@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -42,7 +40,7 @@ CaptionServerOpt = typer.Option(
 
 def _version(value: bool) -> None:
     if value:
-        from sarlo_dask import __version__
+        from sarlo_dask._version import __version__
 
         typer.echo(f"sarlo-dask {__version__}")
         raise typer.Exit()
@@ -230,58 +228,16 @@ def demo(
 ) -> None:
     """Simulate scenes and their optical ground, run the whole build on them, then draw a few
     samples (OUT/samples.png) and the label shares (OUT/labels.png)."""
-    from sarlo_dask.simulate import SimulationSpec, simulate_scene, spec_record
+    from sarlo_dask.demo import SETTINGS, ZOOM, demo_scenes
 
-    inputs = out / "inputs"
-    from sarlo_dask.sicd import read_sicd_meta
-    from sarlo_dask.simulate_optical import simulate_optical_tiles
-
-    def ground(path: Path, truth: dict, fresh: bool) -> None:
-        """The optical ground under the scene's footprint and 40 m around, its targets red
-        (a third of the tiles a margin around the targets would take)."""
-        corners = read_sicd_meta(str(path)).GeoData.ImageCorners.get_array(dtype="float64")
-        simulate_optical_tiles(optical, truth, 18, 4e-4, latlon=corners, overwrite=fresh)
-
-    # one pass per scene; 1600 px at 0.8 m: 2 x 2 tiles of 1024 px at stride 512 each
-    kinds = [(0.4, ((0.0,),)), (0.4, ((0.1, 2e-4),)), (1.2, ((0.0,),))]
-    urls, replaced = [], False
-    optical = out / "optical"  # the simulated ground seen from above, as XYZ tiles
+    inputs, optical = out / "inputs", out / "optical"  # optical: the ground from above
     out.mkdir(parents=True, exist_ok=True)
     settings = out / "demo.yaml"  # `sarlo build --config` reads the same file
-    settings.write_text(
-        "release:\n"
-        "  # whole passes go to one split: with the default 0.8 / 0.1 / 0.1, three equal\n"
-        "  # passes would all go to train; near-thirds give each split one\n"
-        "  splits: {train: 0.34, validation: 0.33, test: 0.33}\n"
-        "  # the simulated optical ground is the demo's own: ship each sample's optical view\n"
-        "  include_optical: true\n"
-    )
-    for i in range(scenes):
-        spacing, skew = kinds[i % len(kinds)]
-        n = int(round(1600 * 0.8 / spacing))
-        path = inputs / f"sim_scene_{i:03d}.nitf"
-        spec = SimulationSpec(
-            rows=n,
-            cols=n,
-            row_spacing=spacing,
-            col_spacing=spacing,
-            col_deltakcoa=skew,
-            seed=i,
-            ground="landscape",  # SAR and optical views of one landscape
-            collect_start=(datetime(2025, 6, 1, 10) + timedelta(days=i)).isoformat(),
-            lat=48.71 + 0.05 * i,
-        )
-        truth_path = Path(str(path) + ".truth.json")  # written last: the scene is whole
-        same = json.loads(json.dumps(spec_record(spec)))  # as the truth file holds it
-        old = json.loads(truth_path.read_text())["spec"] if truth_path.exists() else None
-        fresh = old != same
-        if fresh:  # none yet, or another demo version's
-            replaced = replaced or old is not None
-            simulate_scene(path, spec)
-        truth = json.loads(truth_path.read_text())
-        ground(path, truth, fresh)
-        typer.echo(f"simulated {path} ({n} x {n} at {spacing} m) and its optical tiles")
-        urls.append(str(path))
+    settings.write_text(SETTINGS)
+    made = demo_scenes(scenes, inputs, optical)
+    for scene in made:
+        typer.echo(scene.line())
+    urls, replaced = [str(scene.path) for scene in made], any(s.replaced for s in made)
     if replaced:  # a build resumes by settings, not by input bytes: start it afresh
         import shutil
 
@@ -296,7 +252,7 @@ def demo(
         workers,
         config=settings,
         optical=str(optical),
-        zoom=18,
+        zoom=ZOOM,
         caption_model=caption_model,
         replace=True,  # the demo's folder holds the demo's release, whatever its scenes
     )

@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from sarlo_dask import __version__
+from sarlo_dask._version import __version__
 from sarlo_dask.acquisition import SCHEMA_VERSION
 from sarlo_dask.caption_stage import NO_MODEL, caption_damage
 from sarlo_dask.config import ReleaseConfig

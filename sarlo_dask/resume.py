@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from sarlo_dask import __version__
+from sarlo_dask._version import __version__
 from sarlo_dask.caption_stage import stored_captions
 from sarlo_dask.config import CaptionConfig, TileConfig
 from sarlo_dask.errors import redact

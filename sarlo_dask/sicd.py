@@ -29,7 +29,7 @@ from sarlo_dask.errors import (
     refusals_travel,
 )
 from sarlo_dask.nitf import HEADER_BLOCK, PIXEL_BYTES, PixelLayout, pixel_layout, read_rows
-from sarlo_dask.store import input_options, is_http, s3_endpoint
+from sarlo_dask.store import input_options, is_http, is_local_path, s3_endpoint
 
 SPEED_OF_LIGHT = 299792458.0
 SICD_PIXEL_TYPES = tuple(PIXEL_BYTES)
@@ -72,14 +72,6 @@ def spectral_weight(k: npt.ArrayLike, bw: float, weight: npt.ArrayLike | None) -
     w = np.ones(2) if weight is None else np.asarray(weight, dtype="float64")
     inside = np.abs(k) < bw / 2
     return np.where(inside, np.interp(k, np.linspace(-bw / 2, bw / 2, w.size), w), 0.0)
-
-
-def is_local(url: str) -> bool:
-    return "://" not in url or url.startswith("file://")
-
-
-def local_path(url: str) -> str:
-    return url[len("file://") :] if url.startswith("file://") else url
 
 
 @contextlib.contextmanager
@@ -195,8 +187,8 @@ def _open_input(url: str, storage_options: dict[str, Any] | None, header: bool) 
     per read)."""
     import fsspec
 
-    if is_local(url):
-        return open(local_path(url), "rb")  # noqa: SIM115 (closed by the caller)
+    if is_local_path(url):
+        return open(url.removeprefix("file://"), "rb")  # noqa: SIM115 (closed by the caller)
     fs, path = fsspec.core.url_to_fs(url, **input_options(url, storage_options))
     if header:  # the blocks stay cached: parsers seek between the start and the end
         return fs.open(path, "rb", block_size=HEADER_BLOCK, cache_type="blockcache")
@@ -208,7 +200,7 @@ def read_header(url: str, storage_options: dict[str, Any] | None = None) -> tupl
     fields the checks use) and the pixel layout of the scene at `url`, or a SceneError.
 
     Only headers are read: for a remote scene, a few range requests of HEADER_BLOCK bytes."""
-    if is_local(url) and not os.path.exists(local_path(url)):
+    if is_local_path(url) and not os.path.exists(url.removeprefix("file://")):
         raise SceneError(url, "file not found")
     try:
         with _open_input(url, storage_options, header=True) as f:

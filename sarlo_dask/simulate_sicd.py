@@ -10,7 +10,7 @@ import numpy as np
 from sarlo_dask.sicd import SPEED_OF_LIGHT
 
 if TYPE_CHECKING:
-    from sarlo_dask.simulate import SimulationSpec
+    from sarlo_dask.simulate_spec import SimulationSpec
 
 
 def _enu_basis(lat_deg: float, lon_deg: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -21,7 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 if TYPE_CHECKING:
-    from sarlo_dask.simulate import SimulationSpec
+    from sarlo_dask.simulate_spec import SimulationSpec
 
 WGS84_A = 6378137.0
 WGS84_E2 = 6.69437999014e-3

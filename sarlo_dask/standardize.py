@@ -15,7 +15,7 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 
-from sarlo_dask import __version__
+from sarlo_dask._version import __version__
 from sarlo_dask.config import StandardizeConfig, on_device
 from sarlo_dask.errors import SceneError
 from sarlo_dask.geolocation import (

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from sarlo_dask import __version__
+from sarlo_dask._version import __version__
 from sarlo_dask.acquisition import SCHEMA_VERSION, acquisition
 from sarlo_dask.chip import chip_sicd_xml
 from sarlo_dask.config import TileConfig, on_device

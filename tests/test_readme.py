@@ -146,12 +146,30 @@ def places(demo, tmp_path_factory, s3_server):
     import s3fs
 
     from sarlo_dask.captions import tiny
+    from sarlo_dask.simulate import SimulationSpec, simulate_scene
 
     from .tileserver import TileServer
 
     out = demo[0]
     root = tmp_path_factory.mktemp("readme")
-    small = sorted((out / "inputs").glob("*.nitf"))[-1]  # the 1.2 m scene: 9 MB
+    demo_small = sorted((out / "inputs").glob("*.nitf"))[-1]  # the demo's 1.2 m scene
+    # the scene the commands read: one 1024 px tile at 0.8 m inside that one's footprint
+    # (the same centre), so that the demo's optical ground and the zoom-19 folder cover it
+    spec = json.loads(Path(f"{demo_small}.truth.json").read_text())["spec"]
+    small = root / "inputs" / "sim_small.nitf"
+    simulate_scene(
+        small,
+        SimulationSpec(
+            rows=704,
+            cols=704,
+            row_spacing=1.2,
+            col_spacing=1.2,
+            seed=spec["seed"],
+            lat=spec["lat"],
+            lon=spec["lon"],
+            collect_start=spec["collect_start"],
+        ),
+    )
     fs = s3fs.S3FileSystem(key="testing", secret="testing")
     for bucket in ("umbra-open-data-catalog", "my-bucket", "bucket"):
         fs.mkdir(bucket)
@@ -160,7 +178,7 @@ def places(demo, tmp_path_factory, s3_server):
     (root / "scenes").mkdir()
     shutil.copy(small, root / "scenes" / "local_scene.nitf")  # another scene id than S3's
     markers = []
-    for truth in sorted((out / "inputs").glob("*.truth.json")):
+    for truth in [*sorted((out / "inputs").glob("*.truth.json")), Path(f"{small}.truth.json")]:
         markers += [(t["llh"][0], t["llh"][1]) for t in json.loads(truth.read_text())["targets"]]
     server = TileServer(markers)
     tile = sorted((out / "work" / "tiles").glob("*/*.meta.json"))[0]
@@ -168,8 +186,8 @@ def places(demo, tmp_path_factory, s3_server):
     from sarlo_dask.sicd import read_sicd_meta
     from sarlo_dask.simulate_optical import simulate_optical_tiles
 
-    corners = read_sicd_meta(str(small)).GeoData.ImageCorners.get_array(dtype="float64")
-    truth = json.loads(Path(f"{small}.truth.json").read_text())
+    corners = read_sicd_meta(str(demo_small)).GeoData.ImageCorners.get_array(dtype="float64")
+    truth = json.loads(Path(f"{demo_small}.truth.json").read_text())
     simulate_optical_tiles(root / "tiles19", truth, 19, 4e-4, latlon=corners)
     vlm = tiny.build_llava(root / "llava")
     proc, served = tiny.serve(vlm, root / "serve.log")
@@ -182,7 +200,7 @@ def places(demo, tmp_path_factory, s3_server):
         "optical19": root / "tiles19",
         "vlm": vlm,
         "served": served,
-        "small_id": small.stem,
+        "small_id": demo_small.stem,
     }
     server.close()
     proc.terminate()
