@@ -14,7 +14,7 @@ from sarlo_dask.caption_config import CaptionConfig as CaptionConfig
 from sarlo_dask.caption_config import PromptSpec as PromptSpec
 from sarlo_dask.errors import redact
 from sarlo_dask.lineage import execution, selection
-from sarlo_dask.store import canonical, canonical_spec
+from sarlo_dask.store import canonical
 
 
 class StandardizeConfig(BaseModel):
@@ -212,7 +212,9 @@ class TileConfig(BaseModel):
     @field_validator("optical")
     @classmethod
     def _optical_path(cls, v: str | None) -> str | None:
-        return None if v is None else canonical_spec(v)  # any spelling of it: one digest
+        from sarlo_dask.optical.sources import canonical_source
+
+        return None if v is None else canonical_source(v)  # any spelling of it: one digest
 
     @field_validator("tile_cache")
     @classmethod

@@ -68,6 +68,13 @@ def exception_chain(exc: BaseException, limit: int = 400) -> str:
     return " <- ".join(parts)[:limit]
 
 
+def root_cause(exc: BaseException) -> str:
+    """The innermost exception behind `exc` (a refused connection, a name not found)."""
+    while exc.__cause__ is not None or exc.__context__ is not None:
+        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+    return exception_chain(exc, limit=200)
+
+
 DENIED_CODES = ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken")
 """S3 error codes of a refused authentication"""
 

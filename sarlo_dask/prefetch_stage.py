@@ -25,7 +25,7 @@ from sarlo_dask.config import TileConfig
 from sarlo_dask.errors import exception_line
 from sarlo_dask.integrity import Damage
 from sarlo_dask.optical.pair import xyz_tiles_needed
-from sarlo_dask.optical.sources import HTTPTiles, TileFailure
+from sarlo_dask.optical.source import TileFailure, XYZSource
 from sarlo_dask.outcomes import Prefetch, PrefetchOutcome, XYZTile
 from sarlo_dask.store import Store
 from sarlo_dask.tile_stage import optical_source, pair_config
@@ -42,7 +42,7 @@ def with_xyz_cache(cfg: TileConfig, work: Store) -> TileConfig:
     return cfg.model_copy(update=update)
 
 
-def xyz_source(cfg: TileConfig) -> HTTPTiles | None:
+def xyz_source(cfg: TileConfig) -> XYZSource | None:
     """The XYZ source over HTTP the tile tasks will fetch images from, when there is one to
     prefetch for (tiles.optical_mode fetch, tiles.prefetch_tiles > 0); else None."""
     if cfg.optical_mode != "fetch" or cfg.prefetch_tiles == 0:
@@ -50,7 +50,7 @@ def xyz_source(cfg: TileConfig) -> HTTPTiles | None:
     if not (cfg.optical or "").startswith(("http://", "https://")):
         return None
     source = optical_source(cfg)
-    return source if isinstance(source, HTTPTiles) else None
+    return source if isinstance(source, XYZSource) and source.prefetchable else None
 
 
 @dataclass(frozen=True)

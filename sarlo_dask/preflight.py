@@ -8,7 +8,7 @@ import os
 import uuid
 from typing import Any
 
-from sarlo_dask.errors import access_denied, exception_chain, redact
+from sarlo_dask.errors import access_denied, exception_chain, redact, root_cause
 from sarlo_dask.store import filesystem, input_options, is_http, is_local, join
 
 PROBE_TIMEOUT_S = 5.0
@@ -116,30 +116,15 @@ def check_optical(spec: str | None, zoom: int) -> None:
     server answers a request (any HTTP status: only an unreachable host is refused)."""
     if not spec:
         return
-    from sarlo_dask.optical.sources import FolderTiles, GeoTIFFSource, HTTPTiles, source_from_spec
+    from sarlo_dask.optical.sources import source_from_spec
 
-    what = f"optical source {redact(spec)}"
     try:
-        source = source_from_spec(spec, zoom)
+        source = source_from_spec(spec, zoom, timeout=PROBE_TIMEOUT_S)
     except (ValueError, OSError) as exc:  # its message names the source
         raise UsageError(str(exc)) from None
-    if isinstance(source, HTTPTiles):
-        import requests
-
-        probe = spec.replace("{z}", "0").replace("{x}", "0").replace("{y}", "0")
-        try:
-            requests.get(probe, timeout=PROBE_TIMEOUT_S, stream=True).close()
-        except requests.RequestException as exc:
-            raise UsageError(what, f"unreachable ({_root_cause(exc)})") from None
-    elif isinstance(source, GeoTIFFSource):
-        import rasterio
-
-        try:
-            rasterio.open(source.path).close()
-        except Exception as exc:
-            raise UsageError(what, exception_chain(exc)) from None
-    elif isinstance(source, FolderTiles) and not any(os.scandir(source.root)):
-        raise UsageError(what, "the folder holds no XYZ tiles")
+    why = source.check()  # each kind's own probe (optical.source)
+    if why:
+        raise UsageError(f"optical source {redact(spec)}", why)
 
 
 def check_dem(cfg: Any) -> None:
@@ -152,13 +137,6 @@ def check_dem(cfg: Any) -> None:
         probe_dem(cfg.dem, cfg.dem_vertical_datum, cfg.dem_storage_options)
     except DemError as exc:
         raise UsageError(str(exc)) from None  # it names the DEM
-
-
-def _root_cause(exc: BaseException) -> str:
-    """The innermost exception behind `exc` (a refused connection, a name not found)."""
-    while exc.__cause__ is not None or exc.__context__ is not None:
-        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
-    return exception_chain(exc, limit=200)
 
 
 def check_caption_image(tiles: Any, captions: Any) -> None:
@@ -248,7 +226,7 @@ def _probe_http(url: str, what: str) -> str | None:
         if r.status_code in (405, 501):
             r = requests.get(url, headers={"Range": "bytes=0-0"}, timeout=PROBE_TIMEOUT_S)
     except requests.RequestException as exc:
-        return f"{what}: unreachable ({_root_cause(exc)})"
+        return f"{what}: unreachable ({root_cause(exc)})"
     if r.status_code in (401, 403):
         why = "Unauthorized" if r.status_code == 401 else "Forbidden"
         return f"{what}: access denied (HTTP {r.status_code} {why}): check the credentials"
@@ -307,22 +285,21 @@ def check_optical_coverage(spec: str | None, tiles: Any, urls: list[str], scene:
     if not spec:
         return
     from concurrent.futures import ThreadPoolExecutor
-    from pathlib import Path
 
     import mercantile
 
-    from sarlo_dask.optical.sources import FolderTiles, HTTPTiles, TileFailure, source_from_spec
+    from sarlo_dask.optical.source import TileFailure, XYZSource
+    from sarlo_dask.optical.sources import source_from_spec
     from sarlo_dask.scene_stage import preview_scene
 
     zoom = tiles.zoom
     source = source_from_spec(spec, zoom)
-    if not isinstance(source, FolderTiles | HTTPTiles):
+    if not isinstance(source, XYZSource):  # a raster has no zoom: its window is read
         return
     what = f"optical source {redact(spec)}"
-    if isinstance(source, FolderTiles):
-        levels = sorted(int(p.name) for p in Path(source.root).iterdir() if p.name.isdigit())
-        if zoom not in levels:
-            raise UsageError(what, f"no tiles at zoom {zoom} (it has zoom {levels})")
+    levels = source.zoom_levels()
+    if levels is not None and zoom not in levels:
+        raise UsageError(what, f"no tiles at zoom {zoom} (it has zoom {levels})")
 
     def centre(url: str) -> tuple[int, int, int] | None:
         """The centre tile of a scene the selection keeps and that gives tiles (a refused

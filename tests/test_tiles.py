@@ -672,11 +672,19 @@ def test_the_prefetch_plans_the_tiles_the_pairing_fetches(built):
     """`xyz_tiles_needed` names exactly the XYZ tiles `pair_tile` asks its source for, with
     the corners' fit and with a grid of fit points."""
     from sarlo_dask.optical.pair import xyz_tiles_needed
+    from sarlo_dask.optical.source import XYZSource
     from sarlo_dask.optical.sources import FolderTiles
 
-    class Recording:
+    class Recording(XYZSource):
+        kind = "recording"
+        zoom = ZOOM
+
         def __init__(self, root: str) -> None:
-            self.folder, self.zoom, self.asked = FolderTiles(root, ZOOM), ZOOM, []
+            self.folder, self.asked = FolderTiles(root, ZOOM), []
+
+        @classmethod
+        def parse(cls, spec, zoom, **options):
+            return None
 
         def describe(self) -> str:
             return "recording"

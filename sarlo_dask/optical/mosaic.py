@@ -13,9 +13,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from sarlo_dask.optical.sources import GeoTIFFSource, OpticalSource, TileFailure, XYZTiles
+from sarlo_dask.optical.source import OpticalSource, TileFailure, XYZSource
 from sarlo_dask.optical.tilemath import TILE_PX, global_pixel, tiles_for_bbox, tiles_touching
-from sarlo_dask.optical.warp import rgba
 
 
 @dataclass
@@ -156,7 +155,7 @@ def xyz_tiles(
 
 
 def xyz_mosaic(
-    source: XYZTiles,
+    source: XYZSource,
     west: float,
     south: float,
     east: float,
@@ -224,43 +223,6 @@ def _scratch(nbytes: int) -> np.ndarray:
     return buf[:nbytes]
 
 
-def geotiff_mosaic(
-    source: GeoTIFFSource, west: float, south: float, east: float, north: float
-) -> Mosaic:
-    import rasterio
-    from rasterio.warp import transform_bounds
-    from rasterio.windows import Window, from_bounds
-
-    with rasterio.open(source.path) as ds:
-        left, bottom, right, top = transform_bounds("EPSG:4326", ds.crs, west, south, east, north)
-        win = from_bounds(left, bottom, right, top, transform=ds.transform)
-        c0, r0 = int(np.floor(win.col_off)) - 2, int(np.floor(win.row_off)) - 2
-        c1 = int(np.ceil(win.col_off + win.width)) + 2
-        r1 = int(np.ceil(win.row_off + win.height)) + 2
-        c0, r0, c1, r1 = max(c0, 0), max(r0, 0), min(c1, ds.width), min(r1, ds.height)
-        if c1 <= c0 or r1 <= r0:
-            return Mosaic(
-                np.zeros((1, 1, 4), np.uint8),
-                crs=ds.crs.to_string(),
-                transform=tuple(ds.transform)[:6],
-                failures=["the GeoTIFF does not cover the tile"],
-            )
-        window = Window(c0, r0, c1 - c0, r1 - r0)
-        bands = [1, 2, 3] if ds.count >= 3 else [1, 1, 1]
-        data = ds.read(bands, window=window)
-        mask = ds.read_masks(1, window=window) > 0
-        if data.dtype != np.uint8:
-            lo, hi = np.percentile(data[:, mask], [1, 99]) if mask.any() else (0, 1)
-            data = np.clip((data - lo) / max(hi - lo, 1e-12) * 255, 0, 255)
-        wt = ds.window_transform(window)
-        return Mosaic(
-            rgba(np.moveaxis(data, 0, -1).astype(np.uint8), mask),
-            crs=ds.crs.to_string(),
-            transform=tuple(wt)[:6],
-            tiles=1,
-        )
-
-
 def build_mosaic(
     source: OpticalSource,
     west: float,
@@ -271,7 +233,8 @@ def build_mosaic(
     scratch: bool = False,
 ) -> Mosaic:
     """The optical image over a bbox; `footprint` (global XYZ pixels) limits XYZ fetches;
-    `scratch` as in `xyz_mosaic`."""
-    if isinstance(source, GeoTIFFSource):
-        return geotiff_mosaic(source, west, south, east, north)
-    return xyz_mosaic(source, west, south, east, north, footprint, scratch)
+    `scratch` as in `xyz_mosaic`. An XYZ source is mosaicked from its tiles; any other
+    reads its window itself (optical.source)."""
+    if isinstance(source, XYZSource):
+        return xyz_mosaic(source, west, south, east, north, footprint, scratch)
+    return source.window(west, south, east, north)

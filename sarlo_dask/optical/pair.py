@@ -29,7 +29,7 @@ from sarlo_dask.optical.mesh import (
     mesh_residual_sar_px,
 )
 from sarlo_dask.optical.mosaic import Mosaic, build_mosaic, write_geotiff, xyz_tiles
-from sarlo_dask.optical.sources import OpticalSource
+from sarlo_dask.optical.source import OpticalSource
 from sarlo_dask.optical.tilemath import global_pixel, ground_resolution
 from sarlo_dask.optical.warp import apply_affine, fit_affine, residual_sar_px, warp_bilinear
 from sarlo_dask.outcomes import METADATA_ONLY
@@ -263,7 +263,7 @@ def pair_metadata(w: Window, ds: Any, source: OpticalSource, cfg: PairConfig) ->
     return {
         "corners_wgs84": fit_points(w, ds, 0)[1].tolist(),
         "source": source.describe(),
-        "zoom": cfg.zoom if getattr(source, "zoom", None) is not None else None,
+        "zoom": cfg.zoom if source.zoom is not None else None,
         "fit_points": np.column_stack([model.sar, model.latlon]).tolist(),
         "warp": model.record(),
         "status": residual_status(model, model.residual_px, cfg) or METADATA_ONLY,

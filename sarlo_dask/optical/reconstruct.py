@@ -10,7 +10,6 @@ other tiles would be a different image passed off as the build's.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,12 +17,8 @@ import numpy as np
 from sarlo_dask.errors import exception_line
 from sarlo_dask.optical.mosaic import Mosaic
 from sarlo_dask.optical.pair import render_optical
-from sarlo_dask.optical.sources import (
-    GeoTIFFSource,
-    OpticalSource,
-    source_from_spec,
-    source_spec,
-)
+from sarlo_dask.optical.source import OpticalSource
+from sarlo_dask.optical.sources import source_from_spec
 from sarlo_dask.outcomes import METADATA_ONLY
 
 RECONSTRUCT_HTTP: dict[str, Any] = {
@@ -84,13 +79,12 @@ def resolve_source(meta: dict[str, Any], spec: str | None, **http: Any) -> Optic
     except ValueError as exc:
         hint = " (as meta.json records it: give --source)" if recorded else ""
         raise ValueError(f"{exc}{hint}") from None
-    shown = source_spec(source)  # a template's credentials never reach a message
-    if isinstance(source, GeoTIFFSource) != (opt.get("zoom") is None):
+    shown = source.spec()  # a template's credentials never reach a message
+    if (source.zoom is None) != (opt.get("zoom") is None):
         built = "a GeoTIFF" if opt.get("zoom") is None else f"XYZ tiles at zoom {opt['zoom']}"
         raise ValueError(f"optical source {shown}: the build used {built} ({opt.get('source')})")
-    if isinstance(source, GeoTIFFSource) and "://" not in source.path:
-        if not Path(source.path).is_file():
-            raise ValueError(f"optical source {shown}: no such file")
+    if source.zoom is None and (why := source.check()):  # a raster opens; tiles are fetched
+        raise ValueError(f"optical source {shown}: {why}")
     return source
 
 
@@ -142,7 +136,7 @@ def reconstruct_optical(meta: dict[str, Any], source: OpticalSource) -> np.ndarr
     size = int(meta["Nb_pixel_a"])
     warp = opt.get("warp") or {"model": "affine"}
     mesh = int(warp["grid"]) if warp.get("model") == "mesh" else 0
-    name = source_spec(source)
+    name = source.spec()
     try:
         image, valid, _, mosaic = render_optical(
             pts[:, :2], pts[:, 2:4], source, zoom, size, mesh=mesh
