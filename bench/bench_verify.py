@@ -29,6 +29,7 @@ from pathlib import Path
 import yaml
 
 sys.path.insert(0, str(Path(__file__).parent))
+from common import record  # noqa: E402
 
 
 def sarlo(*args: str) -> float:
@@ -125,6 +126,24 @@ def main() -> None:
     print(
         f"  bound: hashing every shard in one thread takes {serial:.2f} s = "
         f"{100 * serial / med['sha256']:.1f} % of the re-run"
+    )
+    record(
+        "verify",
+        {
+            "shards": len(shards),
+            "megabytes": round(mb),
+            "sha256sum_s": round(med["sha256sum"], 2),
+            "verify_command_s": round(med["verify"], 2),
+            "verify_vs_sha256sum": round(med["sha256sum"] / med["verify"], 2),
+            "python_start_s": round(med["start"], 2),
+            "verify_in_process_vs_sha256sum": round(med["sha256sum"] / t_in, 2),
+            "rerun_sha256_s": round(med["sha256"], 1),
+            "rerun_size_s": round(med["size"], 1),
+            "sha256_check_s": round(cost, 2),
+            "sha256_check_percent": round(100 * cost / med["sha256"], 1),
+            "serial_hash_percent": round(100 * serial / med["sha256"], 1),
+        },
+        {"scenes": args.scenes, "size": args.size, "zoom": args.zoom, "reps": args.reps},
     )
 
 

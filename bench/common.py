@@ -97,3 +97,37 @@ def pass_scenes(root: Any, prefix: str, n: int, seed: int, month: int) -> list[s
             )
         urls.append(str(path))
     return urls
+
+
+RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+"""bench/results/: each benchmark's last figures as JSON, what the README's figures cite"""
+
+
+def record(name: str, figures: dict[str, Any], settings: dict[str, Any]) -> str:
+    """Write bench/results/NAME.json: the figures of this run (rounded as printed), the
+    settings it ran with, the date and the machine; returns its path. The README cites
+    figures as `VALUE<!-- bench:NAME:KEY -->` and tests/test_layout.py checks each one."""
+    import json
+    import platform
+    import sys
+
+    doc = {
+        "benchmark": name,
+        "date": time.strftime("%Y-%m-%d", time.gmtime()),
+        "machine": {
+            "cores": os.cpu_count(),
+            "memory_gb": round(psutil.virtual_memory().total / 2**30),
+            "python": platform.python_version(),
+            "platform": platform.platform(terse=True),
+        },
+        "argv": sys.argv[1:],
+        "settings": settings,
+        "figures": figures,
+    }
+    os.makedirs(RESULTS, exist_ok=True)
+    path = os.path.join(RESULTS, f"{name}.json")
+    with open(path, "w") as f:
+        json.dump(doc, f, indent=1, sort_keys=True)
+        f.write("\n")
+    print(f"figures: {path}")
+    return path

@@ -110,6 +110,21 @@ CASES = {
 }
 
 
+SIGINT_CHANGED: list[str] = []
+"""tests after which the pytest process's Ctrl-C handler was no longer Python's (restored,
+and named at the end): a process started later would inherit an ignored SIGINT"""
+
+
+@pytest.fixture(autouse=True)
+def sigint_kept(request):
+    import signal
+
+    yield
+    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        SIGINT_CHANGED.append(f"{request.node.nodeid}: {signal.getsignal(signal.SIGINT)!r}")
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 @pytest.fixture(autouse=True)
 def network_guard():
     """Fails the test during which any of the suite's processes reached past the loopback."""
@@ -152,6 +167,10 @@ def pytest_collection_modifyitems(config, items) -> None:
 
 
 def pytest_terminal_summary(terminalreporter) -> None:
+    if SIGINT_CHANGED:
+        terminalreporter.section("SIGINT handler changed (restored)")
+        for line in SIGINT_CHANGED:
+            terminalreporter.write_line(line)
     if SLURM_JOBS:
         terminalreporter.section("SLURM jobs seen")
         for line in SLURM_JOBS:

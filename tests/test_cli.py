@@ -200,6 +200,8 @@ def test_ctrl_c_during_a_build_exits_130_with_the_command_that_resumes(release_s
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
+        # as a shell starts it: SIGINT at its default, whatever this process's is
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     assert proc.stdout is not None
     seen = []
@@ -207,9 +209,11 @@ def test_ctrl_c_during_a_build_exits_130_with_the_command_that_resumes(release_s
         seen.append(line)
         if line.startswith("[1/3]"):
             break
+    with open(f"/proc/{proc.pid}/status") as f:  # what the command does with SIGINT
+        masks = [line.strip() for line in f if line.startswith(("SigIgn", "SigCgt"))]
     os.killpg(proc.pid, signal.SIGINT)
     out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, "".join(seen) + out + err
+    assert proc.returncode == 130, "".join(seen) + out + err + str(masks)
     assert not (tmp_path / "r" / "manifest.json").exists()  # it really stopped before the end
     last = err.strip().splitlines()[-1]
     prefix = "interrupted: what was committed is kept; to resume, run the same command again: "

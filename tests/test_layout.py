@@ -42,3 +42,18 @@ def test_no_module_over_400_lines():
         str(p.relative_to(ROOT)): len(p.read_text().splitlines()) for p in PACKAGE.rglob("*.py")
     }
     assert not {p: n for p, n in sizes.items() if n > 400}
+
+
+def test_the_readme_figures_are_the_recorded_benchmark_output():
+    """Each figure the README cites as `VALUE<!-- bench:NAME:KEY -->` is KEY of the figures
+    bench/NAME's last run wrote to bench/results/NAME.json (rounded as recorded)."""
+    import json
+
+    cited = re.findall(r"([-\d.]+)\s*(?:x|%|s|MB)?<!-- bench:(\w+):(\w+) -->", README.read_text())
+    assert cited, "the README cites no recorded figure"
+    for value, name, key in cited:
+        results = ROOT / "bench" / "results" / f"{name}.json"
+        assert results.exists(), f"README cites {name}:{key}, but bench/{name} recorded nothing"
+        figures = json.loads(results.read_text())["figures"]
+        assert key in figures, f"{results.name} has no figure {key}"
+        assert float(value) == figures[key], f"README says {value} for {name}:{key}, {figures[key]}"
