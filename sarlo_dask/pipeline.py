@@ -32,7 +32,7 @@ from sarlo_dask.outcomes import (
 from sarlo_dask.prefetch_stage import prefetch, with_xyz_cache
 from sarlo_dask.scene_stage import plan_scene_store
 from sarlo_dask.sicd import scene_id_from_url
-from sarlo_dask.store import Store, canonical
+from sarlo_dask.store import Store, canonical, sweep_staging
 from sarlo_dask.tile_stage import make_tiles
 from sarlo_dask.tiles import Window, tile_groups
 
@@ -275,6 +275,7 @@ def release_scenes(
         generations.pause_point("shards", written)
     # a shard task lost with its worker leaves its temporary file; its retry wrote the shard
     out.remove_partials()
+    sweep_staging()  # and an upload's staged file, on this host, of a process killed before
     if errors:  # the current release stays as it is (damaged samples: rebuilt, then again)
         rel = release.unreleased(out, f"{len(errors)} shards could not be written", errors)
         rel.damaged = damaged

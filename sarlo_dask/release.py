@@ -46,7 +46,7 @@ from sarlo_dask.splits import (
     split_passes,
     split_report,
 )
-from sarlo_dask.store import PARTIAL, Store, catalogue_root, is_local, portable_url
+from sarlo_dask.store import PARTIAL, Store, catalogue_root, is_local, portable_url, staging_file
 from sarlo_dask.tile_stage import tile_lineage
 from sarlo_dask.verify import read_shard
 
@@ -292,7 +292,10 @@ def write_shard(
     folder = os.path.dirname(path) if local else None
     if folder:
         os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + PARTIAL, dir=folder)
+    if folder:  # renamed into place: the same folder
+        fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + PARTIAL, dir=folder)
+    else:  # uploaded: staged where a later run removes what a killed one left
+        fd, tmp = staging_file(os.path.basename(path))
     try:
         with os.fdopen(fd, "wb") as f:  # buffered: a write takes all it is given, or raises
             tar = ShardTar(f)

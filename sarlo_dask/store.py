@@ -3,6 +3,7 @@ markers written last."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -167,6 +168,45 @@ def remove_partials(url: str, storage_options: dict[str, Any] | None = None) -> 
     for p in stale:
         fs.rm(p)
     return len(stale)
+
+
+STAGING = "sarlo-staging"
+"""the folder, in this host's temporary folder, of local files staged for an upload"""
+
+
+def staging_file(name: str) -> tuple[int, str]:
+    """(descriptor, path) of a new local file to stage an upload of `name` in: under the
+    temporary folder's sarlo-staging/, its name holding this process's id, so that the
+    first staging of a later process removes what a killed one left there."""
+    import tempfile
+
+    folder = sweep_staging()
+    return tempfile.mkstemp(prefix=f"{name}{PARTIAL}{os.getpid()}-", dir=folder)
+
+
+def sweep_staging() -> str:
+    """Remove the staged files of processes no longer running from this host's staging
+    folder (made if missing); its path."""
+    import tempfile
+
+    folder = os.path.join(tempfile.gettempdir(), STAGING)
+    os.makedirs(folder, exist_ok=True)
+    for entry in os.scandir(folder):
+        pid = entry.name.rpartition(PARTIAL)[2].split("-", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            with contextlib.suppress(FileNotFoundError):  # another process swept it
+                os.remove(entry.path)
+    return folder
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's: alive
+        return True
+    return True
 
 
 def write_bytes(url: str, data: bytes, storage_options: dict[str, Any] | None = None) -> None:

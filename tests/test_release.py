@@ -228,12 +228,17 @@ def test_build_killed_at_several_points_resumes_to_the_same_bytes(
     assert not list(out.rglob("*partial*")) and not list(work.rglob("*partial*"))
 
 
-def test_killed_and_resumed_with_work_and_out_on_s3(release_setup, release_built, s3):
+def test_killed_and_resumed_with_work_and_out_on_s3(release_setup, release_built, s3, tmp_path):
+    """Killed twice, then resumed: the S3 release equals the local one, and the shards a
+    killed process was staging for upload (in the host's temporary folder) are swept."""
     import s3fs
+
+    from sarlo_dask.store import STAGING
 
     out_ref, _ = release_built
     fs = s3fs.S3FileSystem(**s3)
-    env = {"AWS_ENDPOINT_URL": s3["client_kwargs"]["endpoint_url"]}
+    (tmp_path / "tmp").mkdir()  # the builds' temporary folder: what they stage is seen here
+    env = {"AWS_ENDPOINT_URL": s3["client_kwargs"]["endpoint_url"], "TMPDIR": str(tmp_path / "tmp")}
 
     def found(pattern: str):
         def ready() -> bool:
@@ -247,12 +252,16 @@ def test_killed_and_resumed_with_work_and_out_on_s3(release_setup, release_built
         kill_when(
             run_build(release_setup, "s3://sarlo/work", "s3://sarlo/out", env), found(pattern)
         )
+    staging = tmp_path / "tmp" / STAGING
+    left = sorted(p.name for p in staging.glob("*")) if staging.exists() else []
     final = run_build(release_setup, "s3://sarlo/work", "s3://sarlo/out", env)
     log, _ = final.communicate(timeout=600)
     assert final.returncode == 0, log
     fs.invalidate_cache()
     remote = {p[len("sarlo/out/") :]: fs.cat_file(p) for p in fs.find("sarlo/out")}
     assert remote == tree(out_ref)
+    assert staging.exists()  # the shards were staged there
+    assert not list(staging.glob("*")), (left, sorted(p.name for p in staging.glob("*")))
 
 
 def test_a_build_on_s3_gives_the_local_bytes(release_setup, release_built, client, s3):
