@@ -6,6 +6,7 @@ says what a kind implements).
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from typing import Any
@@ -38,16 +39,21 @@ def register(kind: type[OpticalSource]) -> type[OpticalSource]:
 def kinds() -> list[type[OpticalSource]]:
     """The kinds `source_from_spec` tries, in order: registered, installed (entry points),
     built-in."""
+    return list(dict.fromkeys([*_REGISTERED, *_installed(), *BUILT_IN]))
+
+
+@functools.cache
+def _installed() -> tuple[type[OpticalSource], ...]:
+    """The kinds installed packages declare (read once per process: a tile task asks)."""
     from importlib.metadata import entry_points
 
-    installed = []
+    found = []
     for ep in sorted(entry_points(group=ENTRY_POINTS), key=lambda e: e.name):
         kind = ep.load()
         if not (isinstance(kind, type) and issubclass(kind, OpticalSource)):
             raise TypeError(f"entry point {ep.name} = {ep.value}: not an OpticalSource class")
-        installed.append(kind)
-    found = [*_REGISTERED, *installed, *BUILT_IN]
-    return list(dict.fromkeys(found))
+        found.append(kind)
+    return tuple(found)
 
 
 def canonical_source(spec: str) -> str:
