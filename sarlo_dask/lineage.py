@@ -13,6 +13,7 @@ Every field of a stage's configuration has one role, declared beside it:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Iterable
@@ -40,8 +41,9 @@ def role(model: type[BaseModel], name: str) -> Role:
     return declared if declared in ("selection", "execution") else "shaping"  # type: ignore[return-value]
 
 
+@functools.cache
 def roles(model: type[BaseModel]) -> dict[str, Role]:
-    """Every field of `model` by its role."""
+    """Every field of `model` by its role (once per class: digests are asked per task)."""
     return {name: role(model, name) for name in model.model_fields}
 
 

@@ -54,6 +54,7 @@ def standardize_scenes(
     urls = [canonical(u) for u in urls]  # one unit per file, however its path is spelled
     cfg = on_device(cfg, all_gpus(client))
     work, digest = Store.of(work, cfg.storage_options), cfg.digest()
+    selection = cfg.selection_digest()
     results: list[SceneResult] = []
     plans: dict[Any, SceneResult] = {}
     seen: dict[str, str] = {}
@@ -87,7 +88,7 @@ def standardize_scenes(
         else:
             writes[client.compute(plan.write)] = res
             made[res.scene_id] = {"digest": plan.digest, "settings": digest, "inputs": plan.inputs}
-            made[res.scene_id]["selection"] = cfg.selection_digest()
+            made[res.scene_id]["selection"] = selection
     if progress is not None and writes:
         progress(list(writes))
     for future in as_completed(list(writes)):

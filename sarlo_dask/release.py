@@ -290,9 +290,8 @@ def write_shard(
     fs, path = out.filesystem(out.path(spec.path))
     local = is_local(fs)
     folder = os.path.dirname(path) if local else None
-    if folder:
-        os.makedirs(folder, exist_ok=True)
     if folder:  # renamed into place: the same folder
+        os.makedirs(folder, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + PARTIAL, dir=folder)
     else:  # uploaded: staged where a later run removes what a killed one left
         fd, tmp = staging_file(os.path.basename(path))

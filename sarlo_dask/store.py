@@ -7,6 +7,8 @@ import contextlib
 import functools
 import json
 import os
+import re
+import tempfile
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -89,11 +91,14 @@ def canonical(url: str) -> str:
 
 def canonical_spec(spec: str) -> str:
     """`canonical` of what names a file or folder in a source spec: a path, or the path of
-    `folder:PATH` / `geotiff:PATH`; http(s) templates as given (their slashes matter)."""
+    `folder:PATH` / `geotiff:PATH`; http(s) templates and other kinds' `kind:...` specs
+    (naming no file here) as given."""
     for prefix in ("folder:", "geotiff:"):
         if spec.startswith(prefix):
             return prefix + canonical(spec.removeprefix(prefix))
-    return spec if is_http(spec) else canonical(spec)
+    if is_http(spec) or (re.match(r"[A-Za-z][\w+.-]*:(?!//)", spec) and not os.path.exists(spec)):
+        return spec  # a template, or another kind's `kind:...` spec: as given
+    return canonical(spec)
 
 
 def catalogue_root(urls: Sequence[str]) -> str:
@@ -178,17 +183,18 @@ def staging_file(name: str) -> tuple[int, str]:
     """(descriptor, path) of a new local file to stage an upload of `name` in: under the
     temporary folder's sarlo-staging/, its name holding this process's id, so that the
     first staging of a later process removes what a killed one left there."""
-    import tempfile
+    return tempfile.mkstemp(prefix=f"{name}{PARTIAL}{os.getpid()}-", dir=_swept_once())
 
-    folder = sweep_staging()
-    return tempfile.mkstemp(prefix=f"{name}{PARTIAL}{os.getpid()}-", dir=folder)
+
+@functools.cache
+def _swept_once() -> str:
+    """The staging folder, swept on this process's first staging (not on every shard)."""
+    return sweep_staging()
 
 
 def sweep_staging() -> str:
     """Remove the staged files of processes no longer running from this host's staging
     folder (made if missing); its path."""
-    import tempfile
-
     folder = os.path.join(tempfile.gettempdir(), STAGING)
     os.makedirs(folder, exist_ok=True)
     for entry in os.scandir(folder):
@@ -205,7 +211,7 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     except PermissionError:  # another user's: alive
-        return True
+        pass
     return True
 
 

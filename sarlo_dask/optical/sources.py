@@ -7,8 +7,6 @@ says what a kind implements).
 from __future__ import annotations
 
 import functools
-import os
-import re
 from typing import Any
 
 from sarlo_dask.errors import redact
@@ -68,9 +66,6 @@ def canonical_source(spec: str) -> str:
                 return spec
         except ValueError:  # its own, and wrong: the build says why
             return spec
-    if re.match(r"[A-Za-z][\w+.-]*:(?!//)", spec) and not os.path.exists(spec):
-        if not spec.startswith(("folder:", "geotiff:")):  # a kind not installed here
-            return spec  # as given, for the message that refuses it
     return canonical_spec(spec)
 
 
