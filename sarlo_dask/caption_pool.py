@@ -9,6 +9,7 @@ from sarlo_dask.caption_stage import caption_batch, stored_captions
 from sarlo_dask.captions.interface import uses_gpu
 from sarlo_dask.cluster import worker_gpus
 from sarlo_dask.config import CaptionConfig
+from sarlo_dask.driver import Done, Driver, Key, Outcome, Unit
 from sarlo_dask.outcomes import Failure, SceneTiles
 from sarlo_dask.store import Store
 
@@ -46,7 +47,7 @@ class CaptionPool:
         self.left: dict[Batch, int] = {}
         self.todo: dict[Batch, list[str]] = {}
         self.ready: list[Batch] = []
-        self.in_flight: dict[Any, Batch] = {}
+        self.out = 0  # batches sent and not yet collected
         self.stored: dict[str, dict[str, dict[str, Any]]] = {}
         self.done: list[tuple[str, dict[str, Any]]] = []
         self.errors: list[tuple[str, Failure]] = []
@@ -78,33 +79,20 @@ class CaptionPool:
         if self.left[batch] == 0 and self.todo[batch]:
             self.ready.append(batch)
 
-    def submit_ready(self) -> list[Any]:
-        """Send ready batches while fewer than `limit` are queued; the futures sent."""
-        sent = []
+    def ready_units(self) -> list[Unit[Any]]:
+        """Ready batches as driver units, while fewer than `limit` are out (backpressure)."""
+        units: list[Unit[Any]] = []
         if self.servers and self.ready:  # an adaptive cluster may have grown
             self.share = max(self.share, len(worker_gpus(self.client)))
-        while self.ready and len(self.in_flight) < self.limit:
+        while self.ready and self.out < self.limit:
             batch = self.ready.pop(0)
-            scene_id = batch[0]
             keys = sorted(self.todo[batch])
-            fut = self.client.submit(
-                caption_batch,
-                self.work,
-                scene_id,
-                keys,
-                self.cfg,
-                self.share,
-                pure=False,
-                key=f"caption-{keys[0]}-{self.cfg.digest()}-{self.work.token}",
-                retries=self.cfg.retries,
-                resources=self.resources,
-            )
-            self.in_flight[fut] = batch
-            sent.append(fut)
-        return sent
-
-    def owns(self, future: Any) -> bool:
-        return future in self.in_flight
+            args = (self.work, batch[0], keys, self.cfg, self.share)
+            key = Key("caption", keys[0], (self.cfg.digest(), self.work.token))
+            retries, resources = self.cfg.retries, self.resources
+            units.append(Unit(key, caption_batch, args, batch, 0, retries, resources))
+            self.out += 1
+        return units
 
     def record(self, results: dict[str, SceneTiles]) -> None:
         """Put the captions' outcomes into the scenes' records."""
@@ -116,18 +104,17 @@ class CaptionPool:
         for scene_id, failure in self.errors:
             results[scene_id].error(failure)
 
-    def collect(self, future: Any) -> None:
-        batch = self.in_flight.pop(future)
+    def collect(self, outcome: Outcome) -> None:
+        """A caption batch's outcome: its captions, or its tiles' failure."""
+        self.out -= 1
+        batch: Batch = outcome.unit.tag
         scene_id = batch[0]
-        try:
-            for summary in future.result():
-                self.done.append((scene_id, summary))
-        except Exception as exc:
-            for key in sorted(self.todo[batch]):
-                failure = Failure.of(exc, key, "tile", "captions", retries=self.cfg.retries)
-                self.errors.append((scene_id, failure))
-        finally:
-            future.release()
+        if isinstance(outcome, Done):
+            self.done.extend((scene_id, summary) for summary in outcome.value)
+            return
+        for key in sorted(self.todo[batch]):
+            failure = Failure.of(outcome.error, key, "tile", "captions", retries=self.cfg.retries)
+            self.errors.append((scene_id, failure))
 
 
 def caption_tiles(
@@ -138,8 +125,6 @@ def caption_tiles(
     storage_options: dict[str, Any] | None = None,
 ) -> dict[str, SceneTiles]:
     """Caption tiles already in {work}/tiles ({scene_id: sorted tile keys}) through the pool."""
-    from distributed import as_completed
-
     work = Store.of(work, storage_options)
     pool = CaptionPool(client, work, cfg)
     for scene_id, scene_keys in keys.items():
@@ -148,11 +133,13 @@ def caption_tiles(
         pool.plan(scene_id, scene_keys, stored_captions(work, scene_id, cfg, lineage)[0])
         for k in scene_keys:
             pool.tile_done(scene_id, k, {"status": "kept"})
-    queue = as_completed(pool.submit_ready())
-    for future in queue:
-        pool.collect(future)
-        for fut in pool.submit_ready():
-            queue.add(fut)
+    drive = Driver(client)
+    for unit in pool.ready_units():
+        drive.add(unit)
+    for outcome in drive:
+        pool.collect(outcome)
+        for unit in pool.ready_units():
+            drive.add(unit)
     results = {scene_id: SceneTiles(scene_id, "done", kept=len(k)) for scene_id, k in keys.items()}
     pool.record(results)
     return results

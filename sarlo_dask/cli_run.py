@@ -58,18 +58,27 @@ def _common_checks(cluster: str, workers: int | None, work: str, so: Any) -> lis
     ]
 
 
-def progress(futures: list[Any]) -> None:
-    """A progress bar over `futures`, returning when all are done (rich: live in a terminal;
-    written to a file or a pipe, one line when the stage ends, no carriage-return floods)."""
-    from distributed import as_completed
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+class Bar:
+    """The driver's progress as a bar (rich: live in a terminal; written to a file or a pipe,
+    one line when the stage ends, no carriage-return floods). A bar ends when its units are
+    all done; the next units start the next bar."""
 
-    columns = (BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=Console(highlight=False)) as bar:
-        task = bar.add_task("", total=len(futures))
-        for _ in as_completed(futures):
-            bar.advance(task)
+    def __init__(self) -> None:
+        self.bar: Any = None
+
+    def __call__(self, done: int, added: int) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+        if self.bar is None:
+            columns = (BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+            self.bar = Progress(*columns, console=Console(highlight=False))
+            self.task = self.bar.add_task("", total=added)
+            self.bar.start()
+        self.bar.update(self.task, completed=done, total=added)
+        if done >= added:
+            self.bar.stop()
+            self.bar = None
 
 
 @contextmanager
@@ -107,7 +116,7 @@ def _on_cluster(cluster: str, workers: int | None, stage: Callable[[Any, Any], T
     try:
         with cluster_client(cluster, n_workers=workers) as client:
             typer.echo(f"dashboard: {client.dashboard_link}")
-            result = stage(client, progress)
+            result = stage(client, Bar())
     except KeyboardInterrupt:  # Ctrl-C: one line saying how to resume, exit 130
         from sarlo_dask.lease import command_line
 

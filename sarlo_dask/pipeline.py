@@ -1,6 +1,6 @@
-"""The driver (with caption_pool and prefetch_stage.prefetch, the only code that submits to
-the Dask client): each stage plans its units as tasks, submits the work, collects typed
-outcomes as they complete and records them.
+"""The build's stages over the cluster: each plans its units (typed keys), runs them through
+the driver (sarlo_dask.driver, the only code that submits to the Dask client) and records
+their typed outcomes as they complete; a unit's next step starts as soon as it completes.
 
 One scene's failure is recorded with its reason and never stops the others; every stage
 skips what {work} (or {out}) already holds under the same settings, so a re-run resumes.
@@ -16,6 +16,7 @@ from sarlo_dask.caption_pool import CaptionPool
 from sarlo_dask.captions.stats import dataset_stats
 from sarlo_dask.cluster import all_gpus, install_quiet_refusals, worker_memory
 from sarlo_dask.config import CaptionConfig, ReleaseConfig, StandardizeConfig, TileConfig, on_device
+from sarlo_dask.driver import Done, Driver, Failed, Key, Outcome, Progress, Unit
 from sarlo_dask.errors import exception_line, redact
 from sarlo_dask.integrity import DamagedError, discard, one_per_unit
 from sarlo_dask.outcomes import (
@@ -36,29 +37,25 @@ from sarlo_dask.store import Store, canonical, sweep_staging
 from sarlo_dask.tile_stage import make_tiles
 from sarlo_dask.tiles import Window, tile_groups
 
-Progress = Callable[[list[Any]], None] | None
-
 
 def standardize_scenes(
     urls: Sequence[str],
     work: str | Store,
     cfg: StandardizeConfig,
     client: Any,
-    progress: Progress = None,
+    progress: Progress | None = None,
 ) -> list[SceneResult]:
     """Standardize every scene into {work}/scenes/{scene_id}.zarr, skipping completed ones.
     A URL for `work` is a Store with the stage's storage options."""
-    from distributed import as_completed
-
     install_quiet_refusals(client)  # a refusal is one line here, not a worker traceback
     urls = [canonical(u) for u in urls]  # one unit per file, however its path is spelled
     cfg = on_device(cfg, all_gpus(client))
     work, digest = Store.of(work, cfg.storage_options), cfg.digest()
     selection = cfg.selection_digest()
     results: list[SceneResult] = []
-    plans: dict[Any, SceneResult] = {}
     seen: dict[str, str] = {}
     memory = worker_memory(client)
+    drive = Driver(client, progress)
     for url in urls:
         scene_id = scene_id_from_url(url)
         res = SceneResult(url, scene_id, "done", store=work.scene_store(scene_id))
@@ -67,39 +64,30 @@ def standardize_scenes(
             res.fail(f"duplicate scene id {scene_id!r} (also {seen[scene_id]})", "ingest")
             continue
         seen[scene_id] = url
-        key = f"plan-{scene_id}-{digest}-{work.token}"
+        key = Key("plan", scene_id, (digest, work.token))
         args = (url, scene_id, work, cfg, memory)
         # priority: ahead of the writes already sent, so the next scenes keep coming
-        plans[client.submit(plan_scene_store, *args, key=key, priority=1)] = res
-    writes: dict[Any, SceneResult] = {}
+        drive.add(Unit(key, plan_scene_store, args, tag=res, priority=1))
     made: dict[str, dict[str, Any]] = {}  # what the markers of the scenes written record
-    for future in as_completed(list(plans)):
-        res = plans[future]
-        try:
-            plan = future.result()
-        except Exception as exc:
-            res.fail(exc)
-            continue
-        finally:
-            future.release()
-        res.rebuilt, res.damaged = plan.rebuilt, plan.damaged
-        if plan.write is None:
-            res.status = "skipped"
-        else:
-            writes[client.compute(plan.write)] = res
+    for outcome in drive:
+        res = outcome.unit.tag
+        if isinstance(outcome, Failed):
+            res.fail(outcome.error)
+        elif outcome.unit.key.stage == "plan":  # the scene's store: reused, or written now
+            plan = outcome.value
+            res.rebuilt, res.damaged = plan.rebuilt, plan.damaged
+            if plan.write is None:
+                res.status = "skipped"
+                continue
             made[res.scene_id] = {"digest": plan.digest, "settings": digest, "inputs": plan.inputs}
             made[res.scene_id]["selection"] = selection
-    if progress is not None and writes:
-        progress(list(writes))
-    for future in as_completed(list(writes)):
-        res = writes[future]
-        try:
-            marker = resume.scene_marker(res, **made[res.scene_id], digests=future.result())
-            work.write_json(work.scene_marker(res.scene_id), marker)
-        except Exception as exc:
-            res.fail(exc)
-        finally:
-            future.release()
+            drive.add(Unit(Key("write", res.scene_id, (digest, work.token)), plan.write, tag=res))
+        else:  # written: committed by its marker
+            try:
+                marker = resume.scene_marker(res, **made[res.scene_id], digests=outcome.value)
+                work.write_json(work.scene_marker(res.scene_id), marker)
+            except Exception as exc:
+                res.fail(exc)
     return results
 
 
@@ -108,7 +96,7 @@ def tile_scenes(
     cfg: TileConfig,
     client: Any,
     scene_ids: Sequence[str] | None = None,
-    progress: Progress = None,
+    progress: Progress | None = None,
     captions: CaptionConfig | None = None,
     on_prefetch: Callable[[Prefetch], Any] | None = None,
 ) -> list[SceneTiles]:
@@ -117,8 +105,6 @@ def tile_scenes(
 
     Optical images from an XYZ server are prefetched first (`prefetch_tiles`), each tile
     once; `on_prefetch` is given what that did."""
-    from distributed import as_completed
-
     work = Store.of(work, cfg.storage_options)
     cfg = with_xyz_cache(on_device(cfg, all_gpus(client)), work)
     ids = list(scene_ids) if scene_ids is not None else resume.completed_scenes(work)
@@ -127,19 +113,16 @@ def tile_scenes(
     lineages: dict[str, dict[str, Any]] = {}
     todo: dict[str, list[Window]] = {}
     with_captions = captions if pool is not None else None
-    plans = {}
+    plans = Driver(client)
     for sid in ids:
-        key = f"tileplan-{sid}-{cfg.digest()}-{work.token}"
-        plans[client.submit(resume.plan_scene_tiles, work, sid, cfg, with_captions, key=key)] = sid
-    for future in as_completed(list(plans)):
-        sid = plans[future]
-        try:
-            plan: resume.TilePlan = future.result()
-        except Exception as exc:  # {work} unreadable (an S3 outage): left for a re-run
-            results[sid].error(Failure.of(exc, sid, "scene", "tiles"))
+        key = Key("tileplan", sid, (cfg.digest(), work.token))
+        plans.add(Unit(key, resume.plan_scene_tiles, (work, sid, cfg, with_captions), tag=sid))
+    for outcome in plans:
+        sid = outcome.unit.tag
+        if isinstance(outcome, Failed):  # {work} unreadable (an S3 outage): left for a re-run
+            results[sid].error(Failure.of(outcome.error, sid, "scene", "tiles"))
             continue
-        finally:
-            future.release()
+        plan: resume.TilePlan = outcome.value
         if plan.skipped is not None:
             results[sid] = SceneTiles(sid, "skipped", **plan.skipped)
             continue
@@ -161,24 +144,21 @@ def tile_scenes(
     prefetched = prefetch(work, cfg, client, todo, progress)
     if prefetched is not None and on_prefetch is not None:
         on_prefetch(prefetched)
-    tasks: dict[Any, tuple[str, list[Window]]] = {}  # submitted once the prefetch is done
+    drive = Driver(client, progress)  # tiles once the prefetch is done; captions as they come
     for sid, windows in todo.items():
         made = lineages[sid]["scene_config"]
         for group in tile_groups(windows):
-            key = f"tiles-{group[0].key}-{len(group)}-{made}-{cfg.digest()}-{work.token}"
-            tasks[client.submit(make_tiles, work, group, cfg, made, key=key)] = (sid, group)
-    if progress is not None and tasks:
-        progress(list(tasks))
-    queue = as_completed(list(tasks))
-    for fut in pool.submit_ready() if pool is not None else []:
-        queue.add(fut)
-    for future in queue:
-        if pool is not None and pool.owns(future):
-            pool.collect(future)
+            key = Key("tiles", f"{group[0].key}-{len(group)}", (made, cfg.digest(), work.token))
+            drive.add(Unit(key, make_tiles, (work, group, cfg, made), tag=(sid, group)))
+    for unit in pool.ready_units() if pool is not None else []:
+        drive.add(unit)
+    for outcome in drive:
+        if outcome.unit.key.stage == "caption" and pool is not None:
+            pool.collect(outcome)
         else:
-            _collect_tiles(future, *tasks[future], results, pool)
-        for fut in pool.submit_ready() if pool is not None else []:
-            queue.add(fut)
+            _collect_tiles(outcome, results, pool)
+        for unit in pool.ready_units() if pool is not None else []:
+            drive.add(unit)
     if pool is not None:
         pool.record(results)
     for res in results.values():
@@ -194,19 +174,14 @@ def tile_scenes(
 
 
 def _collect_tiles(
-    future: Any,
-    scene_id: str,
-    group: list[Window],
-    results: dict[str, SceneTiles],
-    pool: CaptionPool | None,
+    outcome: Outcome, results: dict[str, SceneTiles], pool: CaptionPool | None
 ) -> None:
     """Record a tile task's summaries (every window of it failed if the task did)."""
-    try:
-        summaries = future.result()
-    except Exception as exc:
-        summaries = [window_error(w.key, exc) for w in group]
-    finally:
-        future.release()
+    scene_id, group = outcome.unit.tag
+    if isinstance(outcome, Done):
+        summaries = outcome.value
+    else:
+        summaries = [window_error(w.key, outcome.error) for w in group]
     for summary in summaries:
         ok = results[scene_id].record(summary)
         if pool is not None:
@@ -221,7 +196,7 @@ def release_scenes(
     scene_ids: Sequence[str],
     storage_options: dict[str, Any] | None = None,
     catalogue: dict[str, Any] | None = None,
-    progress: Progress = None,
+    progress: Progress | None = None,
     captions: str | None = None,
     say: Callable[[str], Any] = lambda line: None,
 ) -> Release:
@@ -231,20 +206,26 @@ def release_scenes(
     current release, and older generations are removed. A shard that fails publishes
     nothing. URLs for `work` and `out` are Stores with `storage_options` and the release's
     own; `captions`: the caption settings' digest whose records are released (None: none)."""
-    from distributed import as_completed
-
     work, out = Store.of(work, storage_options), Store.of(out, cfg.storage_options)
-    ids = sorted(scene_ids)
-    key = f"index-{{}}-{captions}-{work.token}"
-    futures = [
-        client.submit(release.scene_index, work, s, captions, key=key.format(s)) for s in ids
-    ]
-    indexed = dict(zip(ids, client.gather(futures), strict=True))
+    indexes = Driver(client)
+    for s in sorted(scene_ids):
+        key = Key("index", s, (str(captions), work.token))
+        indexes.add(Unit(key, release.scene_index, (work, s, captions), tag=s))
+    indexed, unread = {}, []
+    for outcome in indexes:
+        if isinstance(outcome, Done):
+            indexed[outcome.unit.tag] = outcome.value
+        else:  # {work} unreadable (an S3 outage): nothing is released without the scene
+            unread.append(Failure.of(outcome.error, outcome.unit.tag, "scene", "release"))
+    if unread:
+        why = f"{len(unread)} scenes' tiles could not be read"
+        return release.unreleased(out, why, sorted(unread, key=lambda f: f.id))
+    indexed = dict(sorted(indexed.items()))
     if damaged := [d for s in indexed.values() for d in s.damaged]:
         return release.damaged_release(out, damaged)  # rebuilt first, then released
     rp = release.release_plan(indexed, cfg)
     gen = generations.generation(out, rp.digest)  # written beside the current release
-    pending: dict[Any, str] = {}
+    drive = Driver(client, progress)
     for spec in rp.shards:
         needed = {
             s: {"provenance": rp.index[s].provenance, "captions": captions}
@@ -252,27 +233,21 @@ def release_scenes(
             for s, _ in spec.keys
         }
         args = (spec, work, gen, needed, rp.digest, cfg, cfg.check_committed)
-        key = f"shard-{spec.path}-{rp.digest}-{work.token}-{gen.token}"
-        pending[client.submit(release.commit_shard, *args, key=key)] = spec.path
-    if progress is not None and pending:
-        progress(list(pending))
+        key = Key("shard", spec.path, (rp.digest, work.token, gen.token))
+        drive.add(Unit(key, release.commit_shard, args, tag=spec.path))
     markers: dict[str, dict[str, Any]] = {}
     errors, damaged, written = [], [], 0
-    for future in as_completed(list(pending)):
-        try:
-            done: release.ShardCommit = future.result()
-        except DamagedError as exc:  # a sample's files: rebuilt, then this shard written
-            damaged += exc.damage
-            errors.append(Failure.of(exc, pending[future], "shard", "release"))
+    for outcome in drive:
+        path = outcome.unit.tag
+        if isinstance(outcome, Failed):
+            if isinstance(outcome.error, DamagedError):  # a sample's files: rebuilt, then again
+                damaged += outcome.error.damage
+            errors.append(Failure.of(outcome.error, path, "shard", "release"))
             continue
-        except Exception as exc:
-            errors.append(Failure.of(exc, pending[future], "shard", "release"))
-            continue
-        finally:
-            future.release()
-        markers[pending[future]], written = done.marker, written + done.written
+        done: release.ShardCommit = outcome.value
+        markers[path], written = done.marker, written + done.written
         if done.damage:
-            say(f"DAMAGED {gen.path(pending[future])}: {done.damage}; rewriting the shard")
+            say(f"DAMAGED {gen.path(path)}: {done.damage}; rewriting the shard")
         generations.pause_point("shards", written)
     # a shard task lost with its worker leaves its temporary file; its retry wrote the shard
     out.remove_partials()
@@ -298,7 +273,7 @@ def build_dataset(
     ccfg: CaptionConfig,
     rcfg: ReleaseConfig,
     client: Any,
-    progress: Progress = None,
+    progress: Progress | None = None,
     say: Callable[[str], Any] = lambda line: None,
     replace: bool = False,
 ) -> Build:
@@ -343,7 +318,7 @@ def _build_pass(
     out: Store,
     configs: tuple[StandardizeConfig, TileConfig, CaptionConfig, ReleaseConfig],
     client: Any,
-    progress: Progress,
+    progress: Progress | None,
     say: Callable[[str], Any],
 ) -> Build:
     """One pass of build_dataset: the three stages."""

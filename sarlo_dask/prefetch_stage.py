@@ -17,11 +17,12 @@ from __future__ import annotations
 import os
 import socket
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from sarlo_dask.config import TileConfig
+from sarlo_dask.driver import Done, Driver, Key, Progress, Unit
 from sarlo_dask.errors import exception_line
 from sarlo_dask.integrity import Damage
 from sarlo_dask.optical.pair import xyz_tiles_needed
@@ -144,47 +145,37 @@ def prefetch(
     cfg: TileConfig,
     client: Any,
     todo: dict[str, list[Window]],
-    progress: Callable[[list[Any]], None] | None = None,
+    progress: Progress | None = None,
 ) -> Prefetch | None:
     """Fetch every XYZ tile the windows in `todo` need into the shared cache, each by one
     task (prefetch_stage); None when there is no XYZ server to fetch from or nothing to make.
     A failure here costs nothing but time: the tile tasks fetch what is not cached."""
-    from distributed import as_completed
-
     scenes = {sid: ws for sid, ws in todo.items() if ws}
     if xyz_source(cfg) is None or not scenes:
         return None
-    record, t0, token = Prefetch(), time.perf_counter(), f"{cfg.digest()}-{work.token}"
-    plans = {
-        client.submit(plan_scene_xyz, work, sid, ws, cfg, key=f"xyzplan-{sid}-{token}"): sid
-        for sid, ws in scenes.items()
-    }
+    record, t0, lineage = Prefetch(), time.perf_counter(), (cfg.digest(), work.token)
+    plans = Driver(client)
+    for sid, ws in scenes.items():
+        plans.add(Unit(Key("xyzplan", sid, lineage), plan_scene_xyz, (work, sid, ws, cfg), sid))
     needs = []
-    for future in as_completed(list(plans)):
-        try:
-            needs.append(future.result())
-        except Exception as exc:
-            record.plan_errors.append(f"{plans[future]}: {exception_line(exc)}")
-        finally:
-            future.release()
+    for outcome in plans:
+        if isinstance(outcome, Done):
+            needs.append(outcome.value)
+        else:
+            record.plan_errors.append(f"{outcome.unit.tag}: {exception_line(outcome.error)}")
     plan = fetch_plan(needs, cfg.prefetch_tiles)
     record.planned, record.cached = plan.planned, plan.cached
     record.damaged = list({d.path: d for n in needs for d in n.damaged}.values())
     record.plan_seconds, t1 = time.perf_counter() - t0, time.perf_counter()
-    fetches = {}
+    fetches = Driver(client, progress)
     for g in plan.groups:
-        key = f"xyzfetch-{'_'.join(map(str, g[0]))}-{len(g)}-{token}"
-        fetches[client.submit(prefetch_xyz, cfg, g, key=key)] = g
-    if progress is not None and fetches:
-        progress(list(fetches))
-    for future in as_completed(list(fetches)):
-        try:
-            record.add(future.result())
-        except Exception as exc:  # the task was lost: its tiles are left to the tile tasks
-            why = exception_line(exc)
-            n = len(fetches[future])
+        key = Key("xyzfetch", f"{'_'.join(map(str, g[0]))}-{len(g)}", lineage)
+        fetches.add(Unit(key, prefetch_xyz, (cfg, g), tag=len(g)))
+    for outcome in fetches:
+        if isinstance(outcome, Done):
+            record.add(outcome.value)
+        else:  # the task was lost: its tiles are left to the tile tasks
+            why, n = exception_line(outcome.error), outcome.unit.tag
             record.add(PrefetchOutcome(n, 0, 0, [why] * n, "lost", 0.0))
-        finally:
-            future.release()
     record.fetch_seconds = time.perf_counter() - t1
     return record

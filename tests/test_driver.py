@@ -1,0 +1,87 @@
+"""The driver on the session's 2-process cluster: every unit's outcome comes back typed and
+once, a failing or lost unit never raises out of it, units added while it runs start as
+their predecessors complete, and no more than its limit are ever on the cluster."""
+
+from __future__ import annotations
+
+import os
+import time
+from itertools import pairwise
+from pathlib import Path
+
+import pytest
+
+from sarlo_dask.driver import Done, Driver, Failed, Key, Unit
+
+
+def _stay(folder: str, name: str, seconds: float) -> str:
+    """A unit that records when it ran, on which worker process."""
+    start = time.time()
+    time.sleep(seconds)
+    Path(folder, name).write_text(f"{start} {time.time()} {os.getpid()}")
+    return name
+
+
+def _fail(why: str) -> None:
+    raise ValueError(why)
+
+
+def _die() -> None:
+    os._exit(1)  # the worker process ends: the unit is lost with it
+
+
+def test_outcomes_are_typed_and_failures_never_raise(client, tmp_path):
+    drive = Driver(client)
+    drive.add(Unit(Key("t", "ok", ("a",)), _stay, (str(tmp_path), "ok", 0.0), tag="ok"))
+    drive.add(Unit(Key("t", "bad", ("a",)), _fail, ("no such thing",), tag="bad"))
+    drive.add(Unit(Key("t", "lost", ("a",)), _die, retries=0, tag="lost"))
+    outcomes = {o.unit.tag: o for o in drive}
+    assert isinstance(outcomes["ok"], Done) and outcomes["ok"].value == "ok"
+    assert isinstance(outcomes["bad"], Failed)
+    assert str(outcomes["bad"].error) == "no such thing"
+    assert isinstance(outcomes["lost"], Failed)  # its worker died: the driver went on
+    assert "KilledWorker" in type(outcomes["lost"].error).__name__
+    assert drive.done == drive.added == 3 and not drive.in_flight
+    client.wait_for_workers(2, timeout=60)  # the nanny restarted the dead one
+
+
+def test_at_most_limit_units_are_on_the_cluster_and_added_units_start_as_others_end(
+    client, tmp_path
+):
+    told: list[tuple[int, int]] = []
+    drive = Driver(client, progress=lambda done, added: told.append((done, added)), limit=1)
+    for i in range(4):
+        drive.add(
+            Unit(
+                Key("t", f"first{i}", (str(tmp_path),)),
+                _stay,
+                (str(tmp_path), f"first{i}", 0.2),
+                tag=i,
+            )
+        )
+    seen, most = [], 0
+    for outcome in drive:
+        assert isinstance(outcome, Done)
+        most = max(most, len(drive.in_flight))
+        seen.append(outcome.value)
+        if outcome.value.startswith("first"):  # each completion starts its next step
+            n = outcome.value[len("first") :]
+            drive.add(
+                Unit(
+                    Key("t", f"then{n}", (str(tmp_path),)), _stay, (str(tmp_path), f"then{n}", 0.0)
+                )
+            )
+    assert sorted(seen) == sorted([f"first{i}" for i in range(4)] + [f"then{i}" for i in range(4)])
+    spans = sorted(
+        tuple(map(float, p.read_text().split()[:2])) for p in tmp_path.iterdir() if p.is_file()
+    )
+    # limit 1 on 2 worker processes: the units ran one after the other, never two at once
+    assert all(end <= nxt_start + 0.01 for (_, end), (nxt_start, _) in pairwise(spans))
+    assert most <= 1
+    assert told[-1] == (8, 8) and all(d <= a for d, a in told)
+    assert [d for d, _ in told] == sorted(d for d, _ in told)
+
+
+def test_a_limit_below_one_is_refused(client):
+    with pytest.raises(ValueError, match="at least 1"):
+        Driver(client, limit=0)
