@@ -367,3 +367,32 @@ def test_the_meta_schema_rejects_what_it_does_not_describe(release_built):
             schema.validate(m)
         broken.append(m)
     assert len(broken) == 5
+
+
+def test_a_scene_whose_tiles_cannot_be_read_leaves_the_release_as_it_was(
+    release_setup, release_built, client, tmp_path
+):
+    """An error reading one scene's tiles in the release step (not damage: the files are
+    there, the read fails) is that scene's failure: nothing is published, the release that
+    was there stays, and the driver goes on to report it instead of raising."""
+    import shutil
+
+    from sarlo_dask.pipeline import release_scenes
+
+    root, _, config = release_setup
+    work, out = tmp_path / "work", tmp_path / "out"
+    shutil.copytree(root / "work", work)
+    shutil.copytree(release_built[0], out)
+    before = tree(out)
+    scenes = sorted(p.name for p in (work / "tiles").iterdir() if p.is_dir())
+    meta = sorted((work / "tiles" / scenes[0]).glob("*.meta.json"))[0]
+    meta.unlink()
+    meta.mkdir()  # listed as a tile's meta.json, unreadable as one
+    rcfg = build_configs(config)[3]
+    rel = release_scenes(str(work), str(out), rcfg, client, scenes)
+    failed = {f.id: f for f in rel.errors}
+    assert (
+        failed[scenes[0]].stage == "release" and "IsADirectoryError" in failed[scenes[0]].exception
+    )
+    assert set(failed) == {scenes[0], "release"}  # the other scenes were read
+    assert tree(out) == before
