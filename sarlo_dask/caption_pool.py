@@ -90,7 +90,9 @@ class CaptionPool:
             args = (self.work, batch[0], keys, self.cfg, self.share)
             key = Key("caption", keys[0], (self.cfg.digest(), self.work.token))
             retries, resources = self.cfg.retries, self.resources
-            units.append(Unit(key, caption_batch, args, batch, 0, retries, resources))
+            units.append(
+                Unit(key, caption_batch, args, batch, 3, retries, resources)
+            )  # ahead of tiles
             self.out += 1
         return units
 

@@ -212,7 +212,8 @@ class Prefetch:
     damaged: list[Damage] = field(default_factory=list)
     """cached images found damaged by the plan (sha256): fetched again"""
     plan_seconds: float = 0.0
-    """wall time of the planning (tasks per scene), then of the fetch tasks"""
+    """time of the planning tasks (one per scene), then of the fetch tasks, summed over the
+    tasks (they run beside the tile tasks of scenes already fetched)"""
     fetch_seconds: float = 0.0
 
     def add(self, outcome: PrefetchOutcome) -> None:
@@ -227,7 +228,8 @@ class Prefetch:
             f"XYZ prefetch: {self.planned} tiles planned, {self.cached} already cached, "
             f"{self.fetched} fetched, {self.empty} empty, {len(self.failed)} failed "
             f"(left to their tile tasks) by {self.tasks} tasks on {len(self.workers)} "
-            f"workers; planning {self.plan_seconds:.1f} s, fetch {self.fetch_seconds:.1f} s"
+            f"workers; planning {self.plan_seconds:.1f} s, fetch {self.fetch_seconds:.1f} s "
+            "in tasks"
             + (f"; {len(self.plan_errors)} scenes not planned" if self.plan_errors else "")
         )
 

@@ -12,11 +12,9 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from sarlo_dask import generations, release, resume
-from sarlo_dask.caption_pool import CaptionPool
 from sarlo_dask.captions.stats import dataset_stats
-from sarlo_dask.cluster import all_gpus, install_quiet_refusals, worker_memory
-from sarlo_dask.config import CaptionConfig, ReleaseConfig, StandardizeConfig, TileConfig, on_device
-from sarlo_dask.driver import Done, Driver, Failed, Key, Outcome, Progress, Unit
+from sarlo_dask.config import CaptionConfig, ReleaseConfig, StandardizeConfig, TileConfig
+from sarlo_dask.driver import Done, Driver, Failed, Key, Progress, Unit
 from sarlo_dask.errors import exception_line, redact
 from sarlo_dask.integrity import DamagedError, discard, one_per_unit
 from sarlo_dask.outcomes import (
@@ -28,14 +26,10 @@ from sarlo_dask.outcomes import (
     SceneTiles,
     catalogue_of,
     transient_scenes,
-    window_error,
 )
-from sarlo_dask.prefetch_stage import prefetch, with_xyz_cache
-from sarlo_dask.scene_stage import plan_scene_store
-from sarlo_dask.sicd import scene_id_from_url
+from sarlo_dask.scene_run import SceneRun
 from sarlo_dask.store import Store, canonical, sweep_staging
-from sarlo_dask.tile_stage import make_tiles
-from sarlo_dask.tiles import Window, tile_groups
+from sarlo_dask.tile_run import TileRun
 
 
 def standardize_scenes(
@@ -47,48 +41,12 @@ def standardize_scenes(
 ) -> list[SceneResult]:
     """Standardize every scene into {work}/scenes/{scene_id}.zarr, skipping completed ones.
     A URL for `work` is a Store with the stage's storage options."""
-    install_quiet_refusals(client)  # a refusal is one line here, not a worker traceback
-    urls = [canonical(u) for u in urls]  # one unit per file, however its path is spelled
-    cfg = on_device(cfg, all_gpus(client))
-    work, digest = Store.of(work, cfg.storage_options), cfg.digest()
-    selection = cfg.selection_digest()
-    results: list[SceneResult] = []
-    seen: dict[str, str] = {}
-    memory = worker_memory(client)
+    run = SceneRun(urls, Store.of(work, cfg.storage_options), cfg, client)
     drive = Driver(client, progress)
-    for url in urls:
-        scene_id = scene_id_from_url(url)
-        res = SceneResult(url, scene_id, "done", store=work.scene_store(scene_id))
-        results.append(res)
-        if scene_id in seen:
-            res.fail(f"duplicate scene id {scene_id!r} (also {seen[scene_id]})", "ingest")
-            continue
-        seen[scene_id] = url
-        key = Key("plan", scene_id, (digest, work.token))
-        args = (url, scene_id, work, cfg, memory)
-        # priority: ahead of the writes already sent, so the next scenes keep coming
-        drive.add(Unit(key, plan_scene_store, args, tag=res, priority=1))
-    made: dict[str, dict[str, Any]] = {}  # what the markers of the scenes written record
+    run.start(drive)
     for outcome in drive:
-        res = outcome.unit.tag
-        if isinstance(outcome, Failed):
-            res.fail(outcome.error)
-        elif outcome.unit.key.stage == "plan":  # the scene's store: reused, or written now
-            plan = outcome.value
-            res.rebuilt, res.damaged = plan.rebuilt, plan.damaged
-            if plan.write is None:
-                res.status = "skipped"
-                continue
-            made[res.scene_id] = {"digest": plan.digest, "settings": digest, "inputs": plan.inputs}
-            made[res.scene_id]["selection"] = selection
-            drive.add(Unit(Key("write", res.scene_id, (digest, work.token)), plan.write, tag=res))
-        else:  # written: committed by its marker
-            try:
-                marker = resume.scene_marker(res, **made[res.scene_id], digests=outcome.value)
-                work.write_json(work.scene_marker(res.scene_id), marker)
-            except Exception as exc:
-                res.fail(exc)
-    return results
+        run.collect(outcome, drive)
+    return run.results
 
 
 def tile_scenes(
@@ -106,86 +64,38 @@ def tile_scenes(
     Optical images from an XYZ server are prefetched first (`prefetch_tiles`), each tile
     once; `on_prefetch` is given what that did."""
     work = Store.of(work, cfg.storage_options)
-    cfg = with_xyz_cache(on_device(cfg, all_gpus(client)), work)
-    ids = list(scene_ids) if scene_ids is not None else resume.completed_scenes(work)
-    pool = CaptionPool(client, work, captions) if captions and captions.model else None
-    results = {sid: SceneTiles(sid, "done") for sid in ids}
-    lineages: dict[str, dict[str, Any]] = {}
-    todo: dict[str, list[Window]] = {}
-    with_captions = captions if pool is not None else None
-    plans = Driver(client)
-    for sid in ids:
-        key = Key("tileplan", sid, (cfg.digest(), work.token))
-        plans.add(Unit(key, resume.plan_scene_tiles, (work, sid, cfg, with_captions), tag=sid))
-    for outcome in plans:
-        sid = outcome.unit.tag
-        if isinstance(outcome, Failed):  # {work} unreadable (an S3 outage): left for a re-run
-            results[sid].error(Failure.of(outcome.error, sid, "scene", "tiles"))
-            continue
-        plan: resume.TilePlan = outcome.value
-        if plan.skipped is not None:
-            results[sid] = SceneTiles(sid, "skipped", **plan.skipped)
-            continue
-        res = results[sid]
-        res.rebuilt, res.damaged, lineages[sid] = plan.rebuilt, plan.damaged, plan.lineage
-        if plan.store_damaged():  # the build rebuilds the store, then cuts its tiles
-            why = f"its store is damaged ({plan.damaged[-1].path}): rebuilt from its input"
-            res.error(Failure(sid, "scene", "tiles", why))
-            continue
-        todo[sid] = [w for w, d in zip(plan.windows, plan.stored, strict=True) if d is None]
-        for done in plan.stored:
-            if done is not None:  # completed by an earlier run: recorded the same way
-                res.record(done)
-        if pool is not None:
-            pool.plan(sid, [w.key for w in plan.windows], plan.captions)
-            for w, done in zip(plan.windows, plan.stored, strict=True):
-                if done is not None:
-                    pool.tile_done(sid, w.key, done)
-    prefetched = prefetch(work, cfg, client, todo, progress)
-    if prefetched is not None and on_prefetch is not None:
-        on_prefetch(prefetched)
-    drive = Driver(client, progress)  # tiles once the prefetch is done; captions as they come
-    for sid, windows in todo.items():
-        made = lineages[sid]["scene_config"]
-        for group in tile_groups(windows):
-            key = Key("tiles", f"{group[0].key}-{len(group)}", (made, cfg.digest(), work.token))
-            drive.add(Unit(key, make_tiles, (work, group, cfg, made), tag=(sid, group)))
-    for unit in pool.ready_units() if pool is not None else []:
-        drive.add(unit)
+    run = TileRun(work, cfg, client, captions)
+    drive = Driver(client, progress)
+    for sid in scene_ids if scene_ids is not None else resume.completed_scenes(work):
+        run.add_scene(sid, drive)
     for outcome in drive:
-        if outcome.unit.key.stage == "caption" and pool is not None:
-            pool.collect(outcome)
-        else:
-            _collect_tiles(outcome, results, pool)
-        for unit in pool.ready_units() if pool is not None else []:
-            drive.add(unit)
-    if pool is not None:
-        pool.record(results)
-    for res in results.values():
-        res.refused.sort(key=lambda d: d["key"])
-        res.optical_failed.sort(key=lambda d: d["key"])
-        if res.status == "done":
-            marker = resume.tiles_marker(res, lineages[res.scene_id])
-            try:
-                work.update_json(work.tiles_marker(res.scene_id), marker)
-            except OSError as exc:  # {work} full or gone: not committed, made again next run
-                res.error(Failure.of(exc, res.scene_id, "scene", "tiles"))
-    return [results[k] for k in sorted(results)]
+        run.collect(outcome, drive)
+    tiles = run.finish()
+    if (prefetched := run.prefetched()) is not None and on_prefetch is not None:
+        on_prefetch(prefetched)
+    return tiles
 
 
-def _collect_tiles(
-    outcome: Outcome, results: dict[str, SceneTiles], pool: CaptionPool | None
-) -> None:
-    """Record a tile task's summaries (every window of it failed if the task did)."""
-    scene_id, group = outcome.unit.tag
-    if isinstance(outcome, Done):
-        summaries = outcome.value
-    else:
-        summaries = [window_error(w.key, outcome.error) for w in group]
-    for summary in summaries:
-        ok = results[scene_id].record(summary)
-        if pool is not None:
-            pool.tile_done(scene_id, summary["key"], summary if ok else None)
+def stream_scenes(
+    urls: Sequence[str],
+    work: Store,
+    configs: tuple[StandardizeConfig, TileConfig, CaptionConfig],
+    client: Any,
+    progress: Progress | None = None,
+) -> tuple[list[SceneResult], list[SceneTiles], Prefetch | None]:
+    """Standardize the scenes and cut each one's tiles (captioned, with a caption model) as
+    soon as its store commits: one driver for both stages, no barrier between them."""
+    scfg, tcfg, ccfg = configs
+    scenes = SceneRun(urls, work, scfg, client)
+    tiles = TileRun(work, tcfg, client, ccfg)
+    drive = Driver(client, progress)
+    scenes.start(drive)
+    for outcome in drive:
+        if outcome.unit.key.stage not in SceneRun.STAGES:
+            tiles.collect(outcome, drive)
+        elif (committed := scenes.collect(outcome, drive)) is not None:
+            tiles.add_scene(committed, drive)
+    return scenes.results, tiles.finish(), tiles.prefetched()
 
 
 def release_scenes(
@@ -323,19 +233,18 @@ def _build_pass(
 ) -> Build:
     """One pass of build_dataset: the three stages."""
     scfg, tcfg, ccfg, rcfg = configs
-    say(f"[1/3] standardize {len(urls)} scenes")
-    scenes = standardize_scenes(urls, work, scfg, client, progress=progress)
+    what = f"tiles{' and captions' * bool(ccfg.model)}"
+    say(f"[1/3] standardize {len(urls)} scenes ({what} of each as soon as its store commits)")
+    scenes, tiles, prefetched = stream_scenes(urls, work, (scfg, tcfg, ccfg), client, progress)
     lines = [d.line() for r in scenes for d in r.damaged]
     for line in ["", *lines, *(r.line() for r in scenes)]:
         say(line)
     ok = sorted({r.scene_id for r in scenes if r.status in ("done", "skipped")})
-    say(f"[2/3] tiles{' and captions' * bool(ccfg.model)} of {len(ok)} scenes")
-    prefetched: list[Prefetch] = []
-    tiles = tile_scenes(work, tcfg, client, ok, progress, ccfg, on_prefetch=prefetched.append)
+    say(f"[2/3] {what} of {len(ok)} scenes")
     say("")
-    for p in prefetched:
-        say(p.line())
-        for d in p.damaged:
+    if prefetched is not None:
+        say(prefetched.line())
+        for d in prefetched.damaged:
             say(d.line())
     for line in [d.line() for t in tiles for d in one_per_unit(t.damaged) if d.kind != "scene"]:
         say(line)
@@ -352,4 +261,4 @@ def _build_pass(
             work, out, rcfg, client, keep, None, catalogue, progress, captions, say
         )
     say("")
-    return Build(scenes, tiles, rel, prefetched[0] if prefetched else None)
+    return Build(scenes, tiles, rel, prefetched)

@@ -1,15 +1,17 @@
 """The XYZ prefetch: every XYZ tile a tile stage will warp from is fetched once per build,
-by exactly one task, before the tile tasks start (which then find it in the shared cache).
+by exactly one task, before the tile tasks that need it start (which then find it in the
+shared cache).
 
 Without a plan, two workers needing the same tile at the same moment both fetch it: the
-cache is shared but has no lock. The plan is made per scene (a task reads the scene store's
-tie points and asks `pair.xyz_tiles_needed`, the function the pairing itself fetches by, for
-each window still to make), the union over the build less what the cache holds is split into
-groups in (z, x, y) order, and each group is one fetch task through the tile stage's own
-source (rate limit, retries, Retry-After, whole-or-nothing cache writes). A tile whose
-prefetch failed is not in the cache: the tile task that needs it fetches it again, as before.
-The plan reads each cached image it counts on and checks its sha256: a damaged one is said
-(a DAMAGED line of the build) and fetched again.
+cache is shared but has no lock. The plan is made per scene, as the scene comes (a task reads
+the scene store's tie points and asks `pair.xyz_tiles_needed`, the function the pairing
+itself fetches by, for each window still to make); what it needs that the cache does not hold
+and no earlier plan asked for is split into groups in (z, x, y) order, and each group is one
+fetch task through the tile stage's own source (rate limit, retries, Retry-After,
+whole-or-nothing cache writes). A scene's tile tasks start once the fetches of its tiles are
+done (`XYZPrefetch`). A tile whose prefetch failed is not in the cache: the tile task that
+needs it fetches it again, as before. The plan reads each cached image it counts on and checks
+its sha256: a damaged one is said (a DAMAGED line of the build) and fetched again.
 """
 
 from __future__ import annotations
@@ -17,13 +19,10 @@ from __future__ import annotations
 import os
 import socket
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from sarlo_dask.config import TileConfig
-from sarlo_dask.driver import Done, Driver, Key, Progress, Unit
-from sarlo_dask.errors import exception_line
 from sarlo_dask.integrity import Damage
 from sarlo_dask.optical.pair import xyz_tiles_needed
 from sarlo_dask.optical.source import TileFailure, XYZSource
@@ -112,13 +111,67 @@ class FetchPlan:
     """of those, already in the cache"""
 
 
-def fetch_plan(needs: Sequence[XYZNeeds], size: int) -> FetchPlan:
-    """The tiles any scene needs and none found cached, in groups of at most `size` in
-    (z, x, y) order (neighbours, which share server and cache columns, go together)."""
+def fetch_plan(
+    needs: Sequence[XYZNeeds], size: int, requested: Collection[XYZTile] = ()
+) -> FetchPlan:
+    """The tiles any scene needs and none found cached nor is `requested` already, in groups
+    of at most `size` in (z, x, y) order (neighbours, which share server and cache columns,
+    go together)."""
     wanted = {t for n in needs for t in n.tiles}
-    todo = sorted(wanted - {t for n in needs for t in n.cached})
+    todo = sorted(wanted - {t for n in needs for t in n.cached} - set(requested))
     groups = [todo[i : i + size] for i in range(0, len(todo), size)]
     return FetchPlan(groups, len(wanted), len(wanted) - len(todo))
+
+
+@dataclass
+class XYZPrefetch:
+    """The build's XYZ prefetch as its scenes' plans come in (pure bookkeeping, no cluster):
+    each uncached tile goes to one fetch task, made by the first plan that needs it; a
+    scene's tile tasks wait for the fetch tasks of the tiles it needs (its own and those
+    another scene's plan sent first), and no longer."""
+
+    size: int
+    record: Prefetch = field(default_factory=Prefetch)
+    groups: list[list[XYZTile]] = field(default_factory=list)
+    """the fetch tasks' tiles, by fetch id (their index)"""
+    wanted: set[XYZTile] = field(default_factory=set)
+    fetch_of: dict[XYZTile, int] = field(default_factory=dict)
+    waiting: dict[int, set[str]] = field(default_factory=dict)
+    """fetch id -> scenes whose tile tasks wait for it"""
+    waits: dict[str, set[int]] = field(default_factory=dict)
+
+    def plan(self, needs: XYZNeeds) -> tuple[list[int], bool]:
+        """A scene's needs: the fetch ids of the groups it adds, and whether its tile tasks
+        may start now (no tile it needs is still being fetched)."""
+        self.wanted.update(needs.tiles)
+        known = {d.path for d in self.record.damaged}
+        self.record.damaged += [d for d in needs.damaged if d.path not in known]
+        self.record.plan_seconds += needs.seconds
+        ids = []
+        for group in fetch_plan([needs], self.size, self.fetch_of.keys()).groups:
+            ids.append(len(self.groups))
+            self.fetch_of.update((t, ids[-1]) for t in group)
+            self.groups.append(group)
+            self.waiting[ids[-1]] = set()
+        waits = {self.fetch_of[t] for t in needs.tiles if t in self.fetch_of}
+        waits &= self.waiting.keys()  # fetches not yet done
+        for i in waits:
+            self.waiting[i].add(needs.scene_id)
+        self.waits[needs.scene_id] = waits
+        self.record.planned = len(self.wanted)
+        self.record.cached = len(self.wanted) - len(self.fetch_of)
+        return ids, not waits
+
+    def fetched(self, fetch_id: int, outcome: PrefetchOutcome) -> list[str]:
+        """A fetch task's outcome: the scenes whose tile tasks may start now."""
+        self.record.add(outcome)
+        self.record.fetch_seconds += outcome.seconds
+        ready = []
+        for sid in sorted(self.waiting.pop(fetch_id)):
+            self.waits[sid].discard(fetch_id)
+            if not self.waits[sid]:
+                ready.append(sid)
+        return ready
 
 
 def prefetch_xyz(cfg: TileConfig, tiles: Sequence[XYZTile]) -> PrefetchOutcome:
@@ -138,44 +191,3 @@ def prefetch_xyz(cfg: TileConfig, tiles: Sequence[XYZTile]) -> PrefetchOutcome:
         worker=f"{socket.gethostname()}:{os.getpid()}",
         seconds=time.perf_counter() - t0,
     )
-
-
-def prefetch(
-    work: Store,
-    cfg: TileConfig,
-    client: Any,
-    todo: dict[str, list[Window]],
-    progress: Progress | None = None,
-) -> Prefetch | None:
-    """Fetch every XYZ tile the windows in `todo` need into the shared cache, each by one
-    task (prefetch_stage); None when there is no XYZ server to fetch from or nothing to make.
-    A failure here costs nothing but time: the tile tasks fetch what is not cached."""
-    scenes = {sid: ws for sid, ws in todo.items() if ws}
-    if xyz_source(cfg) is None or not scenes:
-        return None
-    record, t0, lineage = Prefetch(), time.perf_counter(), (cfg.digest(), work.token)
-    plans = Driver(client)
-    for sid, ws in scenes.items():
-        plans.add(Unit(Key("xyzplan", sid, lineage), plan_scene_xyz, (work, sid, ws, cfg), sid))
-    needs = []
-    for outcome in plans:
-        if isinstance(outcome, Done):
-            needs.append(outcome.value)
-        else:
-            record.plan_errors.append(f"{outcome.unit.tag}: {exception_line(outcome.error)}")
-    plan = fetch_plan(needs, cfg.prefetch_tiles)
-    record.planned, record.cached = plan.planned, plan.cached
-    record.damaged = list({d.path: d for n in needs for d in n.damaged}.values())
-    record.plan_seconds, t1 = time.perf_counter() - t0, time.perf_counter()
-    fetches = Driver(client, progress)
-    for g in plan.groups:
-        key = Key("xyzfetch", f"{'_'.join(map(str, g[0]))}-{len(g)}", lineage)
-        fetches.add(Unit(key, prefetch_xyz, (cfg, g), tag=len(g)))
-    for outcome in fetches:
-        if isinstance(outcome, Done):
-            record.add(outcome.value)
-        else:  # the task was lost: its tiles are left to the tile tasks
-            why, n = exception_line(outcome.error), outcome.unit.tag
-            record.add(PrefetchOutcome(n, 0, 0, [why] * n, "lost", 0.0))
-    record.fetch_seconds = time.perf_counter() - t1
-    return record

@@ -396,3 +396,16 @@ def test_a_scene_whose_tiles_cannot_be_read_leaves_the_release_as_it_was(
     )
     assert set(failed) == {scenes[0], "release"}  # the other scenes were read
     assert tree(out) == before
+
+
+def test_a_scenes_tiles_start_as_soon_as_its_store_commits(release_setup, release_built):
+    """The reference build streams: the first tile of a scene is written before the last
+    scene's store is committed (its marker), not after every store as a stage barrier would
+    have it; and the first caption before the last tile."""
+    root = release_setup[0] / "work"
+    markers = {p.name: p.stat().st_mtime for p in (root / "scenes").glob("*.done.json")}
+    tiles = [p.stat().st_mtime for p in (root / "tiles").rglob("*.meta.json")]
+    captions = [p.stat().st_mtime for p in (root / "captions").rglob("*.json")]
+    assert len(markers) == 3 and tiles and captions
+    assert min(tiles) < max(markers.values()), (min(tiles), markers)
+    assert min(captions) < max(tiles)

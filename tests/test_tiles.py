@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sarlo_dask.config import TileConfig
@@ -714,3 +714,46 @@ def test_a_fetch_plan_gives_each_uncached_tile_to_one_group():
     assert plan.planned == 5 and plan.cached == 1
     assert plan.groups == [[(9, 0, 5), (9, 1, 2)], [(9, 2, 1), (9, 3, 0)]]
     assert fetch_plan([a, b], 2) == plan and fetch_plan([], 2).groups == []
+
+
+@given(
+    st.lists(st.sets(st.integers(0, 11), max_size=6), min_size=1, max_size=5),
+    st.lists(st.integers(0, 11), max_size=4, unique=True),
+    st.integers(1, 4),
+    st.randoms(use_true_random=False),
+)
+@settings(max_examples=200, deadline=None)
+def test_the_streaming_prefetch_fetches_each_tile_once_and_starts_a_scene_when_its_tiles_are_in(
+    scenes, cached, size, rnd
+):
+    """XYZPrefetch against brute force: scenes' plans and fetch outcomes arrive in any order;
+    every uncached tile is in exactly one fetch group, a scene is released exactly once, and
+    only when every tile it needs is cached or fetched."""
+    from sarlo_dask.outcomes import PrefetchOutcome
+    from sarlo_dask.prefetch_stage import XYZNeeds, XYZPrefetch
+
+    def tile(i: int) -> tuple[int, int, int]:
+        return (9, i, 0)
+
+    in_cache = {tile(i) for i in cached}
+    book, fetched, released = XYZPrefetch(size), set(in_cache), []
+    pending = [("plan", n) for n in range(len(scenes))]
+    while pending:
+        what, n = pending.pop(rnd.randrange(len(pending)))
+        if what == "plan":
+            needs = sorted(tile(i) for i in scenes[n])
+            ids, ready = book.plan(XYZNeeds(str(n), needs, sorted(in_cache & set(needs)), 1, 0.0))
+            pending += [("fetch", i) for i in ids]
+            out = [str(n)] if ready else []
+        else:
+            fetched |= set(book.groups[n])
+            out = book.fetched(n, PrefetchOutcome(len(book.groups[n]), 1, 0, [], "w", 0.0))
+        for sid in out:
+            assert {tile(i) for i in scenes[int(sid)]} <= fetched, sid
+        released += out
+    assert sorted(released) == sorted(map(str, range(len(scenes))))
+    grouped = [t for g in book.groups for t in g]
+    wanted = {tile(i) for s in scenes for i in s}
+    assert sorted(grouped) == sorted(wanted - in_cache)  # each uncached tile once
+    assert all(len(g) <= size for g in book.groups)
+    assert book.record.planned == len(wanted) and book.record.cached == len(wanted & in_cache)
