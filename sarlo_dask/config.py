@@ -14,7 +14,7 @@ from sarlo_dask.caption_config import CaptionConfig as CaptionConfig
 from sarlo_dask.caption_config import PromptSpec as PromptSpec
 from sarlo_dask.errors import redact
 from sarlo_dask.lineage import execution, selection
-from sarlo_dask.store import canonical
+from sarlo_dask.store import canonical, canonical_spec
 
 
 class StandardizeConfig(BaseModel):
@@ -89,7 +89,7 @@ class StandardizeConfig(BaseModel):
     @field_validator("dem")
     @classmethod
     def _dem_path(cls, v: str | None) -> str | None:
-        return None if v is None else canonical(v)  # any spelling of it: one digest
+        return None if v is None else canonical_spec(v)  # any spelling of a file: one digest
 
     @field_validator("dem_vertical_datum")
     @classmethod

@@ -304,7 +304,14 @@ def scene_dem(
     vertical_datum: str = "auto",
     storage_options: dict[str, Any] | None = None,
 ) -> DemGrid:
-    """The DEM window a whole SICD image needs, and the height range of its ground.
+    """The window of the raster DEM at `url` a whole SICD image needs (`scene_window`)."""
+    with open_dem(url, vertical_datum, storage_options) as dem:
+        return scene_window(lambda box: read_window(dem, box), sicd)
+
+
+def scene_window(read: Callable[[Box], DemGrid], sicd: Any) -> DemGrid:
+    """The heights a whole SICD image needs, and the height range of its ground, from
+    `read(box)`: a height source's grid over a (west, south, east, north) box.
 
     The ground under the image lies where its edges project at heights between the lowest
     and the highest ground there: from the SCP's height, that range and that region grow
@@ -323,15 +330,9 @@ def scene_dem(
     def footprint(h: float) -> np.ndarray:
         return ecf_to_llh(project_pixels(xml, edge_r, edge_c, h))
 
-    with open_dem(url, vertical_datum, storage_options) as dem:
-        return _scene_window(dem, footprint, scp_h)
-
-
-def _scene_window(dem: OpenDem, footprint: Callable[[float], np.ndarray], scp_h: float) -> DemGrid:
-    """`scene_dem`'s search, on the open DEM (`footprint(h)`: the image's edges at height h)."""
     lo = hi = scp_h
     box = _bbox(footprint(scp_h), 500.0)
-    grid = read_window(dem, box)
+    grid = read(box)
     for grow in range(GROWTH_STEPS + 1):
         low, high = footprint(lo - 1.0), footprint(hi + 1.0)
         margin = 2 * grid.spacing_m()
@@ -342,7 +343,7 @@ def _scene_window(dem: OpenDem, footprint: Callable[[float], np.ndarray], scp_h:
         window = _bbox(np.concatenate([low, high]), margin + reach + 8 * grid.spacing_m() + 50.0)
         if not _inside(window, box):
             box = _union(window, box)
-            grid = read_window(dem, box)
+            grid = read(box)
         if grow == GROWTH_STEPS:
             break
         ground = _heights_in(grid, _bbox(np.concatenate([low, high]), margin))

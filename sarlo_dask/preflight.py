@@ -128,14 +128,16 @@ def check_optical(spec: str | None, zoom: int) -> None:
 
 
 def check_dem(cfg: Any) -> None:
-    """standardize.dem, when set, opens as a geographic raster whose heights become HAE."""
-    from sarlo_dask.dem import DemError, probe_dem
+    """standardize.dem, when set, serves heights (a raster: it opens as a geographic raster
+    whose heights become HAE; another kind: its own probe)."""
+    from sarlo_dask.dem import DemError
+    from sarlo_dask.heights import configured
 
-    if cfg.dem is None:
-        return
     try:
-        probe_dem(cfg.dem, cfg.dem_vertical_datum, cfg.dem_storage_options)
-    except DemError as exc:
+        heights = configured(cfg)
+        if heights is not None:
+            heights.check()
+    except (DemError, ValueError) as exc:
         raise UsageError(str(exc)) from None  # it names the DEM
 
 

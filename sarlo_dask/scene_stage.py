@@ -16,8 +16,9 @@ from typing import Any
 import dask
 
 from sarlo_dask.config import StandardizeConfig
-from sarlo_dask.dem import DemError, dem_versions, scene_dem
+from sarlo_dask.dem import DemError
 from sarlo_dask.errors import SceneError, redact, refusals_travel
+from sarlo_dask.heights import configured
 from sarlo_dask.integrity import Damage, store_digests, verify_store
 from sarlo_dask.sicd import open_sicd, read_header, scene_id_from_url, sicd_from_xml
 from sarlo_dask.standardize import plan_scene, standardize_scene, task_peaks
@@ -75,9 +76,9 @@ def scene_inputs(url: str, cfg: StandardizeConfig) -> dict[str, str]:
         inputs = {redact(url): file_version(url, cfg.storage_options)}
     except Exception:  # unreadable: the read that follows says why, in its words
         inputs = {redact(url): "unknown"}
-    if cfg.dem is not None:
+    if (heights := configured(cfg)) is not None:
         try:
-            inputs |= dem_versions(cfg.dem, cfg.dem_storage_options)
+            inputs |= heights.versions()
         except DemError as exc:
             raise SceneError(url, str(exc)) from None
     return inputs
@@ -119,11 +120,8 @@ def plan_scene_store(
     scene = open_sicd(url, cfg.chunk_range, cfg.storage_options)
     check_fits(scene, cfg, url, memory)
     try:  # the DEM is read, and the tie-point step searched on it, before any write
-        dem = None
-        if cfg.dem is not None:
-            dem = scene_dem(
-                cfg.dem, scene.attrs["sicd_xml"], cfg.dem_vertical_datum, cfg.dem_storage_options
-            )
+        heights = configured(cfg)
+        dem = None if heights is None else heights.scene_grid(scene.attrs["sicd_xml"])
         out = standardize_scene(scene, cfg, dem)
     except DemError as exc:
         raise SceneError(url, str(exc)) from None

@@ -1,7 +1,8 @@
 """Declared seams, extended from outside the package: an optical source registered in the
-process, and one an installed package declares by entry point (tests/plugins: a module and
-its dist-info, on PYTHONPATH as pip would put it on the path), built with by `sarlo build`
-and rebuilt by `sarlo optical reconstruct` in fresh processes."""
+process, and an optical source and a height source that installed packages declare by entry
+point (tests/plugins: modules and their dist-info, on PYTHONPATH as pip would put them on
+the path), built with by `sarlo build` and rebuilt by `sarlo optical reconstruct` in fresh
+processes."""
 
 from __future__ import annotations
 
@@ -101,3 +102,41 @@ def test_an_installed_source_builds_and_reconstructs(scenes, tmp_path):
     res = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, env=plain)
     assert res.returncode == 2 and "dashboard" not in res.stdout, res.stdout + res.stderr
     assert "optical source 'stripes:16': not an http(s) XYZ template" in res.stderr
+
+
+def test_an_installed_height_source_builds_where_the_constant_height_does(scenes, tmp_path):
+    """The toy package's `flat:150` (tests/plugins/toy_heights.py, by entry point): the scene
+    projected on it through the DEM path (tie points searched on its grid, within
+    dem_bound_m) has every tile corner where the constant height of 150 m (the simulated
+    ground's, the SCP's) puts it, within the tie points' bound on a DEM (dem_bound_m, 0.2 m;
+    4.8 cm seen); meta.json names it. Without the package the
+    spec is taken for a raster and refused before any cluster."""
+    from sarlo_dask.config import StandardizeConfig
+    from sarlo_dask.geolocation import metres_per_degree
+
+    config = tmp_path / "build.yaml"
+    settings = {"standardize": {"min_size": 64}, "tiles": {"size": 128, "stride": 128}}
+    config.write_text(yaml.safe_dump(settings))
+    sarlo = str(Path(sys.executable).parent / "sarlo")
+    corners = {}
+    for name, more in (("constant", []), ("flat", ["--dem", "flat:150"])):
+        argv = [sarlo, "build", str(scenes["coarse"]), "--work", name, "--out", f"{name}-out"]
+        argv += ["--config", str(config), "--workers", "2", *more]
+        res = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, env=_env())
+        assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
+        metas = sorted((tmp_path / name / "tiles").glob("*/*.meta.json"))
+        corners[name] = {m.name: json.loads(m.read_text()) for m in metas}
+    assert corners["flat"].keys() == corners["constant"].keys() and corners["flat"]
+    north, east = metres_per_degree(48.7)
+    for key, meta in corners["flat"].items():
+        assert meta["terrain"]["dem"] == "flat:150", meta["terrain"]
+        got = np.array(meta["corners_llh"])[:, :2]
+        want = np.array(corners["constant"][key]["corners_llh"])[:, :2]
+        off = np.hypot((got - want)[:, 0] * north, (got - want)[:, 1] * east)
+        assert off.max() < StandardizeConfig().dem_bound_m, (key, off)
+
+    plain = {**os.environ, "HF_HUB_OFFLINE": "1"}  # the package not installed
+    argv = [sarlo, "build", str(scenes["coarse"]), "--work", "w", "--out", "o", "--dem", "flat:150"]
+    res = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, env=plain)
+    assert res.returncode == 2 and "dashboard" not in res.stdout, res.stdout + res.stderr
+    assert "flat:150" in res.stderr, res.stderr

@@ -6,7 +6,6 @@ says what a kind implements).
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 from sarlo_dask.errors import redact
@@ -16,51 +15,22 @@ from sarlo_dask.optical.http_tiles import HTTPTiles as HTTPTiles
 from sarlo_dask.optical.source import OpticalSource as OpticalSource
 from sarlo_dask.optical.source import TileFailure as TileFailure
 from sarlo_dask.optical.source import XYZSource as XYZSource
+from sarlo_dask.registry import Registry
 from sarlo_dask.store import canonical_spec
 
-_REGISTERED: list[type[OpticalSource]] = []
 BUILT_IN: tuple[type[OpticalSource], ...] = (HTTPTiles, GeoTIFFSource, FolderTiles)
 ENTRY_POINTS = "sarlo_dask.optical_sources"
 """the entry point group an installed package declares its optical source classes in"""
-
-
-def register(kind: type[OpticalSource]) -> type[OpticalSource]:
-    """Make `source_from_spec` try `kind` (before the built-in kinds); a class decorator.
-    In a build, the workers get the source object itself, not the registry."""
-    if not (isinstance(kind, type) and issubclass(kind, OpticalSource)):
-        raise TypeError(f"{kind!r} is not an OpticalSource class")
-    if kind not in _REGISTERED:
-        _REGISTERED.append(kind)
-    return kind
-
-
-def kinds() -> list[type[OpticalSource]]:
-    """The kinds `source_from_spec` tries, in order: registered, installed (entry points),
-    built-in."""
-    return list(dict.fromkeys([*_REGISTERED, *_installed(), *BUILT_IN]))
-
-
-@functools.cache
-def _installed() -> tuple[type[OpticalSource], ...]:
-    """The kinds installed packages declare (read once per process: a tile task asks)."""
-    from importlib.metadata import entry_points
-
-    found = []
-    for ep in sorted(entry_points(group=ENTRY_POINTS), key=lambda e: e.name):
-        kind = ep.load()
-        if not (isinstance(kind, type) and issubclass(kind, OpticalSource)):
-            raise TypeError(f"entry point {ep.name} = {ep.value}: not an OpticalSource class")
-        found.append(kind)
-    return tuple(found)
+KINDS: Registry[OpticalSource] = Registry(OpticalSource, ENTRY_POINTS, BUILT_IN)
+register = KINDS.register
+"""make `source_from_spec` try a kind before the built-in ones (a class decorator)"""
 
 
 def canonical_source(spec: str) -> str:
     """One spelling of a spec, for digests: a spec a registered or installed kind claims as
     given (its kind knows what it names), else the paths of the built-in kinds' specs
     absolute (store.canonical_spec)."""
-    for kind in kinds():
-        if kind in BUILT_IN:
-            continue
+    for kind in KINDS.added():
         try:
             if kind.parse(spec, 0) is not None:
                 return spec
@@ -79,12 +49,11 @@ def source_from_spec(
     `options`: HTTPTiles' timeout, retries, backoff, max_workers, rate, cache_options and
     fail_fast; each kind takes what applies to it.
     """
-    every = kinds()
-    for kind in every:
+    for kind in KINDS.kinds():
         source = kind.parse(spec, zoom, cache_dir=cache_dir, **options)
         if source is not None:
             return source
-    more = [k.kind for k in every if k not in BUILT_IN]
+    more = [k.kind for k in KINDS.added()]
     nor = f", nor a spec of {', '.join(more)}" if more else ""
     raise ValueError(
         f"optical source {redact(spec)!r}: not an http(s) XYZ template, a GeoTIFF or a folder "

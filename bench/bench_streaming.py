@@ -1,0 +1,189 @@
+"""Streaming benchmark: a build with captions through one driver against the same stages run
+one after the other (standardize, then tiles, then captions, then the release, each waiting
+for the one before), on the same cluster in the same run; and when the first caption of the
+streaming build commits, as a share of its wall time.
+
+    python bench/bench_streaming.py [--scenes 6] [--workers 2] [--repeat 2]
+
+Inputs: `--scenes` simulated 2048 x 2048 scenes at 0.4 m (a pass each, 1024 x 1024 at 0.8 m,
+16 tiles of 256 px), their optical ground as an XYZ folder, a tiny caption model built here.
+Each way runs `--repeat` times, alternating, into fresh folders after a whole warm-up build
+(every worker's imports and model load outside the timings); the best run of each is
+compared.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+sys.path.insert(0, str(Path(__file__).parent))
+
+from common import record  # noqa: E402
+
+
+def scenes(root: Path, n: int) -> list[str]:
+    """`n` simulated 2048 x 2048 scenes at 0.4 m, a pass each (made once, reused)."""
+    from sarlo_dask.simulate import SimulationSpec, simulate_scene
+
+    urls = []
+    for i in range(n):
+        path = root / f"stream_{i:02d}.nitf"
+        if not path.exists():
+            start = f"2025-05-{1 + i:02d}T10:00:00"
+            spec = SimulationSpec(2048, 2048, 0.4, 0.4, seed=300 + i, collect_start=start)
+            simulate_scene(path, spec)
+        urls.append(str(path))
+    return urls
+
+
+def configs(root: Path, urls: list[str]) -> tuple[Any, ...]:
+    from sarlo_dask.captions import tiny
+    from sarlo_dask.config import CaptionConfig, ReleaseConfig, StandardizeConfig, TileConfig
+    from sarlo_dask.simulate_optical import simulate_optical_tiles
+
+    optical = root / "optical"
+    for u in urls:
+        truth = json.loads(Path(u + ".truth.json").read_text())
+        simulate_optical_tiles(optical, truth, zoom=18, margin_deg=0.004)
+    model = root / "model"
+    if not (model / "config.json").exists():
+        tiny.build_vision_encoder_decoder(model)
+    return (
+        StandardizeConfig(min_size=64),
+        TileConfig(size=256, stride=256, optical=str(optical), zoom=18),
+        CaptionConfig(model=str(model), batch_size=4),
+        ReleaseConfig(samples_per_shard=8),
+    )
+
+
+def streaming(urls: list[str], root: Path, cfgs: tuple[Any, ...], client: Any) -> dict[str, float]:
+    from sarlo_dask.pipeline import build_dataset
+
+    work, out = fresh(root, "stream")
+    t0 = time.time()
+    result = build_dataset(urls, str(work), str(out), *cfgs, client)
+    wall = time.time() - t0
+    assert result.exit_code() == 0, result
+    first = min(p.stat().st_mtime for p in (work / "captions").rglob("*.json")) - t0
+    return {"wall": wall, "first_caption": first}
+
+
+def one_after_another(
+    urls: list[str], root: Path, cfgs: tuple[Any, ...], client: Any
+) -> dict[str, float]:
+    from sarlo_dask.caption_pool import caption_tiles
+    from sarlo_dask.pipeline import release_scenes, standardize_scenes, tile_scenes
+
+    scfg, tcfg, ccfg, rcfg = cfgs
+    work, out = fresh(root, "stages")
+    times = {}
+    t = time.time()
+    scenes = standardize_scenes(urls, str(work), scfg, client)
+    times["standardize"], t = time.time() - t, time.time()
+    ids = sorted(r.scene_id for r in scenes if r.status == "done")
+    tiles = tile_scenes(str(work), tcfg, client, ids)
+    times["tiles"], t = time.time() - t, time.time()
+    keys = {
+        s.scene_id: sorted(
+            p.name[: -len(".meta.json")] for p in (work / "tiles" / s.scene_id).glob("*.meta.json")
+        )
+        for s in tiles
+    }
+    caption_tiles(str(work), ccfg, client, keys)
+    times["captions"], t = time.time() - t, time.time()
+    rel = release_scenes(str(work), str(out), rcfg, client, ids, captions=ccfg.digest())
+    times["release"] = time.time() - t
+    assert not rel.errors, rel.errors
+    times["wall"] = sum(times.values())
+    return times
+
+
+def noop(i: int) -> int:
+    return i
+
+
+def driver_seconds(client: Any, n: int) -> float:
+    """Wall time of `n` no-op units through the driver (submission, completion, outcome)."""
+    from sarlo_dask.driver import Driver, Key, Unit
+
+    t0 = time.perf_counter()
+    drive = Driver(client)
+    for i in range(n):
+        drive.add(Unit(Key("noop", str(i), (str(t0),)), noop, (i,)))
+    assert sum(1 for _ in drive) == n
+    return time.perf_counter() - t0
+
+
+def fresh(root: Path, name: str) -> tuple[Path, Path]:
+    work, out = root / f"{name}-work", root / f"{name}-out"
+    for p in (work, out):
+        shutil.rmtree(p, ignore_errors=True)
+    return work, out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--scenes", type=int, default=6)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--repeat", type=int, default=2)
+    ap.add_argument("--dir", default=".bench")
+    args = ap.parse_args()
+
+    from distributed import Client, LocalCluster
+
+    root = Path(args.dir) / "streaming"
+    root.mkdir(parents=True, exist_ok=True)
+    urls = scenes(root, args.scenes)
+    cfgs = configs(root, urls)
+    with (
+        LocalCluster(n_workers=args.workers, threads_per_worker=1, dashboard_address=":0") as cl,
+        Client(cl) as client,
+    ):
+        streaming(urls, root, cfgs, client)  # warm-up: every worker's imports, model load
+        runs: dict[str, list[dict[str, float]]] = {"stream": [], "stages": []}
+        for _ in range(args.repeat):
+            runs["stages"].append(one_after_another(urls, root, cfgs, client))
+            runs["stream"].append(streaming(urls, root, cfgs, client))
+        units = min(driver_seconds(client, 200) for _ in range(args.repeat))
+    tiles = sum(1 for _ in (root / "stream-work" / "tiles").rglob("*.meta.json"))
+    best_stream = min(runs["stream"], key=lambda r: r["wall"])
+    best_stages = min(runs["stages"], key=lambda r: r["wall"])
+    ratio = best_stream["wall"] / best_stages["wall"]
+    share = best_stream["first_caption"] / best_stream["wall"]
+    print(f"{args.scenes} scenes, {args.workers} workers, best of {args.repeat}")
+    print(
+        "stages one after another: " + ", ".join(f"{k} {v:.2f} s" for k, v in best_stages.items())
+    )
+    print(
+        f"streaming build: {best_stream['wall']:.2f} s, "
+        f"first caption at {best_stream['first_caption']:.2f} s"
+    )
+    print(f"streaming / one after another: {ratio:.2f}x (target <= 0.85x)")
+    print(f"first caption at {100 * share:.0f} % of the build (target < 30 %)")
+    overhead = 100 * (units / 200) / (best_stream["wall"] / tiles)
+    print(
+        f"driver: 200 no-op units in {units:.2f} s; per unit {overhead:.1f} % of the build's "
+        f"time per tile ({tiles} tiles) (target <= 5 %)"
+    )
+    figures = {
+        "stream_s": round(best_stream["wall"], 2),
+        "stages_s": round(best_stages["wall"], 2),
+        "ratio": round(ratio, 2),
+        "first_caption_share_pct": round(100 * share),
+        "driver_200_noop_s": round(units, 2),
+        "driver_overhead_pct": round(overhead, 1),
+    }
+    record("streaming", figures, vars(args))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,54 @@
+"""Kinds of a declared seam (an optical source, a height source): the built-in classes, those
+registered in this process and those installed packages declare in an entry point group.
+Each seam keeps one `Registry`; a spec is taken by the first kind whose `parse` claims it."""
+
+from __future__ import annotations
+
+from typing import Any, Generic, TypeVar, cast
+
+T = TypeVar("T")
+
+
+class Registry(Generic[T]):
+    """The kinds of one seam: subclasses of `base`, tried registered first, then installed
+    (entry point `group`, read once per process: tasks ask too), then `built_in`."""
+
+    def __init__(self, base: type, group: str, built_in: tuple[type[T], ...]) -> None:
+        self.base, self.group, self.built_in = base, group, built_in
+        self.registered: list[type[T]] = []
+        self._installed: tuple[type[T], ...] | None = None
+
+    def register(self, kind: type[T]) -> type[T]:
+        """Try `kind` before the built-in kinds (a class decorator). In a build the workers
+        get the source object itself, not the registry."""
+        if not (isinstance(kind, type) and issubclass(kind, self.base)):
+            raise TypeError(f"{kind!r} is not {self._a_base()}")
+        if kind not in self.registered:
+            self.registered.append(kind)
+        return kind
+
+    def installed(self) -> tuple[type[T], ...]:
+        """The kinds installed packages declare in the entry point group."""
+        if self._installed is None:
+            from importlib.metadata import entry_points
+
+            found: list[type[T]] = []
+            for ep in sorted(entry_points(group=self.group), key=lambda e: e.name):
+                kind: Any = ep.load()
+                if not (isinstance(kind, type) and issubclass(kind, self.base)):
+                    raise TypeError(f"entry point {ep.name} = {ep.value}: not {self._a_base()}")
+                found.append(cast(type[T], kind))
+            self._installed = tuple(found)
+        return self._installed
+
+    def _a_base(self) -> str:
+        name = self.base.__name__
+        return f"{'an' if name[0] in 'AEIOU' else 'a'} {name} class"
+
+    def kinds(self) -> list[type[T]]:
+        """Every kind, in the order a spec is tried: registered, installed, built-in."""
+        return list(dict.fromkeys([*self.registered, *self.installed(), *self.built_in]))
+
+    def added(self) -> list[type[T]]:
+        """The kinds that are not built in (registered or installed)."""
+        return [k for k in self.kinds() if k not in self.built_in]
