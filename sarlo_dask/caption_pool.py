@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from sarlo_dask.caption_stage import caption_batch, stored_captions
+from sarlo_dask.captions.backend import CaptionModels
 from sarlo_dask.captions.interface import uses_gpu
 from sarlo_dask.cluster import worker_gpus
 from sarlo_dask.config import CaptionConfig
@@ -31,6 +32,7 @@ class CaptionPool:
 
     def __init__(self, client: Any, work: Store, cfg: CaptionConfig) -> None:
         self.client, self.work, self.cfg = client, work, cfg
+        client.register_plugin(CaptionModels())  # per-worker set-up: models kept between tasks
         gpus = worker_gpus(client)
         self.servers = not uses_gpu(cfg)
         self.share = 1  # processes sending to the servers at once (the workers)

@@ -21,12 +21,14 @@ from sarlo_dask.store import Store
 from sarlo_dask.tile_stage import tile_lineage
 
 NO_MODEL = "no caption model configured"
-_BATCHES = [0]
 
 
-def batches_run() -> int:
-    """Caption batches this process ran (tests hold model loads against it)."""
-    return _BATCHES[0]
+def batches_run(dask_worker: Any = None) -> int:
+    """Caption batches this worker (or process) ran (tests hold model loads against it); a
+    worker's through `client.run(batches_run)`."""
+    from sarlo_dask.captions.backend import caption_models
+
+    return caption_models(dask_worker).batches
 
 
 def stored_captions(
@@ -65,7 +67,7 @@ def caption_batch(
     tile: key, captioned (bool), reason, transient (bool: a re-run may caption it)."""
     from PIL import Image
 
-    from sarlo_dask.captions.backend import get_rewriter
+    from sarlo_dask.captions.backend import caption_models, get_rewriter
     from sarlo_dask.captions.interface import get_backend
 
     records: dict[str, dict[str, Any]] = {}
@@ -89,7 +91,9 @@ def caption_batch(
             images.append(Image.open(io.BytesIO(f.read())).convert("RGB"))
         todo.append(key)
     if todo:
-        _BATCHES[0] += 1
+        counts = caption_models()
+        with counts.lock:
+            counts.batches += 1
         made = get_backend(cfg, share).generate(images, cfg.prompts)
         for i, key in enumerate(todo):
             missing = [g for g in (made[kind][i] for kind in cfg.prompts) if g.text is None]

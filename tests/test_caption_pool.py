@@ -14,7 +14,7 @@ pytest.importorskip("transformers")
 
 from sarlo_dask.caption_stage import batches_run
 from sarlo_dask.captions import tiny
-from sarlo_dask.captions.backend import get_captioner, load_counts
+from sarlo_dask.captions.backend import CaptionModels, get_captioner, load_counts
 from sarlo_dask.config import CaptionConfig
 from sarlo_dask.pipeline import tile_scenes
 from sarlo_dask.standardize import open_scene_store
@@ -46,7 +46,9 @@ def test_pool_captions_every_tile_once_loading_the_model_once_per_worker(
     for rec in records:
         assert set(rec["caption"]) == {"SHORT", "MID", "LONG"} and rec["label"]
         assert rec["reason"] is None and rec["model"] == model
-    # each worker that ran caption batches loaded the model exactly once
+    # each worker that ran caption batches loaded the model exactly once, into the
+    # CaptionModels plugin the pool set up on every worker (no module-level model cache)
+    assert all(client.run(lambda dask_worker: CaptionModels.name in dask_worker.plugins).values())
     loads = client.run(load_counts)
     runs = {w: n - runs_before[w] for w, n in client.run(batches_run).items()}
     key = f"{model}|auto|auto|auto"

@@ -1,7 +1,9 @@
 """Caption models on transformers: chat-template VLMs and encoder-decoder captioners.
 
-A model is loaded once per process (a Dask worker keeps it between tasks) and reused for
-every batch; `load_counts()` says how often each was loaded, so tests can hold it to once.
+A model is loaded once per worker and reused for every batch: the worker's `CaptionModels`
+plugin (set up once per worker by the caption pool) holds it between tasks, outside a worker
+the process's own; `load_counts()` says how often each was loaded, so tests can hold it to
+once.
 
 - chat VLMs (Qwen2-VL, SmolVLM, Idefics3, LLaVA, ...): the prompt goes through the
   processor's chat template with the image; greedy decoding, left-padded batches.
@@ -14,22 +16,79 @@ from __future__ import annotations
 import json
 import threading
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from distributed import WorkerPlugin
+
 from sarlo_dask.captions.interface import CaptionBackend, Generated
 from sarlo_dask.config import CaptionConfig, PromptSpec
 
-_LOCK = threading.Lock()
-_MODELS: dict[str, Any] = {}
-_LOADS: Counter[str] = Counter()
+
+class CaptionModels(WorkerPlugin):
+    """The caption models one worker loaded, kept between its tasks, and how many times each
+    was loaded and how many caption batches it ran (tests hold loads to once per worker).
+    Registered by the caption pool (idempotent: a worker's models outlive the builds of one
+    cluster); dropped with the worker."""
+
+    name = "sarlo-caption-models"
+    idempotent = True
+
+    def __init__(self) -> None:
+        self.models: dict[str, Any] = {}
+        self.loads: Counter[str] = Counter()
+        self.batches = 0
+        self.threads: int | None = None
+        self.lock = threading.Lock()
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {}  # sent to the workers empty: each loads its own
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__()  # type: ignore[misc]
+
+    def setup(self, worker: Any) -> None:
+        self.threads = worker.state.nthreads  # torch uses these, not every core
+
+    def teardown(self, worker: Any) -> None:
+        self.models.clear()
+
+    def get(self, key: str, make: Callable[[], Any]) -> Any:
+        with self.lock:
+            if key not in self.models:
+                if self.threads is not None:
+                    import torch
+
+                    torch.set_num_threads(max(1, self.threads))
+                self.models[key] = make()
+                self.loads[key] += 1
+            return self.models[key]
 
 
-def load_counts() -> dict[str, int]:
-    """How many times this process loaded each model (by model id)."""
-    return dict(_LOADS)
+_OWN = CaptionModels()
+"""the models of a process that is not a Dask worker (a caption batch called directly)"""
+
+
+def caption_models(worker: Any = None) -> CaptionModels:
+    """The CaptionModels of `worker` (None: the one running this task), or the process's own
+    outside a worker (or on a worker the plugin was not registered on)."""
+    if worker is None:
+        try:
+            from distributed import get_worker
+
+            worker = get_worker()
+        except ValueError:
+            return _OWN
+    plugin = worker.plugins.get(CaptionModels.name)
+    return plugin if isinstance(plugin, CaptionModels) else _OWN
+
+
+def load_counts(dask_worker: Any = None) -> dict[str, int]:
+    """How many times this worker (or process) loaded each model (by model id); a worker's
+    through `client.run(load_counts)`."""
+    return dict(caption_models(dask_worker).loads)
 
 
 def _device_dtype(cfg: CaptionConfig) -> tuple[str, Any]:
@@ -43,19 +102,6 @@ def _device_dtype(cfg: CaptionConfig) -> tuple[str, Any]:
     if cfg.dtype == "auto":
         return device, torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     return device, getattr(torch, cfg.dtype)
-
-
-def _worker_threads() -> None:
-    """In a Dask worker, torch uses that worker's threads, not every core of the machine."""
-    try:
-        from distributed import get_worker
-
-        n = get_worker().state.nthreads
-    except (ImportError, ValueError):
-        return
-    import torch
-
-    torch.set_num_threads(max(1, n))
 
 
 def _is_chat(processor: Any) -> bool:
@@ -89,7 +135,6 @@ class Captioner:
 
         assert cfg.model is not None
         device, dtype = _device_dtype(cfg)
-        _worker_threads()
         kw: dict[str, Any] = {"trust_remote_code": cfg.trust_remote_code}
         disable_progress_bar()  # worker logs: no bar per load
         auto: Any = AutoModelForImageTextToText  # its stubs take the class, not a path
@@ -184,7 +229,6 @@ class Rewriter:
 
         assert cfg.rewrite_model is not None
         device, dtype = _device_dtype(cfg)
-        _worker_threads()
         kw = {"trust_remote_code": cfg.trust_remote_code}
         auto: Any = AutoModelForCausalLM
         model = auto.from_pretrained(cfg.rewrite_model, dtype=dtype, **kw)
@@ -219,25 +263,17 @@ class Rewriter:
         ]
 
 
-def _cached(key: str, make: Any) -> Any:
-    with _LOCK:
-        if key not in _MODELS:
-            _MODELS[key] = make()
-            _LOADS[key] += 1
-        return _MODELS[key]
-
-
 def get_captioner(cfg: CaptionConfig) -> Captioner:
     """This process's captioner for cfg (loaded on first use, then reused)."""
     assert cfg.model is not None
     key = f"{cfg.model}|{cfg.kind}|{cfg.device}|{cfg.dtype}"
-    return _cached(key, lambda: Captioner.load(cfg))
+    return caption_models().get(key, lambda: Captioner.load(cfg))
 
 
 def get_rewriter(cfg: CaptionConfig) -> Rewriter:
     assert cfg.rewrite_model is not None
     key = f"rewrite:{cfg.rewrite_model}|{cfg.device}|{cfg.dtype}"
-    return _cached(key, lambda: Rewriter.load(cfg))
+    return caption_models().get(key, lambda: Rewriter.load(cfg))
 
 
 class TransformersBackend(CaptionBackend):
