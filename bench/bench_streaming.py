@@ -5,6 +5,10 @@ streaming build commits, as a share of its wall time.
 
     python bench/bench_streaming.py [--scenes 6] [--workers 2] [--repeat 2]
 
+End to end, as a user runs it: `sarlo build` against `sarlo standardize`, then `sarlo tiles`
+(captions with the tiles, as that command makes them), then `sarlo build` (which finds both
+done and releases), each command starting its own local cluster.
+
 Inputs: `--scenes` simulated 2048 x 2048 scenes at 0.4 m (a pass each, 1024 x 1024 at 0.8 m,
 16 tiles of 256 px), their optical ground as an XYZ folder, a tiny caption model built here.
 Each way runs `--repeat` times, alternating, into fresh folders after a whole warm-up build
@@ -107,6 +111,49 @@ def one_after_another(
     return times
 
 
+def config_yaml(root: Path, cfgs: tuple[Any, ...]) -> Path:
+    import yaml
+
+    scfg, tcfg, ccfg, rcfg = cfgs
+    settings = {
+        "standardize": {"min_size": scfg.min_size},
+        "tiles": {"size": tcfg.size, "stride": tcfg.stride, "optical": tcfg.optical, "zoom": 18},
+        "captions": {"model": ccfg.model, "batch_size": ccfg.batch_size},
+        "release": {"samples_per_shard": rcfg.samples_per_shard},
+    }
+    path = root / "build.yaml"
+    path.write_text(yaml.safe_dump(settings))
+    return path
+
+
+def cli_seconds(urls: list[str], root: Path, config: Path, workers: int) -> dict[str, float]:
+    """End to end: one `sarlo build`, and the stage commands one after another."""
+    import subprocess
+
+    sarlo = str(Path(sys.executable).parent / "sarlo")
+    common = ["--config", str(config), "--workers", str(workers)]
+    times = {}
+    for name, commands in (
+        ("build", [["build", *urls, "--work", "{w}", "--out", "{o}"]]),
+        (
+            "commands",
+            [
+                ["standardize", *urls, "--work", "{w}"],
+                ["tiles", "--work", "{w}"],
+                ["build", *urls, "--work", "{w}", "--out", "{o}"],
+            ],
+        ),
+    ):
+        work, out = fresh(root, f"cli-{name}")
+        t0 = time.perf_counter()
+        for command in commands:
+            argv = [a.format(w=work, o=out) for a in command]
+            res = subprocess.run([sarlo, *argv, *common], capture_output=True, text=True)
+            assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+        times[name] = time.perf_counter() - t0
+    return times
+
+
 def noop(i: int) -> int:
     return i
 
@@ -154,6 +201,10 @@ def main() -> None:
             runs["stages"].append(one_after_another(urls, root, cfgs, client))
             runs["stream"].append(streaming(urls, root, cfgs, client))
         units = min(driver_seconds(client, 200) for _ in range(args.repeat))
+    config = config_yaml(root, cfgs)
+    cli = [cli_seconds(urls, root, config, args.workers) for _ in range(args.repeat)]
+    cli_build = min(c["build"] for c in cli)
+    cli_commands = min(c["commands"] for c in cli)
     tiles = sum(1 for _ in (root / "stream-work" / "tiles").rglob("*.meta.json"))
     best_stream = min(runs["stream"], key=lambda r: r["wall"])
     best_stages = min(runs["stages"], key=lambda r: r["wall"])
@@ -174,7 +225,14 @@ def main() -> None:
         f"driver: 200 no-op units in {units:.2f} s; per unit {overhead:.1f} % of the build's "
         f"time per tile ({tiles} tiles) (target <= 5 %)"
     )
+    print(
+        f"end to end: sarlo build {cli_build:.1f} s; standardize, tiles, build one after "
+        f"another {cli_commands:.1f} s ({cli_build / cli_commands:.2f}x)"
+    )
     figures = {
+        "cli_build_s": round(cli_build, 1),
+        "cli_commands_s": round(cli_commands, 1),
+        "cli_ratio": round(cli_build / cli_commands, 2),
         "stream_s": round(best_stream["wall"], 2),
         "stages_s": round(best_stages["wall"], 2),
         "ratio": round(ratio, 2),

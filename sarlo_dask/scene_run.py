@@ -3,6 +3,7 @@ write, committed by its marker as soon as it is done."""
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
@@ -34,6 +35,11 @@ class SceneRun:
         self.results: list[SceneResult] = []
         self.made: dict[str, dict[str, Any]] = {}
         """what the markers of the scenes written record"""
+        self.writes: deque[Unit[Any]] = deque()
+        self.writing = 0
+        self.most_writing = max(2, len(client.scheduler_info().get("workers", {})))
+        """scene writes on the cluster at once: a few whole scenes, each parallel in itself,
+        commit (and their tiles start) sooner than every scene interleaved"""
 
     def start(self, drive: Driver) -> None:
         """Plan every scene (a scene id given twice is refused, its first URL kept)."""
@@ -55,6 +61,9 @@ class SceneRun:
         """Record a unit's outcome; the scene's id once its store is committed (reused or
         written now), else None."""
         res: SceneResult = outcome.unit.tag
+        if outcome.unit.key.stage == "write":  # its place goes to the next scene's write
+            self.writing -= 1
+            self._send(drive)
         if isinstance(outcome, Failed):
             res.fail(outcome.error)
             return None
@@ -67,7 +76,8 @@ class SceneRun:
             made = {"digest": plan.digest, "settings": self.digest, "inputs": plan.inputs}
             self.made[res.scene_id] = made | {"selection": self.selection}
             key = Key("write", res.scene_id, (self.digest, self.work.token))
-            drive.add(Unit(key, plan.write, tag=res))
+            self.writes.append(Unit(key, plan.write, tag=res))
+            self._send(drive)
             return None
         try:  # written: committed by its marker
             marker = resume.scene_marker(res, **self.made[res.scene_id], digests=outcome.value)
@@ -76,3 +86,8 @@ class SceneRun:
             res.fail(exc)
             return None
         return res.scene_id
+
+    def _send(self, drive: Driver) -> None:
+        while self.writes and self.writing < self.most_writing:
+            self.writing += 1
+            drive.add(self.writes.popleft())
