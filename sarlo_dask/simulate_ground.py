@@ -10,8 +10,9 @@ make corner reflectors)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -55,6 +56,25 @@ def _hash(*ints: Any) -> npt.NDArray[np.float64]:
     return (h >> np.uint64(11)).astype(np.float64) / float(1 << 53)
 
 
+class _Frame(NamedTuple):
+    """Ground points in the parcel grid: rotated (u, v), parcel indices, offsets in it."""
+
+    u: Any
+    v: Any
+    iu: Any
+    iv: Any
+    du: Any
+    dv: Any
+
+
+def _where(mask: Any, layer: Callable[[_Frame], Any], f: _Frame, fill: float) -> Any:
+    """np.where(mask, layer(f), fill), with `layer` drawn only where `mask` holds."""
+    out = np.full(np.shape(mask), fill)
+    if np.any(mask):
+        out[mask] = layer(_Frame(*(np.asarray(a)[mask] for a in f)))
+    return out
+
+
 @dataclass(frozen=True)
 class Ground:
     """The landscape around (lat, lon), drawn from `seed`."""
@@ -81,63 +101,89 @@ class Ground:
         return lat, self.lon + np.asarray(east) / (M_PER_DEG * np.cos(np.radians(self.lat)))
 
     def _uv(self, east: Any, north: Any) -> tuple[Any, Any]:
-        c, s = np.cos(self.angle), np.sin(self.angle)
+        angle = self.angle
+        c, s = np.cos(angle), np.sin(angle)
         return c * east + s * north, -s * east + c * north
 
     def _river(self, u: Any) -> Any:
         phase, offset = self._rng().random(2)
         return 90 * np.sin(2 * np.pi * u / 700 + 2 * np.pi * phase) + 500 * (offset - 0.5)
 
-    def parcels(self, east: Any, north: Any) -> tuple[Any, Any, Any, Any]:
-        """(parcel u index, v index, u, v in the parcel from its centre) of ground points."""
+    def _frame(self, east: Any, north: Any) -> _Frame:
+        """The grid coordinates of ground points, computed once for every layer drawn."""
         u, v = self._uv(np.asarray(east, "float64"), np.asarray(north, "float64"))
         iu, iv = np.floor(u / PARCEL_M).astype(np.int64), np.floor(v / PARCEL_M).astype(np.int64)
-        return iu, iv, u - (iu + 0.5) * PARCEL_M, v - (iv + 0.5) * PARCEL_M
+        return _Frame(u, v, iu, iv, u - (iu + 0.5) * PARCEL_M, v - (iv + 0.5) * PARCEL_M)
+
+    def _parcel_hash(self, f: _Frame, salt: int) -> Any:
+        """_hash(iu, iv, seed + salt) of each point, drawn once per parcel (a few hundred
+        parcels, millions of points) and looked up: the same numbers."""
+        seed = np.int64(self.seed + salt)
+        if f.iu.size == 0:
+            return _hash(f.iu, f.iv, seed)
+        u0, v0 = f.iu.min(), f.iv.min()
+        table = _hash(
+            np.arange(u0, f.iu.max() + 1)[:, None], np.arange(v0, f.iv.max() + 1)[None, :], seed
+        )
+        return table[f.iu - u0, f.iv - v0]
+
+    def parcels(self, east: Any, north: Any) -> tuple[Any, Any, Any, Any]:
+        """(parcel u index, v index, u, v in the parcel from its centre) of ground points."""
+        f = self._frame(east, north)
+        return f.iu, f.iv, f.du, f.dv
 
     def classes(self, east: Any, north: Any) -> tuple[Any, Any]:
         """(class, crop) of ground points: class codes above, crop 0-3 for fields."""
-        iu, iv, du, dv = self.parcels(east, north)
-        pick = _hash(iu, iv, np.int64(self.seed))
-        crop = (_hash(iu, iv, np.int64(self.seed + 1)) * len(CROP_SIGMA0)).astype(np.int64)
+        return self._classes(self._frame(east, north))
+
+    def _classes(self, f: _Frame) -> tuple[Any, Any]:
+        pick = self._parcel_hash(f, 0)
+        crop = (self._parcel_hash(f, 1) * len(CROP_SIGMA0)).astype(np.int64)
         cls = np.where(pick < 0.62, FIELD, np.where(pick < 0.72, BARE, TREE)).astype(np.int8)
-        half = 0.2 * PARCEL_M + 0.12 * PARCEL_M * _hash(iu, iv, np.int64(self.seed + 2))
+        half = 0.2 * PARCEL_M + 0.12 * PARCEL_M * self._parcel_hash(f, 2)
         built = pick >= 0.86
         cls[built] = YARD
-        cls[built & (np.abs(du) < half) & (np.abs(dv) < half)] = ROOF
-        u, v = self._uv(np.asarray(east, "float64"), np.asarray(north, "float64"))
+        cls[built & (np.abs(f.du) < half) & (np.abs(f.dv) < half)] = ROOF
         period = PARCEL_M * ROAD_EVERY
-        for w in (u, v):
+        for w in (f.u, f.v):
             cls[np.abs((w + period / 2) % period - period / 2) < ROAD_HALF_M] = ROAD
-        off = np.abs(v - self._river(u))
+        off = np.abs(f.v - self._river(f.u))
         cls[(off >= RIVER_HALF_M) & (off < RIVER_HALF_M + BANK_M)] = TREE
         cls[off < RIVER_HALF_M] = WATER
         return cls, crop
 
     def furrows(self, east: Any, north: Any) -> Any:
         """A field's rows (-1 to 1): stripes 6 m apart, each parcel its own way."""
-        iu, iv, du, dv = self.parcels(east, north)
-        turn = _hash(iu, iv, np.int64(self.seed + 3)) > 0.5
-        return np.sin(2 * np.pi * np.where(turn, du, dv) / 6.0)
+        return self._furrows(self._frame(east, north))
+
+    def _furrows(self, f: _Frame) -> Any:
+        turn = self._parcel_hash(f, 3) > 0.5
+        return np.sin(2 * np.pi * np.where(turn, f.du, f.dv) / 6.0)
 
     def canopy(self, east: Any, north: Any) -> Any:
         """Tree crowns (0 to 1): blobs about 8 m across."""
-        u, v = self._uv(np.asarray(east, "float64"), np.asarray(north, "float64"))
-        return 0.5 + 0.25 * (np.sin(u / 1.3) * np.sin(v / 1.1) + np.sin((u + v) / 2.1))
+        return self._canopy(self._frame(east, north))
+
+    @staticmethod
+    def _canopy(f: _Frame) -> Any:
+        return 0.5 + 0.25 * (np.sin(f.u / 1.3) * np.sin(f.v / 1.1) + np.sin((f.u + f.v) / 2.1))
 
     def sigma0(self, east: Any, north: Any) -> Any:
         """The backscatter (linear sigma0) of ground points: by class, fields textured by their
         furrows, woods by their crowns."""
-        cls, crop = self.classes(east, north)
+        f = self._frame(east, north)
+        cls, crop = self._classes(f)
         s = np.where(cls == FIELD, CROP_SIGMA0[crop], SIGMA0[cls])
-        s = s * np.where(cls == FIELD, 1 + 0.35 * self.furrows(east, north), 1.0)
-        return s * np.where(cls == TREE, 0.5 + self.canopy(east, north), 1.0)
+        s = s * _where(cls == FIELD, lambda g: 1 + 0.35 * self._furrows(g), f, 1.0)
+        return s * _where(cls == TREE, lambda g: 0.5 + self._canopy(g), f, 1.0)
 
     def rgb(self, east: Any, north: Any) -> Any:
         """The colour (float RGB, ... x 3) of ground points seen from above."""
-        cls, crop = self.classes(east, north)
+        f = self._frame(east, north)
+        cls, crop = self._classes(f)
         out = np.where((cls == FIELD)[..., None], CROP_RGB[crop], RGB[cls])
-        shade = np.where(cls == FIELD, 12 * self.furrows(east, north), 0.0)
-        shade = shade + np.where(cls == TREE, 40 * (self.canopy(east, north) - 0.5), 0.0)
+        shade = _where(cls == FIELD, lambda g: 12 * self._furrows(g), f, 0.0)
+        shade = shade + _where(cls == TREE, lambda g: 40 * (self._canopy(g) - 0.5), f, 0.0)
         return np.clip(out + shade[..., None], 0, 255)
 
     def corners(self, extent_m: float) -> npt.NDArray[np.float64]:
