@@ -265,6 +265,11 @@ class ReleaseConfig(BaseModel):
     include_optical: bool = Field(
         False, description="add <key>.optic.png (most optical sources forbid redistribution)"
     )
+    writers: list[str] = Field(
+        default_factory=list,
+        description="sample writers whose files the release holds beside its shards and "
+        "index (sarlo_dask.writers: kinds registered or installed by entry point)",
+    )
     check_committed: Literal["sha256", "size"] = execution(
         "sha256",
         exclude=True,
@@ -283,8 +288,21 @@ class ReleaseConfig(BaseModel):
             raise ValueError(f"split ratios must be >= 0 and sum to 1, not {v}")
         return {k: v[k] for k in ("train", "validation", "test") if k in v}
 
+    @field_validator("writers")
+    @classmethod
+    def _writers(cls, v: list[str]) -> list[str]:
+        from sarlo_dask.writers import writer
+
+        for name in v:
+            writer(name)  # a ValueError naming the known kinds
+        if len(set(v)) != len(v):
+            raise ValueError(f"a sample writer is named twice in {v}")
+        return v
+
     def digest(self) -> str:
-        return lineage.digest(lineage.of_role(self, "shaping"))
+        # no writers: the digest releases made before the seam have
+        unused = () if self.writers else ("writers",)
+        return lineage.digest(lineage.of_role(self, "shaping", unused))
 
 
 def load_release_config(path: str | Path | None = None, **overrides: Any) -> ReleaseConfig:

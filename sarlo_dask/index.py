@@ -98,6 +98,16 @@ def index_rows(
     return out
 
 
+def located_rows(
+    rows: Sequence[Mapping[str, Any]],
+    assignment: Mapping[str, str],
+    markers: Mapping[str, Mapping[str, Any]],
+) -> list[dict[str, Any]]:
+    """index_rows of a release whose shards' commit markers are `markers` (by shard)."""
+    members = {key: (shard, at) for shard, m in markers.items() for key, at in m["members"].items()}
+    return index_rows(rows, assignment, members)
+
+
 def index_parquet(records: Sequence[Mapping[str, Any]]) -> bytes:
     """The GeoParquet file of `records` (index_rows), in memory: the same records give the
     same bytes."""

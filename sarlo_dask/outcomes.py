@@ -26,7 +26,7 @@ class Failure:
     """A unit the build could not use: one row of {work}/failures.jsonl."""
 
     id: str
-    kind: Literal["scene", "tile", "shard"]
+    kind: Literal["scene", "tile", "shard", "file"]
     stage: Stage
     reason: str
     exception: str = ""
@@ -40,7 +40,7 @@ class Failure:
         cls,
         exc: BaseException,
         id: str,
-        kind: Literal["scene", "tile", "shard"],
+        kind: Literal["scene", "tile", "shard", "file"],
         stage: Stage,
         retries: int = 0,
     ) -> Failure:

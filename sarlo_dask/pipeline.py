@@ -11,11 +11,12 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from sarlo_dask import generations, release, resume
+from sarlo_dask import generations, release, resume, writers
 from sarlo_dask.captions.stats import dataset_stats
 from sarlo_dask.config import CaptionConfig, ReleaseConfig, StandardizeConfig, TileConfig
 from sarlo_dask.driver import Done, Driver, Failed, Key, Progress, Unit
 from sarlo_dask.errors import exception_line, redact
+from sarlo_dask.index import located_rows
 from sarlo_dask.integrity import DamagedError, discard, one_per_unit
 from sarlo_dask.outcomes import (
     Build,
@@ -30,6 +31,7 @@ from sarlo_dask.outcomes import (
 from sarlo_dask.scene_run import SceneRun
 from sarlo_dask.store import Store, canonical, sweep_staging
 from sarlo_dask.tile_run import TileRun
+from sarlo_dask.writers import ReleaseView
 
 
 def standardize_scenes(
@@ -167,7 +169,15 @@ def release_scenes(
         rel.damaged = damaged
         return rel
     manifest = release.release_manifest(rp, markers, cfg, True, catalogue or {})
-    manifest["index"] = release.write_index(gen, rp, markers)
+    rows = located_rows(rp.rows, rp.assignment, markers)
+    manifest["index"] = release.write_index(gen, rows)
+    if cfg.writers:  # the files of the sample writers the release names, beside its index
+        try:
+            view = ReleaseView(rows, markers, manifest)
+            manifest["files"] = writers.write_files(gen, cfg.writers, view)
+        except Exception as exc:  # a writer's fault: the current release stays as it is
+            failed = [Failure.of(exc, ",".join(cfg.writers), "file", "release")]
+            return release.unreleased(out, "the sample writers failed", failed)
     gen.update_json(gen.path(generations.STATS), dataset_stats(rp.stats_rows()))
     manifest = generations.publish(out, generations.generation_name(rp.digest), manifest)
     stale = generations.prune(out, generations.generation_name(rp.digest))

@@ -25,7 +25,7 @@ from sarlo_dask.acquisition import SCHEMA_VERSION
 from sarlo_dask.caption_stage import NO_MODEL, caption_damage
 from sarlo_dask.config import ReleaseConfig
 from sarlo_dask.dataset import read_manifest, shard_marker
-from sarlo_dask.index import INDEX, index_parquet, index_rows
+from sarlo_dask.index import INDEX, index_parquet
 from sarlo_dask.integrity import (
     Damage,
     DamagedError,
@@ -379,19 +379,14 @@ def commit_shard(
     return ShardCommit(write_shard(spec, work, out, scenes, digest, cfg), True, damage)
 
 
-def write_index(out: Store, plan: ReleasePlan, markers: Mapping[str, dict[str, Any]]) -> dict:
-    """Write {out}/index.parquet over the committed shards (unless it holds these bytes
+def write_index(out: Store, rows: Sequence[Mapping[str, Any]]) -> dict:
+    """Write {out}/index.parquet of the release's `rows` (unless it holds these bytes
     already); its manifest entry: path, sha256, bytes, rows."""
-    members = {
-        key: (shard, offsets)
-        for shard, m in markers.items()
-        for key, offsets in m["members"].items()
-    }
-    data = index_parquet(index_rows(plan.rows, plan.assignment, members))
+    data = index_parquet(rows)
     out.update_bytes(out.path(INDEX), data)
     return {
         "path": INDEX,
         "sha256": hashlib.sha256(data).hexdigest(),
         "bytes": len(data),
-        "rows": len(plan.rows),
+        "rows": len(rows),
     }

@@ -253,6 +253,20 @@ def _index_against_shards(
     return out
 
 
+def _check_file(
+    fs: Any, root: str, entry: Mapping[str, Any], files: Mapping[str, int]
+) -> list[tuple[str, str, str]]:
+    """A file the manifest lists (a sample writer's) against its size and sha256."""
+    path = entry["path"]
+    if path not in files:
+        return [("MISSING", path, f"written by the sample writer {entry['writer']}")]
+    with fs.open(f"{root}/{path}", "rb") as f:
+        data = f.read()
+    if (len(data), hashlib.sha256(data).hexdigest()) != (entry["bytes"], entry["sha256"]):
+        return [("MISMATCH", path, "size or sha256 not the manifest's")]
+    return []
+
+
 def verify_release(out: Store, deep: bool = False, threads: int = 4) -> Report:
     """Check the current release of {out} against its manifest (see the module's text)."""
     t0 = time.perf_counter()
@@ -276,6 +290,9 @@ def verify_release(out: Store, deep: bool = False, threads: int = 4) -> Report:
         found.append(("COUNT", MANIFEST, "its shards' samples do not add up to its samples"))
     known = {e["shard"] for e in listed} | {shard_marker(e["shard"]) for e in listed}
     known |= {INDEX, STATS}
+    for entry in manifest.get("files", []):  # the sample writers' (sarlo_dask.writers)
+        found += _check_file(fs, root, entry, files)
+        known.add(entry["path"])
     found += [("EXTRA", p, "not part of the release") for p in sorted(set(files) - known)]
     for kind, path, why in found:
         where = path if path == MANIFEST or not generation else f"{generation}/{path}"

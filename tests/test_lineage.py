@@ -12,7 +12,7 @@ import pytest
 import yaml
 from pydantic import BaseModel
 
-from sarlo_dask import lineage
+from sarlo_dask import lineage, writers
 from sarlo_dask.config import CaptionConfig, ReleaseConfig, StandardizeConfig, TileConfig
 from sarlo_dask.pipeline import build_dataset
 
@@ -20,6 +20,7 @@ from .helpers import build_configs, tree
 
 OTHER: dict[str, Any] = {  # another valid value, where a generic one would not validate
     "polarizations": ("H:V",),
+    "writers": ["lineage-test"],
     "preview_format": "jpg",
     "preview_scale": "sigma0",
     "optical_mode": "metadata",
@@ -42,6 +43,16 @@ OTHER: dict[str, Any] = {  # another valid value, where a generic one would not 
         k: {**v.model_dump(), "max_new_tokens": 7} for k, v in CaptionConfig().prompts.items()
     },
 }
+
+
+@writers.register
+class _Listing(writers.SampleWriter):
+    """A sample writer for `writers`' other value."""
+
+    kind = "lineage-test"
+
+    def files(self, release: writers.ReleaseView) -> dict[str, bytes]:
+        return {"listing.txt": b""}
 
 
 def _other(name: str, value: Any) -> Any:

@@ -140,3 +140,123 @@ def test_an_installed_height_source_builds_where_the_constant_height_does(scenes
     res = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, env=plain)
     assert res.returncode == 2 and "dashboard" not in res.stdout, res.stdout + res.stderr
     assert "flat:150" in res.stderr, res.stderr
+
+
+def test_an_installed_sample_writer_adds_its_files_to_the_release(
+    release_setup, release_built, tmp_path
+):
+    """The toy package's `keylist` writer (tests/plugins/toy_writer.py, by entry point) named
+    in release.writers: its files land in the release's generation, listed in the manifest
+    with their size and sha256, a line for each sample of index.parquet; `sarlo verify` checks
+    them (a changed byte is a MISMATCH); the same command again changes nothing. Without the
+    package the configuration is refused before any cluster."""
+    import hashlib
+    import shutil
+    from collections import Counter
+
+    import pyarrow.parquet as pq
+
+    root, urls, config = release_setup
+    shutil.copytree(root / "work", tmp_path / "work")  # its tiles and captions: reused
+    settings = yaml.safe_load(config.read_text())
+    settings["release"]["writers"] = ["keylist"]
+    (tmp_path / "writers.yaml").write_text(yaml.safe_dump(settings))
+    sarlo = str(Path(sys.executable).parent / "sarlo")
+    argv = [sarlo, "build", *urls, "--work", "work", "--out", "out"]
+    argv += ["--config", "writers.yaml", "--workers", "2"]
+    res = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, env=_env())
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
+    out = tmp_path / "out"
+    manifest = json.loads((out / "manifest.json").read_text())
+    gen = out / manifest["generation"]
+    listed = {e["path"]: e for e in manifest["files"]}
+    assert sorted(listed) == ["keylist/counts.json", "keylist/samples.tsv"]
+    for path, e in listed.items():
+        data = (gen / path).read_bytes()
+        assert e["writer"] == "keylist" and e["bytes"] == len(data)
+        assert e["sha256"] == hashlib.sha256(data).hexdigest()
+    index = pq.read_table(gen / "index.parquet", columns=["key", "split", "shard"]).to_pylist()
+    lines = (gen / "keylist" / "samples.tsv").read_text().splitlines()[1:]
+    assert [tuple(line.split("\t")[:3]) for line in lines] == sorted(
+        (r["key"], r["split"], r["shard"]) for r in index
+    )
+    counts = json.loads((gen / "keylist" / "counts.json").read_text())
+    assert counts == Counter(r["split"] for r in index) and sum(counts.values()) > 0
+    check = subprocess.run([sarlo, "verify", "out"], cwd=tmp_path, capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
+
+    stamps = {p: p.stat().st_mtime_ns for p in sorted(out.rglob("*")) if p.is_file()}
+    again = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, env=_env())
+    assert again.returncode == 0 and "0 written" in again.stdout, again.stdout[-2000:]
+    assert {p: p.stat().st_mtime_ns for p in sorted(out.rglob("*")) if p.is_file()} == stamps
+
+    tsv = gen / "keylist" / "samples.tsv"
+    tsv.write_bytes(tsv.read_bytes().replace(b"\t", b" ", 1))  # one byte changed
+    check = subprocess.run([sarlo, "verify", "out"], cwd=tmp_path, capture_output=True, text=True)
+    assert check.returncode != 0, check.stdout
+    assert "MISMATCH" in check.stdout + check.stderr and "keylist/samples.tsv" in check.stdout
+
+    plain = {**os.environ, "HF_HUB_OFFLINE": "1"}  # the package not installed
+    res = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, env=plain)
+    assert res.returncode == 2 and "dashboard" not in res.stdout, res.stdout + res.stderr
+    assert "no sample writer 'keylist'" in res.stderr and len(res.stderr.splitlines()) == 1
+
+
+def test_a_writer_file_outside_its_own_names_is_refused():
+    """A writer may add files, never replace the release's own or leave its generation."""
+    from sarlo_dask.writers import ReleaseView, SampleWriter, render
+    from sarlo_dask.writers import register as register_writer
+
+    names: list[str] = []
+
+    @register_writer
+    class Named(SampleWriter):
+        kind = "named-for-test"
+
+        def files(self, release: ReleaseView) -> dict[str, bytes]:
+            return {n: b"x" for n in names}
+
+    view = ReleaseView([], {}, {})
+    for bad in ("../up.txt", "/abs.txt", "index.parquet", "train/000.tar", "a/../b", "x.tar"):
+        names[:] = [bad]
+        with pytest.raises(ValueError, match="not a free relative path"):
+            render(["named-for-test"], view)
+    names[:] = ["card/README.md"]
+    assert render(["named-for-test"], view) == {"card/README.md": ("named-for-test", b"x")}
+    with pytest.raises(ValueError, match="no sample writer 'nothing'"):
+        render(["nothing"], view)
+
+
+def test_a_failing_writer_publishes_nothing(release_setup, release_built, client, tmp_path):
+    """A writer that raises: the build says which and why, its shards are committed in
+    their generation, and the current release (manifest.json) stays the one before."""
+    import shutil
+
+    from sarlo_dask.pipeline import build_dataset
+    from sarlo_dask.writers import ReleaseView, SampleWriter
+    from sarlo_dask.writers import register as register_writer
+
+    from .helpers import build_configs, tree
+
+    @register_writer
+    class Fails(SampleWriter):
+        kind = "fails-for-test"
+
+        def files(self, release: ReleaseView) -> dict[str, bytes]:
+            raise RuntimeError(f"no catalogue for {len(release.rows)} samples")
+
+    root, urls, config = release_setup
+    work, out = tmp_path / "work", tmp_path / "out"
+    shutil.copytree(root / "work", work)
+    shutil.copytree(release_built[0], out)
+    before = (out / "manifest.json").read_bytes()
+    scfg, tcfg, ccfg, rcfg = build_configs(config)
+    rcfg = rcfg.model_copy(update={"writers": ["fails-for-test"]})
+    result = build_dataset(urls, str(work), str(out), scfg, tcfg, ccfg, rcfg, client)
+    assert result.exit_code() != 0
+    failure = next(f for f in result.release.errors if f.id == "fails-for-test")
+    assert failure.reason.startswith("RuntimeError: no catalogue for "), failure
+    assert (out / "manifest.json").read_bytes() == before
+    assert tree(out) != tree(release_built[0])  # the new generation's shards are there
+    rows = [json.loads(line) for line in (work / "failures.jsonl").read_text().splitlines()]
+    assert any("no catalogue for" in r["reason"] for r in rows), rows
