@@ -5,6 +5,7 @@ Part of the build configuration (`sarlo_dask.config`, the `captions:` section of
 
 from __future__ import annotations
 
+import functools
 import os
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -12,6 +13,25 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from sarlo_dask import lineage
 from sarlo_dask.lineage import execution
 from sarlo_dask.store import canonical
+
+BACKENDS = {
+    "transformers": "sarlo_dask.captions.backend:TransformersBackend",
+    "openai": "sarlo_dask.captions.openai_server:OpenAIBackend",
+}
+"""captions.backend -> the class that implements it (module:Class): the built-in ones; an
+installed package adds its own in the entry point group BACKEND_GROUP"""
+BACKEND_GROUP = "sarlo_dask.caption_backends"
+
+
+@functools.cache
+def backend_names() -> dict[str, str]:
+    """Every caption backend this process knows: name -> module:Class (an installed package
+    does not replace a built-in one); entry points read once per process."""
+    from importlib.metadata import entry_points
+
+    found = {ep.name: ep.value for ep in entry_points(group=BACKEND_GROUP)}
+    return {**found, **BACKENDS}
+
 
 STYLE = "Do not use color terms in the text description. Avoid hypothesis or vague wording."
 
@@ -60,9 +80,9 @@ class CaptionConfig(BaseModel):
     )
     backend: str = Field(
         "transformers",
-        pattern="^(transformers|openai)$",
         description="transformers: the model in the Dask workers; openai: OpenAI-compatible "
-        "servers (vLLM, SGLang, LMDeploy, TGI, transformers serve)",
+        "servers (vLLM, SGLang, LMDeploy, TGI, transformers serve); or an installed one "
+        "(entry point group sarlo_dask.caption_backends)",
     )
     servers: tuple[str, ...] = execution(
         (), description="backend openai: base URLs of the servers, e.g. http://node1:8000/v1"
@@ -141,6 +161,13 @@ class CaptionConfig(BaseModel):
     def _three(cls, v: dict[str, PromptSpec]) -> dict[str, PromptSpec]:
         if set(v) != {"SHORT", "MID", "LONG"}:
             raise ValueError(f"prompts must be SHORT, MID and LONG, not {sorted(v)}")
+        return v
+
+    @field_validator("backend")
+    @classmethod
+    def _backend(cls, v: str) -> str:
+        if v not in (known := backend_names()):
+            raise ValueError(f"no caption backend '{v}' (known: {', '.join(sorted(known))})")
         return v
 
     @model_validator(mode="after")

@@ -8,6 +8,7 @@ from typing import Any
 import fsspec
 
 from sarlo_dask.errors import redact
+from sarlo_dask.readers import suffixes
 from sarlo_dask.store import input_options, is_http
 
 SCENE_SUFFIXES = (".nitf", ".ntf")
@@ -38,11 +39,13 @@ def expand_inputs(
         if any(ch in path for ch in "*?["):
             found = sorted(fs.glob(path))
         elif fs.isdir(path):
-            found = sorted(p for p in fs.find(path) if p.lower().endswith(SCENE_SUFFIXES))
+            ends = SCENE_SUFFIXES + suffixes()  # and those other scene readers claim
+            found = sorted(p for p in fs.find(path) if p.lower().endswith(ends))
         else:
             urls.append(item)
             continue
         if not found:
-            raise ValueError(f"input {redact(item)}: no scene matches (no *.nitf / *.ntf file)")
+            kinds = " / ".join(f"*{e}" for e in SCENE_SUFFIXES + suffixes())
+            raise ValueError(f"input {redact(item)}: no scene matches (no {kinds} file)")
         urls.extend(protocol + p if protocol else p for p in found)
     return urls

@@ -100,7 +100,7 @@ def check_release_inputs(
     the one line names the scenes that differ (changed settings are no difference)."""
     from sarlo_dask.dataset import read_manifest
     from sarlo_dask.generations import input_change
-    from sarlo_dask.sicd import scene_id_from_url
+    from sarlo_dask.readers import scene_id_from_url
 
     if replace:
         return

@@ -12,8 +12,8 @@ from sarlo_dask.cluster import all_gpus, install_quiet_refusals, worker_memory
 from sarlo_dask.config import StandardizeConfig, on_device
 from sarlo_dask.driver import Driver, Failed, Key, Outcome, Unit
 from sarlo_dask.outcomes import SceneResult
+from sarlo_dask.readers import scene_id_from_url
 from sarlo_dask.scene_stage import plan_scene_store
-from sarlo_dask.sicd import scene_id_from_url
 from sarlo_dask.store import Store, canonical
 
 

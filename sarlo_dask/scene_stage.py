@@ -20,7 +20,8 @@ from sarlo_dask.dem import DemError
 from sarlo_dask.errors import SceneError, redact, refusals_travel
 from sarlo_dask.heights import configured
 from sarlo_dask.integrity import Damage, store_digests, verify_store
-from sarlo_dask.sicd import open_sicd, read_header, scene_id_from_url, sicd_from_xml
+from sarlo_dask.readers import scene_id_from_url
+from sarlo_dask.sicd import open_sicd, read_header, sicd_from_xml
 from sarlo_dask.standardize import plan_scene, standardize_scene, task_peaks
 from sarlo_dask.store import Store, file_version
 from sarlo_dask.tiles import tile_windows

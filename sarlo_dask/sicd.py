@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import warnings
 from collections.abc import Iterator
 from typing import Any
@@ -29,31 +28,12 @@ from sarlo_dask.errors import (
     refusals_travel,
 )
 from sarlo_dask.nitf import HEADER_BLOCK, PIXEL_BYTES, PixelLayout, pixel_layout, read_rows
-from sarlo_dask.store import input_options, is_http, is_local_path, s3_endpoint
+from sarlo_dask.readers import SceneReader, reader_for, sanitize_key, scene_id_from_url
+from sarlo_dask.store import input_options, is_local_path, s3_endpoint
 
 SPEED_OF_LIGHT = 299792458.0
 SICD_PIXEL_TYPES = tuple(PIXEL_BYTES)
 SUPPORTED_FORMATION = ("PFA", "RMA", "RGAZCOMP")
-_KEY_BAD = re.compile(r"[^A-Za-z0-9_-]+")
-
-
-def sanitize_key(text: str) -> str:
-    """Letters, digits, `_` and `-` only (webdataset splits keys at dots)."""
-    key = _KEY_BAD.sub("_", text).strip("_")
-    return key or "scene"
-
-
-def scene_id_from_url(url: str) -> str:
-    """The file name without its extension, as a key; an http(s) URL's query (a token, a
-    signature) is no part of it."""
-    if is_http(url):
-        url = url.split("?", 1)[0].split("#", 1)[0]
-    name = url.rstrip("/").rsplit("/", 1)[-1]
-    for ext in (".nitf", ".ntf", ".NITF", ".NTF"):
-        if name.endswith(ext):
-            name = name[: -len(ext)]
-            break
-    return sanitize_key(name)
 
 
 def pass_id(sicd: Any) -> str:
@@ -195,13 +175,24 @@ def _open_input(url: str, storage_options: dict[str, Any] | None, header: bool) 
     return fs.open(path, "rb", cache_type="none")
 
 
-def read_header(url: str, storage_options: dict[str, Any] | None = None) -> tuple[Any, PixelLayout]:
+def read_header(
+    url: str, storage_options: dict[str, Any] | None = None
+) -> tuple[Any, PixelLayout | SceneReader]:
     """The SICD structure (sarpy SICDType: sarkit 1.8 has no object model with the derived
     fields the checks use) and the pixel layout of the scene at `url`, or a SceneError.
 
-    Only headers are read: for a remote scene, a few range requests of HEADER_BLOCK bytes."""
+    Only headers are read: for a remote scene, a few range requests of HEADER_BLOCK bytes.
+    A URL another scene reader claims (sarlo_dask.readers) is read by it: its layout is the
+    reader itself."""
     if is_local_path(url) and not os.path.exists(url.removeprefix("file://")):
         raise SceneError(url, "file not found")
+    if (reader := reader_for(url)) is not None:
+        try:
+            return reader.sicd(url, storage_options), reader
+        except SceneError:
+            raise
+        except Exception as exc:
+            raise _unreadable(exc, url, storage_options) from None
     try:
         with _open_input(url, storage_options, header=True) as f:
             if f.seek(0, os.SEEK_END) == 0:
@@ -321,13 +312,22 @@ def check_sicd(
 
 @refusals_travel
 def _read_block(
-    url: str, storage_options: dict[str, Any] | None, layout: PixelLayout, r0: int, r1: int
+    url: str,
+    storage_options: dict[str, Any] | None,
+    layout: PixelLayout | SceneReader,
+    r0: int,
+    r1: int,
 ) -> np.ndarray:
     """SICD rows r0:r1 (range lines, every azimuth sample), (r1 - r0, NumCols) complex64:
-    one range request per image segment touched."""
+    one range request per image segment touched (or what the scene's reader reads)."""
     try:
-        with _open_input(url, storage_options, header=False) as f:
-            out = read_rows(f, layout, r0, r1)
+        if isinstance(layout, SceneReader):
+            out = np.asarray(layout.rows(url, storage_options, r0, r1), dtype=np.complex64)
+        else:
+            with _open_input(url, storage_options, header=False) as f:
+                out = read_rows(f, layout, r0, r1)
+    except SceneError:
+        raise
     except Exception as exc:
         why = access_denied(exc) or f"pixel read failed ({one_line(exc)}); truncated file?"
         raise SceneError(url, f"{why} (rows {r0}:{r1})") from None

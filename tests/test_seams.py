@@ -1,7 +1,8 @@
-"""Declared seams, extended from outside the package: an optical source registered in the
-process, and an optical source and a height source that installed packages declare by entry
-point (tests/plugins: modules and their dist-info, on PYTHONPATH as pip would put them on
-the path), built with by `sarlo build` and rebuilt by `sarlo optical reconstruct` in fresh
+"""Declared seams, extended from outside the package: an optical source and a sample writer
+registered in the process, and an optical source, a height source, a scene reader, a
+caption backend and a sample writer that installed packages declare by entry point
+(tests/plugins: modules and their dist-info, on PYTHONPATH as pip would put them on the
+path), built with by `sarlo build` and rebuilt by `sarlo optical reconstruct` in fresh
 processes."""
 
 from __future__ import annotations
@@ -104,7 +105,31 @@ def test_an_installed_source_builds_and_reconstructs(scenes, tmp_path):
     assert "optical source 'stripes:16': not an http(s) XYZ template" in res.stderr
 
 
-def test_an_installed_height_source_builds_where_the_constant_height_does(scenes, tmp_path):
+SMALL = {"standardize": {"min_size": 64}, "tiles": {"size": 128, "stride": 128}}
+"""the settings of the coarse scene's builds here: no optical, no captions"""
+
+
+def _build(source: str, name: str, cwd: Path, *more: str, env: dict | None = None):
+    """`sarlo build SOURCE --work NAME --out NAME-out` with SMALL, as a user runs it."""
+    config = cwd / "small.yaml"
+    config.write_text(yaml.safe_dump(SMALL))
+    argv = [str(Path(sys.executable).parent / "sarlo"), "build", source, "--work", name]
+    argv += ["--out", f"{name}-out", "--config", str(config), "--workers", "2", *more]
+    return subprocess.run(argv, cwd=cwd, capture_output=True, text=True, env=env or _env())
+
+
+@pytest.fixture(scope="module")
+def coarse_built(scenes, tmp_path_factory) -> Path:
+    """The coarse scene's SICD NITF built with SMALL: its tiles' folder."""
+    root = tmp_path_factory.mktemp("seams")
+    res = _build(str(scenes["coarse"]), "nitf", root)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
+    return root / "nitf" / "tiles" / "coarse"
+
+
+def test_an_installed_height_source_builds_where_the_constant_height_does(
+    scenes, coarse_built, tmp_path
+):
     """The toy package's `flat:150` (tests/plugins/toy_heights.py, by entry point): the scene
     projected on it through the DEM path (tie points searched on its grid, within
     dem_bound_m) has every tile corner where the constant height of 150 m (the simulated
@@ -114,18 +139,12 @@ def test_an_installed_height_source_builds_where_the_constant_height_does(scenes
     from sarlo_dask.config import StandardizeConfig
     from sarlo_dask.geolocation import metres_per_degree
 
-    config = tmp_path / "build.yaml"
-    settings = {"standardize": {"min_size": 64}, "tiles": {"size": 128, "stride": 128}}
-    config.write_text(yaml.safe_dump(settings))
     sarlo = str(Path(sys.executable).parent / "sarlo")
+    res = _build(str(scenes["coarse"]), "flat", tmp_path, "--dem", "flat:150")
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
     corners = {}
-    for name, more in (("constant", []), ("flat", ["--dem", "flat:150"])):
-        argv = [sarlo, "build", str(scenes["coarse"]), "--work", name, "--out", f"{name}-out"]
-        argv += ["--config", str(config), "--workers", "2", *more]
-        res = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, env=_env())
-        assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
-        metas = sorted((tmp_path / name / "tiles").glob("*/*.meta.json"))
-        corners[name] = {m.name: json.loads(m.read_text()) for m in metas}
+    for name, folder in (("constant", coarse_built), ("flat", tmp_path / "flat/tiles/coarse")):
+        corners[name] = {m.name: json.loads(m.read_text()) for m in folder.glob("*.meta.json")}
     assert corners["flat"].keys() == corners["constant"].keys() and corners["flat"]
     north, east = metres_per_degree(48.7)
     for key, meta in corners["flat"].items():
@@ -140,66 +159,6 @@ def test_an_installed_height_source_builds_where_the_constant_height_does(scenes
     res = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, env=plain)
     assert res.returncode == 2 and "dashboard" not in res.stdout, res.stdout + res.stderr
     assert "flat:150" in res.stderr, res.stderr
-
-
-def test_an_installed_sample_writer_adds_its_files_to_the_release(
-    release_setup, release_built, tmp_path
-):
-    """The toy package's `keylist` writer (tests/plugins/toy_writer.py, by entry point) named
-    in release.writers: its files land in the release's generation, listed in the manifest
-    with their size and sha256, a line for each sample of index.parquet; `sarlo verify` checks
-    them (a changed byte is a MISMATCH); the same command again changes nothing. Without the
-    package the configuration is refused before any cluster."""
-    import hashlib
-    import shutil
-    from collections import Counter
-
-    import pyarrow.parquet as pq
-
-    root, urls, config = release_setup
-    shutil.copytree(root / "work", tmp_path / "work")  # its tiles and captions: reused
-    settings = yaml.safe_load(config.read_text())
-    settings["release"]["writers"] = ["keylist"]
-    (tmp_path / "writers.yaml").write_text(yaml.safe_dump(settings))
-    sarlo = str(Path(sys.executable).parent / "sarlo")
-    argv = [sarlo, "build", *urls, "--work", "work", "--out", "out"]
-    argv += ["--config", "writers.yaml", "--workers", "2"]
-    res = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, env=_env())
-    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
-    out = tmp_path / "out"
-    manifest = json.loads((out / "manifest.json").read_text())
-    gen = out / manifest["generation"]
-    listed = {e["path"]: e for e in manifest["files"]}
-    assert sorted(listed) == ["keylist/counts.json", "keylist/samples.tsv"]
-    for path, e in listed.items():
-        data = (gen / path).read_bytes()
-        assert e["writer"] == "keylist" and e["bytes"] == len(data)
-        assert e["sha256"] == hashlib.sha256(data).hexdigest()
-    index = pq.read_table(gen / "index.parquet", columns=["key", "split", "shard"]).to_pylist()
-    lines = (gen / "keylist" / "samples.tsv").read_text().splitlines()[1:]
-    assert [tuple(line.split("\t")[:3]) for line in lines] == sorted(
-        (r["key"], r["split"], r["shard"]) for r in index
-    )
-    counts = json.loads((gen / "keylist" / "counts.json").read_text())
-    assert counts == Counter(r["split"] for r in index) and sum(counts.values()) > 0
-    check = subprocess.run([sarlo, "verify", "out"], cwd=tmp_path, capture_output=True, text=True)
-    assert check.returncode == 0, check.stdout + check.stderr
-
-    stamps = {p: p.stat().st_mtime_ns for p in sorted(out.rglob("*")) if p.is_file()}
-    again = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, env=_env())
-    assert again.returncode == 0 and "0 written" in again.stdout, again.stdout[-2000:]
-    assert {p: p.stat().st_mtime_ns for p in sorted(out.rglob("*")) if p.is_file()} == stamps
-
-    tsv = gen / "keylist" / "samples.tsv"
-    tsv.write_bytes(tsv.read_bytes().replace(b"\t", b" ", 1))  # one byte changed
-    check = subprocess.run([sarlo, "verify", "out"], cwd=tmp_path, capture_output=True, text=True)
-    assert check.returncode != 0, check.stdout
-    assert "MISMATCH" in check.stdout + check.stderr and "keylist/samples.tsv" in check.stdout
-
-    plain = {**os.environ, "HF_HUB_OFFLINE": "1"}  # the package not installed
-    res = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, env=plain)
-    assert res.returncode == 2 and "dashboard" not in res.stdout, res.stdout + res.stderr
-    assert "no sample writer 'keylist'" in res.stderr and len(res.stderr.splitlines()) == 1
 
 
 def test_a_writer_file_outside_its_own_names_is_refused():
@@ -260,3 +219,132 @@ def test_a_failing_writer_publishes_nothing(release_setup, release_built, client
     assert tree(out) != tree(release_built[0])  # the new generation's shards are there
     rows = [json.loads(line) for line in (work / "failures.jsonl").read_text().splitlines()]
     assert any("no catalogue for" in r["reason"] for r in rows), rows
+
+
+def test_an_installed_scene_reader_builds_what_the_nitf_builds(scenes, coarse_built, tmp_path):
+    """The toy package's `*.sicd.npz` reader (tests/plugins/toy_reader.py, by entry point):
+    a SICD NITF converted to it (the XML sarpy reads, the pixels sarpy reads) and given as a
+    folder builds the same tiles as the NITF itself: the same keys, the same complex pixels,
+    previews and chip SICDs, the same corners. Without the package the folder holds no
+    scene: refused before any cluster, naming the endings looked for."""
+    from sarpy.io.complex.converter import open_complex
+
+    sys.path.insert(0, str(PLUGINS))
+    try:
+        from toy_reader import write_npz
+    finally:
+        sys.path.remove(str(PLUGINS))
+    from sarlo_dask.sicd import read_sicd_meta
+
+    nitf = str(scenes["coarse"])
+    (tmp_path / "npz").mkdir()
+    reader = open_complex(nitf)
+    write_npz(
+        str(tmp_path / "npz" / "coarse.sicd.npz"),
+        read_sicd_meta(nitf).to_xml_string(tag="SICD"),
+        reader[:, :],
+    )
+    reader.close()
+    res = _build("npz", "npz", tmp_path)  # the folder: it yields the .sicd.npz file
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
+    tiles = {
+        "nitf": sorted(coarse_built.glob("*")),
+        "npz": sorted(tmp_path.glob("npz/tiles/coarse/*")),
+    }
+    names = [p.name for p in tiles["nitf"]]
+    assert names == [p.name for p in tiles["npz"]] and len(names) > 10
+    for a, b in zip(tiles["nitf"], tiles["npz"], strict=True):
+        if a.name.endswith((".sar.npy", ".sar.png", ".sicd.xml")):
+            assert a.read_bytes() == b.read_bytes(), a.name
+        elif a.name.endswith(".meta.json"):
+            ma, mb = json.loads(a.read_text()), json.loads(b.read_text())
+            assert ma["corners_llh"] == mb["corners_llh"] and ma["key"] == mb["key"]
+
+    sarlo = str(Path(sys.executable).parent / "sarlo")
+    plain = {**os.environ, "HF_HUB_OFFLINE": "1"}  # the package not installed
+    argv = [sarlo, "build", "npz", "--work", "w", "--out", "o"]
+    res = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, env=plain)
+    assert res.returncode == 2 and "dashboard" not in res.stdout, res.stdout + res.stderr
+    assert "no scene matches (no *.nitf / *.ntf file)" in res.stderr, res.stderr
+
+
+def test_an_installed_caption_backend_and_sample_writer_make_the_release(
+    release_setup, release_built, tmp_path
+):
+    """The toy packages' `brightness` caption backend (tests/plugins/toy_captions.py) and
+    `keylist` sample writer (tests/plugins/toy_writer.py), by entry point, named in
+    captions.backend and release.writers of one build: every released sample is captioned by
+    the backend, each caption telling its own tile's optical view (its mean brightness), the
+    records naming its model; the writer's files land in the release's generation, listed in
+    the manifest with their size and sha256, a line for each sample of index.parquet with its
+    caption; `sarlo verify` checks them (a changed byte is a MISMATCH); the same command again
+    changes nothing. Without the packages each setting is refused before any cluster."""
+    import hashlib
+    import re
+    import shutil
+    from collections import Counter
+
+    import pyarrow.parquet as pq
+
+    root, urls, config = release_setup
+    shutil.copytree(root / "work", tmp_path / "work", ignore=shutil.ignore_patterns("captions"))
+    settings = yaml.safe_load(config.read_text())
+    settings["captions"] = {"backend": "brightness", "model": "toy", "batch_size": 4}
+    settings["release"]["writers"] = ["keylist"]
+    (tmp_path / "toy.yaml").write_text(yaml.safe_dump(settings))
+    sarlo = str(Path(sys.executable).parent / "sarlo")
+    argv = [sarlo, "build", *urls, "--work", "work", "--out", "out"]
+    argv += ["--config", "toy.yaml", "--workers", "2"]
+    res = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, env=_env())
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
+    out = tmp_path / "out"
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["captions"]["without"] == 0 and manifest["captions"]["captioned"] > 0
+    gen = out / manifest["generation"]
+    index = pq.read_table(gen / "index.parquet").to_pylist()
+    for r in index:  # captioned by the backend, each from its own tile's view
+        level = re.fullmatch(r"Ground of mean brightness (\d+) of 255\.", r["caption_short"])
+        optic = tmp_path / "work" / "tiles" / r["scene_id"] / f"{r['key']}.optic.png"
+        want = int(np.asarray(Image.open(optic).convert("RGB").convert("L")).mean())
+        assert level is not None and int(level.group(1)) == want, (r["key"], r["caption_short"])
+    record = next((tmp_path / "work" / "captions").glob("*/*.json"))
+    assert "toy-brightness-1" in record.read_text()
+
+    listed = {e["path"]: e for e in manifest["files"]}  # the writer's files
+    assert sorted(listed) == ["keylist/counts.json", "keylist/samples.tsv"]
+    for path, e in listed.items():
+        data = (gen / path).read_bytes()
+        assert e["writer"] == "keylist" and e["bytes"] == len(data)
+        assert e["sha256"] == hashlib.sha256(data).hexdigest()
+    lines = (gen / "keylist" / "samples.tsv").read_text().splitlines()[1:]
+    assert [tuple(line.split("\t")) for line in lines] == sorted(
+        (r["key"], r["split"], r["shard"], r["caption_short"]) for r in index
+    )
+    counts = json.loads((gen / "keylist" / "counts.json").read_text())
+    assert counts == Counter(r["split"] for r in index) and sum(counts.values()) > 0
+    check = subprocess.run([sarlo, "verify", "out"], cwd=tmp_path, capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
+
+    stamps = {p: p.stat().st_mtime_ns for p in sorted(out.rglob("*")) if p.is_file()}
+    again = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, env=_env())
+    assert again.returncode == 0 and "0 written" in again.stdout, again.stdout[-2000:]
+    assert {p: p.stat().st_mtime_ns for p in sorted(out.rglob("*")) if p.is_file()} == stamps
+
+    tsv = gen / "keylist" / "samples.tsv"
+    tsv.write_bytes(tsv.read_bytes().replace(b"\t", b" ", 1))  # one byte changed
+    check = subprocess.run([sarlo, "verify", "out"], cwd=tmp_path, capture_output=True, text=True)
+    assert check.returncode != 0, check.stdout
+    assert "MISMATCH" in check.stdout + check.stderr and "keylist/samples.tsv" in check.stdout
+
+    plain = {**os.environ, "HF_HUB_OFFLINE": "1"}  # the packages not installed
+    for section, why in (("captions", "no caption backend 'brightness'"),
+                         ("release", "no sample writer 'keylist'")):  # fmt: skip
+        one = yaml.safe_load(config.read_text())
+        one[section] = settings[section]
+        (tmp_path / "one.yaml").write_text(yaml.safe_dump(one))
+        res = subprocess.run(
+            [*argv[:-4], "--config", "one.yaml", "--workers", "2"],
+            cwd=tmp_path, capture_output=True, text=True, env=plain,
+        )  # fmt: skip
+        assert res.returncode == 2 and "dashboard" not in res.stdout, res.stdout + res.stderr
+        assert why in res.stderr and len(res.stderr.strip().splitlines()) == 1, res.stderr

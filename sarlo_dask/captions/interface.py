@@ -2,7 +2,8 @@
 and prompt out. A backend is one module: `transformers` (the model inside the Dask workers,
 sarlo_dask.captions.backend) and `openai` (OpenAI-compatible inference servers,
 sarlo_dask.captions.openai_server); a third (say vLLM's offline engine in a process of its
-own) is a subclass of `CaptionBackend` named in `BACKENDS`.
+own) is a subclass of `CaptionBackend` that an installed package declares in the
+`sarlo_dask.caption_backends` entry point group (sarlo_dask.caption_config.backend_names).
 """
 
 from __future__ import annotations
@@ -13,13 +14,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from sarlo_dask.caption_config import backend_names
 from sarlo_dask.config import CaptionConfig, PromptSpec
-
-BACKENDS = {
-    "transformers": "sarlo_dask.captions.backend:TransformersBackend",
-    "openai": "sarlo_dask.captions.openai_server:OpenAIBackend",
-}
-"""captions.backend -> the class that implements it (module:Class)"""
 
 
 @dataclass(frozen=True)
@@ -55,7 +51,7 @@ class CaptionBackend(ABC):
 
 def backend_class(cfg: CaptionConfig) -> type[CaptionBackend]:
     """The class of cfg.backend (its module imported only now: torch is heavy)."""
-    module, _, name = BACKENDS[cfg.backend].partition(":")
+    module, _, name = backend_names()[cfg.backend].partition(":")
     cls: type[CaptionBackend] = getattr(importlib.import_module(module), name)
     return cls
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sarlo_dask.sicd import scene_id_from_url
+from sarlo_dask.readers import scene_id_from_url
 from sarlo_dask.store import Store
 from sarlo_dask.tiles import Window
 
