@@ -142,6 +142,7 @@ def places(demo, tmp_path_factory, s3_server):
     folder, a copy of its work, its optical ground from a loopback XYZ server, a tiny model."""
     import json
     import shutil
+    from concurrent.futures import ThreadPoolExecutor
 
     import s3fs
 
@@ -188,9 +189,11 @@ def places(demo, tmp_path_factory, s3_server):
 
     corners = read_sicd_meta(str(demo_small)).GeoData.ImageCorners.get_array(dtype="float64")
     truth = json.loads(Path(f"{demo_small}.truth.json").read_text())
-    simulate_optical_tiles(root / "tiles19", truth, 19, 4e-4, latlon=corners)
     vlm = tiny.build_llava(root / "llava")
-    proc, served = tiny.serve(vlm, root / "serve.log")
+    with ThreadPoolExecutor(1) as pool:  # the server starts on one core, the tiles on the other
+        starting = pool.submit(tiny.serve, vlm, root / "serve.log")
+        simulate_optical_tiles(root / "tiles19", truth, 19, 4e-4, latlon=corners)
+        proc, served = starting.result()
     yield {
         "root": root,
         "demo": out,

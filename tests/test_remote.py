@@ -40,7 +40,7 @@ def test_a_header_is_a_few_small_requests(served):
     assert n <= 6 and sent <= 4 * 2**16, (n, sent)  # the file is 8 MB
 
 
-@pytest.mark.parametrize("n_workers", [1, 2, 3])
+@pytest.mark.parametrize("n_workers", [2, 3, 4])
 def test_each_byte_of_a_remote_scene_is_fetched_once(served, s3, s3_server, tmp_path, n_workers):
     import s3fs
     from distributed import Client, LocalCluster
