@@ -53,6 +53,7 @@ def _common_checks(cluster: str, workers: int | None, work: str, so: Any) -> lis
 
     return [
         lambda: preflight.check_workers(workers),
+        preflight.check_plugins,
         lambda: preflight.check_cluster(cluster),
         lambda: preflight.check_writable(work, "--work", so),
     ]

@@ -300,7 +300,8 @@ class ReleaseConfig(BaseModel):
         return v
 
     def digest(self) -> str:
-        # no writers: the digest releases made before the seam have
+        # no writers: the digest releases made before the seam have (their versions are in
+        # the plan's digest, resolved where the release is planned: release.release_plan)
         unused = () if self.writers else ("writers",)
         return lineage.digest(lineage.of_role(self, "shaping", unused))
 

@@ -8,6 +8,7 @@ skips what {work} (or {out}) already holds under the same settings, so a re-run 
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -173,10 +174,11 @@ def release_scenes(
     manifest["index"] = release.write_index(gen, rows)
     if cfg.writers:  # the files of the sample writers the release names, beside its index
         try:
-            view = ReleaseView(rows, markers, manifest)
+            view = ReleaseView(rows, markers, copy.deepcopy(manifest))
             manifest["files"] = writers.write_files(gen, cfg.writers, view)
         except Exception as exc:  # a writer's fault: the current release stays as it is
-            failed = [Failure.of(exc, ",".join(cfg.writers), "file", "release")]
+            which = exc.kind if isinstance(exc, writers.WriterFailed) else "writers"
+            failed = [Failure.of(exc, which, "file", "release")]
             return release.unreleased(out, "the sample writers failed", failed)
     gen.update_json(gen.path(generations.STATS), dataset_stats(rp.stats_rows()))
     manifest = generations.publish(out, generations.generation_name(rp.digest), manifest)

@@ -36,6 +36,19 @@ def check_workers(workers: int | None) -> None:
         raise UsageError(f"--workers {workers}", "a cluster needs at least 1 worker")
 
 
+def check_plugins() -> None:
+    """Every kind installed packages declare for a seam loads and is of it (a broken package
+    is one line here, not a failure of every scene on the cluster)."""
+    from sarlo_dask import heights, readers, writers
+    from sarlo_dask.optical import sources
+
+    for registry in (readers.KINDS, sources.KINDS, heights.KINDS, writers.KINDS):
+        try:
+            registry.installed()
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+
+
 def check_cluster(cluster: str) -> None:
     """A cluster spec that names a file (slurm:YAML, kubernetes:YAML, scheduler-file:PATH)
     names one that exists; an unknown kind is refused."""

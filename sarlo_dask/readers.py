@@ -54,12 +54,15 @@ register = KINDS.register
 
 
 def reader_for(url: str) -> SceneReader | None:
-    """The added kind that claims `url` (None: the built-in SICD NITF reader reads it)."""
-    for kind in KINDS.kinds():
-        reader = kind()
-        if reader.claims(url):
-            return reader
-    return None
+    """The added kind that claims `url`, the one with the longest matching suffix first
+    (None: the built-in SICD NITF reader reads it)."""
+    name = url.split("?", 1)[0].lower()
+    claiming = [r for r in (kind() for kind in KINDS.kinds()) if r.claims(url)]
+    return max(
+        claiming,
+        key=lambda r: max((len(e) for e in r.suffixes if name.endswith(e)), default=0),
+        default=None,
+    )
 
 
 _KEY_BAD = re.compile(r"[^A-Za-z0-9_-]+")
@@ -77,10 +80,12 @@ def scene_id_from_url(url: str) -> str:
     if is_http(url):
         url = url.split("?", 1)[0].split("#", 1)[0]
     name = url.rstrip("/").rsplit("/", 1)[-1]
-    for ext in sorted((".nitf", ".ntf", *suffixes()), key=len, reverse=True):
+    for ext in (".nitf", ".ntf", ".NITF", ".NTF"):  # the built-in reader's, as ever
+        if name.endswith(ext):
+            return sanitize_key(name[: -len(ext)])
+    for ext in sorted(suffixes(), key=len, reverse=True):  # those other readers claim
         if name.lower().endswith(ext):
-            name = name[: -len(ext)]
-            break
+            return sanitize_key(name[: -len(ext)])
     return sanitize_key(name)
 
 

@@ -28,15 +28,21 @@ class Registry(Generic[T]):
         return kind
 
     def installed(self) -> tuple[type[T], ...]:
-        """The kinds installed packages declare in the entry point group."""
+        """The kinds installed packages declare in the entry point group (a ValueError naming
+        one that cannot be loaded or is not of the seam)."""
         if self._installed is None:
             from importlib.metadata import entry_points
 
             found: list[type[T]] = []
             for ep in sorted(entry_points(group=self.group), key=lambda e: e.name):
-                kind: Any = ep.load()
+                where = f"entry point {ep.name} = {ep.value} ({self.group})"
+                try:
+                    kind: Any = ep.load()
+                except Exception as exc:  # a broken package: said in one line, not a traceback
+                    why = f"{type(exc).__name__}: {exc}"
+                    raise ValueError(f"{where}: cannot be loaded ({why})") from None
                 if not (isinstance(kind, type) and issubclass(kind, self.base)):
-                    raise TypeError(f"entry point {ep.name} = {ep.value}: not {self._a_base()}")
+                    raise ValueError(f"{where}: not {self._a_base()}")
                 found.append(cast(type[T], kind))
             self._installed = tuple(found)
         return self._installed

@@ -20,6 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from sarlo_dask import writers
 from sarlo_dask._version import __version__
 from sarlo_dask.acquisition import SCHEMA_VERSION
 from sarlo_dask.caption_stage import NO_MODEL, caption_damage
@@ -167,6 +168,8 @@ def release_plan(index: Mapping[str, SceneIndex], cfg: ReleaseConfig) -> Release
     root = catalogue_root([u for u in urls.values() if u])
     sources = {sid: portable_url(u, root) if u else "" for sid, u in urls.items()}
     lineage = {f"{sid}/{r['key']}": {**r["lineage"], "source_url": sources[sid]} for sid, r in rows}
+    if cfg.writers:  # an upgraded writer: another generation, never new files in this one
+        lineage["writers"] = {"versions": writers.versions(cfg.writers)}
     digest = plan_digest(shards, cfg, lineage)
     released = [{**r, "caption": r["caption"] or {}} for _, r in rows if r["pass_id"] in assignment]
     return ReleasePlan(samples, assignment, shards, digest, released, index, sources)

@@ -48,12 +48,9 @@ class HostRate:
             time.sleep(slot - now)
 
 
-_RATES: dict[float, HostRate] = {}
-_RATES_LOCK = threading.Lock()
-
-
 def host_rate(rate: float) -> HostRate:
-    """This process's limiter for `rate` requests/s per host (shared by every source and
-    thread that asks for the same rate)."""
-    with _RATES_LOCK:
-        return _RATES.setdefault(rate, HostRate(rate))
+    """This worker's (or process's) limiter for `rate` requests/s per host, shared by every
+    source and thread that asks for the same rate."""
+    from sarlo_dask.worker_state import worker_state
+
+    return worker_state().memo("host-rates", rate, lambda: HostRate(rate))

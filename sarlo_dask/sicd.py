@@ -186,13 +186,13 @@ def read_header(
     reader itself."""
     if is_local_path(url) and not os.path.exists(url.removeprefix("file://")):
         raise SceneError(url, "file not found")
-    if (reader := reader_for(url)) is not None:
-        try:
+    try:
+        if (reader := reader_for(url)) is not None:
             return reader.sicd(url, storage_options), reader
-        except SceneError:
-            raise
-        except Exception as exc:
-            raise _unreadable(exc, url, storage_options) from None
+    except SceneError:
+        raise
+    except Exception as exc:  # the reader's, or an installed reader that cannot be loaded
+        raise _unreadable(exc, url, storage_options) from None
     try:
         with _open_input(url, storage_options, header=True) as f:
             if f.seek(0, os.SEEK_END) == 0:
@@ -317,12 +317,15 @@ def _read_block(
     layout: PixelLayout | SceneReader,
     r0: int,
     r1: int,
+    cols: int = -1,
 ) -> np.ndarray:
     """SICD rows r0:r1 (range lines, every azimuth sample), (r1 - r0, NumCols) complex64:
     one range request per image segment touched (or what the scene's reader reads)."""
     try:
         if isinstance(layout, SceneReader):
             out = np.asarray(layout.rows(url, storage_options, r0, r1), dtype=np.complex64)
+            if out.shape != (r1 - r0, cols):  # a short or transposed block: said, not used
+                raise SceneError(url, f"its reader gave {out.shape} for rows {r0}:{r1}")
         else:
             with _open_input(url, storage_options, header=False) as f:
                 out = read_rows(f, layout, r0, r1)
@@ -357,7 +360,7 @@ def open_sicd(
     blocks = []
     for r0 in range(0, n_rg, chunk_range):
         r1 = min(n_rg, r0 + chunk_range)
-        task = dask.delayed(_read_block, pure=True)(url, storage_options, layout, r0, r1)
+        task = dask.delayed(_read_block, pure=True)(url, storage_options, layout, r0, r1, n_az)
         blocks.append(da.from_delayed(task, shape=(r1 - r0, n_az), dtype=np.complex64))
     rows = da.concatenate(blocks, axis=0) if blocks else da.zeros((0, n_az), np.complex64)
     return scene_dataset(rows.T, sicd, url)

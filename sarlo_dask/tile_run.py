@@ -23,6 +23,7 @@ from sarlo_dask.prefetch_stage import (
 from sarlo_dask.store import Store
 from sarlo_dask.tile_stage import make_tiles
 from sarlo_dask.tiles import Window, tile_groups
+from sarlo_dask.worker_state import WorkerState
 
 AHEAD = 2
 """the tile stage's units' priority: ahead of the scene stage's writes (0) and plans (1), so
@@ -39,6 +40,7 @@ class TileRun:
         self, work: Store, cfg: TileConfig, client: Any, captions: CaptionConfig | None
     ) -> None:
         self.work = work
+        client.register_plugin(WorkerState())  # parsed SICDs, open stores, host limiters
         self.cfg = with_xyz_cache(on_device(cfg, all_gpus(client)), work)
         self.pool = CaptionPool(client, work, captions) if captions and captions.model else None
         self.captions = captions if self.pool is not None else None

@@ -8,7 +8,6 @@ meta.json exists and asks for no retry.
 
 from __future__ import annotations
 
-import functools
 import io
 import json
 import os
@@ -44,6 +43,7 @@ from sarlo_dask.tiles import (
     tile_llh,
     valid_fraction,
 )
+from sarlo_dask.worker_state import worker_state
 
 
 def npy_bytes(array: np.ndarray) -> bytes:
@@ -89,29 +89,26 @@ def stored_summary(work: Store, w: Window) -> dict[str, Any] | None:
         return {"key": w.key, "digest": sha256(data), "retry": True, "lineage": None}
 
 
-@functools.lru_cache(maxsize=4)
 def _scene_sicds(sicd_xml: str, source_xml: str) -> tuple[Any, Any]:
-    """The scene's two SICDs, parsed once per process (tiles of a scene share them; read only)."""
-    return sicd_from_xml(sicd_xml), sicd_from_xml(source_xml)
+    """The scene's two SICDs, parsed once per worker (tiles of a scene share them; read only)."""
+    make = lambda: (sicd_from_xml(sicd_xml), sicd_from_xml(source_xml))  # noqa: E731
+    return worker_state().memo("scene-sicds", (sicd_xml, source_xml), make, size=4)
 
 
 def _open_store(url: str, so: dict[str, Any]) -> Any:
-    """The scene store without Dask; a local one opened once per process and version of its
+    """The scene store without Dask; a local one opened once per worker and version of its
     metadata (tiles of a scene share it: opening costs about a window's read)."""
     from sarlo_dask.standardize import open_scene_store
 
     fs, path = filesystem(url, so)
     if not is_local(fs):
         return open_scene_store(url, so, chunks=None, indexes=False)
-    return _open_local(url, os.stat(os.path.join(path, "zarr.json")).st_mtime_ns)
+    stamp = os.stat(os.path.join(path, "zarr.json")).st_mtime_ns  # rewritten: opened again
 
+    def make() -> Any:
+        return open_scene_store(url, None, chunks=None, indexes=False)
 
-@functools.lru_cache(maxsize=4)
-def _open_local(url: str, stamp: int) -> Any:
-    from sarlo_dask.standardize import open_scene_store
-
-    del stamp  # part of the key: a rewritten store is opened again
-    return open_scene_store(url, None, chunks=None, indexes=False)
+    return worker_state().memo("scene-stores", (url, stamp), make, size=4)
 
 
 def optical_source(cfg: TileConfig) -> OpticalSource:

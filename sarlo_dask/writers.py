@@ -11,6 +11,7 @@ declared by installed packages in the `sarlo_dask.sample_writers` entry point gr
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import posixpath
 from abc import ABC, abstractmethod
@@ -43,6 +44,8 @@ class SampleWriter(ABC):
     """A kind of release file. `kind` is the name `release.writers` gives it."""
 
     kind: ClassVar[str]
+    version: ClassVar[str] = ""
+    """what identifies its output (default: its package's version): in the release's digest"""
 
     @abstractmethod
     def files(self, release: ReleaseView) -> dict[str, bytes]:
@@ -69,22 +72,71 @@ def writer(name: str) -> SampleWriter:
 
 
 def checked_name(kind: str, name: str) -> str:
-    """`name` if it is a plain relative path in the generation that no built-in file uses."""
-    plain = posixpath.normpath(name) == name and not name.startswith(("/", "../"))
-    if not plain or name == ".." or name.split("/")[0] in RESERVED or name.endswith(".tar"):
+    """`name` if it is a plain relative path in the generation that no file of the release's
+    own may have (case aside: some disks ignore it), else a ValueError."""
+    parts = name.split("/")
+    plain = (
+        posixpath.normpath(name) == name
+        and not name.startswith("/")
+        and all(p not in (".", "..") for p in parts)
+        and name.isprintable()
+        and "\\" not in name
+    )
+    low = name.lower()
+    own = (
+        parts[0].lower() in RESERVED
+        or low == "manifest.json"
+        or low.endswith((".tar", ".done.json"))
+        or ".partial-" in low
+    )
+    if not plain or own:
         raise ValueError(f"sample writer '{kind}' names {name!r}: not a free relative path")
     return name
+
+
+class WriterFailed(Exception):
+    """A sample writer raised: which one, and why."""
+
+    def __init__(self, kind: str, exc: BaseException) -> None:
+        super().__init__(f"sample writer '{kind}': {type(exc).__name__}: {exc}")
+        self.kind = kind
 
 
 def render(names: Sequence[str], release: ReleaseView) -> dict[str, tuple[str, bytes]]:
     """Every file the writers `names` make of `release`: path -> (writer, bytes)."""
     out: dict[str, tuple[str, bytes]] = {}
     for name in names:
-        for path, data in sorted(writer(name).files(release).items()):
+        kind = writer(name)  # an unknown name: a ValueError saying which are known
+        try:
+            made = kind.files(release)
+        except Exception as exc:
+            raise WriterFailed(name, exc) from exc
+        for path, data in sorted(made.items()):
             if checked_name(name, path) in out:
                 raise ValueError(f"sample writers '{out[path][0]}' and '{name}' both write {path}")
             out[path] = (name, bytes(data))
     return out
+
+
+def versions(names: Sequence[str]) -> list[str]:
+    """`name@version` of each writer: its class's `version`, else its package's (a writer
+    upgraded in place makes another generation, never other files in the published one)."""
+    out = []
+    for name in names:
+        kind = type(writer(name))
+        version = getattr(kind, "version", None) or _package_version(kind) or "0"
+        out.append(f"{name}@{version}")
+    return out
+
+
+@functools.cache
+def _package_version(kind: type) -> str | None:
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group=GROUP):
+        if ep.value == f"{kind.__module__}:{kind.__qualname__}" and ep.dist is not None:
+            return str(ep.dist.version)
+    return None
 
 
 def entry(path: str, kind: str, data: bytes) -> dict[str, Any]:

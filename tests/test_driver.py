@@ -94,3 +94,27 @@ def test_at_most_limit_units_are_on_the_cluster_and_added_units_start_as_others_
 def test_a_limit_below_one_is_refused(client):
     with pytest.raises(ValueError, match="at least 1"):
         Driver(client, limit=0)
+
+
+def test_a_worker_keeps_its_state_in_its_plugin(client):
+    """WorkerState on every worker: a table's entries made once per worker and kept to their
+    size, the last used kept; a process that is not a worker has its own."""
+    from sarlo_dask.worker_state import WorkerState, state_sizes, worker_state
+
+    client.register_plugin(WorkerState())
+
+    def fill(n: int) -> list[int]:
+        state = worker_state()
+        made = []
+        for i in [0, 1, 2, 0, 3, 4]:  # 0 used again: kept when 1 and 2 go
+            state.memo("t", i, lambda i=i: made.append(i) or i, size=n)
+        return [*made, *sorted(state.tables["t"])]
+
+    workers = list(client.scheduler_info()["workers"])
+    futures = [client.submit(fill, 3, workers=[w], pure=False) for w in workers]
+    got = dict(zip(workers, client.gather(futures), strict=True))  # a task on each worker
+    assert len(got) == 2
+    for made in got.values():
+        assert made == [0, 1, 2, 3, 4, 0, 3, 4]  # each made once; 1 and 2 dropped
+    assert all(s["t"] == 3 for s in client.run(state_sizes).values())
+    assert "t" not in worker_state().tables  # this process is no worker: its own tables

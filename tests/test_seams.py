@@ -163,7 +163,7 @@ def test_an_installed_height_source_builds_where_the_constant_height_does(
 
 def test_a_writer_file_outside_its_own_names_is_refused():
     """A writer may add files, never replace the release's own or leave its generation."""
-    from sarlo_dask.writers import ReleaseView, SampleWriter, render
+    from sarlo_dask.writers import ReleaseView, SampleWriter, render, versions
     from sarlo_dask.writers import register as register_writer
 
     names: list[str] = []
@@ -176,12 +176,18 @@ def test_a_writer_file_outside_its_own_names_is_refused():
             return {n: b"x" for n in names}
 
     view = ReleaseView([], {}, {})
-    for bad in ("../up.txt", "/abs.txt", "index.parquet", "train/000.tar", "a/../b", "x.tar"):
+    bad_names = ("../up.txt", "/abs.txt", "index.parquet", "train/000.tar", "a/../b", "x.tar")
+    bad_names += (".", "manifest.json", "Index.Parquet", "TRAIN/x.done.json", "a.partial-1")
+    bad_names += ("..\\..\\x", "x.TAR", "card/\x00.md")
+    for bad in bad_names:
         names[:] = [bad]
         with pytest.raises(ValueError, match="not a free relative path"):
             render(["named-for-test"], view)
     names[:] = ["card/README.md"]
     assert render(["named-for-test"], view) == {"card/README.md": ("named-for-test", b"x")}
+    assert versions(["named-for-test"]) == ["named-for-test@0"]  # no package: no version
+    Named.version = "2"  # an upgraded writer: another release digest, another generation
+    assert versions(["named-for-test"]) == ["named-for-test@2"]
     with pytest.raises(ValueError, match="no sample writer 'nothing'"):
         render(["nothing"], view)
 
@@ -214,7 +220,7 @@ def test_a_failing_writer_publishes_nothing(release_setup, release_built, client
     result = build_dataset(urls, str(work), str(out), scfg, tcfg, ccfg, rcfg, client)
     assert result.exit_code() != 0
     failure = next(f for f in result.release.errors if f.id == "fails-for-test")
-    assert failure.reason.startswith("RuntimeError: no catalogue for "), failure
+    assert "sample writer 'fails-for-test': RuntimeError: no catalogue for " in failure.reason
     assert (out / "manifest.json").read_bytes() == before
     assert tree(out) != tree(release_built[0])  # the new generation's shards are there
     rows = [json.loads(line) for line in (work / "failures.jsonl").read_text().splitlines()]
@@ -348,3 +354,23 @@ def test_an_installed_caption_backend_and_sample_writer_make_the_release(
         )  # fmt: skip
         assert res.returncode == 2 and "dashboard" not in res.stdout, res.stdout + res.stderr
         assert why in res.stderr and len(res.stderr.strip().splitlines()) == 1, res.stderr
+
+
+@pytest.mark.parametrize(
+    "group", ["scene_readers", "optical_sources", "height_sources", "sample_writers"]
+)
+def test_a_broken_installed_package_is_one_line_before_any_cluster(scenes, tmp_path, group):
+    """An installed package whose entry point cannot be loaded (its module gone): `sarlo
+    build` says which, in one line, exit 2, before any cluster starts."""
+    info = tmp_path / "site" / "sarlo_broken-0.1.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: sarlo-broken\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(f"[sarlo_dask.{group}]\nbroken = nosuchmod:X\n")
+    path = os.pathsep.join([str(tmp_path / "site"), os.environ.get("PYTHONPATH", "")])
+    env = {**os.environ, "PYTHONPATH": path, "HF_HUB_OFFLINE": "1"}
+    argv = [str(Path(sys.executable).parent / "sarlo"), "build", str(scenes["coarse"])]
+    argv += ["--work", "w", "--out", "o"]
+    res = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, env=env)
+    assert res.returncode == 2 and "dashboard" not in res.stdout, res.stdout + res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1, res.stderr
+    assert f"broken = nosuchmod:X (sarlo_dask.{group}): cannot be loaded" in res.stderr

@@ -8,13 +8,12 @@ own) is a subclass of `CaptionBackend` that an installed package declares in the
 
 from __future__ import annotations
 
-import importlib
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from sarlo_dask.caption_config import backend_names
+from sarlo_dask.caption_config import BACKEND_GROUP, backend_names
 from sarlo_dask.config import CaptionConfig, PromptSpec
 
 
@@ -51,8 +50,17 @@ class CaptionBackend(ABC):
 
 def backend_class(cfg: CaptionConfig) -> type[CaptionBackend]:
     """The class of cfg.backend (its module imported only now: torch is heavy)."""
-    module, _, name = backend_names()[cfg.backend].partition(":")
-    cls: type[CaptionBackend] = getattr(importlib.import_module(module), name)
+    from importlib.metadata import EntryPoint
+
+    spec = backend_names()[cfg.backend]
+    try:
+        cls = EntryPoint(cfg.backend, spec, BACKEND_GROUP).load()
+    except Exception as exc:  # an installed package that cannot be loaded: one line
+        raise ValueError(
+            f"caption backend {cfg.backend} = {spec}: cannot be loaded ({exc})"
+        ) from None
+    if not (isinstance(cls, type) and issubclass(cls, CaptionBackend)):
+        raise ValueError(f"caption backend {cfg.backend} = {spec}: not a CaptionBackend class")
     return cls
 
 

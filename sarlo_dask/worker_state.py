@@ -1,0 +1,75 @@
+"""What a worker keeps between its tasks, in one Dask WorkerPlugin: parsed scene SICDs and
+opened scene stores (the tiles of a scene share them), per-host request limiters (every
+source and thread of the worker shares one). Set up with the worker, dropped with it, and
+seen from the client (`client.run(state_sizes)`); a process that is not a worker keeps its
+own. (The caption models have their own plugin: captions.backend.CaptionModels.)"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from typing import Any, TypeVar
+
+from distributed.diagnostics.plugin import WorkerPlugin
+
+T = TypeVar("T")
+
+
+class WorkerState(WorkerPlugin):
+    """Named memo tables, each holding at most the `size` entries last used."""
+
+    name = "sarlo-worker-state"
+    idempotent = True  # kept across the builds of one cluster
+
+    def __init__(self) -> None:
+        self.tables: dict[str, OrderedDict[Hashable, Any]] = {}
+        self.lock = threading.Lock()
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {}  # sent to the workers empty: each fills its own
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__()  # type: ignore[misc]
+
+    def teardown(self, worker: Any) -> None:
+        with self.lock:
+            self.tables.clear()
+
+    def memo(self, table: str, key: Hashable, make: Callable[[], T], size: int = 0) -> T:
+        """The entry `key` of `table`, made once (`size` > 0: the last `size` used kept)."""
+        with self.lock:
+            entries = self.tables.setdefault(table, OrderedDict())
+            if key in entries:
+                entries.move_to_end(key)
+                return entries[key]
+        value = make()  # outside the lock: a store opens, a SICD parses, others go on
+        with self.lock:
+            value = entries.setdefault(key, value)
+            entries.move_to_end(key)
+            while size and len(entries) > size:
+                entries.popitem(last=False)
+        return value
+
+
+_OWN = WorkerState()
+"""the tables of a process that is not a Dask worker (tasks run in process, the client)"""
+
+
+def worker_state(worker: Any = None) -> WorkerState:
+    """The WorkerState of `worker` (None: the one running this task), or the process's own
+    outside a worker or on a worker the plugin was not registered on."""
+    if worker is None:
+        try:
+            from distributed import get_worker
+
+            worker = get_worker()
+        except ValueError:
+            return _OWN
+    plugin = worker.plugins.get(WorkerState.name)
+    return plugin if isinstance(plugin, WorkerState) else _OWN
+
+
+def state_sizes(dask_worker: Any = None) -> dict[str, int]:
+    """Entries per table of this worker (or process); a worker's through client.run."""
+    return {name: len(t) for name, t in worker_state(dask_worker).tables.items()}
