@@ -8,10 +8,9 @@ from typing import Any
 import fsspec
 
 from sarlo_dask.errors import redact
-from sarlo_dask.readers import suffixes
+from sarlo_dask.readers import scene_suffixes
 from sarlo_dask.store import input_options, is_http
 
-SCENE_SUFFIXES = (".nitf", ".ntf")
 LIST_SUFFIXES = (".txt", ".list")
 
 
@@ -39,13 +38,13 @@ def expand_inputs(
         if any(ch in path for ch in "*?["):
             found = sorted(fs.glob(path))
         elif fs.isdir(path):
-            ends = SCENE_SUFFIXES + suffixes()  # and those other scene readers claim
+            ends = scene_suffixes()  # the NITF's and those other scene readers claim
             found = sorted(p for p in fs.find(path) if p.lower().endswith(ends))
         else:
             urls.append(item)
             continue
         if not found:
-            kinds = " / ".join(f"*{e}" for e in SCENE_SUFFIXES + suffixes())
+            kinds = " / ".join(f"*{e}" for e in scene_suffixes())
             raise ValueError(f"input {redact(item)}: no scene matches (no {kinds} file)")
         urls.extend(protocol + p if protocol else p for p in found)
     return urls

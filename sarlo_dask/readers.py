@@ -22,6 +22,8 @@ from sarlo_dask.registry import Registry
 from sarlo_dask.store import is_http
 
 GROUP = "sarlo_dask.scene_readers"
+NITF_SUFFIXES = (".nitf", ".ntf")
+"""the file name endings of the built-in reader's SICD NITF files"""
 
 
 class SceneReader(ABC):
@@ -31,10 +33,6 @@ class SceneReader(ABC):
     suffixes: ClassVar[tuple[str, ...]]
     """file name endings it claims (lower case, e.g. '.sicd.npz'); a folder given as input
     yields its files with these endings"""
-
-    def claims(self, url: str) -> bool:
-        """Whether this kind reads `url` (by its name: the part before a query)."""
-        return url.split("?", 1)[0].lower().endswith(self.suffixes)
 
     @abstractmethod
     def sicd(self, url: str, storage_options: dict[str, Any] | None) -> Any:
@@ -53,16 +51,19 @@ KINDS: Registry[SceneReader] = Registry(SceneReader, GROUP, ())
 register = KINDS.register
 
 
+def _claimed(name: str) -> tuple[str, type[SceneReader]] | None:
+    """The longest suffix an added kind claims that the file `name` ends with, and that
+    kind (None: none claims it)."""
+    low = name.lower()
+    claims = [(e, k) for k in KINDS.kinds() for e in k.suffixes if low.endswith(e)]
+    return max(claims, key=lambda c: len(c[0]), default=None)
+
+
 def reader_for(url: str) -> SceneReader | None:
-    """The added kind that claims `url`, the one with the longest matching suffix first
-    (None: the built-in SICD NITF reader reads it)."""
-    name = url.split("?", 1)[0].lower()
-    claiming = [r for r in (kind() for kind in KINDS.kinds()) if r.claims(url)]
-    return max(
-        claiming,
-        key=lambda r: max((len(e) for e in r.suffixes if name.endswith(e)), default=0),
-        default=None,
-    )
+    """The added kind that claims `url` (by its name, the part before a query; the longest
+    suffix chooses), or None: the built-in SICD NITF reader reads it."""
+    claimed = _claimed(url.split("?", 1)[0])
+    return None if claimed is None else claimed[1]()
 
 
 _KEY_BAD = re.compile(r"[^A-Za-z0-9_-]+")
@@ -80,15 +81,14 @@ def scene_id_from_url(url: str) -> str:
     if is_http(url):
         url = url.split("?", 1)[0].split("#", 1)[0]
     name = url.rstrip("/").rsplit("/", 1)[-1]
-    for ext in (".nitf", ".ntf", ".NITF", ".NTF"):  # the built-in reader's, as ever
+    for ext in (*NITF_SUFFIXES, *(e.upper() for e in NITF_SUFFIXES)):  # as ever: exact case
         if name.endswith(ext):
             return sanitize_key(name[: -len(ext)])
-    for ext in sorted(suffixes(), key=len, reverse=True):  # those other readers claim
-        if name.lower().endswith(ext):
-            return sanitize_key(name[: -len(ext)])
+    if (claimed := _claimed(name)) is not None:  # another reader's
+        return sanitize_key(name[: -len(claimed[0])])
     return sanitize_key(name)
 
 
-def suffixes() -> tuple[str, ...]:
-    """The file name endings the added kinds claim."""
-    return tuple(s for kind in KINDS.kinds() for s in kind.suffixes)
+def scene_suffixes() -> tuple[str, ...]:
+    """The file name endings a folder of scenes yields: the NITF's and the added kinds'."""
+    return NITF_SUFFIXES + tuple(s for kind in KINDS.kinds() for s in kind.suffixes)

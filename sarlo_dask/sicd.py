@@ -317,9 +317,9 @@ def _read_block(
     layout: PixelLayout | SceneReader,
     r0: int,
     r1: int,
-    cols: int = -1,
+    cols: int,
 ) -> np.ndarray:
-    """SICD rows r0:r1 (range lines, every azimuth sample), (r1 - r0, NumCols) complex64:
+    """SICD rows r0:r1 (range lines, every azimuth sample), (r1 - r0, cols) complex64:
     one range request per image segment touched (or what the scene's reader reads)."""
     try:
         if isinstance(layout, SceneReader):

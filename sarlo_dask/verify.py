@@ -220,12 +220,9 @@ def _read_index(
     if not entry:
         return [], None
     path = entry["path"]
-    if path not in files:
-        return [("MISSING", path, "the release's index")], None
-    with fs.open(f"{root}/{path}", "rb") as f:
-        data = f.read()
-    if (len(data), hashlib.sha256(data).hexdigest()) != (entry["bytes"], entry["sha256"]):
-        return [("MISMATCH", path, "size or sha256 not the manifest's")], None
+    data, problems = _listed_file(fs, root, entry, files, "the release's index")
+    if data is None:
+        return problems, None
     table = pq.read_table(io.BytesIO(data), columns=["key", "shard", "members"], use_threads=False)
     rows = table.to_pylist()
     problems = []
@@ -253,18 +250,19 @@ def _index_against_shards(
     return out
 
 
-def _check_file(
-    fs: Any, root: str, entry: Mapping[str, Any], files: Mapping[str, int]
-) -> list[tuple[str, str, str]]:
-    """A file the manifest lists (a sample writer's) against its size and sha256."""
+def _listed_file(
+    fs: Any, root: str, entry: Mapping[str, Any], files: Mapping[str, int], what: str
+) -> tuple[bytes | None, list[tuple[str, str, str]]]:
+    """A file the manifest lists (`entry`: path, bytes, sha256) and its bytes, or None and
+    why it is not what the manifest lists (MISSING, MISMATCH); `what`: what it is."""
     path = entry["path"]
     if path not in files:
-        return [("MISSING", path, f"written by the sample writer {entry['writer']}")]
+        return None, [("MISSING", path, what)]
     with fs.open(f"{root}/{path}", "rb") as f:
         data = f.read()
     if (len(data), hashlib.sha256(data).hexdigest()) != (entry["bytes"], entry["sha256"]):
-        return [("MISMATCH", path, "size or sha256 not the manifest's")]
-    return []
+        return None, [("MISMATCH", path, "size or sha256 not the manifest's")]
+    return data, []
 
 
 def verify_release(out: Store, deep: bool = False, threads: int = 4) -> Report:
@@ -291,7 +289,8 @@ def verify_release(out: Store, deep: bool = False, threads: int = 4) -> Report:
     known = {e["shard"] for e in listed} | {shard_marker(e["shard"]) for e in listed}
     known |= {INDEX, STATS}
     for entry in manifest.get("files", []):  # the sample writers' (sarlo_dask.writers)
-        found += _check_file(fs, root, entry, files)
+        why = f"written by the sample writer {entry['writer']}"
+        found += _listed_file(fs, root, entry, files, why)[1]
         known.add(entry["path"])
     found += [("EXTRA", p, "not part of the release") for p in sorted(set(files) - known)]
     for kind, path, why in found:

@@ -14,9 +14,37 @@ from typing import Any, TypeVar
 from distributed.diagnostics.plugin import WorkerPlugin
 
 T = TypeVar("T")
+P = TypeVar("P", bound="FilledOnWorker")
 
 
-class WorkerState(WorkerPlugin):
+class FilledOnWorker(WorkerPlugin):
+    """A plugin whose state each worker makes itself: sent to the workers empty (pickled as
+    nothing, set up again by __init__ there)."""
+
+    name: str
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__()  # type: ignore[misc]
+
+
+def on_worker(kind: type[P], own: P, worker: Any = None) -> P:
+    """The `kind` plugin of `worker` (None: the one running this task), or `own` (the
+    process's) outside a worker or on a worker the plugin was not registered on."""
+    if worker is None:
+        try:
+            from distributed import get_worker
+
+            worker = get_worker()
+        except ValueError:
+            return own
+    plugin = worker.plugins.get(kind.name)
+    return plugin if isinstance(plugin, kind) else own
+
+
+class WorkerState(FilledOnWorker):
     """Named memo tables, each holding at most the `size` entries last used."""
 
     name = "sarlo-worker-state"
@@ -25,12 +53,6 @@ class WorkerState(WorkerPlugin):
     def __init__(self) -> None:
         self.tables: dict[str, OrderedDict[Hashable, Any]] = {}
         self.lock = threading.Lock()
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {}  # sent to the workers empty: each fills its own
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__()  # type: ignore[misc]
 
     def teardown(self, worker: Any) -> None:
         with self.lock:
@@ -59,15 +81,7 @@ _OWN = WorkerState()
 def worker_state(worker: Any = None) -> WorkerState:
     """The WorkerState of `worker` (None: the one running this task), or the process's own
     outside a worker or on a worker the plugin was not registered on."""
-    if worker is None:
-        try:
-            from distributed import get_worker
-
-            worker = get_worker()
-        except ValueError:
-            return _OWN
-    plugin = worker.plugins.get(WorkerState.name)
-    return plugin if isinstance(plugin, WorkerState) else _OWN
+    return on_worker(WorkerState, _OWN, worker)
 
 
 def state_sizes(dask_worker: Any = None) -> dict[str, int]:

@@ -19,11 +19,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from sarlo_dask.dataset import MANIFEST, SPLITS, shard_marker
+from sarlo_dask.generations import STATS
+from sarlo_dask.index import INDEX
 from sarlo_dask.registry import Registry
-from sarlo_dask.store import Store
+from sarlo_dask.store import PARTIAL, Store
 
 GROUP = "sarlo_dask.sample_writers"
-RESERVED = ("index.parquet", "stats.json", "train", "validation", "test")
+RESERVED = (INDEX, STATS, *SPLITS)
 """names in a generation that are the built-in files' and the shards' folders"""
 
 
@@ -64,9 +67,14 @@ def known() -> list[str]:
 
 def writer(name: str) -> SampleWriter:
     """The writer of kind `name`; a ValueError naming the known kinds if there is none."""
+    return kind_of(name)()
+
+
+def kind_of(name: str) -> type[SampleWriter]:
+    """The class of the writer kind `name` (a ValueError naming the known kinds)."""
     for kind in KINDS.kinds():
         if kind.kind == name:
-            return kind()
+            return kind
     have = ", ".join(known()) or "none installed"
     raise ValueError(f"no sample writer '{name}' (known: {have}; see the README's seams)")
 
@@ -85,9 +93,9 @@ def checked_name(kind: str, name: str) -> str:
     low = name.lower()
     own = (
         parts[0].lower() in RESERVED
-        or low == "manifest.json"
-        or low.endswith((".tar", ".done.json"))
-        or ".partial-" in low
+        or low == MANIFEST
+        or low.endswith((".tar", shard_marker(".tar")))
+        or PARTIAL in low
     )
     if not plain or own:
         raise ValueError(f"sample writer '{kind}' names {name!r}: not a free relative path")
@@ -123,8 +131,8 @@ def versions(names: Sequence[str]) -> list[str]:
     upgraded in place makes another generation, never other files in the published one)."""
     out = []
     for name in names:
-        kind = type(writer(name))
-        version = getattr(kind, "version", None) or _package_version(kind) or "0"
+        kind = kind_of(name)
+        version = kind.version or _package_version(kind) or "0"
         out.append(f"{name}@{version}")
     return out
 

@@ -21,13 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from distributed import WorkerPlugin
-
 from sarlo_dask.captions.interface import CaptionBackend, Generated
 from sarlo_dask.config import CaptionConfig, PromptSpec
+from sarlo_dask.worker_state import FilledOnWorker, on_worker
 
 
-class CaptionModels(WorkerPlugin):
+class CaptionModels(FilledOnWorker):
     """The caption models one worker loaded, kept between its tasks, and how many times each
     was loaded and how many caption batches it ran (tests hold loads to once per worker).
     Registered by the caption pool (idempotent: a worker's models outlive the builds of one
@@ -42,12 +41,6 @@ class CaptionModels(WorkerPlugin):
         self.batches = 0
         self.threads: int | None = None
         self.lock = threading.Lock()
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {}  # sent to the workers empty: each loads its own
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__()  # type: ignore[misc]
 
     def setup(self, worker: Any) -> None:
         self.threads = worker.state.nthreads  # torch uses these, not every core
@@ -74,15 +67,7 @@ _OWN = CaptionModels()
 def caption_models(worker: Any = None) -> CaptionModels:
     """The CaptionModels of `worker` (None: the one running this task), or the process's own
     outside a worker (or on a worker the plugin was not registered on)."""
-    if worker is None:
-        try:
-            from distributed import get_worker
-
-            worker = get_worker()
-        except ValueError:
-            return _OWN
-    plugin = worker.plugins.get(CaptionModels.name)
-    return plugin if isinstance(plugin, CaptionModels) else _OWN
+    return on_worker(CaptionModels, _OWN, worker)
 
 
 def load_counts(dask_worker: Any = None) -> dict[str, int]:
