@@ -34,8 +34,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 
 def inputs(root: Path, n: int, size: int, zoom: int) -> tuple[list[str], str]:
-    from sarlo_dask.simulate import SimulationSpec, simulate_scene
-    from sarlo_dask.simulate_optical import simulate_optical_tiles
+    from sarlo_dask.sim.optical import simulate_optical_tiles
+    from sarlo_dask.sim.scene import SimulationSpec, simulate_scene
 
     urls = []
     optical = root / f"build_optical_z{zoom}"
@@ -68,11 +68,11 @@ def serial_paper_way(urls: list[str], optical: str, zoom: int, out: Path) -> int
     from scipy import ndimage
 
     from sarlo_dask.config import StandardizeConfig
+    from sarlo_dask.geometry.resampled import resampled_sicd
+    from sarlo_dask.geometry.sicd import open_sicd, read_sicd_meta
+    from sarlo_dask.geometry.tiles import tile_windows
     from sarlo_dask.optical.tilemath import global_pixel, tiles_for_bbox
-    from sarlo_dask.resampled import resampled_sicd
-    from sarlo_dask.sicd import open_sicd, read_sicd_meta
-    from sarlo_dask.standardize import plan_scene
-    from sarlo_dask.tiles import tile_windows
+    from sarlo_dask.stages.standardize import plan_scene
 
     out.mkdir(parents=True, exist_ok=True)
     tiles = 0
@@ -148,7 +148,7 @@ def _warm() -> None:
 
     for name in (
         "sarlo_dask.pipeline",
-        "sarlo_dask.tile_stage",
+        "sarlo_dask.stages.tile_stage",
         "sarlo_dask.optical.pair",
         "scipy.interpolate",
         "scipy.fft",
@@ -157,7 +157,7 @@ def _warm() -> None:
         "sarpy.geometry.point_projection",
         "sarpy.io.complex.sicd",
         "xarray.backends.zarr",
-        "sarlo_dask.standardize",
+        "sarlo_dask.stages.standardize",
         "webdataset",
     ):
         importlib.import_module(name)
@@ -201,7 +201,7 @@ def client_cpu(root: Path, n: int = 20) -> tuple[float, int, int]:
 
     from sarlo_dask.config import CaptionConfig, ReleaseConfig, StandardizeConfig, TileConfig
     from sarlo_dask.pipeline import build_dataset
-    from sarlo_dask.simulate import SimulationSpec, simulate_scene
+    from sarlo_dask.sim.scene import SimulationSpec, simulate_scene
 
     urls = []
     for i in range(n):
@@ -249,8 +249,8 @@ def shard_writer(root: Path) -> tuple[float, float, float, float, int]:
     import hashlib
 
     from sarlo_dask.config import ReleaseConfig
-    from sarlo_dask.release import ShardSpec, write_shard
-    from sarlo_dask.standardize import open_scene_store
+    from sarlo_dask.release.publish import ShardSpec, write_shard
+    from sarlo_dask.stages.standardize import open_scene_store
     from sarlo_dask.store import Store, scene_store_url
 
     work, out = root / "build_work_2", root / "build_out_2"

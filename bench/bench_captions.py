@@ -34,8 +34,8 @@ def make_tiles(work: Path, n: int) -> list[str]:
     import numpy as np
     from PIL import Image
 
+    from sarlo_dask.geometry.tiles import encode_image
     from sarlo_dask.store import write_json
-    from sarlo_dask.tiles import encode_image
 
     rng = np.random.default_rng(0)
     folder = work / "tiles" / "bench"
@@ -53,7 +53,7 @@ def make_tiles(work: Path, n: int) -> list[str]:
 
 
 def direct(work: str, keys: list[str], cfg) -> float:
-    from sarlo_dask.caption_stage import caption_batch
+    from sarlo_dask.stages.caption_stage import caption_batch
     from sarlo_dask.store import Store
 
     t0 = time.perf_counter()
@@ -77,10 +77,10 @@ def main() -> None:
     import torch
     from distributed import Client, LocalCluster
 
-    from sarlo_dask.caption_pool import caption_tiles
     from sarlo_dask.captions import tiny
     from sarlo_dask.captions.backend import get_captioner
     from sarlo_dask.config import CaptionConfig
+    from sarlo_dask.stages.caption_pool import caption_tiles
 
     root = Path(args.dir) / "captions"
     shutil.rmtree(root, ignore_errors=True)
@@ -132,9 +132,9 @@ def served(args, root: Path, work: Path, keys: list[str], model: str, local: flo
     batches it needs queued), against the in-process pool's `local` captions/s."""
     from distributed import Client, LocalCluster
 
-    from sarlo_dask.caption_pool import caption_tiles
     from sarlo_dask.captions import tiny
     from sarlo_dask.config import CaptionConfig
+    from sarlo_dask.stages.caption_pool import caption_tiles
 
     proc = None
     base, name = args.server_url, args.served_model or model

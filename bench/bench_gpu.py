@@ -28,9 +28,9 @@ def scene_in_memory(size: int, chunk: int) -> Any:
     """The xarray Dataset `sicd.open_sicd` would give for a simulated scene, in memory."""
     import dask.array as da
 
-    from sarlo_dask.sicd import scene_dataset
-    from sarlo_dask.simulate import SimulationSpec
-    from sarlo_dask.simulate_sicd import build_sicd
+    from sarlo_dask.geometry.sicd import scene_dataset
+    from sarlo_dask.sim.scene import SimulationSpec
+    from sarlo_dask.sim.sicd import build_sicd
 
     sicd = build_sicd(SimulationSpec(rows=size, cols=size, row_spacing=0.4, col_spacing=0.4))
     rng = np.random.default_rng(0)
@@ -45,7 +45,7 @@ def time_standardize(ds: Any, device: str, workers: int) -> float:
     import dask
 
     from sarlo_dask.config import StandardizeConfig
-    from sarlo_dask.standardize import standardize_scene
+    from sarlo_dask.stages.standardize import standardize_scene
 
     out = standardize_scene(ds, StandardizeConfig(device=device))
     with dask.config.set(scheduler="threads", num_workers=workers):
@@ -62,7 +62,7 @@ def windows(size: int, tile: int) -> list[tuple[int, int]]:
 
 def warp_all(mosaic: np.ndarray, size: int, tile: int, device: str, workers: int) -> float:
     """Seconds to warp every window; the affine turns each by 3 degrees about its corner."""
-    from sarlo_dask.gpu import to_device, to_host
+    from sarlo_dask.geometry.gpu import to_device, to_host
     from sarlo_dask.optical.warp import warp_bilinear
 
     c, s = np.cos(np.radians(3)), np.sin(np.radians(3))
@@ -95,7 +95,7 @@ def main() -> None:
     ap.add_argument("--tile", type=int, default=1024)
     args = ap.parse_args()
 
-    from sarlo_dask.gpu import gpu_count
+    from sarlo_dask.geometry.gpu import gpu_count
 
     if gpu_count() == 0:
         print("no CUDA device (or no CuPy): nothing to compare; run this on a GPU machine")

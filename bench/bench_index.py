@@ -49,10 +49,11 @@ def main() -> None:
     from common import pass_scenes
     from distributed import Client, LocalCluster
 
-    from sarlo_dask import dataset, release
+    from sarlo_dask import dataset
     from sarlo_dask.config import CaptionConfig, ReleaseConfig, StandardizeConfig, TileConfig
-    from sarlo_dask.index import index_parquet, index_rows
+    from sarlo_dask.io.index import index_parquet, index_rows
     from sarlo_dask.pipeline import build_dataset, release_scenes
+    from sarlo_dask.release import publish
     from sarlo_dask.store import Store
 
     ap = argparse.ArgumentParser()
@@ -84,8 +85,8 @@ def main() -> None:
         rel = release_scenes(str(work), str(again), rcfg, client, ids)
         t_release = time.perf_counter() - t0
     samples = rel.manifest["samples"]
-    index = {sid: release.scene_index(Store(str(work)), sid) for sid in ids}
-    plan = release.release_plan(index, rcfg)
+    index = {sid: publish.scene_index(Store(str(work)), sid) for sid in ids}
+    plan = publish.release_plan(index, rcfg)
     done = [json.loads(p.read_text()) for p in sorted(again.rglob("shard-*.done.json"))]
     markers = {m["shard"]: m for m in done}
     members = {k: (s, o) for s, m in markers.items() for k, o in m["members"].items()}

@@ -28,7 +28,7 @@ from common import measure  # noqa: E402
 
 
 def simulate(path: Path, size: int, spacing: float, skew: tuple) -> Path:
-    from sarlo_dask.simulate import SimulationSpec, simulate_scene
+    from sarlo_dask.sim.scene import SimulationSpec, simulate_scene
 
     if not path.exists():
         spec = SimulationSpec(
@@ -41,8 +41,8 @@ def simulate(path: Path, size: int, spacing: float, skew: tuple) -> Path:
 
 def passes(url: str, cfg):
     """For each pass: (name, a function making its input block, the task's arguments)."""
-    from sarlo_dask.sicd import open_sicd, sicd_from_xml
-    from sarlo_dask.standardize import _poly, off_axis_poly, plan_scene
+    from sarlo_dask.geometry.sicd import open_sicd, sicd_from_xml
+    from sarlo_dask.stages.standardize import _poly, off_axis_poly, plan_scene
 
     scene = open_sicd(url, cfg.chunk_range)
     sicd = sicd_from_xml(scene.attrs["sicd_xml"])
@@ -78,7 +78,7 @@ def passes(url: str, cfg):
 
 def measured(make, args) -> tuple[int, int]:
     """(tracemalloc peak, RSS peak) bytes of one resampling task, its input block included."""
-    from sarlo_dask.standardize import _resample_lines
+    from sarlo_dask.stages.standardize import _resample_lines
 
     tracemalloc.start()
     block = make()
@@ -99,7 +99,7 @@ def measured(make, args) -> tuple[int, int]:
 
 def main() -> None:
     from sarlo_dask.config import StandardizeConfig
-    from sarlo_dask.standardize import task_peaks
+    from sarlo_dask.stages.standardize import task_peaks
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--size", type=int, default=2048)

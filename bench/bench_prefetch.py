@@ -34,11 +34,11 @@ def main() -> None:
     from bench_tiles import prepare
 
     from sarlo_dask.config import TileConfig
-    from sarlo_dask.prefetch_stage import fetch_plan, plan_scene_xyz, prefetch_xyz
-    from sarlo_dask.standardize import open_scene_store
+    from sarlo_dask.geometry.tiles import tile_groups, tile_windows
+    from sarlo_dask.stages.prefetch_stage import fetch_plan, plan_scene_xyz, prefetch_xyz
+    from sarlo_dask.stages.standardize import open_scene_store
+    from sarlo_dask.stages.tile_stage import make_tiles
     from sarlo_dask.store import Store
-    from sarlo_dask.tile_stage import make_tiles
-    from sarlo_dask.tiles import tile_groups, tile_windows
 
     root = Path(args.dir)
     root.mkdir(exist_ok=True)

@@ -28,7 +28,7 @@ from tests.rangeserver import RangeServer  # noqa: E402
 
 
 def scene(path: Path, size: int) -> Path:
-    from sarlo_dask.simulate import SimulationSpec, simulate_scene
+    from sarlo_dask.sim.scene import SimulationSpec, simulate_scene
 
     if not path.exists():
         print(f"simulating {path} ({size} x {size} at 0.3 m) ...", flush=True)

@@ -28,7 +28,7 @@ from tests.rangeserver import RangeServer  # noqa: E402
 
 
 def scene(path: Path, size: int) -> Path:
-    from sarlo_dask.simulate import SimulationSpec, simulate_scene
+    from sarlo_dask.sim.scene import SimulationSpec, simulate_scene
 
     if not path.exists():
         print(f"simulating {path} ({size} x {size} at 0.3 m) ...", flush=True)
@@ -52,7 +52,7 @@ def paper_resample(data_rc: np.ndarray, n_out: tuple[int, int]) -> np.ndarray:
 
 def paper_geolocate(sicd, n_rows: int, n_cols: int) -> np.ndarray:
     """The paper's step 3: every pixel through sarpy image_to_ground, then ecf_to_geodetic."""
-    from sarlo_dask.geolocation import ecf_to_llh, project_pixels
+    from sarlo_dask.geometry.geolocation import ecf_to_llh, project_pixels
 
     rows, cols = np.meshgrid(np.arange(n_rows), np.arange(n_cols), indexing="ij")
     return ecf_to_llh(project_pixels(sicd, rows, cols))
@@ -70,11 +70,11 @@ def main() -> None:
     from distributed import Client, LocalCluster
 
     from sarlo_dask.config import StandardizeConfig
-    from sarlo_dask.geolocation import geolocate_tie_points, llh_to_ecf, tie_point_step
+    from sarlo_dask.geometry.geolocation import geolocate_tie_points, llh_to_ecf, tie_point_step
+    from sarlo_dask.geometry.resampled import resampled_sicd
+    from sarlo_dask.geometry.sicd import open_sicd, read_sicd_meta
     from sarlo_dask.pipeline import standardize_scenes
-    from sarlo_dask.resampled import resampled_sicd
-    from sarlo_dask.sicd import open_sicd, read_sicd_meta
-    from sarlo_dask.standardize import plan_scene, resample_slc
+    from sarlo_dask.stages.standardize import plan_scene, resample_slc
 
     root = Path(args.dir)
     root.mkdir(exist_ok=True)

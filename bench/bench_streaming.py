@@ -36,7 +36,7 @@ from common import record  # noqa: E402
 
 def scenes(root: Path, n: int) -> list[str]:
     """`n` simulated 2048 x 2048 scenes at 0.4 m, a pass each (made once, reused)."""
-    from sarlo_dask.simulate import SimulationSpec, simulate_scene
+    from sarlo_dask.sim.scene import SimulationSpec, simulate_scene
 
     urls = []
     for i in range(n):
@@ -52,7 +52,7 @@ def scenes(root: Path, n: int) -> list[str]:
 def configs(root: Path, urls: list[str]) -> tuple[Any, ...]:
     from sarlo_dask.captions import tiny
     from sarlo_dask.config import CaptionConfig, ReleaseConfig, StandardizeConfig, TileConfig
-    from sarlo_dask.simulate_optical import simulate_optical_tiles
+    from sarlo_dask.sim.optical import simulate_optical_tiles
 
     optical = root / "optical"
     for u in urls:
@@ -84,8 +84,8 @@ def streaming(urls: list[str], root: Path, cfgs: tuple[Any, ...], client: Any) -
 def one_after_another(
     urls: list[str], root: Path, cfgs: tuple[Any, ...], client: Any
 ) -> dict[str, float]:
-    from sarlo_dask.caption_pool import caption_tiles
     from sarlo_dask.pipeline import release_scenes, standardize_scenes, tile_scenes
+    from sarlo_dask.stages.caption_pool import caption_tiles
 
     scfg, tcfg, ccfg, rcfg = cfgs
     work, out = fresh(root, "stages")
@@ -160,7 +160,7 @@ def noop(i: int) -> int:
 
 def driver_seconds(client: Any, n: int) -> float:
     """Wall time of `n` no-op units through the driver (submission, completion, outcome)."""
-    from sarlo_dask.driver import Driver, Key, Unit
+    from sarlo_dask.driver.loop import Driver, Key, Unit
 
     t0 = time.perf_counter()
     drive = Driver(client)

@@ -28,7 +28,7 @@ from common import Measurement, measure, table  # noqa: E402
 
 
 def scene(root: Path, size: int, relief: float, spacing: float) -> Path:
-    from sarlo_dask.simulate import SimulationSpec, simulate_scene
+    from sarlo_dask.sim.scene import SimulationSpec, simulate_scene
 
     path = root / f"terrain_{size}_{relief:g}m_dem{spacing:g}.nitf"
     if not path.exists():
@@ -67,13 +67,13 @@ def main() -> None:
     from distributed import Client, LocalCluster
 
     from sarlo_dask.config import StandardizeConfig
-    from sarlo_dask.dem import scene_dem
-    from sarlo_dask.geolocation import llh_to_ecf
+    from sarlo_dask.geometry.dem import scene_dem
+    from sarlo_dask.geometry.geolocation import llh_to_ecf
+    from sarlo_dask.geometry.sicd import read_sicd_meta
+    from sarlo_dask.geometry.terrain import project_to_dem
+    from sarlo_dask.geometry.tiles import tile_llh
     from sarlo_dask.pipeline import standardize_scenes
-    from sarlo_dask.sicd import read_sicd_meta
-    from sarlo_dask.standardize import open_scene_store
-    from sarlo_dask.terrain import project_to_dem
-    from sarlo_dask.tiles import tile_llh
+    from sarlo_dask.stages.standardize import open_scene_store
 
     root = Path(args.dir)
     root.mkdir(exist_ok=True)

@@ -35,10 +35,10 @@ def prepare(root: Path, size: int, zoom: int) -> tuple[str, str]:
     import dask
 
     from sarlo_dask.config import StandardizeConfig
-    from sarlo_dask.sicd import open_sicd
-    from sarlo_dask.simulate import SimulationSpec, simulate_scene
-    from sarlo_dask.simulate_optical import simulate_optical_tiles
-    from sarlo_dask.standardize import standardize_scene
+    from sarlo_dask.geometry.sicd import open_sicd
+    from sarlo_dask.sim.optical import simulate_optical_tiles
+    from sarlo_dask.sim.scene import SimulationSpec, simulate_scene
+    from sarlo_dask.stages.standardize import standardize_scene
     from sarlo_dask.store import scene_store_url
 
     nitf = root / f"tiles_{size}.nitf"
@@ -110,9 +110,9 @@ def reference_tile(store: str, w, optical: str, zoom: int, out_dir: Path) -> Non
 
 
 def cache_hit_ratio(store: str, optical: str, zoom: int, root: Path) -> tuple[float, int, int]:
+    from sarlo_dask.geometry.tiles import tile_windows
     from sarlo_dask.optical import HTTPTiles, PairConfig, pair_tile
-    from sarlo_dask.standardize import open_scene_store
-    from sarlo_dask.tiles import tile_windows
+    from sarlo_dask.stages.standardize import open_scene_store
 
     downloads = [0]
 
@@ -153,10 +153,10 @@ def main() -> None:
     from common import measure
 
     from sarlo_dask.config import TileConfig
-    from sarlo_dask.standardize import open_scene_store
+    from sarlo_dask.geometry.tiles import tile_groups, tile_windows
+    from sarlo_dask.stages.standardize import open_scene_store
+    from sarlo_dask.stages.tile_stage import make_tile
     from sarlo_dask.store import Store
-    from sarlo_dask.tile_stage import make_tile
-    from sarlo_dask.tiles import tile_groups, tile_windows
 
     root = Path(args.dir)
     root.mkdir(exist_ok=True)

@@ -1,4 +1,4 @@
-"""Checkpoint verification (sarlo_dask.integrity) as a share of the re-runs it runs in: an
+"""Checkpoint verification (sarlo_dask.driver.integrity) as a share of the re-runs it runs in: an
 unchanged re-run of a build (every stage skips; what is verified is what the stages read:
 the stores' metadata, the tiles' meta.json, the markers) and a re-release of the same {work}
 into an empty {out} (every sample's files read and verified as they are packed). Each re-run
@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 
 def set_checks(on: bool) -> None:
-    from sarlo_dask import integrity
+    from sarlo_dask.driver import integrity
 
     integrity.CHECKS[0] = on
 

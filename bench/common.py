@@ -85,7 +85,7 @@ def pass_scenes(root: Any, prefix: str, n: int, seed: int, month: int) -> list[s
     on day i of `month` 2025), made once and reused by later runs; their paths."""
     from pathlib import Path
 
-    from sarlo_dask.simulate import SimulationSpec, simulate_scene
+    from sarlo_dask.sim.scene import SimulationSpec, simulate_scene
 
     urls = []
     for i in range(n):

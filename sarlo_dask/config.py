@@ -268,7 +268,7 @@ class ReleaseConfig(BaseModel):
     writers: list[str] = Field(
         default_factory=list,
         description="sample writers whose files the release holds beside its shards and "
-        "index (sarlo_dask.writers: kinds registered or installed by entry point)",
+        "index (sarlo_dask.io.writers: kinds registered or installed by entry point)",
     )
     check_committed: Literal["sha256", "size"] = execution(
         "sha256",
@@ -291,7 +291,7 @@ class ReleaseConfig(BaseModel):
     @field_validator("writers")
     @classmethod
     def _writers(cls, v: list[str]) -> list[str]:
-        from sarlo_dask.writers import writer
+        from sarlo_dask.io.writers import writer
 
         for name in v:
             writer(name)  # a ValueError naming the known kinds

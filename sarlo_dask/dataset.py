@@ -1,7 +1,7 @@
 """Read a released dataset: WebDataset shards {url}/{generation}/{split}/chunk_NNN/shard-NNNNN.tar.
 
 {url}/manifest.json names the current generation (the folder of the release it describes,
-sarlo_dask.generations) and lists its shards with their sha256: only those are read, so a
+sarlo_dask.io.generations) and lists its shards with their sha256: only those are read, so a
 release being written beside it is never seen. The readers check each shard's sha256 while
 they stream it and raise ShardError naming the shard when it differs (`verify=False`: no
 check). A folder without a manifest is read as releases were before generations: the
@@ -177,7 +177,7 @@ def iter_meta(
 
 def index(url: str, storage_options: dict[str, Any] | None = None) -> Any:
     """The current release's index.parquet as a pyarrow Table: one row per sample (GeoParquet; see
-    sarlo_dask.index); `.to_pandas()`, DuckDB and GeoPandas take it as it is."""
+    sarlo_dask.io.index); `.to_pandas()`, DuckDB and GeoPandas take it as it is."""
     import pyarrow.parquet as pq
 
     fs, path = filesystem(

@@ -1,5 +1,5 @@
 """The build's stages over the cluster: each plans its units (typed keys), runs them through
-the driver (sarlo_dask.driver, the only code that submits to the Dask client) and records
+the driver (sarlo_dask.driver.loop, the only code that submits to the Dask client) and records
 their typed outcomes as they complete; a unit's next step starts as soon as it completes.
 
 One scene's failure is recorded with its reason and never stops the others; every stage
@@ -12,14 +12,11 @@ import copy
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from sarlo_dask import generations, release, resume, writers
 from sarlo_dask.captions.stats import dataset_stats
 from sarlo_dask.config import CaptionConfig, ReleaseConfig, StandardizeConfig, TileConfig
-from sarlo_dask.driver import Done, Driver, Failed, Key, Progress, Unit
-from sarlo_dask.errors import exception_line, redact
-from sarlo_dask.index import located_rows
-from sarlo_dask.integrity import DamagedError, discard, one_per_unit
-from sarlo_dask.outcomes import (
+from sarlo_dask.driver.integrity import DamagedError, discard, one_per_unit
+from sarlo_dask.driver.loop import Done, Driver, Failed, Key, Progress, Unit
+from sarlo_dask.driver.outcomes import (
     Build,
     Failure,
     Prefetch,
@@ -29,10 +26,15 @@ from sarlo_dask.outcomes import (
     catalogue_of,
     transient_scenes,
 )
-from sarlo_dask.scene_run import SceneRun
+from sarlo_dask.errors import exception_line, redact
+from sarlo_dask.io import generations, writers
+from sarlo_dask.io.index import located_rows
+from sarlo_dask.io.writers import ReleaseView
+from sarlo_dask.release import publish
+from sarlo_dask.stages import resume
+from sarlo_dask.stages.scene_run import SceneRun
+from sarlo_dask.stages.tile_run import TileRun
 from sarlo_dask.store import Store, canonical, sweep_staging
-from sarlo_dask.tile_run import TileRun
-from sarlo_dask.writers import ReleaseView
 
 
 def standardize_scenes(
@@ -114,7 +116,7 @@ def release_scenes(
     say: Callable[[str], Any] = lambda line: None,
 ) -> Release:
     """Plan splits and shards over the scenes' kept tiles and write the release as the
-    generation of its plan (sarlo_dask.generations): the shards not committed there yet, or
+    generation of its plan (sarlo_dask.io.generations): the shards not committed there yet, or
     damaged since, then index.parquet and stats.json; then {out}/manifest.json makes it the
     current release, and older generations are removed. A shard that fails publishes
     nothing. URLs for `work` and `out` are Stores with `storage_options` and the release's
@@ -123,7 +125,7 @@ def release_scenes(
     indexes = Driver(client)
     for s in sorted(scene_ids):
         key = Key("index", s, (str(captions), work.token))
-        indexes.add(Unit(key, release.scene_index, (work, s, captions), tag=s))
+        indexes.add(Unit(key, publish.scene_index, (work, s, captions), tag=s))
     indexed, unread = {}, []
     for outcome in indexes:
         if isinstance(outcome, Done):
@@ -132,11 +134,11 @@ def release_scenes(
             unread.append(Failure.of(outcome.error, outcome.unit.tag, "scene", "release"))
     if unread:
         why = f"{len(unread)} scenes' tiles could not be read"
-        return release.unreleased(out, why, sorted(unread, key=lambda f: f.id))
+        return publish.unreleased(out, why, sorted(unread, key=lambda f: f.id))
     indexed = dict(sorted(indexed.items()))
     if damaged := [d for s in indexed.values() for d in s.damaged]:
-        return release.damaged_release(out, damaged)  # rebuilt first, then released
-    rp = release.release_plan(indexed, cfg)
+        return publish.damaged_release(out, damaged)  # rebuilt first, then released
+    rp = publish.release_plan(indexed, cfg)
     gen = generations.generation(out, rp.digest)  # written beside the current release
     drive = Driver(client, progress)
     for spec in rp.shards:
@@ -147,7 +149,7 @@ def release_scenes(
         }
         args = (spec, work, gen, needed, rp.digest, cfg, cfg.check_committed)
         key = Key("shard", spec.path, (rp.digest, work.token, gen.token))
-        drive.add(Unit(key, release.commit_shard, args, tag=spec.path))
+        drive.add(Unit(key, publish.commit_shard, args, tag=spec.path))
     markers: dict[str, dict[str, Any]] = {}
     errors, damaged, written = [], [], 0
     for outcome in drive:
@@ -157,7 +159,7 @@ def release_scenes(
                 damaged += outcome.error.damage
             errors.append(Failure.of(outcome.error, path, "shard", "release"))
             continue
-        done: release.ShardCommit = outcome.value
+        done: publish.ShardCommit = outcome.value
         markers[path], written = done.marker, written + done.written
         if done.damage:
             say(f"DAMAGED {gen.path(path)}: {done.damage}; rewriting the shard")
@@ -166,12 +168,12 @@ def release_scenes(
     out.remove_partials()
     sweep_staging()  # and an upload's staged file, on this host, of a process killed before
     if errors:  # the current release stays as it is (damaged samples: rebuilt, then again)
-        rel = release.unreleased(out, f"{len(errors)} shards could not be written", errors)
+        rel = publish.unreleased(out, f"{len(errors)} shards could not be written", errors)
         rel.damaged = damaged
         return rel
-    manifest = release.release_manifest(rp, markers, cfg, True, catalogue or {})
+    manifest = publish.release_manifest(rp, markers, cfg, True, catalogue or {})
     rows = located_rows(rp.rows, rp.assignment, markers)
-    manifest["index"] = release.write_index(gen, rows)
+    manifest["index"] = publish.write_index(gen, rows)
     if cfg.writers:  # the files of the sample writers the release names, beside its index
         try:
             view = ReleaseView(rows, markers, copy.deepcopy(manifest))
@@ -179,7 +181,7 @@ def release_scenes(
         except Exception as exc:  # a writer's fault: the current release stays as it is
             which = exc.kind if isinstance(exc, writers.WriterFailed) else "writers"
             failed = [Failure.of(exc, which, "file", "release")]
-            return release.unreleased(out, "the sample writers failed", failed)
+            return publish.unreleased(out, "the sample writers failed", failed)
     gen.update_json(gen.path(generations.STATS), dataset_stats(rp.stats_rows()))
     manifest = generations.publish(out, generations.generation_name(rp.digest), manifest)
     stale = generations.prune(out, generations.generation_name(rp.digest))
@@ -206,7 +208,7 @@ def build_dataset(
     files) is removed and the pass runs again: each stage rebuilds it from its input. URLs
     for `work` and `out` are Stores with the standardize and release storage options. An
     {out} holding the release of other inputs is a UsageError unless `replace`."""
-    from sarlo_dask.preflight import check_release_inputs
+    from sarlo_dask.stages.preflight import check_release_inputs
 
     work, out = Store.of(work, scfg.storage_options), Store.of(out, rcfg.storage_options)
     urls = [canonical(u) for u in urls]  # one unit per file, however its path is spelled
@@ -267,7 +269,7 @@ def _build_pass(
     captions, catalogue = ccfg.digest() if ccfg.model else None, catalogue_of(urls, ok, scenes)
     if unread := transient_scenes(scenes, tiles):  # a release without them would drop samples
         why = f"release left as it was: {len(unread)} scenes failed for a reason not their input's"
-        rel = release.unreleased(out, f"{why} ({', '.join(unread[:3])})")
+        rel = publish.unreleased(out, f"{why} ({', '.join(unread[:3])})")
     else:
         rel = release_scenes(
             work, out, rcfg, client, keep, None, catalogue, progress, captions, say

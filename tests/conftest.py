@@ -41,7 +41,7 @@ import netguard  # noqa: E402
 netguard.install()
 fsspec.register_implementation("fullfs", "fullfs.FullFileSystem", clobber=True)
 
-from sarlo_dask.simulate import SimulationSpec, simulate_scene  # noqa: E402
+from sarlo_dask.sim.scene import SimulationSpec, simulate_scene  # noqa: E402
 
 # The real corpus (SICD NITF files, SICD XML of real sensors) lives beside the repository, not
 # in it: SARLO_TEST_DATA names it (default ../shared/data). Without it its tests skip, each
@@ -258,7 +258,7 @@ def release_setup(scenes, tmp_path_factory):
     import yaml
 
     from sarlo_dask.captions import tiny
-    from sarlo_dask.simulate_optical import simulate_optical_tiles
+    from sarlo_dask.sim.optical import simulate_optical_tiles
 
     root = tmp_path_factory.mktemp("release")
     urls = [str(scenes[name]) for name in RELEASE_SCENES]
@@ -325,7 +325,7 @@ def tiled(scenes, client, tmp_path_factory):
 
     from sarlo_dask.config import TileConfig
     from sarlo_dask.pipeline import standardize_scenes, tile_scenes
-    from sarlo_dask.simulate_optical import simulate_optical_tiles
+    from sarlo_dask.sim.optical import simulate_optical_tiles
 
     from .helpers import small_scene_config
 

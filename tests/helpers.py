@@ -239,7 +239,7 @@ def free_port() -> int:
 def terrain_spec(**settings: Any) -> Any:
     """A 512 x 512 scene at 1 m over 80 m of simulated terrain, with `settings` changed: the
     terrain tests' scenes."""
-    from sarlo_dask.simulate import SimulationSpec
+    from sarlo_dask.sim.scene import SimulationSpec
 
     base = {"rows": 512, "cols": 512, "row_spacing": 1.0, "col_spacing": 1.0}
     return SimulationSpec(**(base | {"relief_m": 80.0, "terrain_seed": 2} | settings))

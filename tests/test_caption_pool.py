@@ -12,14 +12,14 @@ import pytest
 
 pytest.importorskip("transformers")
 
-from sarlo_dask.caption_stage import batches_run
 from sarlo_dask.captions import tiny
 from sarlo_dask.captions.backend import CaptionModels, get_captioner, load_counts
 from sarlo_dask.config import CaptionConfig
+from sarlo_dask.geometry.tiles import tile_windows
 from sarlo_dask.pipeline import tile_scenes
-from sarlo_dask.standardize import open_scene_store
+from sarlo_dask.stages.caption_stage import batches_run
+from sarlo_dask.stages.standardize import open_scene_store
 from sarlo_dask.store import Store, read_json, scene_store_url
-from sarlo_dask.tiles import tile_windows
 
 from .helpers import fresh_work, kept_keys, small_scene_config
 
@@ -162,9 +162,9 @@ def test_a_worker_killed_mid_run_still_yields_every_caption_once(tiled, tmp_path
 
 def test_llm_rewrite_pass_then_cleanup(tiled, tmp_path):
     """With a rewrite model, captions are clean(rewrite(raw)); raw captions are kept."""
-    from sarlo_dask.caption_stage import caption_batch
     from sarlo_dask.captions import clean
     from sarlo_dask.captions.backend import get_rewriter
+    from sarlo_dask.stages.caption_stage import caption_batch
 
     work = fresh_work(tiled, "work-rewrite")
     scene_id = tiled[3].scene_id

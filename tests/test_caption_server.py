@@ -15,9 +15,9 @@ import pytest
 pytest.importorskip("fastapi")
 
 from sarlo_dask import dataset
-from sarlo_dask.caption_pool import caption_tiles
 from sarlo_dask.captions import tiny
 from sarlo_dask.config import CaptionConfig
+from sarlo_dask.stages.caption_pool import caption_tiles
 
 from .faultproxy import FaultProxy, image_of, served_model
 from .helpers import fresh_work, kept_keys
@@ -240,7 +240,7 @@ def samples_of(out: Path) -> dict[str, dict]:
 
 
 def test_preflight_refuses_a_server_without_the_model_or_the_key(vlm, proxy, monkeypatch):
-    from sarlo_dask.preflight import UsageError, check_caption_servers
+    from sarlo_dask.stages.preflight import UsageError, check_caption_servers
 
     check_caption_servers(config(vlm, proxy))
     with pytest.raises(UsageError, match="not served by"):
@@ -295,7 +295,7 @@ def test_a_tile_the_server_failed_is_released_only_once_captioned(
 
 def test_preflight_refuses_captions_of_an_optical_view_metadata_mode_does_not_make():
     from sarlo_dask.config import TileConfig
-    from sarlo_dask.preflight import UsageError, check_caption_image
+    from sarlo_dask.stages.preflight import UsageError, check_caption_image
 
     tiles = TileConfig(optical="tiles/", optical_mode="metadata")
     with pytest.raises(UsageError, match="makes no optical view to caption"):

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sarlo_dask.chip import chip_sicd_xml, chip_valid_data, clip_polygon
-from sarlo_dask.sicd import sicd_from_xml
+from sarlo_dask.geometry.chip import chip_sicd_xml, chip_valid_data, clip_polygon
+from sarlo_dask.geometry.sicd import sicd_from_xml
 
 from .helpers import latlon_distance_m, small_scene_config
 from .validators import RECIPE_FINDINGS, sarpy_findings, sicdcheck_findings
@@ -20,8 +20,8 @@ def store(scenes):
     """The standardized 'fine_skew' scene, computed in this process."""
     import dask
 
-    from sarlo_dask.sicd import open_sicd
-    from sarlo_dask.standardize import standardize_scene
+    from sarlo_dask.geometry.sicd import open_sicd
+    from sarlo_dask.stages.standardize import standardize_scene
 
     with dask.config.set(scheduler="synchronous"):
         ds = standardize_scene(open_sicd(str(scenes["fine_skew"]), 256), small_scene_config())
@@ -29,7 +29,7 @@ def store(scenes):
 
 
 def _chip(ds, a0: int, r0: int, size: int = 128) -> str:
-    from sarlo_dask.tiles import tile_llh
+    from sarlo_dask.geometry.tiles import tile_llh
 
     crop = {"azimuth": [a0, a0 + size], "range": [r0, r0 + size]}
     return chip_sicd_xml(
@@ -42,7 +42,7 @@ def _chip(ds, a0: int, r0: int, size: int = 128) -> str:
 def test_the_simulators_scenes_pass_both_validators(scenes):
     """The simulator's own SICDs (with radiometry and their receiver noise declared): sarkit's
     consistency checker and sarpy's is_valid report nothing at all."""
-    from sarlo_dask.sicd import read_sicd_meta
+    from sarlo_dask.geometry.sicd import read_sicd_meta
 
     for name, path in scenes.items():
         xml = read_sicd_meta(str(path)).to_xml_string(tag="SICD")

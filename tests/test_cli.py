@@ -13,7 +13,7 @@ import xarray as xr
 
 def sarlo(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "sarlo_dask.cli", *args],
+        [sys.executable, "-m", "sarlo_dask.cli.main", *args],
         capture_output=True,
         text=True,
         cwd=cwd,
@@ -162,7 +162,17 @@ def test_a_scene_simulated_with_the_defaults_is_released_by_sarlo_build(tmp_path
     assert res.returncode == 0, res.stderr
     assert "3200 x 3200 at 0.4 m" in res.stdout and "a landscape" in res.stdout
     build = subprocess.run(
-        [sys.executable, "-m", "sarlo_dask.cli", "build", "s.nitf", "--work", "w", "--out", "r"],
+        [
+            sys.executable,
+            "-m",
+            "sarlo_dask.cli.main",
+            "build",
+            "s.nitf",
+            "--work",
+            "w",
+            "--out",
+            "r",
+        ],
         capture_output=True,
         text=True,
         cwd=tmp_path,
@@ -192,7 +202,7 @@ def test_ctrl_c_during_a_build_exits_130_with_the_command_that_resumes(release_s
     args = [*urls, "--work", "w", "--out", "r", "--config", str(config)]
     # held after its first shard (SARLO_PAUSE_AT): interrupted while it surely runs
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "SARLO_PAUSE_AT": "shards:1"}
-    cmd = [sys.executable, "-m", "sarlo_dask.cli", "build", *args]
+    cmd = [sys.executable, "-m", "sarlo_dask.cli.main", "build", *args]
     proc = subprocess.Popen(
         cmd,
         cwd=tmp_path,
@@ -220,7 +230,7 @@ def test_ctrl_c_during_a_build_exits_130_with_the_command_that_resumes(release_s
     again = shlex.split(last[len(prefix) :])
     assert again == ["sarlo", "build", *args]
     res = subprocess.run(
-        [sys.executable, "-m", "sarlo_dask.cli", *again[1:]],
+        [sys.executable, "-m", "sarlo_dask.cli.main", *again[1:]],
         cwd=tmp_path,
         capture_output=True,
         text=True,

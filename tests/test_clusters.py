@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from sarlo_dask.caption_stage import batches_run
+from sarlo_dask.stages.caption_stage import batches_run
 
 from .helpers import build_meanwhile, tree
 
@@ -52,7 +52,7 @@ def test_build_on_a_scheduler_address_puts_captions_on_the_gpu_worker(
             client.wait_for_workers(2, timeout=60)
             work, out = tmp_path / "work", tmp_path / "out"
             run = subprocess.run(
-                [sys.executable, "-m", "sarlo_dask.cli", "build", *urls, "--work", str(work),
+                [sys.executable, "-m", "sarlo_dask.cli.main", "build", *urls, "--work", str(work),
                  "--out", str(out), "--config", str(config), "--cluster", address],
                 capture_output=True, text=True, timeout=600,
             )  # fmt: skip
@@ -109,7 +109,7 @@ def test_slurm_job_script_from_cluster_jobqueue_yaml():
     pytest.importorskip("dask_jobqueue")
     import dask
 
-    from sarlo_dask.cluster import slurm_cluster
+    from sarlo_dask.driver.cluster import slurm_cluster
 
     # the scheduler on the loopback: by default dask-jobqueue binds it to the address this
     # host reaches the internet by, found by aiming a UDP socket at 8.8.8.8

@@ -10,17 +10,17 @@ import numpy as np
 import pytest
 
 from sarlo_dask.config import StandardizeConfig
-from sarlo_dask.dem import DemError, DemGrid, read_dem, scene_dem
-from sarlo_dask.geolocation import LAYOVER, SHADOW, ecf_to_llh, project_pixels
-from sarlo_dask.simulate import SimulationSpec, simulate_scene
-from sarlo_dask.simulate_terrain import (
+from sarlo_dask.geometry.dem import DemError, DemGrid, read_dem, scene_dem
+from sarlo_dask.geometry.geolocation import LAYOVER, SHADOW, ecf_to_llh, project_pixels
+from sarlo_dask.geometry.terrain import project_to_dem
+from sarlo_dask.sim.scene import SimulationSpec, simulate_scene
+from sarlo_dask.sim.terrain import (
     ORTHOMETRIC_CRS,
     dem_grid,
     terrain_from_dict,
     terrain_height,
     write_dem_geotiff,
 )
-from sarlo_dask.terrain import project_to_dem
 
 from .helpers import STEEP as STEEP_SETTINGS
 from .helpers import terrain_spec
@@ -46,7 +46,7 @@ def steep(tmp_path_factory):
 
 
 def _xml(path: Path) -> str:
-    from sarlo_dask.sicd import read_header
+    from sarlo_dask.geometry.sicd import read_header
 
     sicd, _ = read_header(str(path))
     return sicd.to_xml_string(tag="SICD")
@@ -121,7 +121,7 @@ def test_layover_is_where_sarkit_finds_several_crossings(steep):
 
 def _ridge(xml: str) -> DemGrid:
     """A flat DEM at the SCP height with a 60 m wall-like ridge across the range direction."""
-    from sarlo_dask.geolocation import scene_size
+    from sarlo_dask.geometry.geolocation import scene_size
 
     n_rows, n_cols, h0 = scene_size(xml)
     corners = ecf_to_llh(project_pixels(xml, np.array([0, n_rows - 1]), np.array([0, 0])))
@@ -149,7 +149,7 @@ def test_shadow_is_what_a_fine_ray_trace_finds(hilly):
     ours = project_to_dem(xml, rows, cols, dem)
     shadow = (ours.flags & SHADOW) > 0
     assert shadow.sum() >= 5 and (~shadow).sum() >= 5
-    from sarlo_dask.geolocation import projection_sets
+    from sarlo_dask.geometry.geolocation import projection_sets
 
     _, sets = projection_sets(xml, rows, cols)
     brute = np.zeros(len(rows), dtype=bool)
@@ -345,7 +345,7 @@ def test_a_scene_with_layover_is_projected_whole(steep, client, tmp_path):
         client,
     )[0]
     assert res.status == "done", res.reason
-    from sarlo_dask.standardize import open_scene_store
+    from sarlo_dask.stages.standardize import open_scene_store
 
     flags = open_scene_store(res.store).terrain_flags.values
     assert ((flags & LAYOVER) > 0).any()

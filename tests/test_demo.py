@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 
 from sarlo_dask import dataset
-from sarlo_dask.figures import DPI, PANEL_IN, beside, target_pixels, truth_targets
+from sarlo_dask.cli.figures import DPI, PANEL_IN, beside, target_pixels, truth_targets
 
 
 def _ok(demo) -> Path:
@@ -99,7 +99,7 @@ def test_the_label_chart_is_the_one_sarlo_stats_draws(demo, tmp_path):
     cwd = tmp_path / "cwd"
     cwd.mkdir()
     run = subprocess.run(
-        [sys.executable, "-m", "sarlo_dask.cli", "stats", "../public/rel"],
+        [sys.executable, "-m", "sarlo_dask.cli.main", "stats", "../public/rel"],
         capture_output=True,
         text=True,
         cwd=cwd,
@@ -118,7 +118,7 @@ def test_the_label_chart_is_the_one_sarlo_stats_draws(demo, tmp_path):
     assert sum(v["count"] for v in written["labels"]["all"].values()) == manifest["samples"]
     assert (reports / "labels.png").read_bytes() == (out / "labels.png").read_bytes()
     check = subprocess.run(
-        [sys.executable, "-m", "sarlo_dask.cli", "verify", str(public / "rel")],
+        [sys.executable, "-m", "sarlo_dask.cli.main", "verify", str(public / "rel")],
         capture_output=True,
         text=True,
         timeout=300,
@@ -127,7 +127,7 @@ def test_the_label_chart_is_the_one_sarlo_stats_draws(demo, tmp_path):
 
 
 def test_the_figures_are_the_same_bytes_again(demo, tmp_path):
-    from sarlo_dask.figures import write_figures
+    from sarlo_dask.cli.figures import write_figures
 
     out = _ok(demo)
     done = write_figures(str(out / "release"), str(tmp_path), catalogue=str(out / "inputs"))

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from sarlo_dask.driver import Done, Driver, Failed, Key, Unit
+from sarlo_dask.driver.loop import Done, Driver, Failed, Key, Unit
 
 
 def _stay(folder: str, name: str, seconds: float) -> str:
@@ -99,7 +99,7 @@ def test_a_limit_below_one_is_refused(client):
 def test_a_worker_keeps_its_state_in_its_plugin(client):
     """WorkerState on every worker: a table's entries made once per worker and kept to their
     size, the last used kept; a process that is not a worker has its own."""
-    from sarlo_dask.worker_state import WorkerState, state_sizes, worker_state
+    from sarlo_dask.driver.worker_state import WorkerState, state_sizes, worker_state
 
     client.register_plugin(WorkerState())
 

@@ -17,9 +17,9 @@ except Exception:  # no driver or no device
 import dask  # noqa: E402
 
 from sarlo_dask.config import StandardizeConfig  # noqa: E402
-from sarlo_dask.resample import plan_axis, resample_axis, skew_phase  # noqa: E402
-from sarlo_dask.sicd import open_sicd  # noqa: E402
-from sarlo_dask.standardize import standardize_scene  # noqa: E402
+from sarlo_dask.geometry.resample import plan_axis, resample_axis, skew_phase  # noqa: E402
+from sarlo_dask.geometry.sicd import open_sicd  # noqa: E402
+from sarlo_dask.stages.standardize import standardize_scene  # noqa: E402
 
 pytestmark = pytest.mark.gpu
 
@@ -80,7 +80,7 @@ def test_mesh_warp_cupy_equals_numpy():
 def test_device_cuda_scene_equals_cpu_and_bounds_cupy_caches(scenes):
     """The pipeline's own switch: device 'cuda' moves the read blocks to the GPU and the
     result back to host blocks for the store; the FFT thread's plan cache is bounded."""
-    from sarlo_dask.gpu import FFT_PLAN_BYTES, FFT_PLANS
+    from sarlo_dask.geometry.gpu import FFT_PLAN_BYTES, FFT_PLANS
 
     scene = open_sicd(str(scenes["fine_skew"]), 256)
     base = dict(min_size=64, chunk_range=256, store_chunk=128)

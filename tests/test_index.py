@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from sarlo_dask import dataset
-from sarlo_dask.index import wkb_polygon
+from sarlo_dask.io.index import wkb_polygon
 
 
 @pytest.fixture(scope="module")

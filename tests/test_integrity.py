@@ -1,11 +1,11 @@
-"""The digest logic of sarlo_dask.integrity on its own: comparisons, one line per unit,
+"""The digest logic of sarlo_dask.driver.integrity on its own: comparisons, one line per unit,
 self-digested records."""
 
 from __future__ import annotations
 
 import json
 
-from sarlo_dask.integrity import (
+from sarlo_dask.driver.integrity import (
     Damage,
     compare,
     one_per_unit,

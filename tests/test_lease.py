@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from sarlo_dask.lease import (
+from sarlo_dask.driver.lease import (
     LEASE_NAME,
     Holder,
     Lease,
@@ -139,7 +139,7 @@ def test_s3_lease_contention(s3):
 
 def _sarlo(*args: str, **kwargs) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "sarlo_dask.cli", *args],
+        [sys.executable, "-m", "sarlo_dask.cli.main", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -12,8 +12,9 @@ import pytest
 import yaml
 from pydantic import BaseModel
 
-from sarlo_dask import lineage, writers
+from sarlo_dask import lineage
 from sarlo_dask.config import CaptionConfig, ReleaseConfig, StandardizeConfig, TileConfig
+from sarlo_dask.io import writers
 from sarlo_dask.pipeline import build_dataset
 
 from .helpers import build_configs, tree

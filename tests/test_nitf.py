@@ -1,14 +1,14 @@
-"""Pixel reads by byte range (sarlo_dask.nitf) against sarpy's own SICD reader."""
+"""Pixel reads by byte range (sarlo_dask.io.nitf) against sarpy's own SICD reader."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from sarlo_dask.nitf import read_rows, write_sicd_nitf
-from sarlo_dask.sicd import read_header
-from sarlo_dask.simulate import SimulationSpec
-from sarlo_dask.simulate_sicd import build_sicd
+from sarlo_dask.geometry.sicd import read_header
+from sarlo_dask.io.nitf import read_rows, write_sicd_nitf
+from sarlo_dask.sim.scene import SimulationSpec
+from sarlo_dask.sim.sicd import build_sicd
 
 from .conftest import SHARED_SICD, needs_shared
 
@@ -82,9 +82,9 @@ def test_a_multi_segment_nitf_reads_and_standardizes_as_one_segment(monkeypatch,
     import sarkit.sicd as sksicd
     import sarkit.sicd._constants as skconst
 
-    from sarlo_dask.sicd import open_sicd
-    from sarlo_dask.simulate import simulate_scene
-    from sarlo_dask.standardize import standardize_scene
+    from sarlo_dask.geometry.sicd import open_sicd
+    from sarlo_dask.sim.scene import simulate_scene
+    from sarlo_dask.stages.standardize import standardize_scene
 
     from .helpers import small_scene_config
 

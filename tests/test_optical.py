@@ -19,6 +19,8 @@ from PIL import Image
 from sarpy.geometry.point_projection import ground_to_image
 
 from sarlo_dask.config import StandardizeConfig
+from sarlo_dask.geometry.sicd import sicd_from_xml
+from sarlo_dask.geometry.tiles import encode_image, tile_windows
 from sarlo_dask.optical import (
     FolderTiles,
     GeoTIFFSource,
@@ -33,9 +35,7 @@ from sarlo_dask.optical.pair import pair_metadata
 from sarlo_dask.optical.tilemath import global_pixel, tiles_for_bbox
 from sarlo_dask.optical.warp import apply_affine, fit_affine, rgba, warp_bilinear
 from sarlo_dask.pipeline import standardize_scenes
-from sarlo_dask.sicd import sicd_from_xml
-from sarlo_dask.standardize import open_scene_store
-from sarlo_dask.tiles import encode_image, tile_windows
+from sarlo_dask.stages.standardize import open_scene_store
 
 from .helpers import free_port, peak
 from .tileserver import TileServer
@@ -279,7 +279,7 @@ def test_reconstruction_is_pixel_identical(scene, server, tmp_path):
 def _bent(ds, w, shift_px=10.0, sigma_px=40.0):
     """`ds`'s geolocation on tie points every 8 px, with a Gaussian bump of `shift_px` SAR px
     (0.8 m each) northward in the middle of window `w`: what relief does to the mapping."""
-    from sarlo_dask.tiles import tile_llh
+    from sarlo_dask.geometry.tiles import tile_llh
 
     n_az, n_rg = ds.sizes["azimuth"], ds.sizes["range"]
     tp_az = np.unique(np.append(np.arange(0, n_az, 8), n_az - 1)).astype("float64")
@@ -321,8 +321,8 @@ def test_a_bent_geolocation_is_warped_by_a_mesh_and_reconstructed(scene, server,
         pts[:, :2], np.column_stack(global_pixel(pts[:, 3], pts[:, 2], ZOOM)), SIZE
     )
     dense = np.mgrid[0:SIZE:4, 0:SIZE:4].reshape(2, -1).T.astype(float)
+    from sarlo_dask.geometry.tiles import tile_llh
     from sarlo_dask.optical.mesh import mesh_residual_sar_px
-    from sarlo_dask.tiles import tile_llh
 
     ll = tile_llh(bent.lat, bent.lon, bent.hae, dense[:, 0] + w.a0, dense[:, 1] + w.r0)
     truth = np.column_stack(global_pixel(ll[:, 1], ll[:, 0], ZOOM))
@@ -392,7 +392,7 @@ def test_tiles_touching_a_rotated_footprint_against_brute_force():
 def _rebuild(*args, cwd=None):
     """`sarlo optical reconstruct ARGS` in a fresh process, as a user runs it."""
     return subprocess.run(
-        [sys.executable, "-m", "sarlo_dask.cli", "optical", "reconstruct", *args],
+        [sys.executable, "-m", "sarlo_dask.cli.main", "optical", "reconstruct", *args],
         capture_output=True,
         text=True,
         cwd=cwd,
@@ -435,7 +435,7 @@ def _refused(res, code, *words):
 @pytest.fixture(scope="module")
 def folder_sample(scene, tmp_path_factory):
     """A sample paired against a folder of XYZ tiles named `optical`: (build dir, meta, png)."""
-    from sarlo_dask.simulate_optical import simulate_optical_tiles
+    from sarlo_dask.sim.optical import simulate_optical_tiles
 
     ds, truth = scene
     root = tmp_path_factory.mktemp("folder_sample")

@@ -6,8 +6,15 @@ from __future__ import annotations
 import json
 import shutil
 
-from sarlo_dask import release
-from sarlo_dask.outcomes import Build, Failure, Release, SceneResult, SceneTiles, transient_scenes
+from sarlo_dask.driver.outcomes import (
+    Build,
+    Failure,
+    Release,
+    SceneResult,
+    SceneTiles,
+    transient_scenes,
+)
+from sarlo_dask.release import publish
 from sarlo_dask.store import Store
 
 
@@ -33,6 +40,6 @@ def test_a_build_held_back_leaves_the_current_release(release_built, tmp_path):
     shutil.copytree(release_built[0], out)
     store = Store(str(out))
     plan = json.loads((out / "manifest.json").read_text())["plan"]
-    kept = release.unreleased(store, "x could not be read now")  # the current manifest
+    kept = publish.unreleased(store, "x could not be read now")  # the current manifest
     assert kept.manifest["plan"] == plan and kept.errors and kept.written == 0
     assert kept.errors[-1].reason == "x could not be read now"

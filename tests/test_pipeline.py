@@ -10,13 +10,13 @@ import pytest
 import s3fs
 
 from sarlo_dask.config import StandardizeConfig
+from sarlo_dask.driver.outcomes import exit_code
 from sarlo_dask.errors import SceneError
-from sarlo_dask.outcomes import exit_code
+from sarlo_dask.geometry.sicd import check_sicd, read_sicd_meta, sicd_from_xml
 from sarlo_dask.pipeline import standardize_scenes
-from sarlo_dask.sicd import check_sicd, read_sicd_meta, sicd_from_xml
-from sarlo_dask.simulate import SimulationSpec
-from sarlo_dask.simulate_sicd import build_sicd
-from sarlo_dask.standardize import open_scene_store
+from sarlo_dask.sim.scene import SimulationSpec
+from sarlo_dask.sim.sicd import build_sicd
+from sarlo_dask.stages.standardize import open_scene_store
 from sarlo_dask.store import scene_marker_url, scene_store_url
 
 from .conftest import SHARED_SICD, corpus_id, corpus_params, needs_shared
@@ -203,8 +203,8 @@ def test_list_files_expand_and_public_buckets_are_read_anonymously(
     import s3fs
 
     from sarlo_dask import store
-    from sarlo_dask.catalog import expand_inputs
-    from sarlo_dask.sicd import read_sicd_meta
+    from sarlo_dask.geometry.sicd import read_sicd_meta
+    from sarlo_dask.io.catalog import expand_inputs
 
     listing = tmp_path / "scenes.txt"
     listing.write_text(f"# the catalogue\n{scenes['fine']}\n\n")
@@ -268,7 +268,7 @@ def test_an_input_changed_under_the_same_url_is_made_again_with_its_tiles(client
 
     from sarlo_dask.config import TileConfig, on_device
     from sarlo_dask.pipeline import tile_scenes
-    from sarlo_dask.simulate import simulate_scene
+    from sarlo_dask.sim.scene import simulate_scene
 
     path = tmp_path / "in" / "scene.nitf"
     simulate_scene(path, SimulationSpec(rows=320, cols=320, seed=1))

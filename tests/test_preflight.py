@@ -18,7 +18,7 @@ from .conftest import needs_shared
 
 def sarlo(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "sarlo_dask.cli", *args],
+        [sys.executable, "-m", "sarlo_dask.cli.main", *args],
         capture_output=True,
         text=True,
         timeout=600,
@@ -125,7 +125,7 @@ def test_the_worker_log_filter_drops_refusals_only():
     """QuietRefusals: a worker's Compute Failed record of a SceneError goes; others stay."""
     import logging
 
-    from sarlo_dask.cluster import QuietRefusals
+    from sarlo_dask.driver.cluster import QuietRefusals
 
     def record(exc_text: str) -> logging.LogRecord:
         return logging.LogRecord(

@@ -1,4 +1,4 @@
-"""Releases published whole (sarlo_dask.generations) and checked (`sarlo verify`), with real
+"""Releases published whole (sarlo_dask.io.generations) and checked (`sarlo verify`), with real
 `sarlo` processes: a re-release killed at each of its steps, {work} filling up during the
 tile stage, another set of inputs, shards deleted or damaged on disk."""
 
@@ -22,7 +22,7 @@ from .test_release import run_build
 
 
 def sarlo(*args: str) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "sarlo_dask.cli", *args]
+    cmd = [sys.executable, "-m", "sarlo_dask.cli.main", *args]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=600)
 
 
@@ -174,7 +174,7 @@ def test_other_spellings_of_every_path_rebuild_nothing(release_setup, copied, tm
     (tmp_path / "spelled.yaml").write_text(yaml.safe_dump(settings))
     cmd = ["build", *inputs, "--work", "./work/", "--out", "out/", "--config", "spelled.yaml"]
     run = subprocess.run(
-        [sys.executable, "-m", "sarlo_dask.cli", *cmd, "--workers", "2"],
+        [sys.executable, "-m", "sarlo_dask.cli.main", *cmd, "--workers", "2"],
         capture_output=True,
         text=True,
         timeout=600,

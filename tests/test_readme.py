@@ -147,7 +147,7 @@ def places(demo, tmp_path_factory, s3_server):
     import s3fs
 
     from sarlo_dask.captions import tiny
-    from sarlo_dask.simulate import SimulationSpec, simulate_scene
+    from sarlo_dask.sim.scene import SimulationSpec, simulate_scene
 
     from .tileserver import TileServer
 
@@ -184,8 +184,8 @@ def places(demo, tmp_path_factory, s3_server):
     server = TileServer(markers)
     tile = sorted((out / "work" / "tiles").glob("*/*.meta.json"))[0]
     # an XYZ folder at the default zoom (19) over the scene the commands read
-    from sarlo_dask.sicd import read_sicd_meta
-    from sarlo_dask.simulate_optical import simulate_optical_tiles
+    from sarlo_dask.geometry.sicd import read_sicd_meta
+    from sarlo_dask.sim.optical import simulate_optical_tiles
 
     corners = read_sicd_meta(str(demo_small)).GeoData.ImageCorners.get_array(dtype="float64")
     truth = json.loads(Path(f"{demo_small}.truth.json").read_text())
@@ -276,8 +276,8 @@ def test_each_readme_command_runs(case, places, s3_server):
         _run(cmd, {}, root)
         assert len(fs.glob("bucket/work/scenes/*/zarr.json")) == 2
     elif case == "dem":  # a scene with 80 m of relief and its DEM in a folder of one tile
-        from sarlo_dask.simulate import SimulationSpec, simulate_scene
-        from sarlo_dask.standardize import open_scene_store
+        from sarlo_dask.sim.scene import SimulationSpec, simulate_scene
+        from sarlo_dask.stages.standardize import open_scene_store
 
         spec = SimulationSpec(rows=1040, cols=1040, row_spacing=0.8, col_spacing=0.8, relief_m=80)
         simulate_scene(root / "scenes" / "hilly.nitf", spec)

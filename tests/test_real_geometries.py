@@ -13,13 +13,13 @@ import re
 import numpy as np
 import pytest
 
-from sarlo_dask.chip import chip_sicd_xml
 from sarlo_dask.config import StandardizeConfig
 from sarlo_dask.errors import SceneError
-from sarlo_dask.geolocation import BISTATIC_OK, ecf_to_llh, llh_to_ecf, project_pixels
-from sarlo_dask.sicd import check_sicd, open_sicd, read_sicd_meta, sicd_from_xml
-from sarlo_dask.simulate_like import simulate_like
-from sarlo_dask.tiles import tile_llh
+from sarlo_dask.geometry.chip import chip_sicd_xml
+from sarlo_dask.geometry.geolocation import BISTATIC_OK, ecf_to_llh, llh_to_ecf, project_pixels
+from sarlo_dask.geometry.sicd import check_sicd, open_sicd, read_sicd_meta, sicd_from_xml
+from sarlo_dask.geometry.tiles import tile_llh
+from sarlo_dask.sim.like import simulate_like
 
 from .conftest import SICD_XML, corpus_id, corpus_missing, corpus_params
 from .helpers import correlation, ideal_reference, interior, latlon_distance_m, peak
@@ -78,7 +78,7 @@ def test_each_real_geometry_is_standardized_faithfully_or_refused(path, tmp_path
     from sarpy.geometry.point_projection import ground_to_image, image_to_ground
     from sarpy.io.complex.sicd import SICDReader
 
-    from sarlo_dask.standardize import standardize_scene
+    from sarlo_dask.stages.standardize import standardize_scene
 
     xml = path.read_text(encoding="utf-8")
     if path.name in REFUSED:

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from sarlo_dask import dataset
 from sarlo_dask.pipeline import build_dataset
-from sarlo_dask.release import SampleRef, shard_plan, split_passes, split_report
+from sarlo_dask.release.publish import SampleRef, shard_plan, split_passes, split_report
 
 from .helpers import build_configs, lost_samples, tree
 from .rangeserver import RangeServer
@@ -79,7 +79,7 @@ def test_two_builds_at_once_on_one_cluster_each_write_their_own(
 def test_samples_read_back_complete_with_pass_disjoint_splits(release_built):
     from jsonschema import Draft202012Validator
 
-    from sarlo_dask.sicd import sicd_from_xml
+    from sarlo_dask.geometry.sicd import sicd_from_xml
 
     schema = Draft202012Validator(
         dataset.meta_schema(), format_checker=Draft202012Validator.FORMAT_CHECKER
@@ -177,7 +177,7 @@ def test_the_release_streams_through_hugging_face_datasets(release_built, where)
 
 def run_build(release_setup, work, out, env: dict | None = None) -> subprocess.Popen:
     _, urls, config = release_setup
-    cmd = [sys.executable, "-m", "sarlo_dask.cli", "build", *urls, "--work", str(work)]
+    cmd = [sys.executable, "-m", "sarlo_dask.cli.main", "build", *urls, "--work", str(work)]
     cmd += ["--out", str(out), "--config", str(config), "--workers", "2"]
     return subprocess.Popen(
         cmd,

@@ -10,9 +10,9 @@ import shutil
 import pytest
 
 from sarlo_dask.config import StandardizeConfig
+from sarlo_dask.geometry.sicd import read_header
 from sarlo_dask.pipeline import standardize_scenes
-from sarlo_dask.sicd import read_header
-from sarlo_dask.standardize import open_scene_store
+from sarlo_dask.stages.standardize import open_scene_store
 from sarlo_dask.store import scene_store_url
 
 from .helpers import same_store

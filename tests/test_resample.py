@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from numpy.polynomial import polynomial
 
-from sarlo_dask.resample import off_axis_poly, plan_axis, resample_axis, skew_phase
+from sarlo_dask.geometry.resample import off_axis_poly, plan_axis, resample_axis, skew_phase
 
 
 def brute_force(
@@ -104,8 +104,8 @@ def test_working_set_bounds_a_resampling_tasks_peak(n_in, n_out, skewed):
     import gc
     import tracemalloc
 
-    from sarlo_dask.resample import plan_axis, working_set
-    from sarlo_dask.standardize import TASK_OVERHEAD, _resample_lines
+    from sarlo_dask.geometry.resample import plan_axis, working_set
+    from sarlo_dask.stages.standardize import TASK_OVERHEAD, _resample_lines
 
     lines = 64
     plan = plan_axis(n_in, 0.8 * n_out / n_in, 0, n_in // 2, 0.8)

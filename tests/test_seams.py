@@ -93,7 +93,7 @@ def test_an_installed_source_builds_and_reconstructs(scenes, tmp_path):
         assert optical["source"] == "stripes:16" and optical["status"] == "ok", optical
     meta = metas[0]
     out = tmp_path / "again.png"
-    rebuild = [sys.executable, "-m", "sarlo_dask.cli", "optical", "reconstruct", str(meta)]
+    rebuild = [sys.executable, "-m", "sarlo_dask.cli.main", "optical", "reconstruct", str(meta)]
     res = subprocess.run([*rebuild, "--out", str(out)], capture_output=True, text=True, env=_env())
     assert res.returncode == 0, res.stderr
     built = str(meta).removesuffix(".meta.json") + ".optic.png"
@@ -137,7 +137,7 @@ def test_an_installed_height_source_builds_where_the_constant_height_does(
     4.8 cm seen); meta.json names it. Without the package the
     spec is taken for a raster and refused before any cluster."""
     from sarlo_dask.config import StandardizeConfig
-    from sarlo_dask.geolocation import metres_per_degree
+    from sarlo_dask.geometry.geolocation import metres_per_degree
 
     sarlo = str(Path(sys.executable).parent / "sarlo")
     res = _build(str(scenes["coarse"]), "flat", tmp_path, "--dem", "flat:150")
@@ -163,8 +163,8 @@ def test_an_installed_height_source_builds_where_the_constant_height_does(
 
 def test_a_writer_file_outside_its_own_names_is_refused():
     """A writer may add files, never replace the release's own or leave its generation."""
-    from sarlo_dask.writers import ReleaseView, SampleWriter, render, versions
-    from sarlo_dask.writers import register as register_writer
+    from sarlo_dask.io.writers import ReleaseView, SampleWriter, render, versions
+    from sarlo_dask.io.writers import register as register_writer
 
     names: list[str] = []
 
@@ -197,9 +197,9 @@ def test_a_failing_writer_publishes_nothing(release_setup, release_built, client
     their generation, and the current release (manifest.json) stays the one before."""
     import shutil
 
+    from sarlo_dask.io.writers import ReleaseView, SampleWriter
+    from sarlo_dask.io.writers import register as register_writer
     from sarlo_dask.pipeline import build_dataset
-    from sarlo_dask.writers import ReleaseView, SampleWriter
-    from sarlo_dask.writers import register as register_writer
 
     from .helpers import build_configs, tree
 
@@ -240,7 +240,7 @@ def test_an_installed_scene_reader_builds_what_the_nitf_builds(scenes, coarse_bu
         from toy_reader import write_npz
     finally:
         sys.path.remove(str(PLUGINS))
-    from sarlo_dask.sicd import read_sicd_meta
+    from sarlo_dask.geometry.sicd import read_sicd_meta
 
     nitf = str(scenes["coarse"])
     (tmp_path / "npz").mkdir()

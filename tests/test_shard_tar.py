@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sarlo_dask.shard_tar import ShardTar, mapped
+from sarlo_dask.io.shard_tar import ShardTar, mapped
 
 SIZES = st.sampled_from([0, 1, 511, 512, 513, 10240, 70_001])
 SAMPLES = st.lists(

@@ -158,7 +158,7 @@ def test_adaptive_scaling_adds_and_removes_worker_jobs(slurm, tmp_path):
     """A burst of tasks adds worker jobs up to the maximum; idle, they are removed."""
     from distributed import Client
 
-    from sarlo_dask.cluster import slurm_cluster
+    from sarlo_dask.driver.cluster import slurm_cluster
 
     jobs = Jobs()
     cluster = slurm_cluster(str(jobqueue_yaml(tmp_path)))
@@ -252,8 +252,8 @@ def test_the_gpu_job_script_runs_and_captions_land_on_its_worker(
     scheduler captions only on the GPU job's worker and gives the local bytes."""
     from distributed import Client
 
-    from sarlo_dask.caption_stage import batches_run
-    from sarlo_dask.cluster import slurm_cluster
+    from sarlo_dask.driver.cluster import slurm_cluster
+    from sarlo_dask.stages.caption_stage import batches_run
 
     _, urls, config = release_setup
     queue = jobqueue_yaml(

@@ -9,14 +9,19 @@ import pytest
 from sarpy.geometry.point_projection import ground_to_image
 
 from sarlo_dask.config import StandardizeConfig
-from sarlo_dask.geolocation import geolocate_tie_points, llh_to_ecf, project_pixels, tie_point_step
+from sarlo_dask.geometry.geolocation import (
+    geolocate_tie_points,
+    llh_to_ecf,
+    project_pixels,
+    tie_point_step,
+)
+from sarlo_dask.geometry.resample import plan_axis
+from sarlo_dask.geometry.resampled import resampled_sicd
+from sarlo_dask.geometry.sicd import open_sicd, read_sicd_meta, sicd_from_xml
 from sarlo_dask.pipeline import standardize_scenes
-from sarlo_dask.resample import plan_axis
-from sarlo_dask.resampled import resampled_sicd
-from sarlo_dask.sicd import open_sicd, read_sicd_meta, sicd_from_xml
-from sarlo_dask.simulate import SimulationSpec
-from sarlo_dask.simulate_sicd import build_sicd
-from sarlo_dask.standardize import open_scene_store, standardize_scene
+from sarlo_dask.sim.scene import SimulationSpec
+from sarlo_dask.sim.sicd import build_sicd
+from sarlo_dask.stages.standardize import open_scene_store, standardize_scene
 from sarlo_dask.store import scene_store_url
 
 from .helpers import correlation, deskew, ideal_reference, interior, peak

@@ -1,4 +1,4 @@
-"""Simulated scenes with terrain (sarlo_dask.simulate_terrain): the DEM file, the targets on the
+"""Simulated scenes with terrain (sarlo_dask.sim.terrain): the DEM file, the targets on the
 analytic surface judged by sarpy's ground_to_image, layover, the flat path untouched."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sarlo_dask.simulate import SimulationSpec, Target, simulate_scene
-from sarlo_dask.simulate_terrain import (
+from sarlo_dask.sim.scene import SimulationSpec, Target, simulate_scene
+from sarlo_dask.sim.terrain import (
     ORTHOMETRIC_CRS,
     dem_grid,
     project_to_terrain,
@@ -39,7 +39,7 @@ def hilly(tmp_path_factory) -> tuple[Path, dict]:
 
 
 def _sicd(path: Path):
-    from sarlo_dask.sicd import read_sicd_meta
+    from sarlo_dask.geometry.sicd import read_sicd_meta
 
     return read_sicd_meta(str(path))
 
@@ -113,7 +113,7 @@ def test_targets_lie_on_the_terrain_where_sarpy_images_them(hilly):
 
 
 def test_a_flat_spec_takes_no_terrain_branch(tmp_path, monkeypatch):
-    import sarlo_dask.simulate_terrain as terrain
+    import sarlo_dask.sim.terrain as terrain
 
     def boom(*args, **kwargs):
         raise AssertionError("the flat path used the terrain")
@@ -186,7 +186,7 @@ def test_the_optical_ground_is_hill_shaded_with_markers_on_the_targets(hilly, tm
     from PIL import Image
 
     from sarlo_dask.optical.tilemath import TILE_PX, global_pixel
-    from sarlo_dask.simulate_optical import render_ground_tile, simulate_optical_tiles
+    from sarlo_dask.sim.optical import render_ground_tile, simulate_optical_tiles
 
     def png(data: bytes) -> np.ndarray:
         return np.asarray(Image.open(io.BytesIO(data)))
@@ -208,7 +208,7 @@ def test_the_optical_ground_is_hill_shaded_with_markers_on_the_targets(hilly, tm
 
 def test_sarlo_simulate_relief_writes_the_dem(tmp_path):
     out = tmp_path / "cli.nitf"
-    args = [sys.executable, "-m", "sarlo_dask.cli", "simulate", str(out), "--rows", "256"]
+    args = [sys.executable, "-m", "sarlo_dask.cli.main", "simulate", str(out), "--rows", "256"]
     args += ["--cols", "256", "--spacing", "1.0", "--targets", "3", "--relief", "40"]
     res = subprocess.run(args, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr

@@ -15,13 +15,13 @@ from PIL import Image
 from sarpy.geometry.point_projection import ground_to_image
 
 from sarlo_dask.config import StandardizeConfig, TileConfig
+from sarlo_dask.geometry.sicd import sicd_from_xml
+from sarlo_dask.geometry.tiles import tile_llh
 from sarlo_dask.pipeline import standardize_scenes, tile_scenes
-from sarlo_dask.sicd import sicd_from_xml
-from sarlo_dask.simulate import simulate_scene
-from sarlo_dask.simulate_terrain import terrain_from_dict, terrain_normal_enu
-from sarlo_dask.standardize import open_scene_store
+from sarlo_dask.sim.scene import simulate_scene
+from sarlo_dask.sim.terrain import terrain_from_dict, terrain_normal_enu
+from sarlo_dask.stages.standardize import open_scene_store
 from sarlo_dask.store import Store
-from sarlo_dask.tiles import tile_llh
 
 from .helpers import peak, terrain_spec
 from .tileserver import TileServer
@@ -70,9 +70,9 @@ def _tiles(work: str) -> list[tuple[dict, Path]]:
 
 
 def test_tie_points_are_within_their_bound_of_dense_dem_projection(built):
-    from sarlo_dask.dem import scene_dem
-    from sarlo_dask.geolocation import llh_to_ecf
-    from sarlo_dask.terrain import project_to_dem
+    from sarlo_dask.geometry.dem import scene_dem
+    from sarlo_dask.geometry.geolocation import llh_to_ecf
+    from sarlo_dask.geometry.terrain import project_to_dem
 
     _, ds, _ = built["geolocation"]
     xml = ds.attrs["sicd_xml"]
@@ -98,7 +98,7 @@ def _marker_offsets(
     height puts the target's lat/lon instead."""
     from scipy import ndimage
 
-    from sarlo_dask.geolocation import llh_to_ecf
+    from sarlo_dask.geometry.geolocation import llh_to_ecf
 
     sicd = sicd_from_xml(ds.attrs["sicd_xml"])
     h0 = float(ds.hae.values.mean())  # one height: the SCP's
@@ -170,7 +170,7 @@ def test_terrain_incidence_follows_the_simulators_slopes(built):
     from jsonschema import Draft202012Validator
 
     from sarlo_dask.dataset import meta_schema
-    from sarlo_dask.geolocation import llh_to_ecf
+    from sarlo_dask.geometry.geolocation import llh_to_ecf
 
     props = meta_schema()["properties"]
 
@@ -225,7 +225,7 @@ def test_the_recorded_shift_is_the_misalignment_at_each_target(built):
     how far the constant height puts its optical marker."""
     from scipy.interpolate import RegularGridInterpolator
 
-    from sarlo_dask.geolocation import llh_to_ecf
+    from sarlo_dask.geometry.geolocation import llh_to_ecf
 
     _, ds, truth = built["check"]
     sicd = sicd_from_xml(ds.attrs["sicd_xml"])

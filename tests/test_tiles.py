@@ -16,13 +16,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sarlo_dask.config import TileConfig
-from sarlo_dask.integrity import store_digests
-from sarlo_dask.optical import GeoTIFFSource, PairConfig, pair_tile
-from sarlo_dask.pipeline import standardize_scenes, tile_scenes
-from sarlo_dask.simulate_optical import simulate_optical_tiles
-from sarlo_dask.standardize import open_scene_store
-from sarlo_dask.store import Store, scene_marker_url, scene_store_url
-from sarlo_dask.tiles import (
+from sarlo_dask.driver.integrity import store_digests
+from sarlo_dask.geometry.tiles import (
     amplitude_preview,
     polygon_mask,
     tile_groups,
@@ -31,6 +26,11 @@ from sarlo_dask.tiles import (
     valid_fraction,
     window_starts,
 )
+from sarlo_dask.optical import GeoTIFFSource, PairConfig, pair_tile
+from sarlo_dask.pipeline import standardize_scenes, tile_scenes
+from sarlo_dask.sim.optical import simulate_optical_tiles
+from sarlo_dask.stages.standardize import open_scene_store
+from sarlo_dask.store import Store, scene_marker_url, scene_store_url
 
 from .helpers import small_scene_config
 
@@ -234,7 +234,7 @@ def test_reconstruct_cli_rebuilds_the_optical_image(built):
         [
             sys.executable,
             "-m",
-            "sarlo_dask.cli",
+            "sarlo_dask.cli.main",
             "optical",
             "reconstruct",
             str(meta),
@@ -352,7 +352,7 @@ def test_a_server_without_imagery_404_gives_no_optical_and_no_retry(
 
 
 def test_refined_lee_smooths_speckle_and_keeps_edges():
-    from sarlo_dask.tiles import refined_lee
+    from sarlo_dask.geometry.tiles import refined_lee
 
     rng = np.random.default_rng(3)
     truth = np.ones((128, 128))
@@ -375,7 +375,7 @@ def test_refined_lee_smooths_speckle_and_keeps_edges():
 def test_sigma0_previews_keep_the_calibration_through_resampling(client, tmp_path):
     """A scene with SigmaZeroSFPoly: after 0.3 -> 0.8 m resampling the clutter's sigma0 is
     unchanged (the radiometric scale factors follow the kept bandwidth)."""
-    from sarlo_dask.simulate import SimulationSpec, simulate_scene
+    from sarlo_dask.sim.scene import SimulationSpec, simulate_scene
 
     path = tmp_path / "cal.nitf"
     sf = 0.05  # sigma0 = sf |z|^2; clutter has unit mean power: sigma0 = -13.0 dB
@@ -709,7 +709,7 @@ def test_the_prefetch_plans_the_tiles_the_pairing_fetches(built):
 
 
 def test_a_fetch_plan_gives_each_uncached_tile_to_one_group():
-    from sarlo_dask.prefetch_stage import XYZNeeds, fetch_plan
+    from sarlo_dask.stages.prefetch_stage import XYZNeeds, fetch_plan
 
     a = XYZNeeds("a", [(9, 1, 1), (9, 1, 2), (9, 2, 1)], [(9, 1, 1)], 2, 0.0)
     b = XYZNeeds("b", [(9, 2, 1), (9, 3, 0), (9, 0, 5)], [], 1, 0.0)
@@ -732,8 +732,8 @@ def test_the_streaming_prefetch_fetches_each_tile_once_and_starts_a_scene_when_i
     """XYZPrefetch against brute force: scenes' plans and fetch outcomes arrive in any order;
     every uncached tile is in exactly one fetch group, a scene is released exactly once, and
     only when every tile it needs is cached or fetched."""
-    from sarlo_dask.outcomes import PrefetchOutcome
-    from sarlo_dask.prefetch_stage import XYZNeeds, XYZPrefetch
+    from sarlo_dask.driver.outcomes import PrefetchOutcome
+    from sarlo_dask.stages.prefetch_stage import XYZNeeds, XYZPrefetch
 
     def tile(i: int) -> tuple[int, int, int]:
         return (9, i, 0)

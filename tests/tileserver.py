@@ -12,7 +12,7 @@ import time
 from collections import Counter
 from http.server import BaseHTTPRequestHandler
 
-from sarlo_dask.simulate_optical import render_ground_tile
+from sarlo_dask.sim.optical import render_ground_tile
 
 from .helpers import LoopbackHTTPServer
 

@@ -1,7 +1,8 @@
 """Captions: the transformers backend, cleanup, scene labels and statistics.
 
-The Dask worker pool that feeds the backend is `sarlo_dask.caption_pool.CaptionPool`; one batch
-of work is `sarlo_dask.caption_stage.caption_batch`.
+The Dask worker pool that feeds the backend is
+`sarlo_dask.stages.caption_pool.CaptionPool`; one batch of work is
+`sarlo_dask.stages.caption_stage.caption_batch`.
 """
 
 from sarlo_dask.captions.backend import Captioner, get_captioner, load_counts

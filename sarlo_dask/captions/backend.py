@@ -23,7 +23,7 @@ from typing import Any
 
 from sarlo_dask.captions.interface import CaptionBackend, Generated
 from sarlo_dask.config import CaptionConfig, PromptSpec
-from sarlo_dask.worker_state import FilledOnWorker, on_worker
+from sarlo_dask.driver.worker_state import FilledOnWorker, on_worker
 
 
 class CaptionModels(FilledOnWorker):

@@ -28,8 +28,8 @@ from typing import Any, ClassVar
 
 from sarlo_dask.captions.interface import CaptionBackend, Generated
 from sarlo_dask.config import CaptionConfig, PromptSpec
+from sarlo_dask.driver.retry import retry_after
 from sarlo_dask.errors import redact
-from sarlo_dask.retry import retry_after
 
 RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 """answers worth asking again (overloaded, restarting, timed out upstream)"""

@@ -21,10 +21,10 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from sarlo_dask.driver.integrity import CHECKS, Damage, sha256
+from sarlo_dask.driver.retry import host_rate, retry_after
 from sarlo_dask.errors import redact, root_cause
-from sarlo_dask.integrity import CHECKS, Damage, sha256
 from sarlo_dask.optical.source import Tile, TileFailure, TileResult, XYZSource
-from sarlo_dask.retry import host_rate, retry_after
 from sarlo_dask.store import filesystem, join, write_bytes
 
 DIGEST = ".sha256"

@@ -17,8 +17,10 @@ from typing import Any
 
 import numpy as np
 
-from sarlo_dask.geolocation import metres_per_degree
-from sarlo_dask.gpu import to_device, to_host
+from sarlo_dask.driver.outcomes import METADATA_ONLY
+from sarlo_dask.geometry.geolocation import metres_per_degree
+from sarlo_dask.geometry.gpu import to_device, to_host
+from sarlo_dask.geometry.tiles import Window, tile_corners, tile_llh
 from sarlo_dask.optical.mesh import (
     MESH_GRIDS,
     Mesh,
@@ -32,8 +34,6 @@ from sarlo_dask.optical.mosaic import Mosaic, build_mosaic, write_geotiff, xyz_t
 from sarlo_dask.optical.source import OpticalSource
 from sarlo_dask.optical.tilemath import global_pixel, ground_resolution
 from sarlo_dask.optical.warp import apply_affine, fit_affine, residual_sar_px, warp_bilinear
-from sarlo_dask.outcomes import METADATA_ONLY
-from sarlo_dask.tiles import Window, tile_corners, tile_llh
 
 
 @dataclass(frozen=True)

@@ -14,12 +14,12 @@ from typing import Any
 
 import numpy as np
 
+from sarlo_dask.driver.outcomes import METADATA_ONLY
 from sarlo_dask.errors import exception_line
 from sarlo_dask.optical.mosaic import Mosaic
 from sarlo_dask.optical.pair import render_optical
 from sarlo_dask.optical.source import OpticalSource
 from sarlo_dask.optical.sources import source_from_spec
-from sarlo_dask.outcomes import METADATA_ONLY
 
 RECONSTRUCT_HTTP: dict[str, Any] = {
     "timeout": 5.0,

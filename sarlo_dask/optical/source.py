@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
-    from sarlo_dask.integrity import Damage
+    from sarlo_dask.driver.integrity import Damage
     from sarlo_dask.optical.mosaic import Mosaic
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from sarlo_dask.gpu import array_module
+from sarlo_dask.geometry.gpu import array_module
 from sarlo_dask.optical.mesh import Mesh, cell_row_runs, mesh_band_coords
 
 

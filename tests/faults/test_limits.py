@@ -9,8 +9,8 @@ import numpy as np
 
 from sarlo_dask.config import StandardizeConfig
 from sarlo_dask.pipeline import standardize_scenes
-from sarlo_dask.simulate import SimulationSpec
-from sarlo_dask.simulate_sicd import build_sicd
+from sarlo_dask.sim.scene import SimulationSpec
+from sarlo_dask.sim.sicd import build_sicd
 
 
 def _large_scene(path, n: int) -> int:
@@ -77,9 +77,9 @@ def test_memory_check_counts_the_resampled_output_and_refuses_before_submitting(
     import dask
     from distributed import Client, LocalCluster
 
-    from sarlo_dask.sicd import read_sicd_meta
-    from sarlo_dask.simulate import simulate_scene
-    from sarlo_dask.standardize import task_peaks
+    from sarlo_dask.geometry.sicd import read_sicd_meta
+    from sarlo_dask.sim.scene import simulate_scene
+    from sarlo_dask.stages.standardize import task_peaks
 
     path = tmp_path / "coarse19.nitf"
     simulate_scene(path, SimulationSpec(rows=640, cols=640, row_spacing=1.9, col_spacing=1.9))

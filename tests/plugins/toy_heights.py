@@ -10,8 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from sarlo_dask.dem import Box, DemGrid
-from sarlo_dask.heights import HeightSource, Reader
+from sarlo_dask.geometry.dem import Box, DemGrid
+from sarlo_dask.geometry.heights import HeightSource, Reader
 
 STEP = 1e-4
 

@@ -10,8 +10,8 @@ import fsspec
 import numpy as np
 
 from sarlo_dask.errors import SceneError
-from sarlo_dask.readers import SceneReader
-from sarlo_dask.sicd import sicd_from_xml
+from sarlo_dask.geometry.sicd import sicd_from_xml
+from sarlo_dask.io.readers import SceneReader
 
 
 def write_npz(path: str, xml: str, pixels: np.ndarray) -> None:

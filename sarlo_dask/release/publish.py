@@ -1,0 +1,395 @@
+"""The release: splits by satellite pass, a deterministic shard plan, WebDataset shards.
+
+Layout of one release (a generation, sarlo_dask.io.generations, in {out}/gen-<plan digest>/):
+{split}/chunk_NNN/shard-NNNNN.tar, each followed by its commit marker shard-NNNNN.done.json
+(sha256, size, keys, member offsets, plan digest); then index.parquet and stats.json; then
+{out}/manifest.json makes it current. A shard is written by one task (sarlo_dask.io.shard_tar:
+webdataset's tar layout at a fixed mtime, hashed as written), to a temporary name first, so
+a reader never sees half a shard; a committed shard is reused only when its bytes are still
+those its marker lists (`commit_shard`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from sarlo_dask._version import __version__
+from sarlo_dask.config import ReleaseConfig
+from sarlo_dask.dataset import read_manifest, shard_marker
+from sarlo_dask.driver.integrity import (
+    Damage,
+    DamagedError,
+    sha256,
+    tile_damage,
+    unsealed,
+    verify_member,
+    verify_meta,
+    verify_store,
+)
+from sarlo_dask.driver.outcomes import Failure, Release
+from sarlo_dask.geometry.acquisition import SCHEMA_VERSION
+from sarlo_dask.io import writers
+from sarlo_dask.io.index import INDEX, index_parquet
+from sarlo_dask.io.shard_tar import Buffer, ShardTar, mapped
+from sarlo_dask.release.splits import (
+    SampleRef,
+    ShardSpec,
+    plan_digest,
+    shard_plan,
+    split_passes,
+    split_report,
+)
+from sarlo_dask.release.verify import read_shard
+from sarlo_dask.stages.caption_stage import NO_MODEL, caption_damage
+from sarlo_dask.stages.tile_stage import tile_lineage
+from sarlo_dask.store import PARTIAL, Store, catalogue_root, is_local, portable_url, staging_file
+
+
+@dataclass
+class SceneIndex:
+    """What the release needs of one scene: its kept tiles and its store's provenance."""
+
+    rows: list[dict[str, Any]]
+    """per kept tile: key, pass id, MID label, captions and the settings it was made under"""
+    provenance: Any
+    damaged: list[Damage] = field(default_factory=list)
+    """its units that do not verify (the release waits for them to be rebuilt)"""
+    source_url: str = ""
+    """its input, as its store records it (canonical; credentials removed)"""
+
+
+def scene_index(work: Store, scene_id: str, captions: str | None = None) -> SceneIndex:
+    """A scene's SceneIndex (a task: the scenes are indexed on the workers in parallel);
+    `captions`: the caption settings' digest (None: no caption model, no captions). What it
+    reads is verified first: the store's metadata, each meta.json against the tiles marker's
+    digest (a kept tile whose meta.json is gone is damage, not a smaller scene), each caption
+    record against its own."""
+    from sarlo_dask.stages.standardize import open_scene_store
+
+    url = work.scene_marker(scene_id)  # gone: the store is taken for damaged (rebuilt)
+    damaged = verify_store(work, scene_id, work.read_json(url) if work.exists(url) else {}, False)
+    marker = work.tiles_marker(scene_id)
+    recorded = work.read_json(marker).get("tiles") if work.exists(marker) else None
+    fs, root = work.filesystem(work.tile_dir(scene_id))
+    fs.invalidate_cache()
+    rows, seen = [], set()
+    for path in sorted(fs.glob(f"{root}/*.meta.json")):
+        data = fs.cat_file(path)
+        key = path.rsplit("/", 1)[-1][: -len(".meta.json")]
+        seen.add(key)
+        if bad := verify_meta(scene_id, key, sha256(data), recorded):
+            damaged += bad
+            continue
+        meta = json.loads(data)
+        if meta.get("optical", {}).get("retry"):
+            continue  # an optical retry is still due: not a finished sample
+        rec, bad = _caption_record(work, scene_id, meta, captions)
+        damaged += bad
+        if rec.get("transient"):
+            continue  # a caption server failed it: a re-run captions and releases it
+        rows.append(
+            {
+                "key": meta["key"],
+                "scene_id": scene_id,
+                "pass_id": meta["pass_id"],
+                "acquisition": meta["acquisition"],
+                "footprint": meta["footprint"],
+                "label": rec.get("label") or "none",
+                "caption": rec.get("caption"),
+                "lineage": {**tile_lineage(meta), "caption_config": rec.get("caption_config")},
+            }
+        )
+    gone = {k: v for k, v in (recorded or {}).items() if k not in seen}
+    damaged += [d for k in sorted(gone) for d in verify_meta(scene_id, k, None, gone)]
+    if any(d.kind == "scene" for d in damaged):
+        return SceneIndex(rows, None, damaged)  # its attributes are not to be read
+    attrs = open_scene_store(work.scene_store(scene_id), work.options, chunks=None).attrs
+    return SceneIndex(rows, attrs.get("provenance"), damaged, attrs.get("source_url", ""))
+
+
+def unreleased(out: Store, why: str, errors: Sequence[Failure] = ()) -> Release:
+    """The Release of a build that left {out} as it was (its current release, if any): `why`
+    says what kept the new one back, `errors` the shards that failed."""
+    none = {"samples": 0, "shards": [], "splits": {}, "captions": {"captioned": 0, "without": 0}}
+    manifest = read_manifest(out.url, out.options) or none
+    return Release(manifest, 0, 0, [*errors, Failure("release", "shard", "release", why)])
+
+
+def damaged_release(out: Store, damaged: list[Damage]) -> Release:
+    """The Release of a pass that found {work} units damaged before writing any shard: {out}
+    left as it was; the build rebuilds the units and releases again."""
+    rel = unreleased(out, f"release left as it was: {len(damaged)} damaged units made again first")
+    why = [
+        Failure(d.path, "scene" if d.kind == "scene" else "tile", "release", f"damaged: {d.reason}")
+        for d in damaged
+    ]
+    return Release(rel.manifest, 0, 0, why, damaged=damaged)
+
+
+@dataclass
+class ReleasePlan:
+    """The release's plan over the scenes' kept tiles: splits by pass, shards, their digest."""
+
+    samples: list[SampleRef]
+    assignment: dict[str, str]
+    """pass id -> split"""
+    shards: list[ShardSpec]
+    digest: str
+    rows: list[dict[str, Any]]
+    """index rows of the released samples (label, caption), in sample order"""
+    index: Mapping[str, SceneIndex]
+    sources: dict[str, str]
+    """scene id -> its source_url in meta.json (`store.portable_url`)"""
+
+    def stats_rows(self) -> list[dict[str, Any]]:
+        """What stats.json counts: split, label and captions of each released sample."""
+        return [
+            {"split": self.assignment[r["pass_id"]], "label": r["label"], "caption": r["caption"]}
+            for r in self.rows
+        ]
+
+
+def release_plan(index: Mapping[str, SceneIndex], cfg: ReleaseConfig) -> ReleasePlan:
+    """Splits and shards over the indexed scenes (sorted by id), digested with every sample's
+    lineage and source_url: a shard committed under another digest is written again. Local
+    inputs are named relative to the folder the indexed scenes' inputs share."""
+    rows = [(sid, r) for sid in sorted(index) for r in index[sid].rows]
+    samples = [SampleRef(sid, r["key"], r["pass_id"], r["label"]) for sid, r in rows]
+    assignment = split_passes(samples, cfg.splits, cfg.balance)
+    shards = shard_plan(samples, assignment, cfg)
+    urls = {sid: index[sid].source_url for sid in sorted(index)}
+    root = catalogue_root([u for u in urls.values() if u])
+    sources = {sid: portable_url(u, root) if u else "" for sid, u in urls.items()}
+    lineage = {f"{sid}/{r['key']}": {**r["lineage"], "source_url": sources[sid]} for sid, r in rows}
+    if cfg.writers:  # an upgraded writer: another generation, never new files in this one
+        lineage["writers"] = {"versions": writers.versions(cfg.writers)}
+    digest = plan_digest(shards, cfg, lineage)
+    released = [{**r, "caption": r["caption"] or {}} for _, r in rows if r["pass_id"] in assignment]
+    return ReleasePlan(samples, assignment, shards, digest, released, index, sources)
+
+
+def release_manifest(
+    plan: ReleasePlan,
+    markers: Mapping[str, dict[str, Any]],
+    cfg: ReleaseConfig,
+    complete: bool,
+    catalogue: dict[str, Any],
+) -> dict[str, Any]:
+    """manifest.json: the plan's committed shards with their sha256, splits, caption counts."""
+    captioned = sum(1 for r in plan.rows if r["caption"])
+    return {
+        "dataset": "sarlo-dask release",
+        "version": __version__,
+        "release_config": cfg.digest(),
+        "plan": plan.digest,
+        "complete": complete,
+        "samples": len(plan.samples),
+        "scenes": dict(sorted(Counter(r["scene_id"] for r in plan.rows).items())),
+        "bytes": sum(m["bytes"] for m in markers.values()),
+        "captions": {"captioned": captioned, "without": len(plan.rows) - captioned},
+        "splits": split_report(plan.samples, plan.assignment, cfg.splits),
+        "shards": [
+            {k: markers[s.path][k] for k in ("shard", "sha256", "bytes", "samples")}
+            for s in plan.shards
+            if s.path in markers
+        ],
+        "catalogue": catalogue,
+    }
+
+
+def _caption_record(
+    work: Store, scene_id: str, meta: dict[str, Any], captions: str | None
+) -> tuple[dict[str, Any], list[Damage]]:
+    """The tile's caption record, if it describes this tile and was made with the caption
+    settings of digest `captions` (None: none is); and its damage, if it does not verify."""
+    url = work.caption(scene_id, meta["key"])
+    if captions is None or not work.exists(url):
+        return {}, []
+    fs, path = work.filesystem(url)
+    rec, why = unsealed(fs.cat_file(path))
+    if rec is None:
+        return {}, [caption_damage(scene_id, meta["key"], why)]
+    same = rec.get("tile") == tile_lineage(meta) and rec.get("caption_config") == captions
+    return (rec if same else {}), []
+
+
+def sample_members(
+    work: Store,
+    scene_id: str,
+    key: str,
+    split: str,
+    scene: Mapping[str, Any],
+    cfg: ReleaseConfig,
+) -> dict[str, Buffer]:
+    """The members of one sample (without the `key.` prefix), meta.json completed with its
+    captions, label, split and provenance."""
+    meta = work.read_json(work.tile_member(scene_id, key, "meta.json"))
+    rec, damaged = _caption_record(work, scene_id, meta, scene.get("captions"))
+    fs, base = work.filesystem(work.tile_dir(scene_id))
+    local = is_local(fs)
+
+    def member(name: str) -> Buffer:  # verified against the digest its meta.json records
+        path = f"{base}/{key}.{name}"
+        try:
+            data = mapped(path) if local else bytes(fs.cat_file(path))
+        except FileNotFoundError:
+            damaged.append(tile_damage(scene_id, key, name, "missing"))
+            return b""
+        damaged.extend(verify_member(scene_id, key, name, data, meta))
+        return data
+
+    fmt = meta["preview"]["format"]
+    out = {f"sar.{fmt}": member(f"sar.{fmt}"), "sar.npy": member("sar.npy")}
+    if cfg.include_optical and meta["optical"].get("status") == "ok":
+        out["optic.png"] = member("optic.png")
+    out["sicd.xml"] = member("sicd.xml")  # the chip's own SICD (sarlo_dask.geometry.chip)
+    if damaged:
+        raise DamagedError(damaged)
+    meta.pop("members", None)
+    meta.pop("digests", None)
+    meta["caption"] = rec.get("caption")
+    meta["label"] = rec.get("label")
+    if meta["caption"] is None:
+        meta["caption_reason"] = rec.get("reason") or NO_MODEL
+        meta["label_reason"] = "no caption to label"
+    meta["split"] = split
+    meta["schema_version"] = SCHEMA_VERSION  # the released form (its tile may be older)
+    meta["source_url"] = scene["source_url"]  # relative to the catalogue root when local
+    spacing = meta["acquisition"]["spacing_m"]["output"]
+    meta["operation_sampling"] = (
+        f"band-limited FFT resampling to {spacing['azimuth']:g} m (azimuth) x "
+        f"{spacing['range']:g} m (slant range)"
+    )
+    provenance = scene.get("provenance")
+    meta["provenance"] = {
+        **meta.get("provenance", {}),
+        "package": "sarlo-dask",
+        "version": __version__,
+        "caption_model": rec.get("model"),
+        "caption_config": rec.get("caption_config"),
+        "scene_provenance": json.loads(provenance) if isinstance(provenance, str) else provenance,
+        "release_config": cfg.digest(),
+    }
+    out["meta.json"] = json.dumps(meta, indent=1, sort_keys=True).encode()
+    return dict(sorted(out.items()))
+
+
+def write_shard(
+    spec: ShardSpec,
+    work: Store,
+    out: Store,
+    scenes: Mapping[str, Mapping[str, Any]],
+    digest: str,
+    cfg: ReleaseConfig,
+) -> dict[str, Any]:
+    """Write one whole shard, then its commit marker; return the marker's content."""
+    fs, path = out.filesystem(out.path(spec.path))
+    local = is_local(fs)
+    folder = os.path.dirname(path) if local else None
+    if folder:  # renamed into place: the same folder
+        os.makedirs(folder, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + PARTIAL, dir=folder)
+    else:  # uploaded: staged where a later run removes what a killed one left
+        fd, tmp = staging_file(os.path.basename(path))
+    try:
+        with os.fdopen(fd, "wb") as f:  # buffered: a write takes all it is given, or raises
+            tar = ShardTar(f)
+            try:
+                for scene_id, key in spec.keys:
+                    scene = scenes[scene_id]
+                    tar.write(key, sample_members(work, scene_id, key, spec.split, scene, cfg))
+            except BaseException:
+                tar.abort()
+                raise
+            sha256 = tar.close()
+        os.chmod(tmp, 0o644)  # mkstemp makes it 0600: a release is read by others
+        if local:
+            os.replace(tmp, path)
+        else:
+            fs.put_file(tmp, path)  # S3 publishes an object only when its upload completes
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    marker = {
+        "shard": spec.path,
+        "sha256": sha256,
+        "bytes": tar.size,
+        "samples": len(spec.keys),
+        "keys": [k for _, k in spec.keys],
+        "members": tar.members,  # where each member's bytes lie: index.parquet has them
+        "plan": digest,
+    }
+    out.write_json(shard_marker(out.path(spec.path)), marker)
+    return marker
+
+
+def committed(out: Store, spec: ShardSpec, digest: str) -> dict | None:
+    """The marker of a shard an earlier run completed under the same plan, else None."""
+    url = shard_marker(out.path(spec.path))
+    if not out.exists(url):
+        return None
+    marker = out.read_json(url)
+    return marker if marker.get("plan") == digest else None
+
+
+def shard_damage(out: Store, marker: Mapping[str, Any], check: str = "sha256") -> str:
+    """Why a committed shard is no longer what its marker lists ("": it is): gone, another
+    size, or (`check` "sha256") other bytes."""
+    fs, path = out.filesystem(out.path(marker["shard"]))
+    fs.invalidate_cache()
+    if not fs.exists(path):
+        return "missing"
+    size = fs.size(path)
+    if size != marker["bytes"]:
+        return f"{size} bytes, its marker lists {marker['bytes']}"
+    if check == "sha256" and (got := read_shard(fs, path).sha256) != marker["sha256"]:
+        return f"sha256 {got[:16]}..., its marker lists {marker['sha256'][:16]}..."
+    return ""
+
+
+@dataclass(frozen=True)
+class ShardCommit:
+    """A shard of the plan: its marker, and whether it was written now and why."""
+
+    marker: dict[str, Any]
+    written: bool
+    damage: str = ""
+    """why the committed shard it replaces was not reused ("": there was none)"""
+
+
+def commit_shard(
+    spec: ShardSpec,
+    work: Store,
+    out: Store,
+    scenes: Mapping[str, Mapping[str, Any]],
+    digest: str,
+    cfg: ReleaseConfig,
+    check: Literal["sha256", "size"] = "sha256",
+) -> ShardCommit:
+    """The shard `spec` of plan `digest` in `out` (a task): the committed one when its bytes
+    are still its marker's, else written (again)."""
+    marker = committed(out, spec, digest)
+    damage = shard_damage(out, marker, check) if marker is not None else ""
+    if marker is not None and not damage:
+        return ShardCommit(marker, False)
+    return ShardCommit(write_shard(spec, work, out, scenes, digest, cfg), True, damage)
+
+
+def write_index(out: Store, rows: Sequence[Mapping[str, Any]]) -> dict:
+    """Write {out}/index.parquet of the release's `rows` (unless it holds these bytes
+    already); its manifest entry: path, sha256, bytes, rows."""
+    data = index_parquet(rows)
+    out.update_bytes(out.path(INDEX), data)
+    return {
+        "path": INDEX,
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "bytes": len(data),
+        "rows": len(rows),
+    }
