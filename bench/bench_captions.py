@@ -1,13 +1,15 @@
 """Caption pool benchmark: the pool on one worker vs the same model called directly,
-batched vs unbatched calls, and captions/s through an OpenAI-compatible server (backend
-openai) at 1, 4 and 16 requests in flight vs the in-process backend on the same model.
+batched vs unbatched calls, and captions/s through OpenAI-compatible servers (backend
+openai) at 1, 4 and 16 requests in flight vs the in-process backend on the same model:
+the project's own `sarlo serve` (batching requests in flight, one torch thread as the pool's
+worker) and `transformers serve`. Writes bench/results/captions.json.
 
     python bench/bench_captions.py [--tiles 96] [--batch 8] [--arch llava] [--hidden 16]
         [--server-url http://HOST:PORT/v1 --served-model NAME]
 
-The server: `transformers serve` with the same tiny model on 127.0.0.1 (llava only: the
-server speaks chat), or one given by --server-url (say vLLM on a GPU node, serving the
-model --served-model names; then the in-process figure is of the tiny model here).
+The servers: `sarlo serve` and `transformers serve` with the same tiny model on 127.0.0.1
+(llava only: the servers speak chat), or one given by --server-url (say vLLM on a GPU node,
+serving the model --served-model names; then the in-process figure is of the tiny model here).
 
 Tiles: random 256 px optical patches with tile meta.json files in a scratch work store. The
 model: a random-weight architecture built locally (sarlo_dask.captions.tiny), on CPU unless a
@@ -28,6 +30,7 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).parent))
+from common import record  # noqa: E402
 
 
 def make_tiles(work: Path, n: int) -> list[str]:
@@ -123,11 +126,24 @@ def main() -> None:
     print(f"pool, 1 worker:    {n / t_pool:7.1f} tiles/s")
     print(f"pool / direct:     {t_direct / t_pool:7.2f}x  (target >= 0.9x)")
     print(f"batched/unbatched: {t_unbatched / t_direct:7.2f}x  (target >= 3x)")
-    if args.arch == "llava" or args.server_url:
-        served(args, root, work, keys, model, 3 * n / t_pool)
+    figures = {
+        "direct_tiles_s": round(n / t_direct, 1),
+        "pool_tiles_s": round(n / t_pool, 1),
+        "pool_vs_direct": round(t_direct / t_pool, 2),
+        "batched_vs_unbatched": round(t_unbatched / t_direct, 2),
+        "pool_captions_s": round(3 * n / t_pool, 1),
+    }
+    if args.server_url:
+        figures |= served(args, root, work, keys, model, 3 * n / t_pool, "given")
+    elif args.arch == "llava":
+        for server in ("sarlo", "transformers"):
+            figures |= served(args, root, work, keys, model, 3 * n / t_pool, server)
+    record("captions", figures, vars(args))
 
 
-def served(args, root: Path, work: Path, keys: list[str], model: str, local: float) -> None:
+def served(
+    args, root: Path, work: Path, keys: list[str], model: str, local: float, server: str
+) -> dict[str, float]:
     """Captions/s through the server at 1, 4 and 16 requests in flight (one worker, the
     batches it needs queued), against the in-process pool's `local` captions/s."""
     from distributed import Client, LocalCluster
@@ -136,10 +152,11 @@ def served(args, root: Path, work: Path, keys: list[str], model: str, local: flo
     from sarlo_dask.config import CaptionConfig
     from sarlo_dask.stages.caption_pool import caption_tiles
 
-    proc = None
+    proc, figures = None, {}
     base, name = args.server_url, args.served_model or model
     if not base:
-        proc, base = tiny.serve(model, root / "serve.log")
+        opts = ("--threads", "1", "--max-batch", str(args.batch)) if server == "sarlo" else ()
+        proc, base = tiny.serve(model, root / f"{server}.log", server=server, opts=opts)
     try:
         with (
             LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=":0") as cluster,
@@ -163,13 +180,16 @@ def served(args, root: Path, work: Path, keys: list[str], model: str, local: flo
                     assert res["bench"].captioned == len(keys), res["bench"]
                 rate = 3 * len(keys) / sorted(times)[1]
                 print(
-                    f"server, {inflight:2d} in flight: {rate:7.1f} captions/s  "
+                    f"{server} serve, {inflight:2d} in flight: {rate:7.1f} captions/s  "
                     f"({rate / local:.2f}x the in-process pool's {local:.1f})"
                 )
+                figures[f"{server}_captions_s_{inflight}"] = round(rate, 1)
+                figures[f"{server}_vs_pool_{inflight}"] = round(rate / local, 2)
     finally:
         if proc is not None:
             proc.terminate()
             proc.wait(30)
+    return figures
 
 
 if __name__ == "__main__":

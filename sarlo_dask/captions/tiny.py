@@ -204,10 +204,17 @@ BUILDERS = {
 }
 
 
-def serve(model: str, log: str | Path, timeout: float = 180) -> tuple[Any, str]:
-    """`transformers serve MODEL` on a free loopback port, offline, on the CPU (the
-    `serving` extra of transformers); (the process, its /v1 base URL) once it lists the
-    model. For tests and benchmarks of the openai caption backend."""
+def serve(
+    model: str,
+    log: str | Path,
+    timeout: float = 180,
+    server: str = "transformers",
+    opts: tuple[str, ...] = (),
+) -> tuple[Any, str]:
+    """An OpenAI-compatible server of `model` on a free loopback port, offline, on the CPU:
+    `transformers serve` (the `serving` extra of transformers) or `sarlo serve` (server
+    "sarlo", `opts` its options); (the process, its /v1 base URL) once it lists the model.
+    For tests and benchmarks of the openai caption backend."""
     import os
     import socket
     import subprocess
@@ -219,8 +226,12 @@ def serve(model: str, log: str | Path, timeout: float = 180) -> tuple[Any, str]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    cmd = [str(Path(sys.executable).parent / "transformers"), "serve", str(model)]
-    cmd += ["--host", "127.0.0.1", "--port", str(port), "--device", "cpu"]
+    where = ["--host", "127.0.0.1", "--port", str(port), "--device", "cpu", *opts]
+    bin_dir = Path(sys.executable).parent
+    if server == "sarlo":
+        cmd = [str(bin_dir / "sarlo"), "serve", str(model), *where]
+    else:
+        cmd = [str(bin_dir / "transformers"), "serve", str(model), *where]
     with open(log, "wb") as f:
         env = {**os.environ, "HF_HUB_OFFLINE": "1"}
         proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, env=env)
@@ -235,5 +246,5 @@ def serve(model: str, log: str | Path, timeout: float = 180) -> tuple[Any, str]:
         if proc.poll() is not None or time.monotonic() > deadline:
             proc.kill()
             tail = Path(log).read_text(errors="replace")[-2000:]
-            raise RuntimeError(f"transformers serve {model} did not start:\n{tail}")
+            raise RuntimeError(f"{server} serve {model} did not start:\n{tail}")
         time.sleep(0.5)

@@ -282,5 +282,23 @@ def demo(
     raise typer.Exit(code)
 
 
+@app.command()
+def serve(
+    model: Annotated[str, typer.Argument(help="caption model folder (or hub id, if cached)")],
+    host: str = typer.Option("127.0.0.1", help="address to listen on (0.0.0.0: every one)"),
+    port: int = typer.Option(8000, help="port"),
+    name: str | None = typer.Option(None, help="the served model's name (default: MODEL)"),
+    max_batch: int = typer.Option(8, min=1, help="most requests with one prompt per batch"),
+    wait_ms: float = typer.Option(5.0, min=0, help="how long a batch waits to fill, ms"),
+    device: str = typer.Option("auto", help="auto (a GPU if there is one), cpu or cuda"),
+    dtype: str = typer.Option("auto", help="auto, float32, float16, bfloat16"),
+    threads: int | None = typer.Option(None, min=1, help="torch CPU threads (default: all)"),
+) -> None:
+    """Serve a caption model over the OpenAI chat-completions API (/v1), batching the
+    requests that arrive together: the server of `--caption-server` (captions.backend
+    openai) on a node without vLLM."""
+    cli_run.run_serve(model, name, host, port, max_batch, wait_ms, device, dtype, threads)
+
+
 if __name__ == "__main__":
     main()

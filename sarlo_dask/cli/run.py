@@ -354,3 +354,31 @@ def _dry_run(urls: list[str], scfg: Any, tcfg: Any) -> int:
         f"tiles of {tcfg.size} px at stride {tcfg.stride} (before the validity check)"
     )
     return 0 if ok else 4
+
+
+def run_serve(
+    model: str,
+    name: str | None,
+    host: str,
+    port: int,
+    max_batch: int,
+    wait_ms: float,
+    device: str,
+    dtype: str,
+    threads: int | None,
+) -> None:
+    """`sarlo serve`: the model checked (one line, exit 2) and loaded, then served."""
+    from sarlo_dask.captions.backend import TransformersBackend, get_captioner
+    from sarlo_dask.captions.serve import serve
+    from sarlo_dask.config import CaptionConfig
+    from sarlo_dask.stages.preflight import check_caption_model
+
+    settings = {"model": model, "device": device, "dtype": dtype, "batch_size": max_batch}
+    cfg = _configure(lambda _, **kw: CaptionConfig(**kw), None, settings)
+    _preflight(lambda: check_caption_model(cfg))
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    get_captioner(cfg)  # loaded before the first request
+    serve(TransformersBackend(cfg), name or model, host, port, max_batch, wait_ms / 1000)
