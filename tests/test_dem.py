@@ -349,3 +349,47 @@ def test_a_scene_with_layover_is_projected_whole(steep, client, tmp_path):
 
     flags = open_scene_store(res.store).terrain_flags.values
     assert ((flags & LAYOVER) > 0).any()
+
+
+def _held_grid(dem_url: str, xml: str) -> tuple[float, dict[str, int]]:
+    """On a worker: the scene's DEM grid through the raster height source (mean height),
+    and the worker's table sizes after it."""
+    from sarlo_dask.driver.worker_state import state_sizes
+    from sarlo_dask.geometry.heights import RasterDEM
+    from sarlo_dask.geometry.sicd import sicd_from_xml
+
+    grid = RasterDEM(dem_url).scene_grid(sicd_from_xml(xml))
+    return float(np.nanmean(grid.heights)), state_sizes()
+
+
+def test_a_worker_holds_the_dem_open_between_scenes_and_never_reads_a_changed_one(
+    hilly, client, tmp_path
+):
+    """Per-worker set-up: the DEM's files are opened once per worker and its scenes read
+    through the same handles; a DEM file changed on disk is opened anew (its version is in
+    the key), never read through the old handle; the worker keeps at most two."""
+    import shutil
+
+    import rasterio
+
+    from sarlo_dask.driver.worker_state import WorkerState
+
+    path, _, dem_path = hilly
+    dem = tmp_path / "dem.tif"
+    shutil.copy(dem_path, dem)
+    xml = _xml(path)
+    client.register_plugin(WorkerState())  # as a tile run does; idempotent
+    worker = next(iter(client.scheduler_info()["workers"]))
+    before = client.submit(_held_grid, str(dem), xml, workers=[worker], pure=False).result()
+    again = client.submit(_held_grid, str(dem), xml, workers=[worker], pure=False).result()
+    assert again == before and before[1]["dem"] == 1  # read twice, opened once
+    with rasterio.open(dem, "r+") as f:  # the same file, every height 10 m higher
+        f.write(f.read(1) + 10, 1)
+    changed = client.submit(_held_grid, str(dem), xml, workers=[worker], pure=False).result()
+    assert changed[0] == pytest.approx(before[0] + 10, abs=1e-3), (changed, before)
+    assert changed[1]["dem"] == 2  # the old version's handle kept (at most two), not used
+    for i in range(2):  # two other DEMs: the oldest entries closed and dropped
+        other = tmp_path / f"other{i}.tif"
+        shutil.copy(dem_path, other)
+        got = client.submit(_held_grid, str(other), xml, workers=[worker], pure=False).result()
+        assert got[0] == pytest.approx(before[0]) and got[1]["dem"] == 2

@@ -39,7 +39,7 @@ class BadRequest(ValueError):
         self.status = status
 
 
-@dataclass
+@dataclass(eq=False)  # a request is itself: compared by identity, never by pixels
 class Job:
     """One request waiting for its batch."""
 

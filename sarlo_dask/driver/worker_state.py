@@ -52,26 +52,38 @@ class WorkerState(FilledOnWorker):
 
     def __init__(self) -> None:
         self.tables: dict[str, OrderedDict[Hashable, Any]] = {}
+        self.closing: set[str] = set()
         self.lock = threading.Lock()
 
     def teardown(self, worker: Any) -> None:
         with self.lock:
+            dropped = [v for n in self.closing for v in self.tables.get(n, {}).values()]
             self.tables.clear()
+        for value in dropped:
+            value.close()
 
-    def memo(self, table: str, key: Hashable, make: Callable[[], T], size: int = 0) -> T:
-        """The entry `key` of `table`, made once (`size` > 0: the last `size` used kept)."""
+    def memo(
+        self, table: str, key: Hashable, make: Callable[[], T], size: int = 0, close: bool = False
+    ) -> T:
+        """The entry `key` of `table`, made once (`size` > 0: the last `size` used kept);
+        `close`: the table's entries hold files open, closed (`.close()`) when dropped."""
         with self.lock:
             entries = self.tables.setdefault(table, OrderedDict())
+            if close:
+                self.closing.add(table)
             if key in entries:
                 entries.move_to_end(key)
                 return entries[key]
         value = make()  # outside the lock: a store opens, a SICD parses, others go on
         with self.lock:
-            value = entries.setdefault(key, value)
+            kept = entries.setdefault(key, value)
             entries.move_to_end(key)
+            dropped = [] if kept is value else [value]  # another thread made it first
             while size and len(entries) > size:
-                entries.popitem(last=False)
-        return value
+                dropped.append(entries.popitem(last=False)[1])
+        for old in dropped if close else ():
+            old.close()  # type: ignore[attr-defined]
+        return kept
 
 
 _OWN = WorkerState()

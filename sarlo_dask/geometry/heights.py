@@ -12,6 +12,8 @@ dataclass of settings.
 
 from __future__ import annotations
 
+import json
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -19,7 +21,15 @@ from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
 from sarlo_dask.errors import redact
-from sarlo_dask.geometry.dem import Box, DemGrid, dem_versions, open_dem, probe_dem, read_window
+from sarlo_dask.geometry.dem import (
+    Box,
+    DemGrid,
+    OpenDem,
+    dem_versions,
+    open_dem,
+    probe_dem,
+    read_window,
+)
 from sarlo_dask.geometry.dem import scene_window as scene_window
 from sarlo_dask.registry import Registry
 
@@ -84,14 +94,48 @@ class RasterDEM(HeightSource):
 
     @contextmanager
     def reader(self) -> Iterator[Reader]:
-        with open_dem(self.url, self.vertical_datum, self.storage_options) as dem:
-            yield lambda box: read_window(dem, box)
+        """The rasters this worker holds open for the DEM as it is now (its files' versions
+        in the key: a changed file is opened anew, never read through an old handle)."""
+        from sarlo_dask.driver.worker_state import worker_state
+
+        key = (self.url, self.vertical_datum, _text(self.storage_options), _text(self.versions()))
+        held = worker_state().memo("dem", key, lambda: HeldDem(self), size=2, close=True)
+        with held.lock:
+            if (dem := held.dem) is not None:
+                yield lambda box: read_window(dem, box)
+                return
+        # dropped from the table (closed) after it was handed out: this task opens its own
+        with open_dem(self.url, self.vertical_datum, self.storage_options) as own:
+            yield lambda box: read_window(own, box)
 
     def versions(self) -> dict[str, str]:
         return dem_versions(self.url, self.storage_options)
 
     def check(self) -> None:
         probe_dem(self.url, self.vertical_datum, self.storage_options)
+
+
+class HeldDem:
+    """A raster DEM's files held open by a worker between its scenes (each scene reads
+    several windows; the next scene reads the same files): one reader at a time, closed when
+    the worker's table drops it or the worker goes."""
+
+    def __init__(self, source: RasterDEM) -> None:
+        from contextlib import ExitStack
+
+        self.lock = threading.Lock()
+        self.stack = ExitStack()
+        opened = open_dem(source.url, source.vertical_datum, source.storage_options)
+        self.dem: OpenDem | None = self.stack.enter_context(opened)
+
+    def close(self) -> None:
+        with self.lock:
+            self.dem = None
+            self.stack.close()
+
+
+def _text(mapping: dict[str, Any]) -> str:
+    return json.dumps(mapping, sort_keys=True, default=str)
 
 
 ENTRY_POINTS = "sarlo_dask.height_sources"
