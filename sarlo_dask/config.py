@@ -14,6 +14,7 @@ from sarlo_dask.caption_config import CaptionConfig as CaptionConfig
 from sarlo_dask.caption_config import PromptSpec as PromptSpec
 from sarlo_dask.errors import redact
 from sarlo_dask.lineage import execution, selection
+from sarlo_dask.storage_config import StorageConfig as StorageConfig
 from sarlo_dask.store import canonical, canonical_spec
 
 
@@ -79,6 +80,7 @@ class StandardizeConfig(BaseModel):
         exclude=True,
         description="fsspec options (credentials stay out of provenance)",
     )
+    storage: StorageConfig = execution(default_factory=StorageConfig, exclude=True)
 
     @model_validator(mode="after")
     def _spacing_range(self) -> StandardizeConfig:
@@ -199,6 +201,7 @@ class TileConfig(BaseModel):
         "puts further off than this (SAR px) gets no optical image; None: only record it",
     )
     storage_options: dict[str, Any] = execution(default_factory=dict, exclude=True)
+    storage: StorageConfig = execution(default_factory=StorageConfig, exclude=True)
     tile_cache_options: dict[str, Any] = execution(
         default_factory=dict, exclude=True, description="storage options of tile_cache's URL"
     )
@@ -277,6 +280,7 @@ class ReleaseConfig(BaseModel):
         "read) or their size alone",
     )
     storage_options: dict[str, Any] = execution(default_factory=dict, exclude=True)
+    storage: StorageConfig = execution(default_factory=StorageConfig, exclude=True)
 
     @field_validator("splits")
     @classmethod
@@ -331,6 +335,7 @@ SECTIONS: dict[str, type[BaseModel]] = {
     "tiles": TileConfig,
     "captions": CaptionConfig,
     "release": ReleaseConfig,
+    "storage": StorageConfig,
 }
 """the sections of a build YAML and their models"""
 
@@ -362,11 +367,11 @@ def read_settings(path: str | Path) -> dict[str, dict[str, Any]]:
             values = {}
         if not isinstance(values, dict):
             raise ValueError(f"section {name!r} is not a mapping of settings")
-        fields = SECTIONS[name].model_fields
+        known = set(SECTIONS[name].model_fields) - {"storage"}  # a section of its own
         for key in values:
-            if key not in fields:
+            if key not in known:
                 raise ValueError(
-                    f"unknown setting {name}.{key} (settings: {', '.join(sorted(fields))})"
+                    f"unknown setting {name}.{key} (settings: {', '.join(sorted(known))})"
                 )
         sections[name] = dict(values)
     return sections
@@ -375,6 +380,9 @@ def read_settings(path: str | Path) -> dict[str, dict[str, Any]]:
 def _load(model: Any, section: str, path: str | Path | None, overrides: dict[str, Any]) -> Any:
     data: dict[str, Any] = {}
     if path is not None:
-        data = read_settings(path).get(section, {})
+        sections = read_settings(path)
+        data = sections.get(section, {})
+        if "storage" in model.model_fields and "storage" in sections:  # one for every URL
+            data["storage"] = sections["storage"]
     data.update({k: v for k, v in overrides.items() if v is not None})
     return model(**data)

@@ -34,7 +34,13 @@ from sarlo_dask.release import publish
 from sarlo_dask.stages import resume
 from sarlo_dask.stages.scene_run import SceneRun
 from sarlo_dask.stages.tile_run import TileRun
+from sarlo_dask.storage_config import options_of
 from sarlo_dask.store import Store, canonical, sweep_staging
+
+
+def _store(where: str | Store, cfg: Any) -> Store:
+    """`where` itself, or the Store at that URL with the options `cfg`'s section gives it."""
+    return where if isinstance(where, Store) else Store.of(where, options_of(cfg, where))
 
 
 def standardize_scenes(
@@ -46,7 +52,7 @@ def standardize_scenes(
 ) -> list[SceneResult]:
     """Standardize every scene into {work}/scenes/{scene_id}.zarr, skipping completed ones.
     A URL for `work` is a Store with the stage's storage options."""
-    run = SceneRun(urls, Store.of(work, cfg.storage_options), cfg, client)
+    run = SceneRun(urls, _store(work, cfg), cfg, client)
     drive = Driver(client, progress)
     run.start(drive)
     for outcome in drive:
@@ -68,7 +74,7 @@ def tile_scenes(
 
     Optical images from an XYZ server are prefetched first (`prefetch_tiles`), each tile
     once; `on_prefetch` is given what that did."""
-    work = Store.of(work, cfg.storage_options)
+    work = _store(work, cfg)
     run = TileRun(work, cfg, client, captions)
     drive = Driver(client, progress)
     for sid in scene_ids if scene_ids is not None else resume.completed_scenes(work):
@@ -121,7 +127,7 @@ def release_scenes(
     current release, and older generations are removed. A shard that fails publishes
     nothing. URLs for `work` and `out` are Stores with `storage_options` and the release's
     own; `captions`: the caption settings' digest whose records are released (None: none)."""
-    work, out = Store.of(work, storage_options), Store.of(out, cfg.storage_options)
+    work, out = Store.of(work, storage_options), _store(out, cfg)
     indexes = Driver(client)
     for s in sorted(scene_ids):
         key = Key("index", s, (str(captions), work.token))
@@ -210,7 +216,10 @@ def build_dataset(
     {out} holding the release of other inputs is a UsageError unless `replace`."""
     from sarlo_dask.stages.preflight import check_release_inputs
 
-    work, out = Store.of(work, scfg.storage_options), Store.of(out, rcfg.storage_options)
+    if isinstance(work, str):  # one set of options for {work}, whichever section gives it
+        keys = "standardize.storage_options and tiles.storage_options"
+        scfg.storage.same_for(work, scfg.storage_options, tcfg.storage_options, keys)
+    work, out = _store(work, scfg), _store(out, rcfg)
     urls = [canonical(u) for u in urls]  # one unit per file, however its path is spelled
     check_release_inputs(out.url, urls, out.options, replace)
     for s in (work, out):

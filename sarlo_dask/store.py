@@ -10,7 +10,7 @@ import os
 import re
 import tempfile
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,10 +52,19 @@ def _aws_credentials_available() -> bool:
         return False
 
 
-def input_options(url: str, storage_options: dict[str, Any] | None = None) -> dict[str, Any]:
+Options = dict[str, Any] | Callable[[str], dict[str, Any]] | None
+"""storage options: one set for every URL, or each URL's own (StorageConfig.for_url)"""
+
+
+def options_at(options: Options, url: str) -> dict[str, Any]:
+    """The storage options of `url`."""
+    return dict(options(url) if callable(options) else options or {})
+
+
+def input_options(url: str, storage_options: Options = None) -> dict[str, Any]:
     """Storage options to read an input scene: public S3 buckets (Umbra's open data) are read
     anonymously when no AWS credentials are configured and none are given."""
-    options = dict(storage_options or {})
+    options = options_at(storage_options, url)
     given = {"anon", "key", "secret", "token", "profile", "session"} & set(options)
     if url.startswith(("s3://", "s3a://")) and not given and not _aws_credentials_available():
         options["anon"] = True

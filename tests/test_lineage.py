@@ -40,6 +40,7 @@ OTHER: dict[str, Any] = {  # another valid value, where a generic one would not 
     "storage_options": {"anon": True},
     "dem_storage_options": {"anon": True},
     "tile_cache_options": {"anon": True},
+    "storage": {"options": {"anon": True}, "urls": {"s3://scenes/": {"anon": False}}},
     "prompts": {
         k: {**v.model_dump(), "max_new_tokens": 7} for k, v in CaptionConfig().prompts.items()
     },
@@ -109,6 +110,10 @@ def test_the_roles_declared():
     never rebuilds a store; the target spacing and every output setting do."""
     std, tiles, caps = (lineage.roles(m) for m in (StandardizeConfig, TileConfig, CaptionConfig))
     for name in ("chunk_azimuth", "chunk_range", "store_chunk", "device", "storage_options"):
+        assert std[name] == "execution", name
+    for name in ("storage_options", "storage"):  # credentials: in no digest, every section
+        assert tiles[name] == lineage.roles(ReleaseConfig)[name] == "execution", name
+    for name in ("storage",):
         assert std[name] == "execution", name
     for name in ("min_spacing", "max_spacing", "polarizations", "min_size"):
         assert std[name] == "selection", name

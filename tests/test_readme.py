@@ -132,6 +132,7 @@ RUNS = {
     "http://gpu-node-1:8000/v1 --caption-server http://gpu-node-2:8000/v1 --caption-model "
     "Qwen/Qwen2-VL-2B-Instruct": "servers",
     "sarlo standardize scenes/ --work work --dem dem/glo30/": "dem",
+    "sarlo serve /models/Qwen2-VL-2B-Instruct --host 0.0.0.0 --port 8000 --max-batch 16": "serve",
 }
 """each `sarlo` command of the README, by the name of the case that runs it"""
 
@@ -222,6 +223,48 @@ def _run(cmd: str, swaps: dict[str, str], cwd: Path, timeout: float = 600):
     return res
 
 
+def _serve_once(cmd: str, vlm: str) -> None:
+    """The README's `sarlo serve` on a loopback port (not every address, as a test): it
+    lists the model and answers one caption request for a tile-sized image."""
+    import time
+
+    import numpy as np
+    import requests
+    from PIL import Image
+
+    from sarlo_dask.captions.openai_server import data_url, request_body
+    from sarlo_dask.config import CaptionConfig
+
+    from .helpers import free_port
+
+    port = free_port()
+    swaps = {"/models/Qwen2-VL-2B-Instruct": vlm, "0.0.0.0": "127.0.0.1", "8000": str(port)}
+    for old, new in swaps.items():
+        assert old in cmd, (old, cmd)
+        cmd = cmd.replace(old, new)
+    argv = [str(Path(sys.executable).parent / "sarlo"), *shlex.split(cmd)[1:]]
+    proc = subprocess.Popen(argv, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    base = f"http://127.0.0.1:{port}/v1"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                listed = requests.get(f"{base}/models", timeout=5).json()
+                break
+            except requests.RequestException:
+                assert proc.poll() is None and time.monotonic() < deadline, "no server"
+                time.sleep(0.3)
+        assert [m["id"] for m in listed["data"]] == [vlm]
+        cfg = CaptionConfig(model=vlm, backend="openai", servers=(base,))
+        image = Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), "u1"))
+        body = request_body(cfg, data_url(image), cfg.prompts["SHORT"])
+        answer = requests.post(f"{base}/chat/completions", json=body, timeout=120)
+        assert answer.status_code == 200 and answer.json()["choices"][0]["message"]["content"]
+    finally:
+        proc.terminate()
+        proc.wait(60)
+
+
 def _other_scenes(keep: str):
     """copytree's ignore: every scene's entries in a {work} folder but `keep`'s."""
 
@@ -275,6 +318,8 @@ def test_each_readme_command_runs(case, places, s3_server):
         shutil.copytree(places["root"] / "scenes", root / "scenes")
         _run(cmd, {}, root)
         assert len(fs.glob("bucket/work/scenes/*/zarr.json")) == 2
+    elif case == "serve":  # a server runs until stopped: started, asked once, stopped
+        _serve_once(cmd, places["vlm"])
     elif case == "dem":  # a scene with 80 m of relief and its DEM in a folder of one tile
         from sarlo_dask.sim.scene import SimulationSpec, simulate_scene
         from sarlo_dask.stages.standardize import open_scene_store

@@ -14,7 +14,8 @@ import typer
 
 from sarlo_dask.driver.outcomes import Prefetch
 from sarlo_dask.errors import redact
-from sarlo_dask.store import join
+from sarlo_dask.storage_config import options_of, resolver
+from sarlo_dask.store import Options, join
 
 T = TypeVar("T")
 
@@ -131,7 +132,7 @@ def _on_cluster(cluster: str, workers: int | None, stage: Callable[[Any, Any], T
     return result
 
 
-def _scene_urls(inputs: list[str], storage_options: dict[str, Any]) -> list[str]:
+def _scene_urls(inputs: list[str], storage_options: Options) -> list[str]:
     """The scenes the INPUT arguments name; exit 2 for an input without any, 4 for none."""
     from sarlo_dask.io.catalog import expand_inputs
 
@@ -157,11 +158,12 @@ def run_standardize(
     cfg = _configure(load_config, config, settings)
     from sarlo_dask.stages.preflight import check_dem, check_inputs
 
-    _preflight(*_common_checks(cluster, workers, work, cfg.storage_options), lambda: check_dem(cfg))
-    urls = _scene_urls(inputs, cfg.storage_options)
-    _preflight(lambda: check_inputs(urls, cfg.storage_options))
+    at_work = options_of(cfg, work)
+    _preflight(*_common_checks(cluster, workers, work, at_work), lambda: check_dem(cfg))
+    urls = _scene_urls(inputs, resolver(cfg))
+    _preflight(lambda: check_inputs(urls, resolver(cfg)))
     t0 = time.perf_counter()
-    with _leased((work, cfg.storage_options)):
+    with _leased((work, at_work)):
         results = _on_cluster(
             cluster,
             workers,
@@ -208,14 +210,14 @@ def run_tiles(work: str, cluster: str, workers: int | None, **settings: object) 
     )
 
     _preflight(
-        *_common_checks(cluster, workers, work, cfg.storage_options),
+        *_common_checks(cluster, workers, work, options_of(cfg, work)),
         lambda: check_optical(cfg.optical if cfg.optical_mode == "fetch" else None, cfg.zoom),
         lambda: check_caption_model(ccfg),
         lambda: check_caption_servers(ccfg),
         lambda: check_caption_image(cfg, ccfg),
     )
     t0 = time.perf_counter()
-    with _leased((work, cfg.storage_options)):
+    with _leased((work, options_of(cfg, work))):
         results = _on_cluster(
             cluster,
             workers,
@@ -275,6 +277,7 @@ def run_build(
         check_optical_coverage,
         check_protocol,
         check_release_inputs,
+        check_work_options,
         check_writable,
     )
 
@@ -282,25 +285,27 @@ def run_build(
     if dry_run:  # reads headers only: nothing written, no cluster, no --work/--out needed
         given = [(u, n) for u, n in ((work, "--work"), (out, "--out")) if u]
         _preflight(*(lambda u=u, n=n: check_protocol(u, n) for u, n in given))
-        return _dry_run(_scene_urls(inputs, scfg.storage_options), scfg, tcfg)
+        return _dry_run(_scene_urls(inputs, resolver(scfg)), scfg, tcfg)
     assert work is not None and out is not None, "sarlo build checks both are given"
+    at_work, at_out = options_of(scfg, work), options_of(rcfg, out)
     _preflight(
-        *_common_checks(cluster, workers, work, scfg.storage_options),
-        lambda: check_writable(out, "--out", rcfg.storage_options),
+        lambda: check_work_options(work, scfg, tcfg),
+        *_common_checks(cluster, workers, work, at_work),
+        lambda: check_writable(out, "--out", at_out),
         lambda: check_dem(scfg),
         lambda: check_optical(optical_fetch, tcfg.zoom),
         lambda: check_caption_model(ccfg),
         lambda: check_caption_servers(ccfg),
         lambda: check_caption_image(tcfg, ccfg),
     )
-    urls = _scene_urls(inputs, scfg.storage_options)
+    urls = _scene_urls(inputs, resolver(scfg))
     _preflight(
-        lambda: check_inputs(urls, scfg.storage_options),
-        lambda: check_release_inputs(out, urls, rcfg.storage_options, replace),
+        lambda: check_inputs(urls, resolver(scfg)),
+        lambda: check_release_inputs(out, urls, at_out, replace),
         lambda: check_optical_coverage(optical_fetch, tcfg, urls, scfg),
     )
     t0 = time.perf_counter()
-    with _leased((work, scfg.storage_options), (out, rcfg.storage_options)):
+    with _leased((work, at_work), (out, at_out)):
         result = _on_cluster(
             cluster,
             workers,

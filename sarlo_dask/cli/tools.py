@@ -209,7 +209,7 @@ def verify(
         False, "--deep", help="also decode every sample (npy loads, json parses, png decodes)"
     ),
     config: Path | None = typer.Option(
-        None, help="YAML whose release.storage_options reach the release"
+        None, help="YAML whose storage section (and release.storage_options) reach the release"
     ),
 ) -> None:
     """Check a release against its manifest: every shard's size and sha256, index rows
@@ -219,9 +219,10 @@ def verify(
     from sarlo_dask.config import load_release_config
     from sarlo_dask.errors import redact
     from sarlo_dask.release.verify import verify_release
+    from sarlo_dask.storage_config import options_of
     from sarlo_dask.store import Store
 
-    options = load_release_config(config).storage_options if config else {}
+    options = options_of(load_release_config(config), release) if config else {}
     report = verify_release(Store.of(release, options), deep)
     for problem in report.problems:
         typer.echo(problem.line())

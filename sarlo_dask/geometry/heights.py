@@ -161,4 +161,5 @@ def configured(cfg: Any) -> HeightSource | None:
     """The height source of a StandardizeConfig (None: the constant height)."""
     if cfg.dem is None:
         return None
-    return height_source(cfg.dem, cfg.dem_vertical_datum, cfg.dem_storage_options)
+    options = cfg.storage.for_url(cfg.dem, cfg.dem_storage_options)
+    return height_source(cfg.dem, cfg.dem_vertical_datum, options)

@@ -3,20 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
 
 import fsspec
 
 from sarlo_dask.errors import redact
 from sarlo_dask.io.readers import scene_suffixes
-from sarlo_dask.store import input_options, is_http
+from sarlo_dask.store import Options, input_options, is_http
 
 LIST_SUFFIXES = (".txt", ".list")
 
 
-def expand_inputs(
-    inputs: Iterable[str], storage_options: dict[str, Any] | None = None
-) -> list[str]:
+def expand_inputs(inputs: Iterable[str], storage_options: Options = None) -> list[str]:
     """Scene URLs from INPUT arguments: a folder or prefix yields its *.nitf / *.ntf files, a
     list file (*.txt / *.list) the inputs it names one per line (# starts a comment).
 

@@ -9,7 +9,7 @@ import uuid
 from typing import Any
 
 from sarlo_dask.errors import access_denied, exception_chain, redact, root_cause
-from sarlo_dask.store import filesystem, input_options, is_http, is_local, join
+from sarlo_dask.store import Options, filesystem, input_options, is_http, is_local, join
 
 PROBE_TIMEOUT_S = 5.0
 PROBE_THREADS = 32
@@ -208,7 +208,17 @@ def _each_problem(problems: list[str]) -> None:
         raise UsageError("\n".join(problems))
 
 
-def check_inputs(urls: list[str], storage_options: dict[str, Any] | None) -> None:
+def check_work_options(work: str, scene: Any, tiles: Any) -> None:
+    """One set of storage options for {work} in a build: the standardize and tiles sections
+    must not give it different ones (the build opens it once)."""
+    keys = "standardize.storage_options and tiles.storage_options"
+    try:
+        scene.storage.same_for(work, scene.storage_options, tiles.storage_options, keys)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def check_inputs(urls: list[str], storage_options: Options) -> None:
     """Every input scene exists and can be read: one metadata request each (local, s3://,
     http(s)://: a probe, nothing downloaded), in threads."""
     from concurrent.futures import ThreadPoolExecutor

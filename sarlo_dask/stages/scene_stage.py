@@ -24,6 +24,7 @@ from sarlo_dask.geometry.sicd import open_sicd, read_header, sicd_from_xml
 from sarlo_dask.geometry.tiles import tile_windows
 from sarlo_dask.io.readers import scene_id_from_url
 from sarlo_dask.stages.standardize import plan_scene, standardize_scene, task_peaks
+from sarlo_dask.storage_config import options_of
 from sarlo_dask.store import Store, file_version
 
 
@@ -74,7 +75,7 @@ def scene_inputs(url: str, cfg: StandardizeConfig) -> dict[str, str]:
     """The files a scene is made from and their versions (size and ETag or modification
     time): a scene whose input changed under the same URL is made again, not reused."""
     try:
-        inputs = {redact(url): file_version(url, cfg.storage_options)}
+        inputs = {redact(url): file_version(url, options_of(cfg, url))}
     except Exception:  # unreadable: the read that follows says why, in its words
         inputs = {redact(url): "unknown"}
     if (heights := configured(cfg)) is not None:
@@ -110,7 +111,7 @@ def plan_scene_store(
             damaged = verify_store(work, scene_id, made, chunks=False)
             if not damaged:
                 if made.get("selection") != cfg.selection_digest():  # selected otherwise:
-                    plan_scene(read_header(url, cfg.storage_options)[0], cfg, url)  # again
+                    plan_scene(read_header(url, options_of(cfg, url))[0], cfg, url)  # again
                 return ScenePlan(None, digest=digest, inputs=inputs)
             rebuilt = f"damaged: {damaged[0].path}"
         elif made.get("settings") == cfg.digest() and changed:
@@ -118,7 +119,7 @@ def plan_scene_store(
         else:
             rebuilt = f"standardize settings changed ({made.get('config')} -> {digest})"
         work.remove(marker)  # not complete under these settings until rewritten
-    scene = open_sicd(url, cfg.chunk_range, cfg.storage_options)
+    scene = open_sicd(url, cfg.chunk_range, options_of(cfg, url))
     check_fits(scene, cfg, url, memory)
     try:  # the DEM is read, and the tie-point step searched on it, before any write
         heights = configured(cfg)
@@ -172,7 +173,7 @@ def preview_scene(url: str, cfg: StandardizeConfig, size: int, stride: int) -> S
     requests); the memory rule needs the cluster's workers and is not checked here."""
     scene_id = scene_id_from_url(url)
     try:
-        sicd, _ = read_header(url, cfg.storage_options)
+        sicd, _ = read_header(url, options_of(cfg, url))
         plan_rg, plan_az = plan_scene(sicd, cfg, url)
     except SceneError as exc:
         return ScenePreview(url, scene_id, exc.reason)

@@ -43,6 +43,7 @@ from sarlo_dask.geometry.tiles import (
 from sarlo_dask.optical.mosaic import DECODED
 from sarlo_dask.optical.pair import PairConfig, pair_metadata, pair_tile
 from sarlo_dask.optical.sources import OpticalSource, source_from_spec
+from sarlo_dask.storage_config import options_of
 from sarlo_dask.store import Store, filesystem, is_local, join, json_bytes
 
 
@@ -124,7 +125,7 @@ def optical_source(cfg: TileConfig) -> OpticalSource:
         backoff=cfg.http_backoff,
         max_workers=cfg.http_concurrency,
         rate=cfg.http_rate,
-        cache_options=cfg.tile_cache_options,
+        cache_options=options_of(cfg, cfg.tile_cache, "tile_cache_options"),
     )
 
 

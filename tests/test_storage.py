@@ -1,0 +1,138 @@
+"""One `storage:` section for every URL of a build: options for all, and per URL prefix.
+Two moto S3 servers on 127.0.0.1: the scenes on one, {work} on the other; `sarlo
+standardize` reaches each with its own options, as a user runs it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import s3fs
+import yaml
+
+from sarlo_dask.config import StandardizeConfig, TileConfig
+from sarlo_dask.storage_config import StorageConfig
+
+SARLO = str(Path(sys.executable).parent / "sarlo")
+
+
+def test_the_longest_prefix_wins_over_the_sections_key_over_the_options():
+    storage = StorageConfig(
+        options={"anon": False, "a": 1},
+        urls={"s3://b/": {"anon": True}, "s3://b/private/": {"anon": False, "profile": "p"}},
+    )
+    assert storage.for_url("s3://c/x", {"a": 2}) == {"anon": False, "a": 2}
+    assert storage.for_url("s3://b/x", {"anon": False}) == {"anon": True, "a": 1}
+    assert storage.for_url("s3://b/private/x") == {"anon": False, "a": 1, "profile": "p"}
+    with pytest.raises(ValueError, match="an empty prefix"):
+        StorageConfig(urls={" ": {}})
+
+
+@pytest.fixture
+def other_s3():
+    """A second S3 server in a process of its own (moto's `moto_server`: its own buckets,
+    which the tests' server does not share): its URL."""
+    import time
+
+    import requests
+
+    from .helpers import free_port
+
+    port = free_port()
+    exe = str(Path(sys.executable).parent / "moto_server")
+    proc = subprocess.Popen(
+        [exe, "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            requests.get(f"{url}/moto-api/", timeout=2)
+            break
+        except requests.RequestException:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                proc.kill()
+                raise RuntimeError("moto_server did not start") from None
+            time.sleep(0.2)
+    yield url
+    proc.terminate()
+    proc.wait(30)
+
+
+def _yaml(path: Path, settings: dict) -> Path:
+    path.write_text(yaml.safe_dump(settings))
+    return path
+
+
+def test_inputs_and_work_on_two_servers_each_with_its_own_options(scenes, s3, other_s3, tmp_path):
+    """The scene on one server, {work} on another: `storage.urls` sends the scene's reads to
+    its server, `storage.options` the rest to the default one; without the prefix the same
+    command cannot find the scene (the options really route the reads)."""
+    there = {"key": "k", "secret": "s", "client_kwargs": {"endpoint_url": other_s3}}
+    fs = s3fs.S3FileSystem(**there)
+    fs.mkdir("scenes")
+    fs.put(str(scenes["coarse"]), "scenes/coarse.nitf")
+    assert not s3fs.S3FileSystem(**s3).exists("scenes/coarse.nitf")  # on its server only
+    std = {"min_size": 64, "chunk_azimuth": 256, "chunk_range": 256, "store_chunk": 128}
+    routed = {"storage": {"options": s3, "urls": {"s3://scenes/": there}}, "standardize": std}
+    cmd = [SARLO, "standardize", "s3://scenes/coarse.nitf", "--work", "s3://sarlo/work"]
+    cmd += ["--workers", "2"]
+    res = subprocess.run(
+        [*cmd, "--config", str(_yaml(tmp_path / "routed.yaml", routed))],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "standardized coarse" in res.stdout or "1 standardized" in res.stdout, res.stdout
+    assert s3fs.S3FileSystem(**s3).exists("sarlo/work/scenes/coarse.done.json")
+    assert not s3fs.S3FileSystem(**there).exists("sarlo")  # {work} is not on the scenes server
+    assert "secret" not in res.stdout + res.stderr
+
+    plain = {"storage": {"options": s3}, "standardize": std}  # no prefix for the scenes
+    res = subprocess.run(
+        [*cmd, "--config", str(_yaml(tmp_path / "plain.yaml", plain))],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert res.returncode == 2, res.stdout + res.stderr
+    assert "input s3://scenes/coarse.nitf" in res.stderr, res.stderr
+
+
+def test_a_build_refuses_two_sets_of_options_for_its_work_before_any_cluster(tmp_path):
+    """tiles.storage_options other than standardize.storage_options for {work}: one line
+    naming both keys, exit 2 (a build opens {work} once; they were silently ignored)."""
+    settings = {
+        "standardize": {"storage_options": {"anon": True}},
+        "tiles": {"storage_options": {"anon": False}},
+    }
+    res = subprocess.run(
+        [SARLO, "build", str(tmp_path / "in.nitf"), "--work", str(tmp_path / "w"), "--out",
+         str(tmp_path / "o"), "--config", str(_yaml(tmp_path / "b.yaml", settings))],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert res.returncode == 2, res.stdout + res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1, res.stderr
+    assert "standardize.storage_options and tiles.storage_options" in lines[0]
+    assert "different options (anon)" in lines[0]
+    assert not (tmp_path / "w").exists()
+
+
+def test_each_section_of_a_build_yaml_gets_the_one_storage_section(tmp_path):
+    from sarlo_dask.config import load_config, load_release_config, load_tile_config
+
+    path = _yaml(tmp_path / "b.yaml", {"storage": {"urls": {"s3://x/": {"anon": True}}}})
+    for cfg in (load_config(path), load_tile_config(path), load_release_config(path)):
+        assert cfg.storage.for_url("s3://x/y") == {"anon": True}
+        assert "storage" not in cfg.model_dump()  # in no record, no digest
+    assert load_config(path).digest() == StandardizeConfig().digest()
+    assert load_tile_config(path).digest() == TileConfig().digest()
+    bad = _yaml(tmp_path / "bad.yaml", {"standardize": {"storage": {"options": {}}}})
+    with pytest.raises(ValueError, match="unknown setting standardize.storage"):
+        load_config(bad)
