@@ -16,6 +16,7 @@ import requests
 from PIL import Image
 
 from sarlo_dask.captions import tiny
+from sarlo_dask.captions.interface import CaptionBackend, Generated
 from sarlo_dask.captions.openai_server import data_url, request_body
 from sarlo_dask.captions.serve import BATCH_HEADER
 from sarlo_dask.config import CaptionConfig
@@ -70,6 +71,22 @@ def test_tiles_captioned_through_it_as_in_process(tiled, vlm, server, client):
         assert rec["caption"] and rec["model"] == vlm
 
 
+def _parts(**image_part) -> dict:
+    """A request whose one image part is `image_part` (malformed as the case says)."""
+    part = {"type": "image_url", **image_part}
+    return {"messages": [{"role": "user", "content": [part, {"type": "text", "text": "x"}]}]}
+
+
+def _big_png() -> str:
+    """A data URL of a 5000 x 5000 PNG (a few kB: one colour)."""
+    import base64
+    import io
+
+    buf = io.BytesIO()
+    Image.new("L", (5000, 5000)).save(buf, "PNG")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
 def _image(seed: int) -> Image.Image:
     rng = np.random.default_rng(seed)
     return Image.fromarray(rng.integers(0, 255, (48, 48, 3), dtype=np.uint8))
@@ -103,6 +120,15 @@ def test_requests_in_flight_together_share_a_batch(vlm, server):
         ({"temperature": 0.7}, 400, "only greedy decoding"),
         ({"messages": [{"role": "user", "content": "hello"}]}, 400, "holds no image"),
         ({"max_tokens": -3}, 400, "token limits"),
+        ({"max_tokens": True}, 400, "token limits"),
+        ({"max_tokens": 5000}, 400, "this server's --max-tokens"),
+        ({"max_tokens": 4, "min_tokens": 8}, 400, "min_tokens <= max_tokens"),
+        ({"max_completion_tokens": 0}, 400, "token limits"),
+        ({"messages": [{"role": "user", "content": ["describe"]}]}, 400, "holds no image"),
+        (_parts(image_url="data:image/png;base64,AAAA"), 400, "an image part holds"),
+        (_parts(image_url=None), 400, "an image part holds"),
+        (_parts(image_url={"url": "data:image/png;base64,!!"}), 400, "cannot be decoded"),
+        (_parts(image_url={"url": _big_png()}), 400, "at most 4096^2"),
     ],
 )
 def test_a_request_it_cannot_answer_as_asked_is_refused_saying_why(
@@ -125,3 +151,58 @@ def test_a_missing_model_is_one_line_before_listening(tmp_path):
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and "no such model folder" in lines[0], res.stderr
     assert "serving" not in res.stdout
+
+
+def test_a_body_that_is_not_json_is_refused(server):
+    r = requests.post(f"{server}/chat/completions", data=b"{not json", timeout=60)
+    assert r.status_code == 400 and "not JSON" in r.json()["error"]["message"]
+
+
+class _Short(CaptionBackend):
+    """A backend whose first batch answers one text short, then answers every image."""
+
+    uses_gpu = False
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    @classmethod
+    def get(cls, cfg, share=1):
+        return cls()
+
+    def generate(self, images, prompts):
+        self.calls += 1
+        n = len(images) - (self.calls == 1)
+        return {k: [Generated(f"text {i}", "short") for i in range(n)] for k in prompts}
+
+
+def test_a_failing_batch_is_its_requests_500_and_the_server_goes_on():
+    """A backend that answers a batch wrongly: that request gets a 500 saying why (the fault
+    happened: one text short), and the next request is answered (the batcher lives on)."""
+    import asyncio
+    import threading
+
+    from aiohttp import web
+
+    from sarlo_dask.captions.serve import make_app
+
+    from .helpers import free_port
+
+    backend, port = _Short(), free_port()
+    loop = asyncio.new_event_loop()
+    runner = web.AppRunner(make_app(backend, "short", max_batch=4, wait_s=0.001))
+    loop.run_until_complete(runner.setup())
+    loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", port).start())
+    threading.Thread(target=loop.run_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{port}/v1"
+    try:
+        cfg = CaptionConfig(model="short", backend="openai", servers=(base,))
+        body = request_body(cfg, data_url(_image(1)), cfg.prompts["SHORT"])
+        first = requests.post(f"{base}/chat/completions", json=body, timeout=30)
+        assert first.status_code == 500 and "0 texts for 1 images" in first.text, first.text
+        second = requests.post(f"{base}/chat/completions", json=body, timeout=30)
+        assert second.status_code == 200 and second.json()["choices"][0]["message"]["content"]
+        assert backend.calls == 2
+    finally:
+        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(30)
+        loop.call_soon_threadsafe(loop.stop)

@@ -1,8 +1,8 @@
 """A caption model served over the OpenAI chat-completions API, batching the requests that
 arrive together: `sarlo serve MODEL`.
 
-For a node that holds a GPU (or a CPU box) and no vLLM: any caption backend of this package
-(the transformers one by default) answers `/v1/chat/completions` requests of the form the
+For a node that holds a GPU (or a CPU box) and no vLLM: the in-process transformers backend
+answers `/v1/chat/completions` requests of the form the
 `openai` backend sends (one image as a data URL, one text prompt, greedy decoding), and
 `/v1/models`. Requests waiting together with the same prompt and limits go to the model as
 one batch (up to `max_batch` images), so that many clients' requests in flight cost about
@@ -21,8 +21,6 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
-
-from pydantic import ValidationError
 
 from sarlo_dask.captions.interface import CaptionBackend, Generated
 from sarlo_dask.config import PromptSpec
@@ -49,46 +47,64 @@ class Job:
     """its text and the size of the batch it ran in"""
 
 
-def _image(url: str) -> Any:
+MAX_PIXELS = 4096 * 4096
+"""the largest image answered (a tile is 1024 px a side): a bigger one is refused before it
+is decoded"""
+
+
+def _image(url: Any) -> Any:
     from PIL import Image, UnidentifiedImageError
 
-    head, sep, data = url.partition(",")
+    head, sep, data = url.partition(",") if isinstance(url, str) else ("", "", "")
     if not (sep and head.startswith("data:image/") and head.endswith(";base64")):
         raise BadRequest("the image is not a base64 data URL (data:image/...;base64,...)")
     try:
-        return Image.open(io.BytesIO(base64.b64decode(data, validate=True))).convert("RGB")
-    except (binascii.Error, UnidentifiedImageError, OSError) as exc:
+        image = Image.open(io.BytesIO(base64.b64decode(data, validate=True)))
+        if image.width * image.height > MAX_PIXELS:
+            raise BadRequest(f"the image is {image.width} x {image.height} px (at most 4096^2)")
+        return image.convert("RGB")
+    except (binascii.Error, UnidentifiedImageError, OSError, Image.DecompressionBombError) as exc:
         raise BadRequest(f"the image cannot be decoded ({type(exc).__name__})") from None
 
 
-def parse_request(doc: Any, served: str) -> tuple[PromptSpec, Any]:
+def _count(doc: dict[str, Any], *names: str, default: int) -> int:
+    """A token count the request gives under the first of `names` it holds, else `default`."""
+    value = next((doc[n] for n in names if doc.get(n) is not None), default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise BadRequest(f"token limits: {names[0]} must be a whole number >= 0, not {value!r}")
+    return value
+
+
+def parse_request(doc: Any, served: str, max_tokens: int = 1024) -> tuple[PromptSpec, Any]:
     """(the prompt, the PIL image) of a chat-completion request; BadRequest if it is not one
-    this server answers as asked."""
+    this server answers as asked (`max_tokens`: the most a request may ask for)."""
     if not isinstance(doc, dict) or not isinstance(doc.get("messages"), list):
         raise BadRequest("not a chat-completion request (no messages)")
     if doc.get("model") not in (None, served):
         raise BadRequest(f"model {doc.get('model')!r} is not served here ({served!r} is)", 404)
     if doc.get("stream"):
         raise BadRequest("streaming is not served: ask with stream false")
-    if doc.get("temperature", 0) not in (0, 0.0, None) or doc.get("n", 1) != 1:
+    if doc.get("temperature") not in (0, None) or doc.get("n") not in (1, None):
         raise BadRequest("only greedy decoding is served (temperature 0, n 1)")
     users = [m for m in doc["messages"] if isinstance(m, dict) and m.get("role") == "user"]
     content = users[-1].get("content") if users else None
-    if not isinstance(content, list):
+    if not isinstance(content, list) or not all(isinstance(p, dict) for p in content):
         raise BadRequest("the user message holds no image (content must be a list of parts)")
-    urls = [p.get("image_url", {}).get("url") for p in content if p.get("type") == "image_url"]
+    images = [p.get("image_url") for p in content if p.get("type") == "image_url"]
     texts = [p.get("text") for p in content if p.get("type") == "text"]
-    if len(urls) != 1 or not isinstance(urls[0], str):
-        raise BadRequest(f"a caption request holds one image, not {len(urls)}")
-    try:
-        prompt = PromptSpec(
-            text=" ".join(t for t in texts if isinstance(t, str)),
-            max_new_tokens=doc.get("max_tokens") or 64,
-            min_new_tokens=doc.get("min_tokens") or 0,
+    if len(images) != 1:
+        raise BadRequest(f"a caption request holds one image, not {len(images)}")
+    if not isinstance(images[0], dict) or not all(isinstance(t, str) for t in texts):
+        raise BadRequest("an image part holds {'url': ...} and a text part a string")
+    most = _count(doc, "max_completion_tokens", "max_tokens", default=64)
+    least = _count(doc, "min_tokens", default=0)
+    if not 1 <= most <= max_tokens or least > most:
+        raise BadRequest(
+            f"token limits: 1 <= max_tokens <= {max_tokens} (this server's --max-tokens) and "
+            f"min_tokens <= max_tokens, not {most} and {least}"
         )
-    except ValidationError as exc:
-        raise BadRequest(f"token limits: {exc.errors()[0]['msg']}") from None
-    return prompt, _image(urls[0])
+    prompt = PromptSpec(text=" ".join(texts), max_new_tokens=most, min_new_tokens=least)
+    return prompt, _image(images[0].get("url"))
 
 
 def answer(text: str, served: str, n: int) -> dict[str, Any]:
@@ -139,31 +155,51 @@ class Batcher:
         return same
 
     async def run(self) -> None:
+        """Batches until cancelled; a batch's failure (the backend's error, or texts that do
+        not match its images) is each of its requests' answer, never the end of the loop."""
         loop = asyncio.get_running_loop()
         while True:
             jobs = await self._next()
-            images, prompts = [j.image for j in jobs], {"p": jobs[0].prompt}
             try:
+                images, prompts = [j.image for j in jobs], {"p": jobs[0].prompt}
                 out = await loop.run_in_executor(
                     self.model_thread, self.backend.generate, images, prompts
                 )
-                results: list[tuple[Generated, int] | BaseException]
-                results = [(g, len(jobs)) for g in out["p"]]
+                texts = list(out["p"])
+                if len(texts) != len(jobs):
+                    raise RuntimeError(f"{len(texts)} texts for {len(jobs)} images")
+                results: list[tuple[Generated, int] | Exception]
+                results = [(g, len(jobs)) for g in texts]
+            except asyncio.CancelledError:
+                _fail(jobs, RuntimeError("the server is stopping"))
+                raise
             except Exception as exc:  # noqa: BLE001 - the batch's requests get the error
                 results = [exc] * len(jobs)
             for job, result in zip(jobs, results, strict=True):
                 if job.done.done():
                     continue  # the client went away
-                if isinstance(result, BaseException):
+                if isinstance(result, Exception):
                     job.done.set_exception(result)
                 else:
                     job.done.set_result(result)
 
 
+def _fail(jobs: list[Job], exc: Exception) -> None:
+    for job in jobs:
+        if not job.done.done():
+            job.done.set_exception(exc)
+
+
 def make_app(
-    backend: CaptionBackend, served: str, max_batch: int = 8, wait_s: float = 0.005
+    backend: CaptionBackend,
+    served: str,
+    max_batch: int = 8,
+    wait_s: float = 0.005,
+    max_tokens: int = 1024,
+    banner: str = "",
 ) -> Any:
-    """The aiohttp application serving `backend` as model `served`."""
+    """The aiohttp application serving `backend` as model `served` (`banner`: printed once
+    it listens)."""
     from aiohttp import web
 
     batcher = Batcher(backend, max_batch, wait_s)
@@ -175,11 +211,13 @@ def make_app(
 
     async def completions(request: web.Request) -> web.Response:
         try:
-            prompt, image = parse_request(await request.json(), served)
-        except BadRequest as exc:
-            return error(str(exc), exc.status)
+            doc = await request.json()
         except ValueError:
             return error("the body is not JSON", 400)
+        try:
+            prompt, image = parse_request(doc, served, max_tokens)
+        except BadRequest as exc:
+            return error(str(exc), exc.status)
         job = Job(prompt, image, asyncio.get_running_loop().create_future())
         batcher.queue.put_nowait(job)
         try:
@@ -200,14 +238,20 @@ def make_app(
     async def start(app: web.Application) -> None:
         running.append(asyncio.get_running_loop().create_task(batcher.run()))
 
+    async def listening(app: web.Application) -> None:
+        if banner:
+            print(banner, flush=True)  # the port is bound: clients may come
+
     async def stop(app: web.Application) -> None:
         running[0].cancel()
+        _fail(batcher.pending, RuntimeError("the server is stopping"))
         batcher.model_thread.shutdown(wait=False, cancel_futures=True)
 
     app = web.Application(client_max_size=64 << 20)
     app.router.add_post("/v1/chat/completions", completions)
     app.router.add_get("/v1/models", models)
     app.on_startup.append(start)
+    app.on_startup.append(listening)
     app.on_cleanup.append(stop)
     return app
 
@@ -219,9 +263,11 @@ def serve(
     port: int,
     max_batch: int,
     wait_s: float,
+    max_tokens: int = 1024,
 ) -> None:
     """Serve until interrupted (Ctrl-C, SIGTERM)."""
     from aiohttp import web
 
-    print(f"serving {served} on http://{host}:{port}/v1 (batches of up to {max_batch})", flush=True)
-    web.run_app(make_app(backend, served, max_batch, wait_s), host=host, port=port, print=None)
+    banner = f"serving {served} on http://{host}:{port}/v1 (batches of up to {max_batch})"
+    app = make_app(backend, served, max_batch, wait_s, max_tokens, banner)
+    web.run_app(app, host=host, port=port, print=None)

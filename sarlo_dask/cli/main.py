@@ -286,10 +286,11 @@ def demo(
 def serve(
     model: Annotated[str, typer.Argument(help="caption model folder (or hub id, if cached)")],
     host: str = typer.Option("127.0.0.1", help="address to listen on (0.0.0.0: every one)"),
-    port: int = typer.Option(8000, help="port"),
+    port: int = typer.Option(8000, min=1, max=65535, help="port"),
     name: str | None = typer.Option(None, help="the served model's name (default: MODEL)"),
     max_batch: int = typer.Option(8, min=1, help="most requests with one prompt per batch"),
     wait_ms: float = typer.Option(5.0, min=0, help="how long a batch waits to fill, ms"),
+    max_tokens: int = typer.Option(1024, min=1, help="most tokens a request may ask for"),
     device: str = typer.Option("auto", help="auto (a GPU if there is one), cpu or cuda"),
     dtype: str = typer.Option("auto", help="auto, float32, float16, bfloat16"),
     threads: int | None = typer.Option(None, min=1, help="torch CPU threads (default: all)"),
@@ -297,7 +298,9 @@ def serve(
     """Serve a caption model over the OpenAI chat-completions API (/v1), batching the
     requests that arrive together: the server of `--caption-server` (captions.backend
     openai) on a node without vLLM."""
-    cli_run.run_serve(model, name, host, port, max_batch, wait_ms, device, dtype, threads)
+    cli_run.run_serve(
+        model, name, host, port, max_batch, wait_ms, max_tokens, device, dtype, threads
+    )
 
 
 if __name__ == "__main__":

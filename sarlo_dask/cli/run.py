@@ -368,6 +368,7 @@ def run_serve(
     port: int,
     max_batch: int,
     wait_ms: float,
+    max_tokens: int,
     device: str,
     dtype: str,
     threads: int | None,
@@ -386,4 +387,5 @@ def run_serve(
 
         torch.set_num_threads(threads)
     get_captioner(cfg)  # loaded before the first request
-    serve(TransformersBackend(cfg), name or model, host, port, max_batch, wait_ms / 1000)
+    backend = TransformersBackend(cfg)
+    serve(backend, name or model, host, port, max_batch, wait_ms / 1000, max_tokens)
