@@ -35,7 +35,7 @@ from common import record  # noqa: E402
 def sarlo(*args: str) -> float:
     """Run a `sarlo` command; its wall time (it must exit 0)."""
     t0 = time.perf_counter()
-    run = subprocess.run([sys.executable, "-m", "sarlo_dask.cli.main", *args], capture_output=True)
+    run = subprocess.run([sys.executable, "-m", "sarlo_dask.cli", *args], capture_output=True)
     seconds = time.perf_counter() - t0
     assert run.returncode == 0, run.stdout.decode() + run.stderr.decode()
     return seconds

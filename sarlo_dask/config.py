@@ -305,7 +305,7 @@ class ReleaseConfig(BaseModel):
 
     def digest(self) -> str:
         # no writers: the digest releases made before the seam have (their versions are in
-        # the plan's digest, resolved where the release is planned: release.release_plan)
+        # the plan's digest, resolved where the release is planned: release.publish.release_plan)
         unused = () if self.writers else ("writers",)
         return lineage.digest(lineage.of_role(self, "shaping", unused))
 

@@ -152,7 +152,7 @@ def test_stats_cli_reads_committed_shards_and_writes_table_json_and_plot(tmp_pat
     )
     out = tmp_path / "stats"
     run = subprocess.run(
-        [sys.executable, "-m", "sarlo_dask.cli.main", "stats", str(root), "--out", str(out)],
+        [sys.executable, "-m", "sarlo_dask.cli", "stats", str(root), "--out", str(out)],
         capture_output=True,
         text=True,
         timeout=120,

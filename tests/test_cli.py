@@ -13,7 +13,7 @@ import xarray as xr
 
 def sarlo(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "sarlo_dask.cli.main", *args],
+        [sys.executable, "-m", "sarlo_dask.cli", *args],
         capture_output=True,
         text=True,
         cwd=cwd,
@@ -165,7 +165,7 @@ def test_a_scene_simulated_with_the_defaults_is_released_by_sarlo_build(tmp_path
         [
             sys.executable,
             "-m",
-            "sarlo_dask.cli.main",
+            "sarlo_dask.cli",
             "build",
             "s.nitf",
             "--work",
@@ -202,7 +202,7 @@ def test_ctrl_c_during_a_build_exits_130_with_the_command_that_resumes(release_s
     args = [*urls, "--work", "w", "--out", "r", "--config", str(config)]
     # held after its first shard (SARLO_PAUSE_AT): interrupted while it surely runs
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "SARLO_PAUSE_AT": "shards:1"}
-    cmd = [sys.executable, "-m", "sarlo_dask.cli.main", "build", *args]
+    cmd = [sys.executable, "-m", "sarlo_dask.cli", "build", *args]
     proc = subprocess.Popen(
         cmd,
         cwd=tmp_path,
@@ -230,7 +230,7 @@ def test_ctrl_c_during_a_build_exits_130_with_the_command_that_resumes(release_s
     again = shlex.split(last[len(prefix) :])
     assert again == ["sarlo", "build", *args]
     res = subprocess.run(
-        [sys.executable, "-m", "sarlo_dask.cli.main", *again[1:]],
+        [sys.executable, "-m", "sarlo_dask.cli", *again[1:]],
         cwd=tmp_path,
         capture_output=True,
         text=True,

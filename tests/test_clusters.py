@@ -52,7 +52,7 @@ def test_build_on_a_scheduler_address_puts_captions_on_the_gpu_worker(
             client.wait_for_workers(2, timeout=60)
             work, out = tmp_path / "work", tmp_path / "out"
             run = subprocess.run(
-                [sys.executable, "-m", "sarlo_dask.cli.main", "build", *urls, "--work", str(work),
+                [sys.executable, "-m", "sarlo_dask.cli", "build", *urls, "--work", str(work),
                  "--out", str(out), "--config", str(config), "--cluster", address],
                 capture_output=True, text=True, timeout=600,
             )  # fmt: skip

@@ -99,7 +99,7 @@ def test_the_label_chart_is_the_one_sarlo_stats_draws(demo, tmp_path):
     cwd = tmp_path / "cwd"
     cwd.mkdir()
     run = subprocess.run(
-        [sys.executable, "-m", "sarlo_dask.cli.main", "stats", "../public/rel"],
+        [sys.executable, "-m", "sarlo_dask.cli", "stats", "../public/rel"],
         capture_output=True,
         text=True,
         cwd=cwd,
@@ -118,7 +118,7 @@ def test_the_label_chart_is_the_one_sarlo_stats_draws(demo, tmp_path):
     assert sum(v["count"] for v in written["labels"]["all"].values()) == manifest["samples"]
     assert (reports / "labels.png").read_bytes() == (out / "labels.png").read_bytes()
     check = subprocess.run(
-        [sys.executable, "-m", "sarlo_dask.cli.main", "verify", str(public / "rel")],
+        [sys.executable, "-m", "sarlo_dask.cli", "verify", str(public / "rel")],
         capture_output=True,
         text=True,
         timeout=300,

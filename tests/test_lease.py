@@ -139,7 +139,7 @@ def test_s3_lease_contention(s3):
 
 def _sarlo(*args: str, **kwargs) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "sarlo_dask.cli.main", *args],
+        [sys.executable, "-m", "sarlo_dask.cli", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

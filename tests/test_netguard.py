@@ -52,7 +52,7 @@ def test_a_cli_subprocess_is_refused(tmp_path):
     the scene's reason (a test that swallowed it would still fail: the log is read after
     every test)."""
     url = "http://example.com/scene.nitf"
-    cmd = [sys.executable, "-m", "sarlo_dask.cli.main", "standardize", url]
+    cmd = [sys.executable, "-m", "sarlo_dask.cli", "standardize", url]
     cmd += ["--work", str(tmp_path / "work"), "--workers", "1"]
     run = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     log = _guard_log()

@@ -392,7 +392,7 @@ def test_tiles_touching_a_rotated_footprint_against_brute_force():
 def _rebuild(*args, cwd=None):
     """`sarlo optical reconstruct ARGS` in a fresh process, as a user runs it."""
     return subprocess.run(
-        [sys.executable, "-m", "sarlo_dask.cli.main", "optical", "reconstruct", *args],
+        [sys.executable, "-m", "sarlo_dask.cli", "optical", "reconstruct", *args],
         capture_output=True,
         text=True,
         cwd=cwd,

@@ -18,7 +18,7 @@ from .conftest import needs_shared
 
 def sarlo(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "sarlo_dask.cli.main", *args],
+        [sys.executable, "-m", "sarlo_dask.cli", *args],
         capture_output=True,
         text=True,
         timeout=600,

@@ -22,7 +22,7 @@ from .test_release import run_build
 
 
 def sarlo(*args: str) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "sarlo_dask.cli.main", *args]
+    cmd = [sys.executable, "-m", "sarlo_dask.cli", *args]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=600)
 
 
@@ -174,7 +174,7 @@ def test_other_spellings_of_every_path_rebuild_nothing(release_setup, copied, tm
     (tmp_path / "spelled.yaml").write_text(yaml.safe_dump(settings))
     cmd = ["build", *inputs, "--work", "./work/", "--out", "out/", "--config", "spelled.yaml"]
     run = subprocess.run(
-        [sys.executable, "-m", "sarlo_dask.cli.main", *cmd, "--workers", "2"],
+        [sys.executable, "-m", "sarlo_dask.cli", *cmd, "--workers", "2"],
         capture_output=True,
         text=True,
         timeout=600,

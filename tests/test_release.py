@@ -177,7 +177,7 @@ def test_the_release_streams_through_hugging_face_datasets(release_built, where)
 
 def run_build(release_setup, work, out, env: dict | None = None) -> subprocess.Popen:
     _, urls, config = release_setup
-    cmd = [sys.executable, "-m", "sarlo_dask.cli.main", "build", *urls, "--work", str(work)]
+    cmd = [sys.executable, "-m", "sarlo_dask.cli", "build", *urls, "--work", str(work)]
     cmd += ["--out", str(out), "--config", str(config), "--workers", "2"]
     return subprocess.Popen(
         cmd,

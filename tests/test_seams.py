@@ -93,7 +93,7 @@ def test_an_installed_source_builds_and_reconstructs(scenes, tmp_path):
         assert optical["source"] == "stripes:16" and optical["status"] == "ok", optical
     meta = metas[0]
     out = tmp_path / "again.png"
-    rebuild = [sys.executable, "-m", "sarlo_dask.cli.main", "optical", "reconstruct", str(meta)]
+    rebuild = [sys.executable, "-m", "sarlo_dask.cli", "optical", "reconstruct", str(meta)]
     res = subprocess.run([*rebuild, "--out", str(out)], capture_output=True, text=True, env=_env())
     assert res.returncode == 0, res.stderr
     built = str(meta).removesuffix(".meta.json") + ".optic.png"

@@ -208,7 +208,7 @@ def test_the_optical_ground_is_hill_shaded_with_markers_on_the_targets(hilly, tm
 
 def test_sarlo_simulate_relief_writes_the_dem(tmp_path):
     out = tmp_path / "cli.nitf"
-    args = [sys.executable, "-m", "sarlo_dask.cli.main", "simulate", str(out), "--rows", "256"]
+    args = [sys.executable, "-m", "sarlo_dask.cli", "simulate", str(out), "--rows", "256"]
     args += ["--cols", "256", "--spacing", "1.0", "--targets", "3", "--relief", "40"]
     res = subprocess.run(args, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr

@@ -234,7 +234,7 @@ def test_reconstruct_cli_rebuilds_the_optical_image(built):
         [
             sys.executable,
             "-m",
-            "sarlo_dask.cli.main",
+            "sarlo_dask.cli",
             "optical",
             "reconstruct",
             str(meta),

@@ -1,6 +1,6 @@
 """The files a release holds beside its WebDataset shards: a declared seam.
 
-The shards hold the samples (release.write_shard). Once every shard of a release is
+The shards hold the samples (release.publish.write_shard). Once every shard of a release is
 committed, the release's other files are made from the whole of it: index.parquet and
 stats.json (always, built in) and those of each `SampleWriter` that `release.writers` names
 (a STAC catalogue, a Croissant description, a list for another loader). A writer is a pure

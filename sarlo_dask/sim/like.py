@@ -4,7 +4,7 @@
 spectral skew), radiometry and image formation of a real SICD, re-declares the image as
 rows x cols centred on the SCP (ValidData scaled from the product's frame, corners
 recomputed), fills it with band-limited clutter shaped by the product's own weighting and
-skew plus point targets at known ground positions (simulate.synthesize), and writes it with
+skew plus point targets at known ground positions (sim.scene.synthesize), and writes it with
 sarkit's NitfWriter in the product's pixel type. Tests run the pipeline on every geometry of
 `../shared/data/sicd-xml/` this way.
 """

@@ -1,7 +1,7 @@
 """The optical ground of a simulated scene: XYZ tiles of a known ground, with red disks on its
 targets, for the optical pairing's tests and the demo (a tile server or folder serves them).
 A scene with terrain (truth['terrain']) has its stripes hill-shaded by it; a landscape scene
-(spec ground "landscape") shows its landscape (simulate_ground) in colour."""
+(spec ground "landscape") shows its landscape (sim.ground) in colour."""
 
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ Band-limited speckle (declared sigma0 and receiver noise) plus point targets, ma
 spatial-frequency domain with the aperture weighting, optionally skewed by a DeltaKCOAPoly,
 written by sarkit (sarpy builds the metadata model: sarkit 1.8 has none). The truth file
 beside the NITF holds the targets' pixels, ECEF and lat/lon/hae: on flat ground at `hae`, or
-with `relief_m` on a terrain whose DEM is written beside it (simulate_terrain)."""
+with `relief_m` on a terrain whose DEM is written beside it (sim.terrain)."""
 
 from __future__ import annotations
 
@@ -118,7 +118,7 @@ def synthesize(spec: SimulationSpec, sicd: Any) -> tuple[npt.NDArray[np.complex6
 
 
 def _landscape(spec: SimulationSpec, sicd: Any, weight: np.ndarray) -> np.ndarray:
-    """The clutter of the scene's landscape (simulate_ground), each pixel where sarpy projects
+    """The clutter of the scene's landscape (sim.ground), each pixel where sarpy projects
     it onto the ground at `hae` (a 17 x 17 grid, cubic in between: centimetres)."""
     from sarpy.geometry import geocoords
     from sarpy.geometry.point_projection import ground_to_image, image_to_ground

@@ -1,5 +1,5 @@
 """What a simulated scene is made of (`SimulationSpec`) and how its truth file records it:
-the data the simulator's modules share (simulate, simulate_sicd, simulate_terrain), so that
+the data the simulator's modules share (sim.scene, sim.sicd, sim.terrain), so that
 they import it downward instead of from each other."""
 
 from __future__ import annotations
@@ -52,13 +52,13 @@ class SimulationSpec:
     Radiometric.NoiseLevel; None (or no sigma0_sf): a noise-free scene"""
     relief_m: float = 0.0
     """terrain relief over the footprint (m; 0: flat at `hae`), its shape's seed, its DEM's
-    spacing (m), and whether slopes facing the sensor may lay over (simulate_terrain)"""
+    spacing (m), and whether slopes facing the sensor may lay over (sim.terrain)"""
     terrain_seed: int = 0
     dem_spacing_m: float = 2.0
     allow_layover: bool = False
     ground: str = ""
     """"" : uniform clutter (speckle of one sigma0); "landscape": the clutter of a synthetic
-    landscape (simulate_ground: fields, roads, a river, trees, buildings with bright corners)
+    landscape (sim.ground: fields, roads, a river, trees, buildings with bright corners)
     that the optical tiles of the scene show too"""
 
     def skewed(self) -> bool:

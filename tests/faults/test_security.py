@@ -36,7 +36,7 @@ def test_credentials_never_reach_logs_or_outputs(release_setup, s3, tmp_path, fa
         "HOME": str(tmp_path),  # the XYZ download cache goes under it
     }
     missing = srv.url.replace("{z}/{x}/{y}.png", f"missing.nitf?token={token}")
-    cmd = [sys.executable, "-m", "sarlo_dask.cli.main", "build", urls[-1]]
+    cmd = [sys.executable, "-m", "sarlo_dask.cli", "build", urls[-1]]
     cmd += ["--work", "s3://sarlo/work", "--out", "s3://sarlo/out", "--config", str(config)]
     cmd += ["--optical", f"{srv.url}?token={token}", "--workers", "2"]
     try:  # a missing input with a token: refused before any work, the token masked
@@ -119,7 +119,7 @@ def test_http_credentials_never_stored_and_a_rotated_token_rebuilds_nothing(
             basic.url.replace("http://", f"http://sarlo:{password}@") + f"/{Path(urls[0]).name}",
             f"{query.url}/{Path(urls[2]).name}?token={token_now}",
         ]
-        cmd = [sys.executable, "-m", "sarlo_dask.cli.main", "build", *inputs, *extra]
+        cmd = [sys.executable, "-m", "sarlo_dask.cli", "build", *inputs, *extra]
         cmd += ["--work", str(work), "--out", str(out), "--config", str(config)]
         return subprocess.run(cmd + ["--workers", "2"], capture_output=True, text=True, timeout=900)
 
@@ -158,7 +158,7 @@ def test_http_credentials_never_stored_and_a_rotated_token_rebuilds_nothing(
         # a wrong password: refused before any work, one line naming the input, the password
         # masked
         wrong = subprocess.run(
-            [sys.executable, "-m", "sarlo_dask.cli.main", "standardize", "--workers", "1",
+            [sys.executable, "-m", "sarlo_dask.cli", "standardize", "--workers", "1",
              basic.url.replace("http://", "http://sarlo:WRONGpw@") + f"/{Path(urls[0]).name}",
              "--work", str(tmp_path / "w2"), "--config", str(config)],
             capture_output=True, text=True, timeout=600,

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from sarlo_dask.captions.interface import CaptionBackend, Generated
+from sarlo_dask import CaptionBackend, Generated
 from sarlo_dask.config import CaptionConfig, PromptSpec
 
 MODEL = "toy-brightness-1"

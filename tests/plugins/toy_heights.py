@@ -10,8 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from sarlo_dask.geometry.dem import Box, DemGrid
-from sarlo_dask.geometry.heights import HeightSource, Reader
+from sarlo_dask import DemGrid, HeightSource
+from sarlo_dask.geometry.heights import Box, Reader
 
 STEP = 1e-4
 

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from sarlo_dask.optical import XYZSource
+from sarlo_dask import XYZSource
 
 
 @dataclass(frozen=True)

@@ -9,9 +9,8 @@ from typing import Any
 import fsspec
 import numpy as np
 
+from sarlo_dask import SceneReader, sicd_from_xml
 from sarlo_dask.errors import SceneError
-from sarlo_dask.geometry.sicd import sicd_from_xml
-from sarlo_dask.io.readers import SceneReader
 
 
 def write_npz(path: str, xml: str, pixels: np.ndarray) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 
-from sarlo_dask.io.writers import ReleaseView, SampleWriter
+from sarlo_dask import ReleaseView, SampleWriter
 
 
 class KeyList(SampleWriter):
