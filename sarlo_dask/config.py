@@ -66,6 +66,7 @@ class StandardizeConfig(BaseModel):
     dem_storage_options: dict[str, Any] = execution(
         default_factory=dict,
         exclude=True,
+        repr=False,
         description="fsspec options of the DEM's URL (e.g. anon: true for a public bucket)",
     )
     device: str = execution(
@@ -78,9 +79,10 @@ class StandardizeConfig(BaseModel):
     storage_options: dict[str, Any] = execution(
         default_factory=dict,
         exclude=True,
+        repr=False,
         description="fsspec options (credentials stay out of provenance)",
     )
-    storage: StorageConfig = execution(default_factory=StorageConfig, exclude=True)
+    storage: StorageConfig = execution(default_factory=StorageConfig, exclude=True, repr=False)
 
     @model_validator(mode="after")
     def _spacing_range(self) -> StandardizeConfig:
@@ -200,10 +202,13 @@ class TileConfig(BaseModel):
         description="with standardize.dem_use check: a tile whose optical view the terrain "
         "puts further off than this (SAR px) gets no optical image; None: only record it",
     )
-    storage_options: dict[str, Any] = execution(default_factory=dict, exclude=True)
-    storage: StorageConfig = execution(default_factory=StorageConfig, exclude=True)
+    storage_options: dict[str, Any] = execution(default_factory=dict, exclude=True, repr=False)
+    storage: StorageConfig = execution(default_factory=StorageConfig, exclude=True, repr=False)
     tile_cache_options: dict[str, Any] = execution(
-        default_factory=dict, exclude=True, description="storage options of tile_cache's URL"
+        default_factory=dict,
+        exclude=True,
+        repr=False,
+        description="storage options of tile_cache's URL",
     )
     prefetch_tiles: int = execution(
         256,
@@ -279,8 +284,8 @@ class ReleaseConfig(BaseModel):
         description="how a re-run checks the shards it reuses: their sha256 (every byte "
         "read) or their size alone",
     )
-    storage_options: dict[str, Any] = execution(default_factory=dict, exclude=True)
-    storage: StorageConfig = execution(default_factory=StorageConfig, exclude=True)
+    storage_options: dict[str, Any] = execution(default_factory=dict, exclude=True, repr=False)
+    storage: StorageConfig = execution(default_factory=StorageConfig, exclude=True, repr=False)
 
     @field_validator("splits")
     @classmethod

@@ -111,10 +111,12 @@ _PORT = re.compile(r"[^:/@]*:\d+")
 _NAMES = (
     r"(?:aws_)?(?:secret_access_key|access_key_id|session_token|secret_key|access_key)"
     r"|secret|password|passwd|pwd|token|key|api[_-]?key|credentials?|signature|sig"
-    r"|x-amz-(?:security-token|signature|credential)"
+    r"|connection_string|x-amz-(?:security-token|signature|credential)"
 )
-_QUOTED_FIELD = re.compile(rf"(?i)\b({_NAMES})(['\"]?\s*[:=]\s*)(['\"])([^'\"]*)\3")
-_BARE_FIELD = re.compile(rf"(?i)\b({_NAMES})=([^\s&'\",;)}}\]]+)")
+_START = r"(?<![A-Za-z0-9])"
+"""a name starts a field also after _ (account_key, sas_token), where \\b sees none"""
+_QUOTED_FIELD = re.compile(rf"(?i){_START}({_NAMES})(['\"]?\s*[:=]\s*)(['\"])([^'\"]*)\3")
+_BARE_FIELD = re.compile(rf"(?i){_START}({_NAMES})=([^\s&'\",;)}}\]]+)")
 _HEADER = re.compile(
     r"(?i)\b(authorization|proxy-authorization|x-api-key|cookie)(['\"]?\s*[:=]\s*['\"]?)"
     r"([^'\"\r\n]+)"

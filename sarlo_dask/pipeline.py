@@ -216,9 +216,10 @@ def build_dataset(
     {out} holding the release of other inputs is a UsageError unless `replace`."""
     from sarlo_dask.stages.preflight import check_release_inputs
 
-    if isinstance(work, str):  # one set of options for {work}, whichever section gives it
+    if isinstance(work, str):  # one set of options for {work}, from both sections' keys
         keys = "standardize.storage_options and tiles.storage_options"
-        scfg.storage.same_for(work, scfg.storage_options, tcfg.storage_options, keys)
+        both = (work, scfg.storage_options, tcfg.storage_options, keys)
+        work = Store.of(work, scfg.storage.work_options(*both))
     work, out = _store(work, scfg), _store(out, rcfg)
     urls = [canonical(u) for u in urls]  # one unit per file, however its path is spelled
     check_release_inputs(out.url, urls, out.options, replace)

@@ -1,15 +1,16 @@
 """Where the build's URLs get their fsspec options: one `storage:` section for every URL.
 
     storage:
-      options: {}                       # every URL (credentials, endpoints, anon, ...)
+      options: {}                       # every URL but http(s) (credentials, endpoints, ...)
       urls:                             # a URL under a prefix: these on top (the longest wins)
-        s3://umbra-open-data-catalog/: {anon: true}
-        s3://my-builds/: {profile: builder}
+        s3://umbra-open-data-catalog: {anon: true}
+        s3://my-builds: {profile: builder}
 
 The stage sections' older keys (`standardize.storage_options`, `standardize.dem_storage_options`,
 `tiles.storage_options`, `tiles.tile_cache_options`, `release.storage_options`) still apply,
-to the URLs their section reads, between `options` and `urls`. Options tune execution: they are
-in no digest, no record and no log line.
+to the URLs their section reads, between `options` and `urls`; a build opens {work} with the
+union of standardize's and tiles' (refused when both give one option different values).
+Options tune execution: they are in no digest, no record and no repr.
 """
 
 from __future__ import annotations
@@ -27,6 +28,11 @@ class StorageConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    def __repr__(self) -> str:  # credentials: never in a log line or an error
+        return f"StorageConfig({len(self.options)} options, {len(self.urls)} URL prefixes)"
+
+    __str__ = __repr__
+
     options: dict[str, Any] = Field(default_factory=dict, description="for every URL")
     urls: dict[str, dict[str, Any]] = Field(
         default_factory=dict,
@@ -43,22 +49,38 @@ class StorageConfig(BaseModel):
         return v
 
     def for_url(self, url: str, section: dict[str, Any] | None = None) -> dict[str, Any]:
-        """The options of `url`: `options`, then the section's own key (`section`), then the
-        longest prefix of `urls` under which it lies."""
-        under = [p for p in self.urls if url.startswith(p)]
+        """The options of `url`: `options` (not for http(s): a web server takes no storage
+        credentials), then the section's own key (`section`), then those of the longest
+        prefix of `urls` under which it lies (at a path boundary: `s3://b` is not under
+        `s3://bucket`). Nested mappings (client_kwargs) merge key by key."""
+        url = url.rstrip("/")
+        under = [p for p in self.urls if url == p.rstrip("/") or url.startswith(_folder(p))]
         most = self.urls[max(under, key=len)] if under else {}
-        return {**self.options, **(section or {}), **most}
+        base = {} if url.startswith(("http://", "https://")) else self.options
+        return _merge(_merge(base, section or {}), most)
 
-    def same_for(self, url: str, a: dict[str, Any], b: dict[str, Any], keys: str) -> None:
-        """ValueError when two sections' keys give `url` different options (a build opens
-        {work} once: one set of options for it)."""
-        one, other = self.for_url(url, a), self.for_url(url, b)
-        if one != other:
-            differ = sorted(k for k in one.keys() | other.keys() if one.get(k) != other.get(k))
+    def work_options(self, url: str, a: dict[str, Any], b: dict[str, Any], keys: str) -> dict:
+        """The options of `url` opened once by two sections whose own keys are `a` and `b`:
+        their union; ValueError naming `keys` when both give one option different values."""
+        differ = sorted(k for k in a.keys() & b.keys() if a[k] != b[k])
+        if differ:
             raise ValueError(
                 f"{keys} give {redact(url)} different options ({', '.join(differ)}): a build "
                 "opens it once; give its options once, in storage.urls or storage.options"
             )
+        return self.for_url(url, _merge(a, b))
+
+
+def _folder(prefix: str) -> str:
+    return prefix if prefix.endswith(("/", "://")) else prefix + "/"
+
+
+def _merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    """`b` over `a`; a mapping in both (client_kwargs, config_kwargs) merged one level down."""
+    out = dict(a)
+    for k, v in b.items():
+        out[k] = {**out[k], **v} if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
 
 
 def options_of(cfg: Any, url: str, own: str = "storage_options") -> dict[str, Any]:

@@ -351,15 +351,17 @@ def test_a_scene_with_layover_is_projected_whole(steep, client, tmp_path):
     assert ((flags & LAYOVER) > 0).any()
 
 
-def _held_grid(dem_url: str, xml: str) -> tuple[float, dict[str, int]]:
-    """On a worker: the scene's DEM grid through the raster height source (mean height),
-    and the worker's table sizes after it."""
-    from sarlo_dask.driver.worker_state import state_sizes
+def _held_grid(dem_url: str, xml: str) -> tuple[float, int, list[int]]:
+    """On a worker: the scene's DEM grid through the raster height source (mean height), the
+    held DEM it was read through (its id: the table's last used) and the ids the worker's
+    table holds after it."""
+    from sarlo_dask.driver.worker_state import worker_state
     from sarlo_dask.geometry.heights import RasterDEM
     from sarlo_dask.geometry.sicd import sicd_from_xml
 
     grid = RasterDEM(dem_url).scene_grid(sicd_from_xml(xml))
-    return float(np.nanmean(grid.heights)), state_sizes()
+    held = [id(v) for v in worker_state().tables["dem"].values()]
+    return float(np.nanmean(grid.heights)), held[-1], held
 
 
 def test_a_worker_holds_the_dem_open_between_scenes_and_never_reads_a_changed_one(
@@ -367,7 +369,8 @@ def test_a_worker_holds_the_dem_open_between_scenes_and_never_reads_a_changed_on
 ):
     """Per-worker set-up: the DEM's files are opened once per worker and its scenes read
     through the same handles; a DEM file changed on disk is opened anew (its version is in
-    the key), never read through the old handle; the worker keeps at most two."""
+    the key), never read through the old handle; the worker keeps at most two (other tests'
+    DEMs may be held already: only what this test does is counted)."""
     import shutil
 
     import rasterio
@@ -380,16 +383,19 @@ def test_a_worker_holds_the_dem_open_between_scenes_and_never_reads_a_changed_on
     xml = _xml(path)
     client.register_plugin(WorkerState())  # as a tile run does; idempotent
     worker = next(iter(client.scheduler_info()["workers"]))
-    before = client.submit(_held_grid, str(dem), xml, workers=[worker], pure=False).result()
-    again = client.submit(_held_grid, str(dem), xml, workers=[worker], pure=False).result()
-    assert again == before and before[1]["dem"] == 1  # read twice, opened once
+
+    def on_worker(url):
+        return client.submit(_held_grid, str(url), xml, workers=[worker], pure=False).result()
+
+    before, again = on_worker(dem), on_worker(dem)
+    assert again[0] == before[0] and again[1] == before[1]  # read twice through one handle
     with rasterio.open(dem, "r+") as f:  # the same file, every height 10 m higher
         f.write(f.read(1) + 10, 1)
-    changed = client.submit(_held_grid, str(dem), xml, workers=[worker], pure=False).result()
+    changed = on_worker(dem)
     assert changed[0] == pytest.approx(before[0] + 10, abs=1e-3), (changed, before)
-    assert changed[1]["dem"] == 2  # the old version's handle kept (at most two), not used
-    for i in range(2):  # two other DEMs: the oldest entries closed and dropped
+    assert changed[1] != before[1]  # a new handle for the changed file
+    for i in range(2):  # two other DEMs: the worker holds two at most (the oldest closed)
         other = tmp_path / f"other{i}.tif"
         shutil.copy(dem_path, other)
-        got = client.submit(_held_grid, str(other), xml, workers=[worker], pure=False).result()
-        assert got[0] == pytest.approx(before[0]) and got[1]["dem"] == 2
+        got = on_worker(other)
+        assert got[0] == pytest.approx(before[0]) and len(got[2]) == 2

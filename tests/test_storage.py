@@ -4,6 +4,7 @@ standardize` reaches each with its own options, as a user runs it."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,18 +17,47 @@ from sarlo_dask.config import StandardizeConfig, TileConfig
 from sarlo_dask.storage_config import StorageConfig
 
 SARLO = str(Path(sys.executable).parent / "sarlo")
+KEY, SECRET = "SARLOTESTKEY7Q", "SARLOTESTSECRET9Z"
+"""the scenes server's credentials: distinctive, so a leak of them is found"""
 
 
 def test_the_longest_prefix_wins_over_the_sections_key_over_the_options():
     storage = StorageConfig(
-        options={"anon": False, "a": 1},
-        urls={"s3://b/": {"anon": True}, "s3://b/private/": {"anon": False, "profile": "p"}},
+        options={"anon": False, "a": 1, "client_kwargs": {"region_name": "eu"}},
+        urls={
+            "s3://b/": {"anon": True},
+            "s3://b/private": {"anon": False, "profile": "p"},
+            "s3://c": {"client_kwargs": {"endpoint_url": "http://127.0.0.1:1"}},
+        },
     )
-    assert storage.for_url("s3://c/x", {"a": 2}) == {"anon": False, "a": 2}
-    assert storage.for_url("s3://b/x", {"anon": False}) == {"anon": True, "a": 1}
-    assert storage.for_url("s3://b/private/x") == {"anon": False, "a": 1, "profile": "p"}
+    eu = {"client_kwargs": {"region_name": "eu"}}
+    assert storage.for_url("s3://x/y", {"a": 2}) == {"anon": False, "a": 2, **eu}
+    assert storage.for_url("s3://b/x", {"anon": False}) == {"anon": True, "a": 1, **eu}
+    assert storage.for_url("s3://b/private/x")["profile"] == "p"
+    assert storage.for_url("s3://b/private")["profile"] == "p"  # the prefix itself
+    assert "profile" not in storage.for_url("s3://b/privateer/x")  # at a path boundary
+    assert storage.for_url("s3://b2/x")["anon"] is False  # s3://b is not s3://b2
+    both = {"region_name": "eu", "endpoint_url": "http://127.0.0.1:1"}  # merged key by key
+    assert storage.for_url("s3://c/x")["client_kwargs"] == both
+    assert storage.for_url("https://tiles.example/x") == {}  # a web server takes none
     with pytest.raises(ValueError, match="an empty prefix"):
         StorageConfig(urls={" ": {}})
+    assert "eu" not in repr(storage) and "eu" not in repr(StandardizeConfig(storage=storage))
+
+
+def test_a_build_opens_its_work_with_both_sections_keys_together():
+    """standardize.storage_options alone, tiles' alone, or both agreeing: one set of options
+    for {work}; both giving one option different values: refused (see the CLI test)."""
+    from sarlo_dask.stages.preflight import UsageError, work_options
+
+    s3 = {"key": "k", "secret": "s"}
+    scene, tiles = StandardizeConfig(storage_options=s3), TileConfig()
+    assert work_options("s3://w/work", scene, tiles) == s3
+    assert work_options("s3://w/work", StandardizeConfig(), TileConfig(storage_options=s3)) == s3
+    extra = TileConfig(storage_options={"key": "k", "anon": False})
+    assert work_options("s3://w/work", scene, extra) == {**s3, "anon": False}
+    with pytest.raises(UsageError, match=r"different options \(key\)"):
+        work_options("s3://w/work", scene, TileConfig(storage_options={"key": "other"}))
 
 
 @pytest.fixture
@@ -72,26 +102,31 @@ def test_inputs_and_work_on_two_servers_each_with_its_own_options(scenes, s3, ot
     """The scene on one server, {work} on another: `storage.urls` sends the scene's reads to
     its server, `storage.options` the rest to the default one; without the prefix the same
     command cannot find the scene (the options really route the reads)."""
-    there = {"key": "k", "secret": "s", "client_kwargs": {"endpoint_url": other_s3}}
+    there = {"key": KEY, "secret": SECRET, "client_kwargs": {"endpoint_url": other_s3}}
     fs = s3fs.S3FileSystem(**there)
     fs.mkdir("scenes")
     fs.put(str(scenes["coarse"]), "scenes/coarse.nitf")
     assert not s3fs.S3FileSystem(**s3).exists("scenes/coarse.nitf")  # on its server only
     std = {"min_size": 64, "chunk_azimuth": 256, "chunk_range": 256, "store_chunk": 128}
-    routed = {"storage": {"options": s3, "urls": {"s3://scenes/": there}}, "standardize": std}
+    routed = {"storage": {"options": s3, "urls": {"s3://scenes": there}}, "standardize": std}
     cmd = [SARLO, "standardize", "s3://scenes/coarse.nitf", "--work", "s3://sarlo/work"]
     cmd += ["--workers", "2"]
+    # no default endpoint in the environment: {work} is reached through storage.options only
+    env = {k: v for k, v in os.environ.items() if k != "AWS_ENDPOINT_URL"}
     res = subprocess.run(
         [*cmd, "--config", str(_yaml(tmp_path / "routed.yaml", routed))],
         capture_output=True,
         text=True,
         timeout=600,
+        env=env,
     )
     assert res.returncode == 0, res.stdout + res.stderr
-    assert "standardized coarse" in res.stdout or "1 standardized" in res.stdout, res.stdout
-    assert s3fs.S3FileSystem(**s3).exists("sarlo/work/scenes/coarse.done.json")
+    work = s3fs.S3FileSystem(**s3)
+    assert work.exists("sarlo/work/scenes/coarse.done.json")
     assert not s3fs.S3FileSystem(**there).exists("sarlo")  # {work} is not on the scenes server
-    assert "secret" not in res.stdout + res.stderr
+    written = [work.cat_file(f) for f in work.find("sarlo/work") if f.endswith(".json")]
+    for text in [res.stdout, res.stderr, *(b.decode() for b in written)]:
+        assert KEY not in text and SECRET not in text  # the credentials: in no line, no file
 
     plain = {"storage": {"options": s3}, "standardize": std}  # no prefix for the scenes
     res = subprocess.run(
@@ -99,6 +134,7 @@ def test_inputs_and_work_on_two_servers_each_with_its_own_options(scenes, s3, ot
         capture_output=True,
         text=True,
         timeout=600,
+        env=env,
     )
     assert res.returncode == 2, res.stdout + res.stderr
     assert "input s3://scenes/coarse.nitf" in res.stderr, res.stderr

@@ -27,13 +27,21 @@ def _configure(loader: Any, path: object, settings: dict[str, object]) -> Any:
     try:
         return loader(path, **settings)
     except ValidationError as exc:
-        bad = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        from sarlo_dask.errors import redact_text
+
+        locs = (redact_text(".".join(map(str, e["loc"]))) for e in exc.errors())
+        bad = "; ".join(f"{loc}: {e['msg']}" for loc, e in zip(locs, exc.errors(), strict=True))
         where = f"{path}: " if path else ""
         typer.echo(f"error: {where}invalid settings: {bad}", err=True)
         raise typer.Exit(2) from None
     except (OSError, ValueError) as exc:
         typer.echo(f"error: {path}: {exc}", err=True)
         raise typer.Exit(2) from None
+
+
+def configure(loader: Any, path: object, settings: dict[str, object]) -> Any:
+    """`_configure` for the other commands (sarlo verify --config)."""
+    return _configure(loader, path, settings)
 
 
 def _preflight(*checks: Callable[[], None]) -> None:
@@ -277,8 +285,8 @@ def run_build(
         check_optical_coverage,
         check_protocol,
         check_release_inputs,
-        check_work_options,
         check_writable,
+        work_options,
     )
 
     optical_fetch = tcfg.optical if tcfg.optical_mode == "fetch" else None
@@ -287,9 +295,9 @@ def run_build(
         _preflight(*(lambda u=u, n=n: check_protocol(u, n) for u, n in given))
         return _dry_run(_scene_urls(inputs, resolver(scfg)), scfg, tcfg)
     assert work is not None and out is not None, "sarlo build checks both are given"
-    at_work, at_out = options_of(scfg, work), options_of(rcfg, out)
+    at_out, at_work = options_of(rcfg, out), {}
+    _preflight(lambda: at_work.update(work_options(work, scfg, tcfg)))
     _preflight(
-        lambda: check_work_options(work, scfg, tcfg),
         *_common_checks(cluster, workers, work, at_work),
         lambda: check_writable(out, "--out", at_out),
         lambda: check_dem(scfg),

@@ -216,13 +216,14 @@ def verify(
     against the shards' members, the counts. One line per problem (MISSING, MISMATCH,
     EXTRA, INDEX, COUNT, UNDECODABLE and the file, relative to RELEASE) and exit 1; exit 0
     when it is whole. The same `sarlo build` again repairs damaged or missing shards."""
+    from sarlo_dask.cli.run import configure
     from sarlo_dask.config import load_release_config
     from sarlo_dask.errors import redact
     from sarlo_dask.release.verify import verify_release
     from sarlo_dask.storage_config import options_of
     from sarlo_dask.store import Store
 
-    options = options_of(load_release_config(config), release) if config else {}
+    options = options_of(configure(load_release_config, config, {}), release) if config else {}
     report = verify_release(Store.of(release, options), deep)
     for problem in report.problems:
         typer.echo(problem.line())

@@ -208,12 +208,14 @@ def _each_problem(problems: list[str]) -> None:
         raise UsageError("\n".join(problems))
 
 
-def check_work_options(work: str, scene: Any, tiles: Any) -> None:
-    """One set of storage options for {work} in a build: the standardize and tiles sections
-    must not give it different ones (the build opens it once)."""
+def work_options(work: str, scene: Any, tiles: Any) -> dict[str, Any]:
+    """The storage options a build opens {work} with (the standardize and tiles sections'
+    keys together); a UsageError when they give one option different values."""
     keys = "standardize.storage_options and tiles.storage_options"
     try:
-        scene.storage.same_for(work, scene.storage_options, tiles.storage_options, keys)
+        return dict(
+            scene.storage.work_options(work, scene.storage_options, tiles.storage_options, keys)
+        )
     except ValueError as exc:
         raise UsageError(str(exc)) from None
 
