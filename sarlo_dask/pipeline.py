@@ -34,7 +34,7 @@ from sarlo_dask.release import publish
 from sarlo_dask.stages import resume
 from sarlo_dask.stages.scene_run import SceneRun
 from sarlo_dask.stages.tile_run import TileRun
-from sarlo_dask.storage_config import options_of
+from sarlo_dask.storage_config import build_work_options, options_of
 from sarlo_dask.store import Store, canonical, sweep_staging
 
 
@@ -217,9 +217,7 @@ def build_dataset(
     from sarlo_dask.stages.preflight import check_release_inputs
 
     if isinstance(work, str):  # one set of options for {work}, from both sections' keys
-        keys = "standardize.storage_options and tiles.storage_options"
-        both = (work, scfg.storage_options, tcfg.storage_options, keys)
-        work = Store.of(work, scfg.storage.work_options(*both))
+        work = Store.of(work, build_work_options(work, scfg, tcfg))
     work, out = _store(work, scfg), _store(out, rcfg)
     urls = [canonical(u) for u in urls]  # one unit per file, however its path is spelled
     check_release_inputs(out.url, urls, out.options, replace)

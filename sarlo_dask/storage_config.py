@@ -91,3 +91,12 @@ def options_of(cfg: Any, url: str, own: str = "storage_options") -> dict[str, An
 def resolver(cfg: Any, own: str = "storage_options") -> Callable[[str], dict[str, Any]]:
     """`options_of` for any URL `cfg`'s section reads (inputs: each its own)."""
     return lambda url: options_of(cfg, url, own)
+
+
+def build_work_options(work: str, scene: Any, tiles: Any) -> dict[str, Any]:
+    """The options a build opens {work} with: the standardize and tiles sections' keys
+    together (ValueError naming both when they give one option different values)."""
+    keys = "standardize.storage_options and tiles.storage_options"
+    return dict(
+        scene.storage.work_options(work, scene.storage_options, tiles.storage_options, keys)
+    )

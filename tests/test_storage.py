@@ -113,13 +113,12 @@ def test_inputs_and_work_on_two_servers_each_with_its_own_options(scenes, s3, ot
     cmd += ["--workers", "2"]
     # no default endpoint in the environment: {work} is reached through storage.options only
     env = {k: v for k, v in os.environ.items() if k != "AWS_ENDPOINT_URL"}
-    res = subprocess.run(
-        [*cmd, "--config", str(_yaml(tmp_path / "routed.yaml", routed))],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=env,
-    )
+
+    def run(config: Path) -> subprocess.CompletedProcess:
+        args = [*cmd, "--config", str(config)]
+        return subprocess.run(args, capture_output=True, text=True, timeout=600, env=env)
+
+    res = run(_yaml(tmp_path / "routed.yaml", routed))
     assert res.returncode == 0, res.stdout + res.stderr
     work = s3fs.S3FileSystem(**s3)
     assert work.exists("sarlo/work/scenes/coarse.done.json")
@@ -129,13 +128,7 @@ def test_inputs_and_work_on_two_servers_each_with_its_own_options(scenes, s3, ot
         assert KEY not in text and SECRET not in text  # the credentials: in no line, no file
 
     plain = {"storage": {"options": s3}, "standardize": std}  # no prefix for the scenes
-    res = subprocess.run(
-        [*cmd, "--config", str(_yaml(tmp_path / "plain.yaml", plain))],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=env,
-    )
+    res = run(_yaml(tmp_path / "plain.yaml", plain))
     assert res.returncode == 2, res.stdout + res.stderr
     assert "input s3://scenes/coarse.nitf" in res.stderr, res.stderr
 

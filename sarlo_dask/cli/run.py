@@ -20,7 +20,7 @@ from sarlo_dask.store import Options, join
 T = TypeVar("T")
 
 
-def _configure(loader: Any, path: object, settings: dict[str, object]) -> Any:
+def configure(loader: Any, path: object, settings: dict[str, object]) -> Any:
     """A validated configuration, or a one-line error naming each bad setting and exit 2."""
     from pydantic import ValidationError
 
@@ -37,11 +37,6 @@ def _configure(loader: Any, path: object, settings: dict[str, object]) -> Any:
     except (OSError, ValueError) as exc:
         typer.echo(f"error: {path}: {exc}", err=True)
         raise typer.Exit(2) from None
-
-
-def configure(loader: Any, path: object, settings: dict[str, object]) -> Any:
-    """`_configure` for the other commands (sarlo verify --config)."""
-    return _configure(loader, path, settings)
 
 
 def _preflight(*checks: Callable[[], None]) -> None:
@@ -163,7 +158,7 @@ def run_standardize(
     from sarlo_dask.pipeline import standardize_scenes
 
     config = settings.pop("config", None)
-    cfg = _configure(load_config, config, settings)
+    cfg = configure(load_config, config, settings)
     from sarlo_dask.stages.preflight import check_dem, check_inputs
 
     at_work = options_of(cfg, work)
@@ -208,8 +203,8 @@ def run_tiles(work: str, cluster: str, workers: int | None, **settings: object) 
         "batch_size": settings.pop("caption_batch", None),
         **_servers(settings.pop("caption_server", None)),  # type: ignore[arg-type]
     }
-    ccfg = _configure(load_caption_config, config, {k: v for k, v in caption.items() if v})
-    cfg = _configure(load_tile_config, config, settings)
+    ccfg = configure(load_caption_config, config, {k: v for k, v in caption.items() if v})
+    cfg = configure(load_tile_config, config, settings)
     from sarlo_dask.stages.preflight import (
         check_caption_image,
         check_caption_model,
@@ -269,12 +264,12 @@ def run_build(
     )
     from sarlo_dask.pipeline import build_dataset
 
-    scfg = _configure(load_config, config, {"dem": dem})
-    tcfg = _configure(load_tile_config, config, {"optical": optical, "zoom": zoom})
-    ccfg = _configure(
+    scfg = configure(load_config, config, {"dem": dem})
+    tcfg = configure(load_tile_config, config, {"optical": optical, "zoom": zoom})
+    ccfg = configure(
         load_caption_config, config, {"model": caption_model, **_servers(caption_server)}
     )
-    rcfg = _configure(load_release_config, config, {"include_optical": include_optical})
+    rcfg = configure(load_release_config, config, {"include_optical": include_optical})
     from sarlo_dask.stages.preflight import (
         check_caption_image,
         check_caption_model,
@@ -388,7 +383,7 @@ def run_serve(
     from sarlo_dask.stages.preflight import check_caption_model
 
     settings = {"model": model, "device": device, "dtype": dtype, "batch_size": max_batch}
-    cfg = _configure(lambda _, **kw: CaptionConfig(**kw), None, settings)
+    cfg = configure(lambda _, **kw: CaptionConfig(**kw), None, settings)
     _preflight(lambda: check_caption_model(cfg))
     if threads:
         import torch

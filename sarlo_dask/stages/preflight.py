@@ -211,11 +211,10 @@ def _each_problem(problems: list[str]) -> None:
 def work_options(work: str, scene: Any, tiles: Any) -> dict[str, Any]:
     """The storage options a build opens {work} with (the standardize and tiles sections'
     keys together); a UsageError when they give one option different values."""
-    keys = "standardize.storage_options and tiles.storage_options"
+    from sarlo_dask.storage_config import build_work_options
+
     try:
-        return dict(
-            scene.storage.work_options(work, scene.storage_options, tiles.storage_options, keys)
-        )
+        return build_work_options(work, scene, tiles)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
 
