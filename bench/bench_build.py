@@ -166,6 +166,7 @@ def _warm() -> None:
 def ours(urls: list[str], optical: str, zoom: int, root: Path, workers: int) -> tuple[float, int]:
     from distributed import Client, LocalCluster
 
+    from sarlo_dask.build_config import BuildConfig
     from sarlo_dask.config import CaptionConfig, ReleaseConfig, StandardizeConfig, TileConfig
     from sarlo_dask.pipeline import build_dataset
 
@@ -182,10 +183,12 @@ def ours(urls: list[str], optical: str, zoom: int, root: Path, workers: int) -> 
             urls,
             str(work),
             str(out),
-            StandardizeConfig(),
-            TileConfig(optical=optical, zoom=zoom),
-            CaptionConfig(),
-            ReleaseConfig(samples_per_shard=16),
+            BuildConfig.of(
+                StandardizeConfig(),
+                TileConfig(optical=optical, zoom=zoom),
+                CaptionConfig(),
+                ReleaseConfig(samples_per_shard=16),
+            ),
             client,
         )
         seconds = time.perf_counter() - t0
@@ -199,6 +202,7 @@ def client_cpu(root: Path, n: int = 20) -> tuple[float, int, int]:
     scheduler's and the client's I/O threads aside). Then an unchanged re-run's."""
     from distributed import Client, LocalCluster
 
+    from sarlo_dask.build_config import BuildConfig
     from sarlo_dask.config import CaptionConfig, ReleaseConfig, StandardizeConfig, TileConfig
     from sarlo_dask.pipeline import build_dataset
     from sarlo_dask.sim.scene import SimulationSpec, simulate_scene
@@ -213,7 +217,7 @@ def client_cpu(root: Path, n: int = 20) -> tuple[float, int, int]:
     work, out = root / "client_work", root / "client_out"
     shutil.rmtree(work, ignore_errors=True)
     shutil.rmtree(out, ignore_errors=True)
-    cfgs = (
+    cfgs = BuildConfig.of(
         StandardizeConfig(min_size=256),
         TileConfig(size=256, stride=256),
         CaptionConfig(),
@@ -227,7 +231,7 @@ def client_cpu(root: Path, n: int = 20) -> tuple[float, int, int]:
         client.run(_warm)
         for _ in range(2):  # a build, then an unchanged re-run (every unit skipped)
             c0 = time.thread_time()
-            result = build_dataset(urls, str(work), str(out), *cfgs, client)
+            result = build_dataset(urls, str(work), str(out), cfgs, client)
             cpu.append(time.thread_time() - c0)
             assert result.exit_code() == 0
     tiles = sum(t.kept + len(t.refused) for t in result.tiles)

@@ -50,6 +50,7 @@ def main() -> None:
     from distributed import Client, LocalCluster
 
     from sarlo_dask import dataset
+    from sarlo_dask.build_config import BuildConfig
     from sarlo_dask.config import CaptionConfig, ReleaseConfig, StandardizeConfig, TileConfig
     from sarlo_dask.io.index import index_parquet, index_rows
     from sarlo_dask.pipeline import build_dataset, release_scenes
@@ -67,7 +68,7 @@ def main() -> None:
     shutil.rmtree(work, ignore_errors=True)
     shutil.rmtree(out, ignore_errors=True)
     rcfg = ReleaseConfig(samples_per_shard=16)
-    cfgs = (
+    cfgs = BuildConfig.of(
         StandardizeConfig(min_size=128),
         TileConfig(size=128, stride=128),
         CaptionConfig(),
@@ -77,7 +78,7 @@ def main() -> None:
         LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=":0") as cluster,
         Client(cluster) as client,
     ):
-        build_dataset(urls, str(work), str(out), *cfgs, client)
+        build_dataset(urls, str(work), str(out), cfgs, client)
         ids = sorted(p.name for p in (work / "tiles").iterdir() if p.is_dir())
         again = root / "index_out_again"
         shutil.rmtree(again, ignore_errors=True)

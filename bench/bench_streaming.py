@@ -4,6 +4,14 @@ for the one before), on the same cluster in the same run; and when the first cap
 streaming build commits, as a share of its wall time.
 
     python bench/bench_streaming.py [--scenes 6] [--workers 2] [--repeat 2]
+                                    [--captions task|server]
+
+`--captions task` (the default) captions in the workers' own tasks: on a CPU-only cluster
+every stage then keeps every worker busy, and the stages have no idle time for streaming to
+fill. `--captions server` captions through `sarlo serve` (the same kind of tiny model, one
+torch thread, on 127.0.0.1), the shape of a build whose captioner has resources of its own
+(a GPU pool, a vLLM node): there the stages one after the other leave the captioner idle
+while scenes resample and the workers idle while it captions, which streaming overlaps.
 
 End to end, as a user runs it: `sarlo build` against `sarlo standardize`, then `sarlo tiles`
 (captions with the tiles, as that command makes them), then `sarlo build` (which finds both
@@ -49,7 +57,7 @@ def scenes(root: Path, n: int) -> list[str]:
     return urls
 
 
-def configs(root: Path, urls: list[str]) -> tuple[Any, ...]:
+def configs(root: Path, urls: list[str], server: str | None) -> tuple[Any, ...]:
     from sarlo_dask.captions import tiny
     from sarlo_dask.config import CaptionConfig, ReleaseConfig, StandardizeConfig, TileConfig
     from sarlo_dask.sim.optical import simulate_optical_tiles
@@ -61,20 +69,37 @@ def configs(root: Path, urls: list[str]) -> tuple[Any, ...]:
     model = root / "model"
     if not (model / "config.json").exists():
         tiny.build_vision_encoder_decoder(model)
+    captions = CaptionConfig(model=str(model), batch_size=4)
+    if server is not None:
+        served = str(root / "chat-model")
+        captions = CaptionConfig(
+            model=served, backend="openai", servers=(server,), batch_size=4, concurrency=8
+        )
     return (
         StandardizeConfig(min_size=64),
         TileConfig(size=256, stride=256, optical=str(optical), zoom=18),
-        CaptionConfig(model=str(model), batch_size=4),
+        captions,
         ReleaseConfig(samples_per_shard=8),
     )
 
 
+def caption_server(root: Path) -> tuple[Any, str]:
+    """`sarlo serve` of a tiny chat model on 127.0.0.1, one torch thread: (process, URL)."""
+    from sarlo_dask.captions import tiny
+
+    model = root / "chat-model"
+    if not (model / "config.json").exists():
+        tiny.build_llava(model)
+    return tiny.serve(str(model), root / "serve.log", server="sarlo", opts=("--threads", "1"))
+
+
 def streaming(urls: list[str], root: Path, cfgs: tuple[Any, ...], client: Any) -> dict[str, float]:
+    from sarlo_dask.build_config import BuildConfig
     from sarlo_dask.pipeline import build_dataset
 
     work, out = fresh(root, "stream")
     t0 = time.time()
-    result = build_dataset(urls, str(work), str(out), *cfgs, client)
+    result = build_dataset(urls, str(work), str(out), BuildConfig.of(*cfgs), client)
     wall = time.time() - t0
     assert result.exit_code() == 0, result
     first = min(p.stat().st_mtime for p in (work / "captions").rglob("*.json")) - t0
@@ -118,7 +143,9 @@ def config_yaml(root: Path, cfgs: tuple[Any, ...]) -> Path:
     settings = {
         "standardize": {"min_size": scfg.min_size},
         "tiles": {"size": tcfg.size, "stride": tcfg.stride, "optical": tcfg.optical, "zoom": 18},
-        "captions": {"model": ccfg.model, "batch_size": ccfg.batch_size},
+        "captions": ccfg.model_dump(
+            include={"model", "batch_size", "backend", "servers", "concurrency"}, mode="json"
+        ),
         "release": {"samples_per_shard": rcfg.samples_per_shard},
     }
     path = root / "build.yaml"
@@ -183,14 +210,26 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--dir", default=".bench")
+    ap.add_argument("--captions", choices=("task", "server"), default="task")
     args = ap.parse_args()
+    server = None
+    if args.captions == "server":
+        proc, server = caption_server(Path(args.dir) / "streaming")
+    try:
+        run(args, server)
+    finally:
+        if server is not None:
+            proc.terminate()
+            proc.wait()
 
+
+def run(args: argparse.Namespace, server: str | None) -> None:
     from distributed import Client, LocalCluster
 
     root = Path(args.dir) / "streaming"
     root.mkdir(parents=True, exist_ok=True)
     urls = scenes(root, args.scenes)
-    cfgs = configs(root, urls)
+    cfgs = configs(root, urls, server)
     with (
         LocalCluster(n_workers=args.workers, threads_per_worker=1, dashboard_address=":0") as cl,
         Client(cl) as client,
@@ -240,7 +279,7 @@ def main() -> None:
         "driver_200_noop_s": round(units, 2),
         "driver_overhead_pct": round(overhead, 1),
     }
-    record("streaming", figures, vars(args))
+    record("streaming" if server is None else "streaming-server", figures, vars(args))
 
 
 if __name__ == "__main__":

@@ -84,6 +84,7 @@ def main() -> None:
     from common import pass_scenes
     from distributed import Client, LocalCluster
 
+    from sarlo_dask.build_config import BuildConfig
     from sarlo_dask.config import CaptionConfig, ReleaseConfig, StandardizeConfig, TileConfig
     from sarlo_dask.pipeline import build_dataset, release_scenes
 
@@ -100,7 +101,7 @@ def main() -> None:
     shutil.rmtree(work, ignore_errors=True)
     shutil.rmtree(out, ignore_errors=True)
     rcfg = ReleaseConfig(samples_per_shard=16)
-    cfgs = (
+    cfgs = BuildConfig.of(
         StandardizeConfig(min_size=128),
         TileConfig(size=128, stride=args.stride),
         CaptionConfig(),
@@ -111,7 +112,7 @@ def main() -> None:
         Client(cluster) as client,
     ):
         t0 = time.perf_counter()
-        first = build_dataset(urls, str(work), str(out), *cfgs, client)
+        first = build_dataset(urls, str(work), str(out), cfgs, client)
         print(
             f"{args.scenes} scenes -> {first.release.manifest['samples']} samples; "
             f"first build {time.perf_counter() - t0:.1f} s (digests recorded at commit)"
@@ -119,7 +120,7 @@ def main() -> None:
         ids = sorted(p.name for p in (work / "tiles").iterdir() if p.is_dir())
 
         def unchanged() -> None:
-            res = build_dataset(urls, str(work), str(out), *cfgs, client)
+            res = build_dataset(urls, str(work), str(out), cfgs, client)
             assert res.exit_code() == 0 and res.release.written == 0, res.failures()
 
         def rerelease() -> None:

@@ -42,6 +42,8 @@ _EXPORTS = {
     "sicd_from_xml": "sarlo_dask.geometry.sicd",
     "ReleaseConfig": "sarlo_dask.config",
     "StorageConfig": "sarlo_dask.storage_config",
+    "BuildConfig": "sarlo_dask.build_config",
+    "build_dataset": "sarlo_dask.pipeline",
 }
 """the public API, imported when first used (PEP 562): a command that needs none of it, such
 as `sarlo verify`, starts without importing xarray, dask.array and sarpy"""
@@ -58,6 +60,7 @@ def __getattr__(name: str) -> object:
 
 
 __all__ = [
+    "BuildConfig",
     "CaptionBackend",
     "CaptionConfig",
     "DemGrid",
@@ -75,6 +78,7 @@ __all__ = [
     "TileConfig",
     "XYZSource",
     "__version__",
+    "build_dataset",
     "geolocate_tie_points",
     "open_scene_store",
     "open_sicd",

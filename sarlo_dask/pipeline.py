@@ -12,6 +12,7 @@ import copy
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from sarlo_dask.build_config import BuildConfig
 from sarlo_dask.captions.stats import dataset_stats
 from sarlo_dask.config import CaptionConfig, ReleaseConfig, StandardizeConfig, TileConfig
 from sarlo_dask.driver.integrity import DamagedError, discard, one_per_unit
@@ -34,7 +35,7 @@ from sarlo_dask.release import publish
 from sarlo_dask.stages import resume
 from sarlo_dask.stages.scene_run import SceneRun
 from sarlo_dask.stages.tile_run import TileRun
-from sarlo_dask.storage_config import build_work_options, options_of
+from sarlo_dask.storage_config import options_of
 from sarlo_dask.store import Store, canonical, sweep_staging
 
 
@@ -198,10 +199,7 @@ def build_dataset(
     urls: Sequence[str],
     work: str | Store,
     out: str | Store,
-    scfg: StandardizeConfig,
-    tcfg: TileConfig,
-    ccfg: CaptionConfig,
-    rcfg: ReleaseConfig,
+    config: BuildConfig,
     client: Any,
     progress: Progress | None = None,
     say: Callable[[str], Any] = lambda line: None,
@@ -212,21 +210,19 @@ def build_dataset(
     Every stage skips what {work} (or {out}) already holds, so the same call resumes. What a
     pass finds damaged and cannot rebuild itself (a store its tiles are cut from, a sample's
     files) is removed and the pass runs again: each stage rebuilds it from its input. URLs
-    for `work` and `out` are Stores with the standardize and release storage options. An
-    {out} holding the release of other inputs is a UsageError unless `replace`."""
+    for `work` and `out` are opened once, as `config` says (BuildConfig.work_store,
+    out_store). An {out} holding the release of other inputs is a UsageError unless
+    `replace`."""
     from sarlo_dask.stages.preflight import check_release_inputs
 
-    if isinstance(work, str):  # one set of options for {work}, from both sections' keys
-        work = Store.of(work, build_work_options(work, scfg, tcfg))
-    work, out = _store(work, scfg), _store(out, rcfg)
+    work, out = config.work_store(work), config.out_store(out)
     urls = [canonical(u) for u in urls]  # one unit per file, however its path is spelled
     check_release_inputs(out.url, urls, out.options, replace)
     for s in (work, out):
         if n := s.remove_partials():
             say(f"removed {n} half-written files an interrupted run left in {redact(s.url)}")
-    configs = (scfg, tcfg, ccfg, rcfg)
     for _ in range(HEAL_PASSES):
-        result = _build_pass(urls, work, out, configs, client, progress, say)
+        result = _build_pass(urls, work, out, config, client, progress, say)
         if not (damage := result.pending_damage()):
             break
         for line in discard(work, damage):
@@ -248,13 +244,13 @@ def _build_pass(
     urls: Sequence[str],
     work: Store,
     out: Store,
-    configs: tuple[StandardizeConfig, TileConfig, CaptionConfig, ReleaseConfig],
+    config: BuildConfig,
     client: Any,
     progress: Progress | None,
     say: Callable[[str], Any],
 ) -> Build:
     """One pass of build_dataset: the three stages."""
-    scfg, tcfg, ccfg, rcfg = configs
+    scfg, tcfg, ccfg, rcfg = config.stages()
     what = f"tiles{' and captions' * bool(ccfg.model)}"
     say(f"[1/3] standardize {len(urls)} scenes ({what} of each as soon as its store commits)")
     scenes, tiles, prefetched = stream_scenes(urls, work, (scfg, tcfg, ccfg), client, progress)

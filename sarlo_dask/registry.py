@@ -8,6 +8,24 @@ from typing import Any, Generic, TypeVar, cast
 
 T = TypeVar("T")
 
+_ALL: list[Registry[Any]] = []
+"""every seam's registry, as its module makes it"""
+
+_SHARED: dict[str, tuple[type, ...]] = {}
+"""entry point group -> the kinds another process (a build's client) registered and shared
+with this one (a worker: sarlo_dask.driver.worker_state.SharedKinds)"""
+
+
+def registered_kinds() -> dict[str, tuple[type, ...]]:
+    """The kinds registered in this process, by their seam's entry point group."""
+    return {r.group: tuple(r.registered) for r in _ALL if r.registered}
+
+
+def share(kinds: dict[str, tuple[type, ...]]) -> None:
+    """Take `kinds` (registered_kinds() of another process) as registered here too."""
+    _SHARED.clear()
+    _SHARED.update(kinds)
+
 
 class Registry(Generic[T]):
     """The kinds of one seam: subclasses of `base`, tried registered first, then installed
@@ -17,10 +35,11 @@ class Registry(Generic[T]):
         self.base, self.group, self.built_in = base, group, built_in
         self.registered: list[type[T]] = []
         self._installed: tuple[type[T], ...] | None = None
+        _ALL.append(self)
 
     def register(self, kind: type[T]) -> type[T]:
         """Try `kind` before the built-in kinds (a class decorator). In a build the workers
-        get the source object itself, not the registry."""
+        get the kinds registered in the client's process (SharedKinds)."""
         if not (isinstance(kind, type) and issubclass(kind, self.base)):
             raise TypeError(f"{kind!r} is not {self._a_base()}")
         if kind not in self.registered:
@@ -52,8 +71,11 @@ class Registry(Generic[T]):
         return f"{'an' if name[0] in 'AEIOU' else 'a'} {name} class"
 
     def kinds(self) -> list[type[T]]:
-        """Every kind, in the order a spec is tried: registered, installed, built-in."""
-        return list(dict.fromkeys([*self.registered, *self.installed(), *self.built_in]))
+        """Every kind, in the order a spec is tried: registered (here, then in the build's
+        client process), installed, built-in."""
+        shared = cast(tuple[type[T], ...], _SHARED.get(self.group, ()))
+        kinds = [*self.registered, *shared, *self.installed(), *self.built_in]
+        return list(dict.fromkeys(kinds))
 
     def added(self) -> list[type[T]]:
         """The kinds that are not built in (registered or installed)."""

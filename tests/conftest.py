@@ -295,7 +295,7 @@ def release_built(release_setup, client):
 
     root, urls, config = release_setup
     result = build_dataset(
-        urls, str(root / "work"), str(root / "out"), *build_configs(config), client
+        urls, str(root / "work"), str(root / "out"), build_configs(config), client
     )
     assert result.exit_code() == 0, result
     return root / "out", result

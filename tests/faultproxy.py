@@ -72,7 +72,7 @@ class FaultProxy:
                 elif mode == "malformed":
                     self._send(200, b'{"choices": [{"mess')
                 elif mode == "stall":
-                    time.sleep(3)
+                    time.sleep(5)  # past the client's timeout (the tests': 2.5 s)
                     self._send(503, b"")
                 elif mode == "drop":
                     self.close_connection = True

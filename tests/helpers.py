@@ -106,21 +106,16 @@ def small_scene_config():
 
 
 def build_configs(config, storage_options=None):
-    """The four stage configs of a build YAML, with storage options for S3 stores."""
-    from sarlo_dask.config import (
-        load_caption_config,
-        load_config,
-        load_release_config,
-        load_tile_config,
-    )
+    """The BuildConfig of a build YAML, with storage options for S3 stores."""
+    from sarlo_dask.build_config import BuildConfig
 
-    scfg, tcfg = load_config(config), load_tile_config(config)
-    ccfg, rcfg = load_caption_config(config), load_release_config(config)
-    if storage_options:
-        update = {"storage_options": storage_options}
-        scfg, tcfg = scfg.model_copy(update=update), tcfg.model_copy(update=update)
-        rcfg = rcfg.model_copy(update=update)
-    return scfg, tcfg, ccfg, rcfg
+    build = BuildConfig.load(config)
+    if not storage_options:
+        return build
+    scfg, tcfg, ccfg, rcfg = build.stages()
+    update = {"storage_options": storage_options}
+    scfg, tcfg = scfg.model_copy(update=update), tcfg.model_copy(update=update)
+    return BuildConfig.of(scfg, tcfg, ccfg, rcfg.model_copy(update=update))
 
 
 def tree(root):
@@ -145,9 +140,7 @@ def build_meanwhile(client, urls, work, out, config, steps, timeout=300, storage
     box: list = []
     thread = threading.Thread(
         target=lambda: box.append(
-            build_dataset(
-                urls, str(work), str(out), *build_configs(config, storage_options), client
-            )
+            build_dataset(urls, str(work), str(out), build_configs(config, storage_options), client)
         )
     )
     thread.start()

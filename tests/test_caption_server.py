@@ -57,7 +57,7 @@ def config(vlm, proxy, **kw) -> CaptionConfig:
         "backend": "openai",
         "servers": (proxy.url,),
         "batch_size": 4,
-        "request_timeout": 1.0,
+        "request_timeout": 2.5,  # under the proxy's 5 s stall; over a queue of 8 answers
         "request_retries": 2,
         "api_key_env": "SARLO_TEST_CAPTION_KEY",
     }
@@ -87,7 +87,7 @@ def test_every_tile_captioned_once_the_same_at_any_concurrency(tiled, vlm, proxy
         work = fresh_work(tiled, f"served_{concurrency}")
         proxy.reset()
         # a patient timeout: 8 requests at once on a busy 2-core machine may take over the
-        # fault tests' 1 s, and a retry would count as a second request for the tile
+        # fault tests' 2.5 s, and a retry would count as a second request for the tile
         cfg = config(vlm, proxy, concurrency=concurrency, request_timeout=60.0)
         res = caption(tiled, work, cfg, client)
         n = len(kept_keys(work, tiled[3].scene_id))
@@ -144,7 +144,7 @@ def test_server_faults_bounded_retries_reasons_and_a_rerun_fills_the_gaps(
     got = records(work)
     why = {
         "500": "HTTP 500 (3 attempts)",
-        "stall": "no answer within 1 s (3 attempts)",
+        "stall": "no answer within 2.5 s (3 attempts)",
         "drop": "connection failed",
         "malformed": "an answer that is not chat-completion JSON (3 attempts)",
     }
@@ -186,6 +186,7 @@ def test_same_samples_as_the_in_process_backend(tiled, scenes, vlm, proxy, clien
     """The same tiny model in the workers (transformers) and behind the server (openai):
     the same texts for every tile, and builds whose releases hold the same samples apart
     from the captions' provenance (the caption settings' digest)."""
+    from sarlo_dask.build_config import BuildConfig
     from sarlo_dask.config import ReleaseConfig
     from sarlo_dask.pipeline import build_dataset
 
@@ -206,10 +207,8 @@ def test_same_samples_as_the_in_process_backend(tiled, scenes, vlm, proxy, clien
     outs = {}
     for work, cfg in backends.items():
         out = tmp_path / Path(work).name
-        res = build_dataset(
-            [str(scenes["fine"])], work, str(out), small_scene_config(), tiled[2], cfg,
-            ReleaseConfig(), client,
-        )  # fmt: skip
+        build = BuildConfig.of(small_scene_config(), tiled[2], cfg, ReleaseConfig())
+        res = build_dataset([str(scenes["fine"])], work, str(out), build, client)
         assert res.exit_code() == 0, res
         outs[work] = out
     got = {w: samples_of(o) for w, o in outs.items()}
@@ -261,6 +260,7 @@ def test_a_tile_the_server_failed_is_released_only_once_captioned(
     only through refusals);
     the re-run captions it and the release holds it, every shard's meta.json agreeing with
     index.parquet."""
+    from sarlo_dask.build_config import BuildConfig
     from sarlo_dask.config import ReleaseConfig
     from sarlo_dask.pipeline import build_dataset
 
@@ -276,14 +276,14 @@ def test_a_tile_the_server_failed_is_released_only_once_captioned(
 
     im = Image.open(Path(work, "tiles", scene_id, f"{key}.optic.png")).convert("RGB")
     proxy.faults = {str(image_of(json.dumps({"url": data_url(im)}).encode())): ("500", -1)}
-    args = ([str(scenes["fine"])], work, str(out), small_scene_config(), tiled[2])
-    cfg = config(vlm, proxy)
-    first = build_dataset(*args, cfg, ReleaseConfig(), client)
+    args = ([str(scenes["fine"])], work, str(out))
+    cfg = BuildConfig.of(small_scene_config(), tiled[2], config(vlm, proxy), ReleaseConfig())
+    first = build_dataset(*args, cfg, client)
     assert first.exit_code() == 4 and any(e.id == key for t in first.tiles for e in t.errors)
     assert not (out / "manifest.json").exists()  # nothing published: no release without it
     assert "500" in {s.answer for s in proxy.posts()}  # the fault happened
     proxy.faults = {}
-    again = build_dataset(*args, cfg, ReleaseConfig(), client)
+    again = build_dataset(*args, cfg, client)
     assert again.exit_code() == 0, again
     index = dataset.index(str(out)).to_pylist()
     assert key in {r["key"] for r in index}

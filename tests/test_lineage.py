@@ -158,7 +158,7 @@ def test_execution_settings_changed_on_resume_rebuild_nothing_and_shape_nothing(
     shutil.copytree(root / "work", work)
     shutil.copytree(root / "out", out)
     before = {"work": tree(work), "out": tree(out)}
-    again = build_dataset(urls, str(work), str(out), *cfgs, client)
+    again = build_dataset(urls, str(work), str(out), cfgs, client)
     assert again.exit_code() == 0
     assert all(r.status == "skipped" and not r.rebuilt for r in again.scenes)
     assert not [t.rebuilt for t in again.tiles if t.rebuilt]
@@ -166,7 +166,7 @@ def test_execution_settings_changed_on_resume_rebuild_nothing_and_shape_nothing(
     assert {"work": tree(work), "out": tree(out)} == before
 
     # a clean build under them gives the reference's bytes: they shape nothing
-    clean = build_dataset(urls, str(tmp_path / "w2"), str(tmp_path / "o2"), *cfgs, client)
+    clean = build_dataset(urls, str(tmp_path / "w2"), str(tmp_path / "o2"), cfgs, client)
     assert clean.exit_code() == 0
     got, want = tree(tmp_path / "o2"), tree(release_built[0])
     assert sorted(got) == sorted(want)
@@ -183,7 +183,7 @@ def test_a_narrower_selection_refuses_a_reused_store_and_rebuilds_nothing(
     work = tmp_path / "work"
     shutil.copytree(root / "work", work)
     before = tree(work / "scenes")
-    again = build_dataset(urls, str(work), str(tmp_path / "out"), *cfgs, client)
+    again = build_dataset(urls, str(work), str(tmp_path / "out"), cfgs, client)
     status = {r.scene_id: (r.status, r.reason) for r in again.scenes}
     assert status["coarse"][0] == "failed" and "spacing" in status["coarse"][1], status
     assert all(s == "skipped" for sid, (s, _) in status.items() if sid != "coarse"), status

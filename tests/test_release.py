@@ -38,7 +38,7 @@ def test_two_clean_builds_give_the_same_bytes(release_setup, release_built, clie
     _, urls, config = release_setup
     out, first = release_built
     again = build_dataset(
-        urls, str(tmp_path / "work"), str(tmp_path / "out"), *build_configs(config), client
+        urls, str(tmp_path / "work"), str(tmp_path / "out"), build_configs(config), client
     )
     assert again.exit_code() == 0
     assert tree(tmp_path / "out") == tree(out)
@@ -61,7 +61,7 @@ def test_two_builds_at_once_on_one_cluster_each_write_their_own(
             urls,
             str(tmp_path / name / "work"),
             str(tmp_path / name / "out"),
-            *build_configs(config),
+            build_configs(config),
             client,
         )
 
@@ -270,7 +270,7 @@ def test_a_build_on_s3_gives_the_local_bytes(release_setup, release_built, clien
     _, urls, config = release_setup
     out_ref, _ = release_built
     result = build_dataset(
-        urls, "s3://sarlo/work", "s3://sarlo/out", *build_configs(config, s3), client
+        urls, "s3://sarlo/work", "s3://sarlo/out", build_configs(config, s3), client
     )
     assert result.exit_code() == 0
     fs = s3fs.S3FileSystem(**s3)
@@ -331,7 +331,7 @@ def test_a_bad_scene_is_reported_and_the_others_give_the_same_shards(
     empty = tmp_path / "empty_scene.nitf"
     empty.write_bytes(b"")
     work, out = tmp_path / "work", tmp_path / "out"
-    result = build_dataset([*urls, str(empty)], str(work), str(out), *build_configs(config), client)
+    result = build_dataset([*urls, str(empty)], str(work), str(out), build_configs(config), client)
     assert result.exit_code() == 3
     rows = [json.loads(line) for line in (work / "failures.jsonl").read_text().splitlines()]
     assert [(r["id"], r["kind"]) for r in rows] == [("empty_scene", "scene")]
@@ -388,7 +388,7 @@ def test_a_scene_whose_tiles_cannot_be_read_leaves_the_release_as_it_was(
     meta = sorted((work / "tiles" / scenes[0]).glob("*.meta.json"))[0]
     meta.unlink()
     meta.mkdir()  # listed as a tile's meta.json, unreadable as one
-    rcfg = build_configs(config)[3]
+    rcfg = build_configs(config).release
     rel = release_scenes(str(work), str(out), rcfg, client, scenes)
     failed = {f.id: f for f in rel.errors}
     assert (

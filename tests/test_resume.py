@@ -51,7 +51,7 @@ def test_an_unchanged_rerun_rewrites_nothing(release_setup, release_built, clien
     _, urls, config = release_setup
     work, out = _copy_of_reference(release_setup, tmp_path)
     before = {"work": _stats(work), "out": _stats(out)}
-    result = build_dataset(urls, str(work), str(out), *build_configs(config), client)
+    result = build_dataset(urls, str(work), str(out), build_configs(config), client)
     assert result.exit_code() == 0
     assert all(r.status == "skipped" and not r.rebuilt for r in result.scenes)
     assert result.release.written == 0 and not result.release.removed
@@ -71,8 +71,8 @@ def test_a_changed_setting_rebuilds_to_the_bytes_of_a_clean_build(
     cfgs = build_configs(changed)
 
     work, out = _copy_of_reference(release_setup, tmp_path)
-    again = build_dataset(urls, str(work), str(out), *cfgs, client)
-    clean = build_dataset(urls, str(tmp_path / "w2"), str(tmp_path / "o2"), *cfgs, client)
+    again = build_dataset(urls, str(work), str(out), cfgs, client)
+    clean = build_dataset(urls, str(tmp_path / "w2"), str(tmp_path / "o2"), cfgs, client)
     assert again.exit_code() == clean.exit_code() == 0
     got, want = tree(out), tree(tmp_path / "o2")
     assert sorted(got) == sorted(want)

@@ -20,6 +20,7 @@ import pytest
 import yaml
 from PIL import Image
 
+from sarlo_dask import SceneReader
 from sarlo_dask.optical import XYZSource, register, source_from_spec
 from sarlo_dask.optical.mosaic import build_mosaic
 
@@ -197,6 +198,7 @@ def test_a_failing_writer_publishes_nothing(release_setup, release_built, client
     their generation, and the current release (manifest.json) stays the one before."""
     import shutil
 
+    from sarlo_dask.build_config import BuildConfig
     from sarlo_dask.io.writers import ReleaseView, SampleWriter
     from sarlo_dask.io.writers import register as register_writer
     from sarlo_dask.pipeline import build_dataset
@@ -215,9 +217,10 @@ def test_a_failing_writer_publishes_nothing(release_setup, release_built, client
     shutil.copytree(root / "work", work)
     shutil.copytree(release_built[0], out)
     before = (out / "manifest.json").read_bytes()
-    scfg, tcfg, ccfg, rcfg = build_configs(config)
+    scfg, tcfg, ccfg, rcfg = build_configs(config).stages()
     rcfg = rcfg.model_copy(update={"writers": ["fails-for-test"]})
-    result = build_dataset(urls, str(work), str(out), scfg, tcfg, ccfg, rcfg, client)
+    build = BuildConfig.of(scfg, tcfg, ccfg, rcfg)
+    result = build_dataset(urls, str(work), str(out), build, client)
     assert result.exit_code() != 0
     failure = next(f for f in result.release.errors if f.id == "fails-for-test")
     assert "sample writer 'fails-for-test': RuntimeError: no catalogue for " in failure.reason
@@ -272,6 +275,67 @@ def test_an_installed_scene_reader_builds_what_the_nitf_builds(scenes, coarse_bu
     res = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, env=plain)
     assert res.returncode == 2 and "dashboard" not in res.stdout, res.stdout + res.stderr
     assert "no scene matches (no *.nitf / *.ntf file)" in res.stderr, res.stderr
+
+
+class InProcessNpz(SceneReader):
+    """A scene reader defined here, registered in the test's process only (no package, no
+    entry point): the toy package's `*.sicd.npz` format under another suffix."""
+
+    kind = "in-process-npz"
+    suffixes = (".inproc.npz",)
+
+    def sicd(self, url: str, storage_options: dict[str, Any] | None) -> Any:
+        from sarlo_dask import sicd_from_xml
+
+        with np.load(url) as z:
+            return sicd_from_xml(str(z["xml"]))
+
+    def rows(self, url: str, storage_options: dict[str, Any] | None, r0: int, r1: int) -> Any:
+        with np.load(url) as z:
+            return z["pixels"][r0:r1]
+
+
+def test_a_reader_registered_in_the_process_reads_on_the_workers(scenes, client, tmp_path):
+    """`readers.register` in the calling process (a notebook's class): the build's worker
+    processes, which did not know the kind before, read the scene through it, and its store
+    holds the NITF's pixels. Unregistered, the workers forget it again."""
+    from sarpy.io.complex.converter import open_complex
+
+    from sarlo_dask.driver.worker_state import share_registered
+    from sarlo_dask.geometry.sicd import read_sicd_meta
+    from sarlo_dask.io import readers
+    from sarlo_dask.pipeline import standardize_scenes
+    from sarlo_dask.stages.standardize import open_scene_store
+
+    from .helpers import small_scene_config
+
+    nitf = str(scenes["coarse"])
+    npz = str(tmp_path / "coarse_npz.inproc.npz")
+    reader = open_complex(nitf)
+    xml = read_sicd_meta(nitf).to_xml_string(tag="SICD")
+    with open(npz, "wb") as f:
+        np.savez(f, xml=np.array(xml), pixels=reader[:, :].astype(np.complex64))
+    reader.close()
+
+    def kinds_on_workers() -> set[str]:
+        found = client.run(lambda: [k.kind for k in readers.KINDS.kinds()])
+        assert len(found) >= 2  # worker processes, not this one
+        return {k for ks in found.values() for k in ks}
+
+    assert "in-process-npz" not in kinds_on_workers()
+    readers.register(InProcessNpz)
+    try:
+        got = standardize_scenes([nitf, npz], str(tmp_path / "work"), small_scene_config(), client)
+        assert "in-process-npz" in kinds_on_workers()
+    finally:
+        readers.KINDS.registered.remove(InProcessNpz)
+        share_registered(client)
+    assert "in-process-npz" not in kinds_on_workers()
+    status = sorted((r.scene_id, r.status, r.reason) for r in got)
+    assert [s[:2] for s in status] == [("coarse", "done"), ("coarse_npz", "done")], status
+    a = open_scene_store(str(tmp_path / "work" / "scenes" / "coarse.zarr"))
+    b = open_scene_store(str(tmp_path / "work" / "scenes" / "coarse_npz.zarr"))
+    np.testing.assert_array_equal(a.slc.values, b.slc.values)
 
 
 def test_an_installed_caption_backend_and_sample_writer_make_the_release(

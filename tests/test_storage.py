@@ -48,7 +48,15 @@ def test_the_longest_prefix_wins_over_the_sections_key_over_the_options():
 def test_a_build_opens_its_work_with_both_sections_keys_together():
     """standardize.storage_options alone, tiles' alone, or both agreeing: one set of options
     for {work}; both giving one option different values: refused (see the CLI test)."""
-    from sarlo_dask.stages.preflight import UsageError, work_options
+    from sarlo_dask.build_config import BuildConfig
+    from sarlo_dask.config import CaptionConfig, ReleaseConfig
+    from sarlo_dask.stages.preflight import UsageError, build_stores
+
+    def work_options(url, scene, tiles):
+        build = BuildConfig.of(scene, tiles, CaptionConfig(), ReleaseConfig())
+        work, out = build_stores(build, url, "s3://w/out")
+        assert out.options == {}  # the release section gives {out} nothing here
+        return work.options
 
     s3 = {"key": "k", "secret": "s"}
     scene, tiles = StandardizeConfig(storage_options=s3), TileConfig()
@@ -58,6 +66,42 @@ def test_a_build_opens_its_work_with_both_sections_keys_together():
     assert work_options("s3://w/work", scene, extra) == {**s3, "anon": False}
     with pytest.raises(UsageError, match=r"different options \(key\)"):
         work_options("s3://w/work", scene, TileConfig(storage_options={"key": "other"}))
+
+
+def test_one_build_config_gives_every_section_the_one_storage_section(tmp_path):
+    """A build YAML read once into BuildConfig: every section reads the same storage section
+    (so {work}, {out}, inputs and the DEM get their options from one place), flags override
+    per section, a bad setting is named with its section, secrets stay out of its repr."""
+    from pydantic import ValidationError
+
+    from sarlo_dask.build_config import BuildConfig
+    from sarlo_dask.config import CaptionConfig, ReleaseConfig
+
+    path = tmp_path / "build.yaml"
+    path.write_text(
+        "standardize: {min_size: 64}\ntiles: {size: 256, stride: 256}\n"
+        "storage:\n  options: {key: SECRETKEY1}\n  urls:\n    s3://out: {profile: p}\n"
+    )
+    build = BuildConfig.load(path, tiles={"zoom": 17, "optical": None})
+    assert (build.tiles.zoom, build.tiles.size, build.standardize.min_size) == (17, 256, 64)
+    assert build.standardize.storage is build.tiles.storage is build.release.storage
+    assert build.storage is build.release.storage
+    assert build.work_store("s3://w/work").options == {"key": "SECRETKEY1"}
+    assert build.out_store("s3://out/r").options == {"key": "SECRETKEY1", "profile": "p"}
+    assert build.standardize.storage.for_url("s3://scenes/a.nitf") == {"key": "SECRETKEY1"}
+    assert "SECRETKEY1" not in repr(build) and "SECRETKEY1" not in str(build)
+    with pytest.raises(ValidationError, match=r"tiles\.zoom"):
+        BuildConfig.load(path, tiles={"zoom": "high"})
+    with pytest.raises(ValueError, match="unknown sections"):
+        BuildConfig.load(path, dem={"x": 1})
+    # sections made in code with two storage sections: a build has one, so refused
+    other = StandardizeConfig(storage=StorageConfig(options={"anon": True}))
+    with pytest.raises(ValidationError, match="different storage sections"):
+        BuildConfig.of(other, TileConfig(), CaptionConfig(), ReleaseConfig())
+    # given at the top, it reaches every section
+    one = StorageConfig(options={"anon": True})
+    given = BuildConfig(standardize=other, storage=one)
+    assert given.tiles.storage == given.release.storage == one
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ import typer
 from sarlo_dask.driver.outcomes import Prefetch
 from sarlo_dask.errors import redact
 from sarlo_dask.storage_config import options_of, resolver
-from sarlo_dask.store import Options, join
+from sarlo_dask.store import Options, Store, join
 
 T = TypeVar("T")
 
@@ -256,21 +256,19 @@ def run_build(
     dem: str | None = None,
     replace: bool = False,
 ) -> int:
-    from sarlo_dask.config import (
-        load_caption_config,
-        load_config,
-        load_release_config,
-        load_tile_config,
-    )
+    from sarlo_dask.build_config import BuildConfig
     from sarlo_dask.pipeline import build_dataset
 
-    scfg = configure(load_config, config, {"dem": dem})
-    tcfg = configure(load_tile_config, config, {"optical": optical, "zoom": zoom})
-    ccfg = configure(
-        load_caption_config, config, {"model": caption_model, **_servers(caption_server)}
-    )
-    rcfg = configure(load_release_config, config, {"include_optical": include_optical})
+    flags = {
+        "standardize": {"dem": dem},
+        "tiles": {"optical": optical, "zoom": zoom},
+        "captions": {"model": caption_model, **_servers(caption_server)},
+        "release": {"include_optical": include_optical},
+    }
+    build: BuildConfig = configure(BuildConfig.load, config, flags)
+    scfg, tcfg, ccfg, rcfg = build.stages()
     from sarlo_dask.stages.preflight import (
+        build_stores,
         check_caption_image,
         check_caption_model,
         check_caption_servers,
@@ -281,7 +279,6 @@ def run_build(
         check_protocol,
         check_release_inputs,
         check_writable,
-        work_options,
     )
 
     optical_fetch = tcfg.optical if tcfg.optical_mode == "fetch" else None
@@ -290,8 +287,9 @@ def run_build(
         _preflight(*(lambda u=u, n=n: check_protocol(u, n) for u, n in given))
         return _dry_run(_scene_urls(inputs, resolver(scfg)), scfg, tcfg)
     assert work is not None and out is not None, "sarlo build checks both are given"
-    at_out, at_work = options_of(rcfg, out), {}
-    _preflight(lambda: at_work.update(work_options(work, scfg, tcfg)))
+    stores: list[Store] = []
+    _preflight(lambda: stores.extend(build_stores(build, work, out)))
+    (at_work, at_out), (work_store, out_store) = (s.options for s in stores), stores
     _preflight(
         *_common_checks(cluster, workers, work, at_work),
         lambda: check_writable(out, "--out", at_out),
@@ -313,7 +311,7 @@ def run_build(
             cluster,
             workers,
             lambda client, progress: build_dataset(
-                urls, work, out, scfg, tcfg, ccfg, rcfg, client, progress, typer.echo, replace
+                urls, work_store, out_store, build, client, progress, typer.echo, replace
             ),
         )
     rel = result.release

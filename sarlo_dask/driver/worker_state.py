@@ -13,6 +13,8 @@ from typing import Any, TypeVar
 
 from distributed.diagnostics.plugin import WorkerPlugin
 
+from sarlo_dask import registry
+
 T = TypeVar("T")
 P = TypeVar("P", bound="FilledOnWorker")
 
@@ -99,3 +101,35 @@ def worker_state(worker: Any = None) -> WorkerState:
 def state_sizes(dask_worker: Any = None) -> dict[str, int]:
     """Entries per table of this worker (or process); a worker's through client.run."""
     return {name: len(t) for name, t in worker_state(dask_worker).tables.items()}
+
+
+class SharedKinds(WorkerPlugin):
+    """The seams' kinds registered in the client's process (`readers.register`, ...) on
+    every worker, those joining later too: a scene reader registered in a notebook reads
+    the scenes its tasks open."""
+
+    name = "sarlo-registered-kinds"
+
+    def __init__(self, kinds: dict[str, tuple[type, ...]]) -> None:
+        self.kinds = kinds
+
+    def setup(self, worker: Any) -> None:
+        registry.share(self.kinds)
+
+    def teardown(self, worker: Any) -> None:
+        registry.share({})
+
+
+def share_registered(client: Any) -> None:
+    """Give `client`'s workers the kinds registered in this process (none: none). A
+    ValueError when they cannot be sent (a class the workers cannot import or unpickle)."""
+    kinds = registry.registered_kinds()
+    try:
+        client.register_plugin(SharedKinds(kinds), name=SharedKinds.name)
+    except Exception as exc:
+        names = ", ".join(k.__qualname__ for ks in kinds.values() for k in ks)
+        raise ValueError(
+            f"the kinds registered in this process ({names}) cannot be sent to the workers "
+            f"({type(exc).__name__}: {exc}): declare them in an installed package's entry "
+            "point group instead"
+        ) from None

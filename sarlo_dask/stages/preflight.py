@@ -6,10 +6,21 @@ from __future__ import annotations
 
 import os
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sarlo_dask.errors import access_denied, exception_chain, redact, root_cause
-from sarlo_dask.store import Options, filesystem, input_options, is_http, is_local, join
+from sarlo_dask.store import (
+    Options,
+    Store,
+    filesystem,
+    input_options,
+    is_http,
+    is_local,
+    join,
+)
+
+if TYPE_CHECKING:
+    from sarlo_dask.build_config import BuildConfig
 
 PROBE_TIMEOUT_S = 5.0
 PROBE_THREADS = 32
@@ -208,13 +219,11 @@ def _each_problem(problems: list[str]) -> None:
         raise UsageError("\n".join(problems))
 
 
-def work_options(work: str, scene: Any, tiles: Any) -> dict[str, Any]:
-    """The storage options a build opens {work} with (the standardize and tiles sections'
-    keys together); a UsageError when they give one option different values."""
-    from sarlo_dask.storage_config import build_work_options
-
+def build_stores(build: BuildConfig, work: str, out: str) -> tuple[Store, Store]:
+    """{work} and {out} as a build opens them, once (BuildConfig.work_store, out_store); a
+    UsageError when the standardize and tiles sections give {work} one option two values."""
     try:
-        return build_work_options(work, scene, tiles)
+        return build.work_store(work), build.out_store(out)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
 

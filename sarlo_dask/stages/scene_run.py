@@ -11,6 +11,7 @@ from sarlo_dask.config import StandardizeConfig, on_device
 from sarlo_dask.driver.cluster import all_gpus, install_quiet_refusals, worker_memory
 from sarlo_dask.driver.loop import Driver, Failed, Key, Outcome, Unit
 from sarlo_dask.driver.outcomes import SceneResult
+from sarlo_dask.driver.worker_state import share_registered
 from sarlo_dask.io.readers import scene_id_from_url
 from sarlo_dask.stages import resume
 from sarlo_dask.stages.scene_stage import plan_scene_store
@@ -27,6 +28,7 @@ class SceneRun:
         self, urls: Sequence[str], work: Store, cfg: StandardizeConfig, client: Any
     ) -> None:
         install_quiet_refusals(client)  # a refusal is one line here, not a worker traceback
+        share_registered(client)  # a reader registered here reads on the workers too
         self.urls = [canonical(u) for u in urls]  # one unit per file, however it is spelled
         self.cfg = on_device(cfg, all_gpus(client))
         self.work, self.digest = work, self.cfg.digest()

@@ -10,7 +10,7 @@ from sarlo_dask.config import CaptionConfig, TileConfig, on_device
 from sarlo_dask.driver.cluster import all_gpus
 from sarlo_dask.driver.loop import Done, Driver, Failed, Key, Outcome, Unit
 from sarlo_dask.driver.outcomes import Failure, Prefetch, PrefetchOutcome, SceneTiles, window_error
-from sarlo_dask.driver.worker_state import WorkerState
+from sarlo_dask.driver.worker_state import WorkerState, share_registered
 from sarlo_dask.errors import exception_line
 from sarlo_dask.geometry.tiles import Window, tile_groups
 from sarlo_dask.stages import resume
@@ -41,6 +41,7 @@ class TileRun:
     ) -> None:
         self.work = work
         client.register_plugin(WorkerState())  # parsed SICDs, open stores, host limiters
+        share_registered(client)  # the kinds registered in this process, on the workers
         self.cfg = with_xyz_cache(on_device(cfg, all_gpus(client)), work)
         self.pool = CaptionPool(client, work, captions) if captions and captions.model else None
         self.captions = captions if self.pool is not None else None

@@ -29,7 +29,7 @@ def _rerun(release_setup, client, work: Path, out: Path):
     _, urls, config = release_setup
     lines: list[str] = []
     result = build_dataset(
-        urls, str(work), str(out), *build_configs(config), client, say=lines.append
+        urls, str(work), str(out), build_configs(config), client, say=lines.append
     )
     return result, lines
 
@@ -252,7 +252,7 @@ def test_damage_whose_input_is_unreadable_fails_the_scene_with_its_reason(
     shutil.copy2(f"{scenes['coarse']}.truth.json", f"{url}.truth.json")
     work, out = tmp_path / "work", tmp_path / "out"
     cfgs = build_configs(config)
-    first = build_dataset([str(url)], str(work), str(out), *cfgs, client)
+    first = build_dataset([str(url)], str(work), str(out), cfgs, client)
     assert first.scenes[0].status == "done"
     _drop_tiles(work, "coarse")
     chunk = _middle_chunk(work, "coarse")
@@ -263,7 +263,7 @@ def test_damage_whose_input_is_unreadable_fails_the_scene_with_its_reason(
     os.utime(url, ns=(stat.st_atime_ns, stat.st_mtime_ns))
     assert url.read_bytes()[:4] == b"XXXX"
     lines: list[str] = []
-    again = build_dataset([str(url)], str(work), str(out), *cfgs, client, say=lines.append)
+    again = build_dataset([str(url)], str(work), str(out), cfgs, client, say=lines.append)
     damaged = _damaged_lines(lines)
     assert len(damaged) == 1 and damaged[0].endswith("; rebuilding scene coarse"), lines
     (scene,) = again.scenes

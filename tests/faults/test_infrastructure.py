@@ -84,7 +84,7 @@ def test_s3_server_restarted_mid_build(release_setup, release_built, client, fau
         )
         final = first
         if first.exit_code() != 0:
-            final = build_dataset(urls, work, out, *build_configs(config, so), client)
+            final = build_dataset(urls, work, out, build_configs(config, so), client)
         fs.invalidate_cache()
         got = {p[len("restart/out/") :]: fs.cat_file(p) for p in fs.find("restart/out")}
     finally:
@@ -110,10 +110,10 @@ def test_work_on_a_full_filesystem(release_setup, release_built, client, full_di
     out_ref, _ = release_built
     full_disk.size(4 << 20)
     work, out = f"{full_disk.url}/work", full_disk.path.parent / "out"
-    first = build_dataset(urls, work, str(out), *build_configs(config), client)
+    first = build_dataset(urls, work, str(out), build_configs(config), client)
     reasons = [r["reason"] for r in first.failures()]
     full_disk.make_room()
-    final = build_dataset(urls, work, str(out), *build_configs(config), client)
+    final = build_dataset(urls, work, str(out), build_configs(config), client)
     got, ref = tree(out), tree(out_ref)
     fault_table(
         f"{{work}} on a full filesystem (4 MB, {full_disk.kind})",

@@ -52,7 +52,7 @@ def test_malformed_inputs_are_reported_and_good_scenes_come_out_the_same(
     work, out = tmp_path / "work", tmp_path / "out"
     try:
         result = build_dataset(
-            [*urls, *bad_urls], str(work), str(out), *build_configs(config), client
+            [*urls, *bad_urls], str(work), str(out), build_configs(config), client
         )
     finally:
         httpd.shutdown()
