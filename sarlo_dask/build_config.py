@@ -33,15 +33,16 @@ class BuildConfig(BaseModel):
     """The settings of a whole build: one section per stage and one `storage` section that
     every section reads its URLs' options from (the sections' own storage keys still apply,
     see sarlo_dask.storage_config). Each section's digest is its own: a change in one
-    rebuilds only what that stage makes."""
+    rebuilds only what that stage makes. Make a changed one with `BuildConfig.of` or the
+    constructor (they check and share the storage section), not `model_copy`."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
 
     standardize: StandardizeConfig = Field(default_factory=StandardizeConfig)
     tiles: TileConfig = Field(default_factory=TileConfig)
     captions: CaptionConfig = Field(default_factory=CaptionConfig)
     release: ReleaseConfig = Field(default_factory=ReleaseConfig)
-    storage: StorageConfig = Field(default_factory=StorageConfig, repr=False)
+    storage: StorageConfig = Field(default_factory=StorageConfig, repr=False, exclude=True)
 
     def __repr__(self) -> str:  # the sections' reprs hide their options; so does this
         return (

@@ -22,9 +22,10 @@ def registered_kinds() -> dict[str, tuple[type, ...]]:
 
 
 def share(kinds: dict[str, tuple[type, ...]]) -> None:
-    """Take `kinds` (registered_kinds() of another process) as registered here too."""
-    _SHARED.clear()
-    _SHARED.update(kinds)
+    """Take `kinds` (registered_kinds() of another process) as registered here too, in one
+    step (a task reading the kinds meanwhile sees the old ones or the new ones)."""
+    global _SHARED
+    _SHARED = dict(kinds)
 
 
 class Registry(Generic[T]):
@@ -73,7 +74,7 @@ class Registry(Generic[T]):
     def kinds(self) -> list[type[T]]:
         """Every kind, in the order a spec is tried: registered (here, then in the build's
         client process), installed, built-in."""
-        shared = cast(tuple[type[T], ...], _SHARED.get(self.group, ()))
+        shared = cast(tuple[type[T], ...], _SHARED.get(self.group, ()))  # one read
         kinds = [*self.registered, *shared, *self.installed(), *self.built_in]
         return list(dict.fromkeys(kinds))
 

@@ -26,7 +26,7 @@ from sarlo_dask.errors import redact
 class StorageConfig(BaseModel):
     """The fsspec options of every URL of a build (see the module's docstring)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
 
     def __repr__(self) -> str:  # credentials: never in a log line or an error
         return f"StorageConfig({len(self.options)} options, {len(self.urls)} URL prefixes)"

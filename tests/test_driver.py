@@ -118,3 +118,39 @@ def test_a_worker_keeps_its_state_in_its_plugin(client):
         assert made == [0, 1, 2, 3, 4, 0, 3, 4]  # each made once; 1 and 2 dropped
     assert all(s["t"] == 3 for s in client.run(state_sizes).values())
     assert "t" not in worker_state().tables  # this process is no worker: its own tables
+
+
+def _wait_for(name: str, leave: bool, timeout: float) -> bool:
+    from distributed import Event
+
+    from sarlo_dask.driver.cluster import off_the_thread_pool
+
+    with off_the_thread_pool(leave):
+        return Event(name).wait(timeout)
+
+
+def _set(name: str) -> None:
+    from distributed import Event
+
+    Event(name).set()
+
+
+@pytest.mark.parametrize("leave", [True, False])
+def test_a_task_waiting_on_another_machine_frees_its_workers_thread(client, leave):
+    """A caption task of a server backend (CaptionBackend.remote) waits inside
+    off_the_thread_pool: on a worker of one thread, another task runs meanwhile and ends the
+    wait. Without it (leave False) the other task cannot start until the wait times out."""
+    from uuid import uuid4
+
+    from sarlo_dask.captions.backend import TransformersBackend
+    from sarlo_dask.captions.openai_server import OpenAIBackend
+
+    assert OpenAIBackend.remote and not TransformersBackend.remote
+    worker = sorted(client.scheduler_info()["workers"])[0]
+    assert client.scheduler_info()["workers"][worker]["nthreads"] == 1
+    name = f"go-{uuid4().hex}"
+    waiting = client.submit(_wait_for, name, leave, 5 if leave else 2, workers=[worker], pure=False)
+    time.sleep(0.5)  # the wait has started and holds (or left) the worker's one thread
+    setter = client.submit(_set, name, workers=[worker], pure=False)
+    assert waiting.result(timeout=30) is leave  # set in time only when the thread was freed
+    setter.result(timeout=30)

@@ -90,6 +90,12 @@ def test_one_build_config_gives_every_section_the_one_storage_section(tmp_path):
     assert build.out_store("s3://out/r").options == {"key": "SECRETKEY1", "profile": "p"}
     assert build.standardize.storage.for_url("s3://scenes/a.nitf") == {"key": "SECRETKEY1"}
     assert "SECRETKEY1" not in repr(build) and "SECRETKEY1" not in str(build)
+    assert "SECRETKEY1" not in build.model_dump_json()
+    bad = tmp_path / "bad.yaml"  # an error about the storage section shows none of it
+    bad.write_text("storage:\n  options: {key: SECRETKEY2}\n  urls: {' ': {key: SECRETKEY3}}\n")
+    with pytest.raises(ValidationError, match="empty prefix") as refused:
+        BuildConfig.load(bad)
+    assert "SECRETKEY" not in str(refused.value)
     with pytest.raises(ValidationError, match=r"tiles\.zoom"):
         BuildConfig.load(path, tiles={"zoom": "high"})
     with pytest.raises(ValueError, match="unknown sections"):

@@ -34,6 +34,10 @@ class CaptionBackend(ABC):
 
     uses_gpu: ClassVar[bool]
     """whether a caption task needs a GPU of the worker it runs on (servers hold theirs)"""
+    remote: ClassVar[bool] = False
+    """whether `generate` waits on other machines (inference servers) rather than computing:
+    its task then leaves the worker's thread pool while it waits, so that the worker's
+    scenes and tiles go on meanwhile (a build streams into a captioner of its own)"""
 
     @classmethod
     @abstractmethod

@@ -102,6 +102,7 @@ class OpenAIBackend(CaptionBackend):
     """This process's client of the caption servers (see the module's docstring)."""
 
     uses_gpu = False
+    remote = True
     _made: ClassVar[dict[tuple[Any, ...], OpenAIBackend]] = {}
     _lock: ClassVar[threading.Lock] = threading.Lock()
 

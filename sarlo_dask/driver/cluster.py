@@ -226,9 +226,39 @@ def all_gpus(client: Any) -> bool:
     return bool(gpus) and all(gpus)
 
 
+def cluster_size(client: Any) -> tuple[int, int]:
+    """The cluster's workers and their threads, now."""
+    workers = client.scheduler_info()["workers"].values()
+    return len(workers), sum(int(w.get("nthreads") or 1) for w in workers)
+
+
 def worker_memory(client: Any) -> int:
     """The smallest memory a worker of the cluster has for each task it runs at once: its
     memory limit over its threads, in bytes (0: no limit set or known)."""
     workers = client.scheduler_info()["workers"].values()
     limits = [(w.get("memory_limit") or 0) // max(1, w.get("nthreads") or 1) for w in workers]
     return min(limits) if limits and all(limits) else 0
+
+
+@contextlib.contextmanager
+def off_the_thread_pool(leave: bool = True) -> Iterator[None]:
+    """Within a task (and `leave`): its worker thread is given back to the worker for the
+    block's duration (Dask's secede / rejoin), so that other tasks run while this one waits
+    on another machine; outside a worker, or not `leave`: nothing."""
+    if leave:
+        from distributed import get_worker, rejoin, secede
+        from distributed.threadpoolexecutor import thread_state
+
+        try:
+            get_worker()
+        except ValueError:
+            leave = False
+        leave = leave and getattr(thread_state, "proceed", True)  # not out already (nested)
+    if not leave:
+        yield
+        return
+    secede()
+    try:
+        yield
+    finally:
+        rejoin()

@@ -121,15 +121,26 @@ class SharedKinds(WorkerPlugin):
 
 
 def share_registered(client: Any) -> None:
-    """Give `client`'s workers the kinds registered in this process (none: none). A
-    ValueError when they cannot be sent (a class the workers cannot import or unpickle)."""
+    """Give `client`'s workers the kinds registered in this process (none: none), once per
+    client and set of kinds (registering again would tear the plugin down and set it up:
+    a task in between would see no kinds). A ValueError when they cannot be sent (a class
+    the workers cannot import or unpickle)."""
     kinds = registry.registered_kinds()
+    if _SHARED_WITH.get(client.id) == kinds:
+        return
     try:
         client.register_plugin(SharedKinds(kinds), name=SharedKinds.name)
     except Exception as exc:
+        if not kinds:
+            raise
         names = ", ".join(k.__qualname__ for ks in kinds.values() for k in ks)
         raise ValueError(
             f"the kinds registered in this process ({names}) cannot be sent to the workers "
             f"({type(exc).__name__}: {exc}): declare them in an installed package's entry "
             "point group instead"
         ) from None
+    _SHARED_WITH[client.id] = kinds
+
+
+_SHARED_WITH: dict[str, dict[str, tuple[type, ...]]] = {}
+"""client id -> the kinds last shared with its workers (a new client's workers: again)"""

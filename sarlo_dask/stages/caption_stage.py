@@ -16,6 +16,7 @@ from typing import Any
 from sarlo_dask.captions.clean import clean
 from sarlo_dask.captions.label import label
 from sarlo_dask.config import CaptionConfig
+from sarlo_dask.driver.cluster import off_the_thread_pool
 from sarlo_dask.driver.integrity import Damage, sealed, unsealed
 from sarlo_dask.stages.tile_stage import tile_lineage
 from sarlo_dask.store import Store
@@ -94,7 +95,9 @@ def caption_batch(
         counts = caption_models()
         with counts.lock:
             counts.batches += 1
-        made = get_backend(cfg, share).generate(images, cfg.prompts)
+        backend = get_backend(cfg, share)
+        with off_the_thread_pool(backend.remote):  # a server's answers: the worker goes on
+            made = backend.generate(images, cfg.prompts)
         for i, key in enumerate(todo):
             missing = [g for g in (made[kind][i] for kind in cfg.prompts) if g.text is None]
             if missing:  # no caption without all three texts; the first reason says why

@@ -8,7 +8,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from sarlo_dask.config import StandardizeConfig, on_device
-from sarlo_dask.driver.cluster import all_gpus, install_quiet_refusals, worker_memory
+from sarlo_dask.driver.cluster import (
+    all_gpus,
+    cluster_size,
+    install_quiet_refusals,
+    worker_memory,
+)
 from sarlo_dask.driver.loop import Driver, Failed, Key, Outcome, Unit
 from sarlo_dask.driver.outcomes import SceneResult
 from sarlo_dask.driver.worker_state import share_registered
@@ -37,11 +42,12 @@ class SceneRun:
         self.results: list[SceneResult] = []
         self.made: dict[str, dict[str, Any]] = {}
         """what the markers of the scenes written record"""
+        self.client = client
         self.writes: deque[Unit[Any]] = deque()
+        """scenes planned to be written, waiting for a place among the writes"""
         self.writing = 0
-        self.most_writing = max(2, len(client.scheduler_info().get("workers", {})))
-        """scene writes on the cluster at once: a few whole scenes, each parallel in itself,
-        commit (and their tiles start) sooner than every scene interleaved"""
+        self.plans: deque[Unit[Any]] = deque()
+        self.planning = 0
 
     def start(self, drive: Driver) -> None:
         """Plan every scene (a scene id given twice is refused, its first URL kept)."""
@@ -57,19 +63,21 @@ class SceneRun:
             key = Key("plan", scene_id, (self.digest, self.work.token))
             args = (url, scene_id, self.work, self.cfg, self.memory)
             # priority: ahead of the writes already sent, so the next scenes keep coming
-            drive.add(Unit(key, plan_scene_store, args, tag=res, priority=1))
+            self.plans.append(Unit(key, plan_scene_store, args, tag=res, priority=1))
+        self._send(drive)
 
     def collect(self, outcome: Outcome, drive: Driver) -> str | None:
         """Record a unit's outcome; the scene's id once its store is committed (reused or
         written now), else None."""
         res: SceneResult = outcome.unit.tag
-        if outcome.unit.key.stage == "write":  # its place goes to the next scene's write
-            self.writing -= 1
-            self._send(drive)
+        stage = outcome.unit.key.stage
+        self.planning -= stage == "plan"
+        self.writing -= stage == "write"  # its place goes to the next scene's write
+        self._send(drive)
         if isinstance(outcome, Failed):
             res.fail(outcome.error)
             return None
-        if outcome.unit.key.stage == "plan":  # the scene's store: reused, or written now
+        if stage == "plan":  # the scene's store: reused, or written now
             plan = outcome.value
             res.rebuilt, res.damaged = plan.rebuilt, plan.damaged
             if plan.write is None:
@@ -90,6 +98,17 @@ class SceneRun:
         return res.scene_id
 
     def _send(self, drive: Driver) -> None:
-        while self.writes and self.writing < self.most_writing:
+        """Writes while fewer than `most` are out: a few whole scenes, each parallel in
+        itself, commit (and their tiles start) sooner than every scene interleaved; plans
+        (one per thread of the cluster, as it is now: an adaptive one grows) while fewer than
+        `most` planned scenes wait to be written, so that the first stores commit after a
+        few plans, not after every scene's header is read, and a resume that reuses every
+        store checks them a thread each."""
+        workers, threads = cluster_size(self.client)
+        most = 1 if threads <= 1 else max(2, workers)
+        while self.writes and self.writing < most:
             self.writing += 1
             drive.add(self.writes.popleft())
+        while self.plans and self.planning < max(1, threads) and len(self.writes) < most:
+            self.planning += 1
+            drive.add(self.plans.popleft())
