@@ -22,7 +22,7 @@ from sarlo_dask.config import (
     TileConfig,
     read_settings,
 )
-from sarlo_dask.storage_config import build_work_options, options_of
+from sarlo_dask.storage_config import section_store
 from sarlo_dask.store import Store
 
 STAGES = ("standardize", "tiles", "captions", "release")
@@ -102,8 +102,10 @@ class BuildConfig(BaseModel):
         (ValueError naming both keys when they give one option different values)."""
         if isinstance(url, Store):
             return url
-        return Store.of(url, build_work_options(url, self.standardize, self.tiles))
+        keys = "standardize.storage_options and tiles.storage_options"
+        scene, tiles = self.standardize.storage_options, self.tiles.storage_options
+        return Store.of(url, self.storage.work_options(url, scene, tiles, keys))
 
     def out_store(self, url: str | Store) -> Store:
         """{out}, opened with the release section's options."""
-        return url if isinstance(url, Store) else Store.of(url, options_of(self.release, url))
+        return section_store(url, self.release)

@@ -35,13 +35,8 @@ from sarlo_dask.release import publish
 from sarlo_dask.stages import resume
 from sarlo_dask.stages.scene_run import SceneRun
 from sarlo_dask.stages.tile_run import TileRun
-from sarlo_dask.storage_config import options_of
+from sarlo_dask.storage_config import section_store
 from sarlo_dask.store import Store, canonical, sweep_staging
-
-
-def _store(where: str | Store, cfg: Any) -> Store:
-    """`where` itself, or the Store at that URL with the options `cfg`'s section gives it."""
-    return where if isinstance(where, Store) else Store.of(where, options_of(cfg, where))
 
 
 def standardize_scenes(
@@ -53,7 +48,7 @@ def standardize_scenes(
 ) -> list[SceneResult]:
     """Standardize every scene into {work}/scenes/{scene_id}.zarr, skipping completed ones.
     A URL for `work` is a Store with the stage's storage options."""
-    run = SceneRun(urls, _store(work, cfg), cfg, client)
+    run = SceneRun(urls, section_store(work, cfg), cfg, client)
     drive = Driver(client, progress)
     run.start(drive)
     for outcome in drive:
@@ -75,7 +70,7 @@ def tile_scenes(
 
     Optical images from an XYZ server are prefetched first (`prefetch_tiles`), each tile
     once; `on_prefetch` is given what that did."""
-    work = _store(work, cfg)
+    work = section_store(work, cfg)
     run = TileRun(work, cfg, client, captions)
     drive = Driver(client, progress)
     for sid in scene_ids if scene_ids is not None else resume.completed_scenes(work):
@@ -128,7 +123,7 @@ def release_scenes(
     current release, and older generations are removed. A shard that fails publishes
     nothing. URLs for `work` and `out` are Stores with `storage_options` and the release's
     own; `captions`: the caption settings' digest whose records are released (None: none)."""
-    work, out = Store.of(work, storage_options), _store(out, cfg)
+    work, out = Store.of(work, storage_options), section_store(out, cfg)
     indexes = Driver(client)
     for s in sorted(scene_ids):
         key = Key("index", s, (str(captions), work.token))

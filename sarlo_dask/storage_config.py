@@ -21,6 +21,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from sarlo_dask.errors import redact
+from sarlo_dask.store import Store
 
 
 class StorageConfig(BaseModel):
@@ -93,10 +94,6 @@ def resolver(cfg: Any, own: str = "storage_options") -> Callable[[str], dict[str
     return lambda url: options_of(cfg, url, own)
 
 
-def build_work_options(work: str, scene: Any, tiles: Any) -> dict[str, Any]:
-    """The options a build opens {work} with: the standardize and tiles sections' keys
-    together (ValueError naming both when they give one option different values)."""
-    keys = "standardize.storage_options and tiles.storage_options"
-    return dict(
-        scene.storage.work_options(work, scene.storage_options, tiles.storage_options, keys)
-    )
+def section_store(where: str | Store, cfg: Any) -> Store:
+    """`where` itself, or the Store at that URL with the options `cfg`'s section gives it."""
+    return where if isinstance(where, Store) else Store.of(where, options_of(cfg, where))

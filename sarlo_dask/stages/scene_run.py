@@ -68,12 +68,17 @@ class SceneRun:
 
     def collect(self, outcome: Outcome, drive: Driver) -> str | None:
         """Record a unit's outcome; the scene's id once its store is committed (reused or
-        written now), else None."""
-        res: SceneResult = outcome.unit.tag
+        written now), else None. Then send what the freed places allow."""
         stage = outcome.unit.key.stage
         self.planning -= stage == "plan"
         self.writing -= stage == "write"  # its place goes to the next scene's write
+        committed = self._record(outcome)
         self._send(drive)
+        return committed
+
+    def _record(self, outcome: Outcome) -> str | None:
+        res: SceneResult = outcome.unit.tag
+        stage = outcome.unit.key.stage
         if isinstance(outcome, Failed):
             res.fail(outcome.error)
             return None
@@ -87,7 +92,6 @@ class SceneRun:
             self.made[res.scene_id] = made | {"selection": self.selection}
             key = Key("write", res.scene_id, (self.digest, self.work.token))
             self.writes.append(Unit(key, plan.write, tag=res))
-            self._send(drive)
             return None
         try:  # written: committed by its marker
             marker = resume.scene_marker(res, **self.made[res.scene_id], digests=outcome.value)
