@@ -14,6 +14,7 @@ from sarlo_dask.caption_config import CaptionConfig as CaptionConfig
 from sarlo_dask.caption_config import PromptSpec as PromptSpec
 from sarlo_dask.errors import redact
 from sarlo_dask.lineage import execution, selection
+from sarlo_dask.release_config import ReleaseConfig as ReleaseConfig
 from sarlo_dask.storage_config import StorageConfig as StorageConfig
 from sarlo_dask.store import canonical, canonical_spec
 
@@ -24,8 +25,24 @@ class StandardizeConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     spacing: float = Field(0.8, gt=0, description="target slant-range spacing, metres (both axes)")
-    min_spacing: float = selection(0.2, gt=0, description="selection: finest native spacing, m")
-    max_spacing: float = selection(2.0, gt=0, description="selection: coarsest native spacing, m")
+    select_by: Literal["resolution", "spacing"] = selection(
+        "resolution",
+        description="what selects scenes by their native detail: resolution (Grid ImpRespWid, "
+        "between min_resolution and max_resolution: the recipe's 20 cm to 2 m) or spacing "
+        "(Grid SS, between min_spacing and max_spacing)",
+    )
+    min_resolution: float = selection(
+        0.2, gt=0, description="selection: finest native resolution (ImpRespWid), m"
+    )
+    max_resolution: float = selection(
+        2.0, gt=0, description="selection: coarsest native resolution (ImpRespWid), m"
+    )
+    min_spacing: float = selection(
+        0.2, gt=0, description="selection (select_by: spacing): finest native spacing (SS), m"
+    )
+    max_spacing: float = selection(
+        2.0, gt=0, description="selection (select_by: spacing): coarsest native spacing (SS), m"
+    )
     polarizations: tuple[str, ...] = selection(
         ("V:V", "H:H"), description="selection: processed Tx:Rcv polarizations (co-pol)"
     )
@@ -88,7 +105,18 @@ class StandardizeConfig(BaseModel):
     def _spacing_range(self) -> StandardizeConfig:
         if self.min_spacing > self.max_spacing:
             raise ValueError(f"min_spacing {self.min_spacing} > max_spacing {self.max_spacing}")
+        if self.min_resolution > self.max_resolution:
+            raise ValueError(
+                f"min_resolution {self.min_resolution} > max_resolution {self.max_resolution}"
+            )
         return self
+
+    def native_selection(self) -> tuple[str, float, float]:
+        """What selects scenes by native detail and its bounds: ('resolution' or 'spacing',
+        finest, coarsest), in metres."""
+        if self.select_by == "resolution":
+            return "resolution", self.min_resolution, self.max_resolution
+        return "spacing", self.min_spacing, self.max_spacing
 
     @field_validator("dem")
     @classmethod
@@ -254,65 +282,6 @@ def on_device(cfg: Device, gpus: bool) -> Device:
     if cfg.device != "auto":
         return cfg
     return cfg.model_copy(update={"device": "cuda" if gpus else "cpu"})
-
-
-class ReleaseConfig(BaseModel):
-    """How samples become WebDataset shards: splits, shard sizes, what is included."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    splits: dict[str, float] = Field(
-        default_factory=lambda: {"train": 0.8, "validation": 0.1, "test": 0.1},
-        description="share of samples per split; whole satellite passes go to one split",
-    )
-    balance: float = Field(
-        1.0, ge=0, description="weight of label balance against split sizes in the pass split"
-    )
-    samples_per_shard: int = Field(100, ge=1)
-    shards_per_chunk: int = Field(100, ge=1)
-    include_optical: bool = Field(
-        False, description="add <key>.optic.png (most optical sources forbid redistribution)"
-    )
-    writers: list[str] = Field(
-        default_factory=list,
-        description="sample writers whose files the release holds beside its shards and "
-        "index (sarlo_dask.io.writers: kinds registered or installed by entry point)",
-    )
-    check_committed: Literal["sha256", "size"] = execution(
-        "sha256",
-        exclude=True,
-        description="how a re-run checks the shards it reuses: their sha256 (every byte "
-        "read) or their size alone",
-    )
-    storage_options: dict[str, Any] = execution(default_factory=dict, exclude=True, repr=False)
-    storage: StorageConfig = execution(default_factory=StorageConfig, exclude=True, repr=False)
-
-    @field_validator("splits")
-    @classmethod
-    def _splits(cls, v: dict[str, float]) -> dict[str, float]:
-        unknown = set(v) - {"train", "validation", "test"}
-        if unknown:
-            raise ValueError(f"splits are train, validation and test, not {sorted(unknown)}")
-        if any(r < 0 for r in v.values()) or abs(sum(v.values()) - 1) > 1e-6:
-            raise ValueError(f"split ratios must be >= 0 and sum to 1, not {v}")
-        return {k: v[k] for k in ("train", "validation", "test") if k in v}
-
-    @field_validator("writers")
-    @classmethod
-    def _writers(cls, v: list[str]) -> list[str]:
-        from sarlo_dask.io.writers import writer
-
-        for name in v:
-            writer(name)  # a ValueError naming the known kinds
-        if len(set(v)) != len(v):
-            raise ValueError(f"a sample writer is named twice in {v}")
-        return v
-
-    def digest(self) -> str:
-        # no writers: the digest releases made before the seam have (their versions are in
-        # the plan's digest, resolved where the release is planned: release.publish.release_plan)
-        unused = () if self.writers else ("writers",)
-        return lineage.digest(lineage.of_role(self, "shaping", unused))
 
 
 def load_release_config(path: str | Path | None = None, **overrides: Any) -> ReleaseConfig:

@@ -21,6 +21,7 @@ from .helpers import build_configs, tree
 
 OTHER: dict[str, Any] = {  # another valid value, where a generic one would not validate
     "polarizations": ("H:V",),
+    "select_by": "spacing",
     "writers": ["lineage-test"],
     "preview_format": "jpg",
     "preview_scale": "sigma0",
@@ -115,7 +116,8 @@ def test_the_roles_declared():
         assert tiles[name] == lineage.roles(ReleaseConfig)[name] == "execution", name
     for name in ("storage",):
         assert std[name] == "execution", name
-    for name in ("min_spacing", "max_spacing", "polarizations", "min_size"):
+    selection = ("select_by", "min_resolution", "max_resolution", "min_spacing", "max_spacing")
+    for name in (*selection, "polarizations", "min_size"):
         assert std[name] == "selection", name
     assert std["spacing"] == std["deskew"] == std["dem"] == "shaping"
     assert tiles["device"] == tiles["http_retries"] == tiles["prefetch_tiles"] == "execution"
@@ -134,6 +136,8 @@ EXECUTION = {  # what the reference build (conftest.release_setup) is run again 
         "min_size": 32,
         "min_spacing": 0.05,
         "max_spacing": 5.0,
+        "min_resolution": 0.05,
+        "max_resolution": 5.0,
     },
     "tiles": {"device": "cpu", "decoded_cache_mb": 0, "prefetch_tiles": 0, "http_retries": 0},
     "captions": {"retries": 0, "max_in_flight": 1},
@@ -176,16 +180,16 @@ def test_execution_settings_changed_on_resume_rebuild_nothing_and_shape_nothing(
 def test_a_narrower_selection_refuses_a_reused_store_and_rebuilds_nothing(
     release_setup, release_built, client, tmp_path
 ):
-    """max_spacing below the coarse scene's spacing: that scene is refused with the
+    """max_resolution below the coarse scene's resolution: that scene is refused with the
     selection's reason, read from its header; the others are reused as they are."""
     root, urls, config = release_setup
-    cfgs = _with(config, {"standardize": {"max_spacing": 1.0}}, tmp_path / "narrow.yaml")
+    cfgs = _with(config, {"standardize": {"max_resolution": 1.0}}, tmp_path / "narrow.yaml")
     work = tmp_path / "work"
     shutil.copytree(root / "work", work)
     before = tree(work / "scenes")
     again = build_dataset(urls, str(work), str(tmp_path / "out"), cfgs, client)
     status = {r.scene_id: (r.status, r.reason) for r in again.scenes}
-    assert status["coarse"][0] == "failed" and "spacing" in status["coarse"][1], status
+    assert status["coarse"][0] == "failed" and "resolution" in status["coarse"][1], status
     assert all(s == "skipped" for sid, (s, _) in status.items() if sid != "coarse"), status
     assert not any(r.rebuilt for r in again.scenes)
     assert tree(work / "scenes") == before

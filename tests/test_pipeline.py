@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -12,11 +13,12 @@ import s3fs
 from sarlo_dask.config import StandardizeConfig
 from sarlo_dask.driver.outcomes import exit_code
 from sarlo_dask.errors import SceneError
-from sarlo_dask.geometry.sicd import check_sicd, read_sicd_meta, sicd_from_xml
+from sarlo_dask.geometry.checks import check_sicd
+from sarlo_dask.geometry.sicd import read_sicd_meta, sicd_from_xml
 from sarlo_dask.pipeline import standardize_scenes
 from sarlo_dask.sim.scene import SimulationSpec
 from sarlo_dask.sim.sicd import build_sicd
-from sarlo_dask.stages.standardize import open_scene_store
+from sarlo_dask.stages.standardize import open_scene_store, plan_scene
 from sarlo_dask.store import scene_marker_url, scene_store_url
 
 from .conftest import SHARED_SICD, corpus_id, corpus_params, needs_shared
@@ -141,12 +143,34 @@ SHARED_REASONS = {
 }
 
 
+def test_scenes_are_selected_by_native_resolution_unless_spacing_is_asked_for():
+    """The recipe's 20 cm-2 m is a resolution (Grid ImpRespWid): 1.8 m samples of a 2.67 m
+    resolution pass a spacing selection and not the default one; each line says which."""
+    sicd = build_sicd(SimulationSpec(rows=64, cols=64, row_spacing=1.8, col_spacing=1.8))
+    default = StandardizeConfig()
+    assert default.native_selection() == ("resolution", 0.2, 2.0)
+    with pytest.raises(SceneError, match=re.escape(
+        "x.nitf: native row (range) resolution 2.672 m is outside the selection range "
+        "0.2-2.0 m (select_by: resolution, Grid ImpRespWid)"
+    )):  # fmt: skip
+        plan_scene(sicd, default, "x.nitf")
+    by_spacing = StandardizeConfig(select_by="spacing", min_size=1)
+    assert by_spacing.native_selection() == ("spacing", 0.2, 2.0)
+    plan_scene(sicd, by_spacing, "x.nitf")
+    with pytest.raises(
+        SceneError, match=r"spacing 1\.800 m is outside .* \(select_by: spacing, Grid SS\)"
+    ):
+        plan_scene(sicd, StandardizeConfig(select_by="spacing", max_spacing=1.5), "x.nitf")
+    with pytest.raises(ValueError, match="min_resolution 3.0 > max_resolution 2.0"):
+        StandardizeConfig(min_resolution=3.0)
+
+
 def test_unsupported_image_formation_is_refused():
     sicd = build_sicd(SimulationSpec(rows=64, cols=64))
     check_sicd(sicd, "ok", 0.2, 2.0)
     bad = sicd.copy()
-    bad.ImageFormation.ImageFormAlgo = "OTHER"
-    with pytest.raises(SceneError, match="unsupported image formation OTHER"):
+    bad.ImageFormation.ImageFormAlgo = "OTHER"  # a PFA block on an RGAZIM grid
+    with pytest.raises(SceneError, match="OTHER on an RGAZIM grid: SICD projects RGAZIM"):
         check_sicd(bad, "x.nitf", 0.2, 2.0)
 
 

@@ -15,11 +15,14 @@ import pytest
 
 from sarlo_dask.config import StandardizeConfig
 from sarlo_dask.errors import SceneError
+from sarlo_dask.geometry.checks import check_sicd
 from sarlo_dask.geometry.chip import chip_sicd_xml
 from sarlo_dask.geometry.geolocation import BISTATIC_OK, ecf_to_llh, llh_to_ecf, project_pixels
-from sarlo_dask.geometry.sicd import check_sicd, open_sicd, read_sicd_meta, sicd_from_xml
+from sarlo_dask.geometry.sicd import open_sicd, read_sicd_meta, sicd_from_xml
 from sarlo_dask.geometry.tiles import tile_llh
 from sarlo_dask.sim.like import simulate_like
+from sarlo_dask.sim.variants import apply_variant
+from sarlo_dask.stages.standardize import plan_scene
 
 from .conftest import SICD_XML, corpus_id, corpus_missing, corpus_params
 from .helpers import correlation, ideal_reference, interior, latlon_distance_m, peak
@@ -31,13 +34,13 @@ OUT_PX = 300  # output pixels per axis at 0.8 m: 2 x 2 tiles of 128 and more
 TILE = 128
 CFG = StandardizeConfig(min_size=2 * TILE, chunk_azimuth=256, chunk_range=256, store_chunk=128)
 
-REFUSED = {  # spacings outside the 0.2-2 m selection: refusal cases
-    "rcm1_strip_rma_montreal_chip50x50.xml": "range) spacing 6.972 m is outside",
-    "rcm1_strip_rma_montreal_chip50x50_FULLFRAME.xml": "range) spacing 6.972 m is outside",
-    "s1a_iw1_pfa_detroit_20250619.xml": "range) spacing 2.111 m is outside",
-    "s1a_iw2_pfa_mojave_20250602.xml": "range) spacing 2.434 m is outside",
-    "s1c_iw2_pfa_germany_20250615.xml": "range) spacing 2.486 m is outside",
-    "s1c_iw2_pfa_mojave_20250527.xml": "range) spacing 2.434 m is outside",
+REFUSED = {  # resolutions outside the recipe's 0.2-2 m: refusal cases
+    "rcm1_strip_rma_montreal_chip50x50.xml": "range) resolution 8.552 m is outside",
+    "rcm1_strip_rma_montreal_chip50x50_FULLFRAME.xml": "range) resolution 8.552 m is outside",
+    "s1a_iw1_pfa_detroit_20250619.xml": "range) resolution 2.353 m is outside",
+    "s1a_iw2_pfa_mojave_20250602.xml": "range) resolution 2.753 m is outside",
+    "s1c_iw2_pfa_germany_20250615.xml": "range) resolution 2.752 m is outside",
+    "s1c_iw2_pfa_mojave_20250527.xml": "range) resolution 2.752 m is outside",
 }
 
 
@@ -56,6 +59,8 @@ KEPT = {  # findings of the validators on the inputs, which the pipeline keeps: 
     "(a check of sarkit >= 1.9)",
     "sarpy: TimelineType:": "the example's IPP time range is not its CollectDuration",
     "sarpy: SICDType: No Radiometric data provided.": "no Radiometric block (a note, not invalid)",
+    "sarpy: SICDType: Image formation algorithm `RMA` populated, but ImageFormation."
+    "ImageFormAlgo populated as `OTHER`": "Capella: OTHER (backprojected) beside its RMA block",
     "sarpy: is_valid False": "follows from the findings above",
 }
 
@@ -74,22 +79,75 @@ def test_the_corpus_is_there():
 
 @pytest.mark.parametrize("path", XMLS, ids=corpus_id)
 def test_each_real_geometry_is_standardized_faithfully_or_refused(path, tmp_path):
+    xml = path.read_text(encoding="utf-8")
+    if path.name in REFUSED:
+        with pytest.raises(SceneError, match=re.escape(REFUSED[path.name])):
+            plan_scene(sicd_from_xml(xml), CFG, path.name)
+        return
+    sicd = sicd_from_xml(xml)
+    if sicd.CollectionInfo.CollectType == "BISTATIC" and not BISTATIC_OK:
+        with pytest.raises(SceneError, match="bistatic collection: sarkit < 1.9"):
+            plan_scene(sicd, CFG, path.name)
+        return
+    _standardize_and_judge(xml, path.name, tmp_path)
+
+
+VARIANTS = [  # (real geometry, documented transformation: sarlo_dask.sim.variants)
+    ("tsx1_sl_rma_bavaria_chip5x5.xml", "backprojected"),  # Capella's OTHER + RMA/INCA
+    ("umbra04_spot_pfa_melbourne_tile512.xml", "left"),  # SideOfTrack L
+    ("umbra04_spot_pfa_melbourne_tile512.xml", "squint"),  # DopplerConeAng 76 deg
+]
+
+
+@pytest.mark.parametrize("name,variant", VARIANTS, ids=[f"{n}:{v}" for n, v in VARIANTS])
+def test_each_variant_geometry_is_standardized_faithfully(name, variant, tmp_path):
+    if why := corpus_missing(CORPUS):
+        pytest.skip(why)
+    xml = apply_variant((CORPUS / name).read_text(encoding="utf-8"), variant)
+    sicd = sicd_from_xml(xml)
+    coa = sicd.SCPCOA
+    if variant == "backprojected":  # the transformation did what it says
+        assert sicd.ImageFormation.ImageFormAlgo == "OTHER" and sicd.RMA.INCA is not None
+    if variant == "left":  # the column unit vector anti-parallel to the velocity
+        assert coa.SideOfTrack == "L"
+        assert np.dot(sicd.Grid.Col.UVectECF.get_array(), coa.ARPVel.get_array()) < 0
+    if variant == "squint":
+        assert abs(coa.DopplerConeAng - 76.0) < 0.01, coa.DopplerConeAng
+    _standardize_and_judge(xml, f"{name}:{variant}", tmp_path)
+
+
+def test_an_undeclared_image_formation_without_a_consistent_model_is_refused():
+    """OTHER is accepted only with its grid's model populated and consistent (sarkit's INCA
+    checks): each failure is refused with its reason, before any pixel is read."""
+    if why := corpus_missing(CORPUS):
+        pytest.skip(why)
+    xml = apply_variant((CORPUS / "tsx1_sl_rma_bavaria_chip5x5.xml").read_text(), "backprojected")
+    check_sicd(sicd_from_xml(xml), "ok", 0.2, 2.0)
+    far = sicd_from_xml(xml)
+    far.RMA.INCA.R_CA_SCP += 150.0  # the closest-approach range no longer the orbit's
+    with pytest.raises(
+        SceneError,
+        match=r"OTHER: its RMA/INCA block contradicts its own "
+        r"geometry \(sarkit check_inca: Calculated SCP range ca matches",
+    ):
+        check_sicd(far, "far.nitf", 0.2, 2.0)
+    bare = sicd_from_xml(xml)
+    bare.RMA = None
+    with pytest.raises(
+        SceneError, match="image formation OTHER on a RGZERO grid with no populated RMA/INCA"
+    ):
+        check_sicd(bare, "bare.nitf", 0.2, 2.0)
+
+
+def _standardize_and_judge(xml: str, name: str, tmp_path) -> None:
+    """Simulate `xml`'s geometry, standardize it and judge the output by the references."""
     import dask
     from sarpy.geometry.point_projection import ground_to_image, image_to_ground
     from sarpy.io.complex.sicd import SICDReader
 
     from sarlo_dask.stages.standardize import standardize_scene
 
-    xml = path.read_text(encoding="utf-8")
-    if path.name in REFUSED:
-        with pytest.raises(SceneError, match=re.escape(REFUSED[path.name])):
-            check_sicd(sicd_from_xml(xml), path.name, CFG.min_spacing, CFG.max_spacing)
-        return
     sicd = sicd_from_xml(xml)
-    if sicd.CollectionInfo.CollectType == "BISTATIC" and not BISTATIC_OK:
-        with pytest.raises(SceneError, match="bistatic collection: sarkit < 1.9"):
-            check_sicd(sicd, path.name, CFG.min_spacing, CFG.max_spacing)
-        return
     rows = math.ceil(OUT_PX * CFG.spacing / sicd.Grid.Row.SS)
     cols = math.ceil(OUT_PX * CFG.spacing / sicd.Grid.Col.SS)
     nitf = tmp_path / "like.nitf"
@@ -112,7 +170,7 @@ def test_each_real_geometry_is_standardized_faithfully_or_refused(path, tmp_path
         if not 16 < c < img.shape[0] - 16:
             continue
         a, rr = peak(img, c, r)
-        assert abs(a - c) < 0.1 and abs(rr - r) < 0.1, (path.name, (r, c), (rr, a))
+        assert abs(a - c) < 0.1 and abs(rr - r) < 0.1, (name, (r, c), (rr, a))
         measured += 1
     assert measured >= 1, "no target to measure"
 
@@ -144,17 +202,17 @@ def test_each_real_geometry_is_standardized_faithfully_or_refused(path, tmp_path
     # validators: the store adds nothing to the input's findings (the recipe's own aside),
     # each chip nothing to the store's
     in_check, in_sarpy = sicdcheck_findings(src_xml), sarpy_findings(src_xml)
-    assert not _unexplained(in_check | {f"sarpy: {f}" for f in in_sarpy}), path.name
+    assert not _unexplained(in_check | {f"sarpy: {f}" for f in in_sarpy}), name
     store_check, store_sarpy = sicdcheck_findings(out_xml), sarpy_findings(out_xml)
-    assert store_check <= in_check | set(RECIPE_FINDINGS), path.name
-    assert store_sarpy <= in_sarpy, path.name
+    assert store_check <= in_check | set(RECIPE_FINDINGS), name
+    assert store_sarpy <= in_sarpy, name
     for a0, r0 in [(0, 0), (TILE, 0), (0, TILE), (OUT_PX - TILE, OUT_PX - TILE)]:
         crop = {"azimuth": [a0, a0 + TILE], "range": [r0, r0 + TILE]}
         chip = chip_sicd_xml(
             out_xml, crop, lambda rr, cc: tile_llh(ds.lat, ds.lon, ds.hae, cc, rr)[:, :2]
         )
-        assert sicdcheck_findings(chip) <= store_check, (path.name, crop)
-        assert sarpy_findings(chip) <= store_sarpy, (path.name, crop)
+        assert sicdcheck_findings(chip) <= store_check, (name, crop)
+        assert sarpy_findings(chip) <= store_sarpy, (name, crop)
         c_sicd = sicd_from_xml(chip)
         # its corners are its own corner pixels (within 1 cm of their dense projection;
         # sarpy's where it agrees with sarkit, i.e. on every monostatic product)
@@ -162,7 +220,7 @@ def test_each_real_geometry_is_standardized_faithfully_or_refused(path, tmp_path
         corners = (np.array([[0, 0], [0, last], [last, last], [last, 0]]) + [r0, a0]).astype(float)
         want = ecf_to_llh(project_pixels(out_xml, corners[:, 0], corners[:, 1]))
         icp = c_sicd.GeoData.ImageCorners.get_array(dtype="float64")
-        assert latlon_distance_m(icp, want).max() < 0.01, (path.name, crop)
+        assert latlon_distance_m(icp, want).max() < 0.01, (name, crop)
         # a target in the chip sits where the chip's own XML projects it
         tile = img[a0 : a0 + TILE, r0 : r0 + TILE]
         for t in truth["targets"]:
@@ -171,4 +229,4 @@ def test_each_real_geometry_is_standardized_faithfully_or_refused(path, tmp_path
             if 16 < r < TILE - 16 and 16 < c < TILE - 16:
                 a, rr = peak(tile, c, r)
                 if abs(a - c) < 1 and abs(rr - r) < 1:  # not a brighter neighbour's peak
-                    assert abs(a - c) < 0.1 and abs(rr - r) < 0.1, (path.name, crop)
+                    assert abs(a - c) < 0.1 and abs(rr - r) < 0.1, (name, crop)

@@ -102,7 +102,11 @@ def test_samples_read_back_complete_with_pass_disjoint_splits(release_built):
             assert arr.dtype == np.dtype("<c8") and arr.shape == (128, 128)
             meta = sample["meta.json"]
             assert META_FIELDS <= set(meta), META_FIELDS - set(meta)
-            assert "city_id_satellite_pass" not in meta and meta["schema_version"] == "2.2"
+            assert "city_id_satellite_pass" not in meta and meta["schema_version"] == "2.3"
+            assert meta["acquisition"]["image_formation"] == {
+                "declared": "PFA", "model": "PFA",
+                "why": "declared by ImageFormation.ImageFormAlgo",
+            }  # fmt: skip
             # the inputs share one folder (the catalogue root): a name, no builder's path
             assert meta["source_url"] == f"{meta['scene_id']}.nitf", meta["source_url"]
             assert meta["split"] == split and meta["key"] == key

@@ -45,6 +45,11 @@ def simulate(
         help="a real SICD XML (or NITF) whose geometry, grid, skew, weighting, radiometry and "
         "image formation to keep: ROWS x COLS on its SCP, in its pixel type",
     ),
+    variant: str | None = typer.Option(
+        None,
+        help="with --like: a documented transformation of its geometry first "
+        "(sarlo_dask.sim.variants: backprojected)",
+    ),
 ) -> None:
     """Write a synthetic SICD with point targets at known ground positions: a spotlight PFA
     of the given spacing, on flat ground or (--relief) on a terrain with its DEM, or (--like)
@@ -55,8 +60,11 @@ def simulate(
         if relief:
             typer.echo("error: --relief is for simulated geometries, not --like", err=True)
             raise typer.Exit(2)
-        _simulate_like(like, out, rows, cols, seed, targets)
+        _simulate_like(like, out, rows, cols, seed, targets, variant)
         return
+    if variant is not None:
+        typer.echo("error: --variant transforms a --like geometry", err=True)
+        raise typer.Exit(2)
 
     spec = SimulationSpec(
         rows=rows,
@@ -94,22 +102,28 @@ def simulate(
     )
 
 
-def _simulate_like(like: Path, out: Path, rows: int, cols: int, seed: int, targets: int) -> None:
+def _simulate_like(
+    like: Path, out: Path, rows: int, cols: int, seed: int, targets: int, variant: str | None
+) -> None:
     from sarlo_dask.errors import SceneError
     from sarlo_dask.geometry.sicd import read_sicd_meta
     from sarlo_dask.sim.like import simulate_like
+    from sarlo_dask.sim.variants import apply_variant
 
     try:
         if like.suffix.lower() in (".nitf", ".ntf"):
             xml = read_sicd_meta(str(like)).to_xml_string(tag="SICD")
         else:
             xml = like.read_text(encoding="utf-8")
+        if variant is not None:
+            xml = apply_variant(xml, variant)
         truth = simulate_like(xml, out, rows, cols, seed=seed, n_targets=targets)
     except (OSError, ValueError, SceneError) as exc:
         typer.echo(f"error: --like {like}: {exc}", err=True)
         raise typer.Exit(2) from None
     typer.echo(
-        f"wrote {out} ({rows} x {cols} like {like.name}, {truth['pixel_type']}, "
+        f"wrote {out} ({rows} x {cols} like {like.name}"
+        f"{f' ({variant})' if variant else ''}, {truth['pixel_type']}, "
         f"{len(truth['targets'])} targets)"
     )
 

@@ -9,10 +9,13 @@ from typing import Any
 
 import numpy as np
 
-SCHEMA_VERSION = "2.2"
+from sarlo_dask.geometry.formation import ProjectionModel, projection_model
+
+SCHEMA_VERSION = "2.3"
 """of meta.json (sarlo_dask/schemas/meta.schema.json); 1.x: before the acquisition block;
 2.1: the `terrain` section of builds with a DEM; 2.2: `source_url` relative to the catalogue
-root for local inputs, no `city_id_satellite_pass` (the same value as `pass_id`)"""
+root for local inputs, no `city_id_satellite_pass` (the same value as `pass_id`); 2.3:
+`acquisition.image_formation` (declared algorithm, projection model, why)"""
 
 
 def _get(obj: Any, path: str) -> Any:
@@ -76,6 +79,9 @@ def acquisition(sicd: Any, source: Any, incidence_deg: float) -> dict[str, Any]:
         },
         "spacing_m": {"native": _axes(source, "SS"), "output": _axes(sicd, "SS")},
     }
+    model = projection_model(source)
+    if isinstance(model, ProjectionModel):  # always, for a scene the checks let through
+        out["image_formation"] = model.record()
     reasons = {
         "collector": "no CollectionInfo.CollectorName in the SICD",
         "mode": "no CollectionInfo.RadarMode in the SICD",

@@ -26,14 +26,11 @@ from sarlo_dask.errors import (
     redact,
     refusals_travel,
 )
-from sarlo_dask.geometry import geolocation
 from sarlo_dask.io.nitf import HEADER_BLOCK, PIXEL_BYTES, PixelLayout, pixel_layout, read_rows
 from sarlo_dask.io.readers import SceneReader, reader_for, sanitize_key, scene_id_from_url
 from sarlo_dask.store import input_options, is_local_path, s3_endpoint
 
 SPEED_OF_LIGHT = 299792458.0
-SICD_PIXEL_TYPES = tuple(PIXEL_BYTES)
-SUPPORTED_FORMATION = ("PFA", "RMA", "RGAZCOMP")
 
 
 def pass_id(sicd: Any) -> str:
@@ -235,79 +232,6 @@ def _unreadable(exc: BaseException, url: str, storage_options: dict[str, Any] | 
 def read_sicd_meta(url: str, storage_options: dict[str, Any] | None = None) -> Any:
     """The SICD structure of the scene at `url` (sarpy SICDType), or a SceneError."""
     return read_header(url, storage_options)[0]
-
-
-def check_sicd(
-    sicd: Any,
-    where: str,
-    min_spacing: float,
-    max_spacing: float,
-    polarizations: tuple[str, ...] | None = None,
-) -> None:
-    """Refuse what cannot be standardized or is not selected, with one reason per failure."""
-    img, grid = sicd.ImageData, sicd.Grid
-    if img is None or grid is None or grid.Row is None or grid.Col is None:
-        raise SceneError(where, "missing ImageData or Grid metadata")
-    if img.PixelType not in SICD_PIXEL_TYPES:
-        raise SceneError(where, f"unsupported pixel type {img.PixelType}")
-    info = sicd.CollectionInfo
-    if info is not None and info.CollectType == "BISTATIC" and not geolocation.BISTATIC_OK:
-        raise SceneError(
-            where,
-            "bistatic collection: sarkit < 1.9 (the newest for Python 3.11) projects bistatic "
-            "pixels up to decimetres off (its transmit/receive times depend on the other "
-            "points of a call); use Python >= 3.12",
-        )
-    algo = sicd.ImageFormation.ImageFormAlgo if sicd.ImageFormation else None
-    if algo not in SUPPORTED_FORMATION:
-        raise SceneError(
-            where,
-            f"unsupported image formation {algo} (supported: {', '.join(SUPPORTED_FORMATION)})",
-        )
-    for name, d in (("Row", grid.Row), ("Col", grid.Col)):
-        if d.SS is None or not d.SS > 0 or not np.isfinite(d.SS):
-            raise SceneError(where, f"degenerate metadata: Grid.{name}.SS = {d.SS}")
-        if d.ImpRespBW is None or not d.ImpRespBW > 0:
-            raise SceneError(where, f"degenerate metadata: Grid.{name}.ImpRespBW = {d.ImpRespBW}")
-        if d.ImpRespBW * d.SS > 1.0 + 1e-6:
-            raise SceneError(
-                where,
-                f"inconsistent metadata: Grid.{name} ImpRespBW*SS = "
-                f"{d.ImpRespBW * d.SS:.3f} > 1 (undersampled)",
-            )
-        uv = d.UVectECF.get_array() if d.UVectECF is not None else np.zeros(3)
-        if not np.linalg.norm(uv) > 0.5:
-            raise SceneError(where, f"degenerate metadata: Grid.{name}.UVectECF is zero")
-        if d.Sgn not in (-1, 1):
-            raise SceneError(where, f"degenerate metadata: Grid.{name}.Sgn = {d.Sgn}")
-    if sicd.Position is None or sicd.Position.ARPPoly is None:
-        raise SceneError(where, "missing Position.ARPPoly: cannot geolocate")
-    if sicd.GeoData is None or sicd.GeoData.SCP is None:
-        raise SceneError(where, "missing GeoData.SCP: cannot geolocate")
-    if not np.linalg.norm(sicd.GeoData.SCP.ECF.get_array()) > 6.0e6:
-        raise SceneError(where, "degenerate metadata: GeoData.SCP is not on the Earth")
-    with quiet():
-        projectable = sicd.can_project_coordinates()
-    if not projectable:
-        raise SceneError(
-            where,
-            f"incomplete {algo}/{grid.Type} geometry metadata: sarpy cannot "
-            "project it (cannot geolocate)",
-        )
-    if polarizations is not None:
-        form = sicd.ImageFormation
-        pol = str(getattr(form, "TxRcvPolarizationProc", None) or "unknown")
-        if pol not in polarizations:
-            raise SceneError(
-                where, f"polarization {pol} is not selected ({', '.join(polarizations)})"
-            )
-    for name, ss in (("row (range)", grid.Row.SS), ("column (azimuth)", grid.Col.SS)):
-        if not min_spacing <= ss <= max_spacing:
-            raise SceneError(
-                where,
-                f"native {name} spacing {ss:.3f} m is outside the "
-                f"selection range {min_spacing}-{max_spacing} m",
-            )
 
 
 @refusals_travel

@@ -18,6 +18,7 @@ import xarray as xr
 from sarlo_dask._version import __version__
 from sarlo_dask.config import StandardizeConfig, on_device
 from sarlo_dask.errors import SceneError
+from sarlo_dask.geometry.checks import check_sicd
 from sarlo_dask.geometry.geolocation import (
     ConstantHeight,
     HeightSurface,
@@ -36,7 +37,7 @@ from sarlo_dask.geometry.resample import (
     working_set,
 )
 from sarlo_dask.geometry.resampled import resampled_sicd
-from sarlo_dask.geometry.sicd import check_sicd, sicd_from_xml
+from sarlo_dask.geometry.sicd import sicd_from_xml
 
 GEOLOCATION_BLOCK = 50_000  # tie points per projection task
 TASK_OVERHEAD = 8 * 2**20
@@ -97,7 +98,8 @@ def _pass(
 
 def plan_scene(sicd: Any, cfg: StandardizeConfig, where: str) -> tuple[AxisPlan, AxisPlan]:
     """Check the scene and plan both axes (range, azimuth), or raise a SceneError."""
-    check_sicd(sicd, where, cfg.min_spacing, cfg.max_spacing, cfg.polarizations)
+    by, finest, coarsest = cfg.native_selection()
+    check_sicd(sicd, where, finest, coarsest, cfg.polarizations, by)
     img, grid = sicd.ImageData, sicd.Grid
     plan_rg = plan_axis(
         int(img.NumRows), grid.Row.SS, int(img.FirstRow), int(img.SCPPixel.Row), cfg.spacing

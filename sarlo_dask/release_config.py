@@ -1,0 +1,73 @@
+"""The release stage's configuration: splits, shard sizes, what a release holds.
+
+Part of the build configuration (`sarlo_dask.config`, the `release:` section of its YAML).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from sarlo_dask import lineage
+from sarlo_dask.lineage import execution
+from sarlo_dask.storage_config import StorageConfig
+
+
+class ReleaseConfig(BaseModel):
+    """How samples become WebDataset shards: splits, shard sizes, what is included."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    splits: dict[str, float] = Field(
+        default_factory=lambda: {"train": 0.8, "validation": 0.1, "test": 0.1},
+        description="share of samples per split; whole satellite passes go to one split",
+    )
+    balance: float = Field(
+        1.0, ge=0, description="weight of label balance against split sizes in the pass split"
+    )
+    samples_per_shard: int = Field(100, ge=1)
+    shards_per_chunk: int = Field(100, ge=1)
+    include_optical: bool = Field(
+        False, description="add <key>.optic.png (most optical sources forbid redistribution)"
+    )
+    writers: list[str] = Field(
+        default_factory=list,
+        description="sample writers whose files the release holds beside its shards and "
+        "index (sarlo_dask.io.writers: kinds registered or installed by entry point)",
+    )
+    check_committed: Literal["sha256", "size"] = execution(
+        "sha256",
+        exclude=True,
+        description="how a re-run checks the shards it reuses: their sha256 (every byte "
+        "read) or their size alone",
+    )
+    storage_options: dict[str, Any] = execution(default_factory=dict, exclude=True, repr=False)
+    storage: StorageConfig = execution(default_factory=StorageConfig, exclude=True, repr=False)
+
+    @field_validator("splits")
+    @classmethod
+    def _splits(cls, v: dict[str, float]) -> dict[str, float]:
+        unknown = set(v) - {"train", "validation", "test"}
+        if unknown:
+            raise ValueError(f"splits are train, validation and test, not {sorted(unknown)}")
+        if any(r < 0 for r in v.values()) or abs(sum(v.values()) - 1) > 1e-6:
+            raise ValueError(f"split ratios must be >= 0 and sum to 1, not {v}")
+        return {k: v[k] for k in ("train", "validation", "test") if k in v}
+
+    @field_validator("writers")
+    @classmethod
+    def _writers(cls, v: list[str]) -> list[str]:
+        from sarlo_dask.io.writers import writer
+
+        for name in v:
+            writer(name)  # a ValueError naming the known kinds
+        if len(set(v)) != len(v):
+            raise ValueError(f"a sample writer is named twice in {v}")
+        return v
+
+    def digest(self) -> str:
+        # no writers: the digest releases made before the seam have (their versions are in
+        # the plan's digest, resolved where the release is planned: release.publish.release_plan)
+        unused = () if self.writers else ("writers",)
+        return lineage.digest(lineage.of_role(self, "shaping", unused))

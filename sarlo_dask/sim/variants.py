@@ -1,0 +1,143 @@
+"""Documented transformations of a real SICD geometry into the shape of another product.
+
+`sarlo simulate --like XML --variant NAME` applies one before simulating, so that tests and
+users meet geometries the shared corpus lacks, each derived from a real one by a stated rule:
+
+- `backprojected`: Capella's open-data labelling of an RMA/INCA product. ImageFormAlgo OTHER,
+  RMAlgoType RG_DOP and a Processing step "Backprojected to DEM" (what sarpy's Capella reader
+  writes), the RGZERO grid and the INCA block kept. Every number of the geometry is the
+  input's, so its projection is the input's.
+- `left`: a left-looking collection. The orbit is mirrored through the plane holding the
+  Earth's centre, the SCP and the platform at the SCP's centre of aperture (COA): positions
+  at the COA are unchanged and the velocity is mirrored across that plane, so the radar sees
+  the same ground from the other side of its track (the mirrored orbit stays an orbit about
+  the Earth's centre).
+- `squint`: a strongly squinted collection (DopplerConeAng 76 deg, 14 deg forward). The
+  orbit is rotated about the axis through the Earth's centre and the platform at the COA
+  (again a rigid motion about the Earth's centre) by the angle that puts the velocity at
+  76 deg from the line of sight to the SCP.
+
+`left` and `squint` apply to PFA products (Umbra's): what follows from the orbit (SCPCOA,
+the grid's unit vectors, the PFA block: focus and image planes, polar angle and
+spatial-frequency polynomials, Kaz/Krg bounds) is derived again by sarpy from the new orbit,
+the SCP, the timeline and the grid's spacings, weighting and bandwidths, which stay the
+input's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from numpy.polynomial import polynomial as npp
+
+from sarlo_dask.geometry.sicd import quiet, sicd_from_xml
+
+
+def backprojected(sicd: Any) -> Any:
+    """Capella's labelling of an RMA/INCA product (see the module's docstring)."""
+    from sarpy.io.complex.sicd_elements.ImageFormation import ProcessingType
+
+    if sicd.RMA is None or sicd.RMA.INCA is None or sicd.Grid.Type != "RGZERO":
+        raise ValueError("the backprojected variant needs an RMA/INCA product on an RGZERO grid")
+    form = sicd.ImageFormation
+    form.ImageFormAlgo = "OTHER"
+    form.Processings = [ProcessingType(Type="Backprojected to DEM", Applied=True)]
+    form.STBeamComp = "NO"
+    sicd.RMA.RMAlgoType = "RG_DOP"
+    return sicd
+
+
+SQUINT_DOPPLER_CONE_DEG = 76.0
+
+
+def _arp_coefs(sicd: Any) -> np.ndarray:
+    """Position.ARPPoly's coefficients, (3, order + 1)."""
+    arp = sicd.Position.ARPPoly
+    parts = [p.get_array(dtype="float64") for p in (arp.X, arp.Y, arp.Z)]
+    out = np.zeros((3, max(len(c) for c in parts)))
+    for i, c in enumerate(parts):
+        out[i, : len(c)] = c
+    return out
+
+
+def _moved_orbit(sicd: Any, matrix: np.ndarray) -> Any:
+    """The product with its orbit mapped by `matrix` (3 x 3, about the Earth's centre) and
+    what follows from the orbit derived again (see the module's docstring)."""
+    from sarpy.io.complex.sicd_elements.blocks import XYZPolyType
+
+    if str(sicd.ImageFormation.ImageFormAlgo) != "PFA" or sicd.Grid.Type != "RGAZIM":
+        raise ValueError("the left and squint variants move PFA products (RGAZIM grids)")
+    coefs = matrix @ _arp_coefs(sicd)
+    sicd.Position.ARPPoly = XYZPolyType(X=coefs[0], Y=coefs[1], Z=coefs[2])
+    sicd.SCPCOA = None
+    sicd.Grid.Row.UVectECF = None
+    sicd.Grid.Col.UVectECF = None
+    sicd.PFA = None
+    with quiet():
+        sicd.derive()
+        sicd.define_geo_image_corners(override=True)
+        if sicd.ImageData.ValidData is not None:
+            sicd.GeoData.ValidData = None
+            sicd.define_geo_valid_data()
+    return sicd
+
+
+def _coa(sicd: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The platform's position and velocity at the SCP's COA, and the SCP (ECF)."""
+    coefs = _arp_coefs(sicd).T
+    t = float(sicd.SCPCOA.SCPTime)
+    pos = np.asarray(npp.polyval(t, coefs))
+    vel = np.asarray(npp.polyval(t, npp.polyder(coefs)))
+    return pos, vel, sicd.GeoData.SCP.ECF.get_array(dtype="float64")
+
+
+def _rotation(axis: np.ndarray, angle: float) -> np.ndarray:
+    a = axis / np.linalg.norm(axis)
+    k = np.array([[0, -a[2], a[1]], [a[2], 0, -a[0]], [-a[1], a[0], 0]])
+    return np.eye(3) + np.sin(angle) * k + (1 - np.cos(angle)) * (k @ k)
+
+
+def left(sicd: Any) -> Any:
+    """A left-looking collection from a right-looking one (see the module's docstring)."""
+    pos, _, scp = _coa(sicd)
+    normal = np.cross(pos, scp)
+    normal /= np.linalg.norm(normal)
+    return _moved_orbit(sicd, np.eye(3) - 2 * np.outer(normal, normal))
+
+
+def squint(sicd: Any) -> Any:
+    """A collection squinted to SQUINT_DOPPLER_CONE_DEG (see the module's docstring)."""
+    pos, vel, scp = _coa(sicd)
+    los = (scp - pos) / np.linalg.norm(scp - pos)
+    want = SQUINT_DOPPLER_CONE_DEG
+
+    def off(angle: float) -> float:  # the cone angle after a rotation, minus the one wanted
+        v = _rotation(pos, angle) @ vel
+        return float(np.degrees(np.arccos(np.dot(v, los) / np.linalg.norm(v)))) - want
+
+    lo, hi = -np.pi / 2, np.pi / 2  # the cone angle is monotonic over a quarter turn each way
+    if off(lo) * off(hi) > 0:
+        raise ValueError(f"no rotation of this orbit sees its SCP at {want} deg")
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        lo, hi = (lo, mid) if off(lo) * off(mid) <= 0 else (mid, hi)
+    return _moved_orbit(sicd, _rotation(pos, (lo + hi) / 2))
+
+
+VARIANTS: dict[str, Callable[[Any], Any]] = {
+    "backprojected": backprojected,
+    "left": left,
+    "squint": squint,
+}
+"""name -> a function editing a SICD structure (sarpy) in place and returning it"""
+
+
+def apply_variant(xml: str, name: str) -> str:
+    """The SICD `xml` transformed by the variant `name` (a ValueError names the known ones)."""
+    if name not in VARIANTS:
+        raise ValueError(f"unknown variant {name!r} (known: {', '.join(sorted(VARIANTS))})")
+    sicd = VARIANTS[name](sicd_from_xml(xml))
+    with quiet():
+        return str(sicd.to_xml_string(tag="SICD", check_validity=False))
