@@ -5,6 +5,7 @@ say which findings an output adds to its input's."""
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from lxml import etree
 
@@ -62,3 +63,29 @@ RECIPE_FINDINGS = {
     "azimuth spacing)",
 }
 """Findings the 0.8 m recipe itself adds (any band resampled to 0.8 m), with the reason"""
+
+
+def judged_chip(out_xml: str, ds: Any, crop: dict[str, list[int]], store_findings: tuple) -> Any:
+    """The SICD (sarpy) of the chip `crop` of the store `ds` (whose SICD is `out_xml`), after
+    what every chip must pass: sarkit's checker and sarpy's is_valid add nothing to the
+    store's `store_findings` (sicdcheck's, sarpy's), and its ImageCorners are its own corner
+    pixels, within 1 cm of their dense projection (sarkit)."""
+    import numpy as np
+
+    from sarlo_dask.geometry.chip import chip_sicd_xml
+    from sarlo_dask.geometry.geolocation import ecf_to_llh, project_pixels
+    from sarlo_dask.geometry.sicd import sicd_from_xml
+    from sarlo_dask.geometry.tiles import tile_llh
+
+    from .helpers import latlon_distance_m
+
+    chip = chip_sicd_xml(out_xml, crop, lambda r, c: tile_llh(ds.lat, ds.lon, ds.hae, c, r)[:, :2])
+    assert sicdcheck_findings(chip) <= store_findings[0], crop
+    assert sarpy_findings(chip) <= store_findings[1], crop
+    (a0, a1), (r0, r1) = crop["azimuth"], crop["range"]
+    corners = np.array([[r0, a0], [r0, a1 - 1], [r1 - 1, a1 - 1], [r1 - 1, a0]], dtype=float)
+    want = ecf_to_llh(project_pixels(out_xml, corners[:, 0], corners[:, 1]))
+    sicd = sicd_from_xml(chip)
+    icp = sicd.GeoData.ImageCorners.get_array(dtype="float64")
+    assert latlon_distance_m(icp, want).max() < 0.01, crop
+    return sicd
