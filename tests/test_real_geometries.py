@@ -231,3 +231,61 @@ def _standardize_and_judge(xml: str, name: str, tmp_path) -> None:
                 assert abs(a - c) < TARGET_PX and abs(rr - r) < TARGET_PX, (name, crop)
                 in_chips += 1
     assert in_chips >= 1, "no target inside a chip to measure"
+
+
+def test_sarlo_build_releases_the_variant_geometries_as_a_user_builds_them(tmp_path):
+    """`sarlo simulate --like --variant` then `sarlo build` as a user runs them: Capella's
+    OTHER + RMA/INCA, a left-looking and a squinted Umbra geometry, and a scene 20x finer
+    than 0.8 m are released; meta.json says which model projected each, and every sicd.xml
+    of the release adds no sarkit (sicdcheck) or sarpy (is_valid) finding to its input's."""
+    import json
+    import tarfile
+
+    from .test_cli import sarlo
+
+    if why := corpus_missing(CORPUS):
+        pytest.skip(why)
+    tsx, umbra = CORPUS / "tsx1_sl_rma_bavaria_chip5x5.xml", CORPUS / VARIANTS[1][0]
+    scenes = {  # name: simulate's arguments (a 256 px tile at 0.8 m and a little more)
+        "capella": ["--like", str(tsx), "--variant", "backprojected", "--rows", "300",
+                    "--cols", "200"],
+        "left": ["--like", str(umbra), "--variant", "left", "--rows", "700", "--cols", "560"],
+        "squint": ["--like", str(umbra), "--variant", "squint", "--rows", "700", "--cols", "560"],
+        "fine": ["--spacing", "0.04", "--rows", "5200", "--cols", "5200", "--targets", "4"],
+    }  # fmt: skip
+    inputs = {}
+    for name, args in scenes.items():
+        res = sarlo("simulate", f"{name}.nitf", *args, "--seed", "2", cwd=tmp_path)
+        assert res.returncode == 0, res.stderr
+        inputs[name] = read_sicd_meta(str(tmp_path / f"{name}.nitf")).to_xml_string(tag="SICD")
+    (tmp_path / "build.yaml").write_text(
+        "standardize: {min_size: 256, select_by: spacing, min_spacing: 0.03}\n"
+        "tiles: {size: 256, stride: 256}\n"
+    )
+    build = sarlo(
+        "build", *(f"{n}.nitf" for n in scenes), "--work", "w", "--out", "r",
+        "--config", "build.yaml", cwd=tmp_path,
+    )  # fmt: skip
+    assert build.returncode == 0, build.stdout[-2000:] + build.stderr[-2000:]
+    seen: dict[str, set[str]] = {}
+    for shard in sorted((tmp_path / "r").rglob("*.tar")):
+        with tarfile.open(shard) as tar:
+            members = {m.name: tar.extractfile(m).read() for m in tar if m.isfile()}
+        for name, data in members.items():
+            if not name.endswith(".meta.json"):
+                continue
+            meta = json.loads(data)
+            scene = meta["scene_id"]
+            chip = members[name.replace(".meta.json", ".sicd.xml")].decode()
+            src = inputs[scene]
+            assert sicdcheck_findings(chip) <= sicdcheck_findings(src) | set(RECIPE_FINDINGS)
+            assert sarpy_findings(chip) <= sarpy_findings(src), scene
+            acq = meta["acquisition"]
+            seen.setdefault(scene, set()).add(acq["image_formation"]["model"])
+            assert acq["look_side"] == ("left" if scene == "left" else "right"), scene
+            if scene == "capella":
+                assert acq["image_formation"]["declared"] == "OTHER"
+                assert "sarkit" in acq["image_formation"]["why"]
+            if scene == "fine":
+                assert abs(acq["spacing_m"]["native"]["azimuth"] - 0.04) < 1e-9
+    assert seen == {"capella": {"RMA/INCA"}, "left": {"PFA"}, "squint": {"PFA"}, "fine": {"PFA"}}
