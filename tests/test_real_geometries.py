@@ -95,6 +95,7 @@ def test_each_real_geometry_is_standardized_faithfully_or_refused(path, tmp_path
 VARIANTS = [  # (real geometry, documented transformation: sarlo_dask.sim.variants)
     ("tsx1_sl_rma_bavaria_chip5x5.xml", "backprojected"),  # Capella's OTHER + RMA/INCA
     ("umbra04_spot_pfa_melbourne_tile512.xml", "left"),  # SideOfTrack L
+    ("tsx1_sl_rma_bavaria_chip5x5.xml", "left"),  # L, TimeCOA falling with the column
     ("umbra04_spot_pfa_melbourne_tile512.xml", "squint"),  # DopplerConeAng 76 deg
 ]
 
@@ -111,6 +112,8 @@ def test_each_variant_geometry_is_standardized_faithfully(name, variant, tmp_pat
     if variant == "left":  # the column unit vector anti-parallel to the velocity
         assert coa.SideOfTrack == "L"
         assert np.dot(sicd.Grid.Col.UVectECF.get_array(), coa.ARPVel.get_array()) < 0
+        if sicd.RMA is not None:  # a zero-Doppler grid: later columns were seen earlier
+            assert sicd.Grid.TimeCOAPoly.get_array()[0, 1] < 0  # d TimeCOA / d col at the SCP
     if variant == "squint":
         assert abs(coa.DopplerConeAng - 76.0) < 0.01, coa.DopplerConeAng
     _standardize_and_judge(xml, f"{name}:{variant}", tmp_path)
