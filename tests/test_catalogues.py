@@ -1,7 +1,9 @@
-"""The `stac` sample writer on a built release, judged by pystac and stac-geoparquet: pystac
-reads the Collection and every Item, its validator passes them offline (the core schemas and
-the sar, sat, view and file extensions' schemas that pystac ships), its extension classes read
-the fields back, and the stac-geoparquet table round-trips to the same Items."""
+"""The `stac` and `croissant` sample writers on a built release, judged by the field's own
+tools: pystac reads the Collection and every Item, its validator passes them offline (the
+core schemas and the sar, sat, view and file extensions' schemas that pystac ships), its
+extension classes read the fields back, and the stac-geoparquet table round-trips to the same
+Items; `mlcroissant validate` passes croissant.json and mlcroissant's loader yields every
+sample with its files where their checksums say."""
 
 from __future__ import annotations
 
@@ -23,14 +25,17 @@ SHIPPED = {EXTENSIONS[k] for k in ("sar", "sat", "view", "file")}
 
 @pytest.fixture(scope="module")
 def stac_release(release_setup, release_built, client, tmp_path_factory):
-    """The reference release built again with `writers: [stac]`: its generation and manifest."""
+    """The reference release built again with `writers: [stac, croissant]`: its generation
+    and manifest."""
     root, urls, config = release_setup
     tmp = tmp_path_factory.mktemp("stac")
     work, out = tmp / "work", tmp / "out"
     shutil.copytree(root / "work", work)
     shutil.copytree(release_built[0], out)
     scfg, tcfg, ccfg, rcfg = build_configs(config).stages()
-    build = BuildConfig.of(scfg, tcfg, ccfg, rcfg.model_copy(update={"writers": ["stac"]}))
+    build = BuildConfig.of(
+        scfg, tcfg, ccfg, rcfg.model_copy(update={"writers": ["stac", "croissant"]})
+    )
     result = build_dataset(urls, str(work), str(out), build, client)
     assert result.exit_code() == 0, result.release
     manifest = json.loads((out / "manifest.json").read_text())
@@ -50,7 +55,7 @@ def test_pystac_reads_and_validates_the_collection_and_every_item(stac_release):
     validate_dict(collection.to_dict(), href=str(gen / "stac" / "collection.json"))
     items = list(collection.get_items())
     assert len(items) == manifest["samples"] > 0
-    assert {f["writer"] for f in manifest["files"]} == {"stac"}
+    assert {f["writer"] for f in manifest["files"]} == {"stac", "croissant"}
     listed = {f["path"]: f for f in manifest["files"]}
     for item in items:
         data = item.to_dict(include_self_link=False)
@@ -136,3 +141,39 @@ def test_the_stac_files_are_the_same_bytes_when_rendered_again(stac_release):
     assert len(files) == manifest["samples"] + 2
     for name, data in files.items():
         assert (gen / name).read_bytes() == data, name
+
+
+def test_mlcroissant_validates_and_loads_every_sample(stac_release):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import mlcroissant as mlc
+    import pyarrow.parquet as pq
+
+    gen, manifest = stac_release
+    doc = gen / "croissant.json"
+    cli = Path(sys.executable).parent / "mlcroissant"
+    res = subprocess.run(
+        [str(cli), "validate", "--jsonld", str(doc)], capture_output=True, text=True, timeout=300
+    )
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "not standard" not in res.stderr, res.stderr  # the specification's @context
+    records = list(mlc.Dataset(jsonld=str(doc)).records("samples"))
+    assert len(records) == manifest["samples"]
+    keys = sorted(pq.read_table(gen / "index.parquet").column("key").to_pylist())
+    assert sorted(r["samples/key"].decode() for r in records) == keys
+    described = json.loads(doc.read_text())["distribution"]
+    for f in (d for d in described if d["@type"] == "cr:FileObject"):  # every file's sha256
+        assert hashlib.sha256((gen / f["contentUrl"]).read_bytes()).hexdigest() == f["sha256"]
+    blobs: dict[str, bytes] = {}
+    for r in records:  # each record's files lie in its shard where it says
+        shard = r["samples/shard"].decode()
+        blob = blobs.setdefault(shard, (gen / shard).read_bytes())
+        names = set()
+        for m in r["samples/members"]:
+            at, size = m["samples/members/offset"], m["samples/members/size"]
+            digest = hashlib.sha256(blob[at : at + size]).hexdigest()
+            assert digest == m["samples/members/sha256"].decode()
+            names.add(m["samples/members/name"].decode())
+        assert {"sar.npy", "sicd.xml", "meta.json"} <= names
