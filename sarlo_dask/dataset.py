@@ -332,10 +332,14 @@ def hf_features(
         names = sorted({m["name"] for members in rows for m in members})
     else:
         names = ["meta.json", "sar.npy", f"sar.{preview}", "sicd.xml"] + ["optic.png"] * optical
-    kinds = {"json": datasets.Json(), "png": datasets.Image(), "jpg": datasets.Image()}
-    fields: dict[str, Any] = {
-        n: kinds.get(n.rsplit(".", 1)[-1], datasets.Value("binary")) for n in names
-    }
+    kinds = {"json": datasets.Json(), "image": datasets.Image()}
+    fields: dict[str, Any] = {n: kinds.get(hf_dtype(n), datasets.Value("binary")) for n in names}
     fields["__key__"] = datasets.Value("string")
     fields["__url__"] = datasets.Value("string")
     return datasets.Features(fields)
+
+
+def hf_dtype(member: str) -> str:
+    """The Hugging Face `datasets` type of a sample member, by its ending: json (meta.json),
+    image (png, jpg previews), else binary (sar.npy: Arrow has no complex type; sicd.xml)."""
+    return {"json": "json", "png": "image", "jpg": "image"}.get(member.rsplit(".", 1)[-1], "binary")

@@ -3,7 +3,8 @@ tools: pystac reads the Collection and every Item, its validator passes them off
 core schemas and the sar, sat, view and file extensions' schemas that pystac ships), its
 extension classes read the fields back, and the stac-geoparquet table round-trips to the same
 Items; `mlcroissant validate` passes croissant.json and mlcroissant's loader yields every
-sample with its files where their checksums say."""
+sample with its files where their checksums say; Hugging Face `datasets` reads every sample
+through the dataset card's configs."""
 
 from __future__ import annotations
 
@@ -25,8 +26,8 @@ SHIPPED = {EXTENSIONS[k] for k in ("sar", "sat", "view", "file")}
 
 @pytest.fixture(scope="module")
 def stac_release(release_setup, release_built, client, tmp_path_factory):
-    """The reference release built again with `writers: [stac, croissant]`: its generation
-    and manifest."""
+    """The reference release built again with `writers: [stac, croissant, card]`: its
+    generation and manifest."""
     root, urls, config = release_setup
     tmp = tmp_path_factory.mktemp("stac")
     work, out = tmp / "work", tmp / "out"
@@ -34,7 +35,7 @@ def stac_release(release_setup, release_built, client, tmp_path_factory):
     shutil.copytree(release_built[0], out)
     scfg, tcfg, ccfg, rcfg = build_configs(config).stages()
     build = BuildConfig.of(
-        scfg, tcfg, ccfg, rcfg.model_copy(update={"writers": ["stac", "croissant"]})
+        scfg, tcfg, ccfg, rcfg.model_copy(update={"writers": ["stac", "croissant", "card"]})
     )
     result = build_dataset(urls, str(work), str(out), build, client)
     assert result.exit_code() == 0, result.release
@@ -55,7 +56,7 @@ def test_pystac_reads_and_validates_the_collection_and_every_item(stac_release):
     validate_dict(collection.to_dict(), href=str(gen / "stac" / "collection.json"))
     items = list(collection.get_items())
     assert len(items) == manifest["samples"] > 0
-    assert {f["writer"] for f in manifest["files"]} == {"stac", "croissant"}
+    assert {f["writer"] for f in manifest["files"]} == {"stac", "croissant", "card"}
     listed = {f["path"]: f for f in manifest["files"]}
     for item in items:
         data = item.to_dict(include_self_link=False)
@@ -177,3 +178,32 @@ def test_mlcroissant_validates_and_loads_every_sample(stac_release):
             assert digest == m["samples/members/sha256"].decode()
             names.add(m["samples/members/name"].decode())
         assert {"sar.npy", "sicd.xml", "meta.json"} <= names
+
+
+def test_datasets_reads_every_sample_through_the_cards_configs(stac_release):
+    """`load_dataset(FOLDER, split)` as the card says: its YAML config names each split's
+    shards and the members' features; every sample of every split arrives, its complex
+    tile equal to what sarlo_dask.dataset.open gives."""
+    import numpy as np
+    import yaml
+
+    from sarlo_dask import dataset
+
+    datasets = pytest.importorskip("datasets")
+    gen, manifest = stac_release
+    text = (gen / "README.md").read_text()
+    header = yaml.safe_load(text.split("---\n")[1])
+    assert header["license"] and header["configs"][0]["data_files"]
+    assert "## Citation" in text and "SARLO-80" in text and manifest["plan"] in text
+    seen = 0
+    for split in manifest["splits"]:
+        hf = datasets.load_dataset(str(gen), split=split, streaming=True)
+        ours = {s["__key__"]: s for s in dataset.open(str(gen.parent), split)}
+        got = {s["__key__"]: s for s in hf}
+        assert set(got) == set(ours), split
+        for key, sample in got.items():
+            tile = sample["sar.npy"]
+            assert tile.dtype == np.complex64 and np.array_equal(tile, ours[key]["sar.npy"])
+            assert sample["meta.json"]["key"] == key
+        seen += len(got)
+    assert seen == manifest["samples"]
