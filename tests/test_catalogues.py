@@ -69,6 +69,7 @@ def test_pystac_reads_and_validates_the_collection_and_every_item(stac_release):
         assert sar.frequency_band == FrequencyBand.X and sar.polarizations
         assert sar.observation_direction == ObservationDirection.RIGHT
         assert sar.looks_range == sar.looks_azimuth == 1
+        assert 0.9 < sar.looks_equivalent_number < 1.1  # single-look speckle: meta's ENL
         assert abs(sar.pixel_spacing_range - 0.8) < 0.05
         assert SatExtension.ext(item).orbit_state in (OrbitState.ASCENDING, OrbitState.DESCENDING)
         assert 0 < ViewExtension.ext(item).incidence_angle < 90

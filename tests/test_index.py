@@ -51,6 +51,7 @@ def test_one_row_per_sample_listed_in_the_manifest(release_built, metas):
         meta = metas[row["key"]]
         assert row["split"] == meta["split"] and row["pass_id"] == meta["pass_id"]
         assert row["polarization"] == meta["acquisition"]["polarization"]
+        assert row["enl"] == meta["quality"]["enl"]
         ring = [list(p) for p in wkb_polygon(row["geometry"])[0]]
         assert ring == meta["footprint"]["coordinates"][0]
         # each member's offset and size point at its bytes in the shard

@@ -103,6 +103,8 @@ def test_samples_read_back_complete_with_pass_disjoint_splits(release_built):
             meta = sample["meta.json"]
             assert META_FIELDS <= set(meta), META_FIELDS - set(meta)
             assert "city_id_satellite_pass" not in meta and meta["schema_version"] == "2.3"
+            # single-look speckle of the simulated clutter: ENL 1 (the moment estimator)
+            assert 0.9 < meta["quality"]["enl"] < 1.1, meta["quality"]
             assert meta["acquisition"]["image_formation"] == {
                 "declared": "PFA", "model": "PFA",
                 "why": "declared by ImageFormation.ImageFormAlgo",

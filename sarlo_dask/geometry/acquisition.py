@@ -15,7 +15,8 @@ SCHEMA_VERSION = "2.3"
 """of meta.json (sarlo_dask/schemas/meta.schema.json); 1.x: before the acquisition block;
 2.1: the `terrain` section of builds with a DEM; 2.2: `source_url` relative to the catalogue
 root for local inputs, no `city_id_satellite_pass` (the same value as `pass_id`); 2.3:
-`acquisition.image_formation` (declared algorithm, projection model, why)"""
+`acquisition.image_formation` (declared algorithm, projection model, why), `quality` (the
+equivalent number of looks)"""
 
 
 def _get(obj: Any, path: str) -> Any:

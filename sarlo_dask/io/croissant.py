@@ -77,6 +77,7 @@ FIELDS = (  # index.parquet's columns a record holds, with their schema.org type
     ("resolution_azimuth_m", "sc:Float", "output azimuth resolution (ImpRespWid), m"),
     ("spacing_range_m", "sc:Float", "output slant-range sample spacing, m"),
     ("spacing_azimuth_m", "sc:Float", "output azimuth sample spacing, m"),
+    ("enl", "sc:Float", "equivalent number of looks: median of 32 px windows' mean^2/var"),
     ("label", "sc:Text", "scene category from the MID caption (null without captions)"),
     ("caption_short", "sc:Text", "the SHORT caption"),
     ("caption_mid", "sc:Text", "the MID caption"),

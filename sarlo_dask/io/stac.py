@@ -92,6 +92,7 @@ def stac_item(row: Mapping[str, Any], marker: Mapping[str, Any], collection: str
         "sar:pixel_spacing_azimuth": row["spacing_azimuth_m"],
         "sar:looks_range": 1,
         "sar:looks_azimuth": 1,
+        "sar:looks_equivalent_number": row.get("enl"),
         "sar:observation_direction": row["look_side"],
         "sat:orbit_state": row["orbit_direction"],
         "view:incidence_angle": row["incidence_deg"],

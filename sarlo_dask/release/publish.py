@@ -101,6 +101,7 @@ def scene_index(work: Store, scene_id: str, captions: str | None = None) -> Scen
                 "pass_id": meta["pass_id"],
                 "acquisition": meta["acquisition"],
                 "footprint": meta["footprint"],
+                "quality": meta.get("quality"),  # tiles of schema < 2.3 have none
                 "label": rec.get("label") or "none",
                 "caption": rec.get("caption"),
                 "lineage": {**tile_lineage(meta), "caption_config": rec.get("caption_config")},

@@ -26,6 +26,7 @@ from sarlo_dask.errors import redact
 from sarlo_dask.geometry.acquisition import SCHEMA_VERSION, acquisition
 from sarlo_dask.geometry.chip import chip_sicd_xml
 from sarlo_dask.geometry.gpu import gpu_count
+from sarlo_dask.geometry.quality import tile_quality
 from sarlo_dask.geometry.sicd import sicd_from_xml
 from sarlo_dask.geometry.terrain_tiles import tile_terrain
 from sarlo_dask.geometry.tiles import (
@@ -179,6 +180,7 @@ def make_tile(
         "source_url": redact(ds.attrs.get("source_url", "")),
         "tile_index": [w.ia, w.ir],
         "valid_fraction": frac,
+        "quality": tile_quality(amplitude, mask),
         **geometry,
         "acquisition": acquisition(sicd, src_sicd, geometry["incidence_angles"]["ellipsoid_deg"]),
         "preview": {

@@ -83,7 +83,9 @@ def test_memory_check_counts_the_resampled_output_and_refuses_before_submitting(
 
     path = tmp_path / "coarse19.nitf"
     simulate_scene(path, SimulationSpec(rows=640, cols=640, row_spacing=1.9, col_spacing=1.9))
-    cfg = StandardizeConfig(min_size=64, chunk_azimuth=512, chunk_range=512, store_chunk=128)
+    cfg = StandardizeConfig(  # selected by its 1.9 m spacing (its resolution is 2.8 m)
+        min_size=64, chunk_azimuth=512, chunk_range=512, store_chunk=128, select_by="spacing"
+    )
     old_need = max(512 * 640, 512 * 640) * 8 * 4  # the earlier rule, on the input's size
     need = max(p[0] for p in task_peaks(read_sicd_meta(str(path)), cfg).values())
     limit = 40_000_000
