@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from sarlo_dask.geometry.formation import ProjectionModel, projection_model
+from sarlo_dask.geometry.formation import sicd_field as _get
 
 SCHEMA_VERSION = "2.3"
 """of meta.json (sarlo_dask/schemas/meta.schema.json); 1.x: before the acquisition block;
@@ -17,12 +18,6 @@ SCHEMA_VERSION = "2.3"
 root for local inputs, no `city_id_satellite_pass` (the same value as `pass_id`); 2.3:
 `acquisition.image_formation` (declared algorithm, projection model, why), `quality` (the
 equivalent number of looks)"""
-
-
-def _get(obj: Any, path: str) -> Any:
-    for name in path.split("."):
-        obj = getattr(obj, name, None) if obj is not None else None
-    return obj
 
 
 def orbit_direction(sicd: Any) -> str | None:

@@ -48,7 +48,8 @@ class ProjectionModel:
         return {"declared": self.declared, "model": self.model, "why": self.why}
 
 
-def _get(obj: Any, path: str) -> Any:
+def sicd_field(obj: Any, path: str) -> Any:
+    """The field at dotted `path` of a sarpy SICD structure, or None where a part is absent."""
     for name in path.split("."):
         obj = getattr(obj, name, None) if obj is not None else None
     return obj
@@ -71,12 +72,12 @@ def _rma_model(sicd: Any, grid_type: str) -> str | None:
 def projection_model(sicd: Any) -> ProjectionModel | str:
     """The model that projects the SICD (sarpy structure), or why none does. Consistency of
     an undeclared model is `model_findings`' part: this reads only what is populated."""
-    declared = str(_get(sicd, "ImageFormation.ImageFormAlgo") or "")
-    grid_type = str(_get(sicd, "Grid.Type") or "")
+    declared = str(sicd_field(sicd, "ImageFormation.ImageFormAlgo") or "")
+    grid_type = str(sicd_field(sicd, "Grid.Type") or "")
     if declared in DECLARED:
         name = declared
         if declared == "RMA":
-            name = _rma_model(sicd, grid_type) or f"RMA/{_get(sicd, 'RMA.ImageType')}"
+            name = _rma_model(sicd, grid_type) or f"RMA/{sicd_field(sicd, 'RMA.ImageType')}"
         return ProjectionModel(declared, name, "declared by ImageFormation.ImageFormAlgo")
     if not declared:
         return "(none declared: no ImageFormation.ImageFormAlgo)"

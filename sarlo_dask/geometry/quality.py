@@ -45,9 +45,9 @@ def enl(intensity: np.ndarray, valid: np.ndarray | None = None, window: int = EN
     return {"enl": float(np.median(estimates)), "windows": int(len(estimates))}
 
 
-def tile_quality(amplitude: np.ndarray, valid: np.ndarray | None) -> dict[str, Any]:
-    """meta.json's `quality` block of a tile from its amplitudes |z| and validity mask."""
-    out = enl(np.square(amplitude, dtype="float64"), valid)
+def tile_quality(power: np.ndarray, valid: np.ndarray | None) -> dict[str, Any]:
+    """meta.json's `quality` block of a tile from its intensities |z|^2 and validity mask."""
+    out = enl(power, valid)
     quality: dict[str, Any] = {"enl": out["enl"], "enl_windows": out["windows"]}
     if out["enl"] is None:
         quality["enl_reason"] = out["reason"]

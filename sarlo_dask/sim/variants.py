@@ -72,16 +72,27 @@ def _arp_coefs(sicd: Any) -> np.ndarray:
 def _moved_orbit(sicd: Any, matrix: np.ndarray) -> Any:
     """The product with its orbit mapped by `matrix` (3 x 3, about the Earth's centre) and
     what follows from the orbit derived again (see the module's docstring)."""
-    from sarpy.io.complex.sicd_elements.blocks import XYZPolyType
-
     if str(sicd.ImageFormation.ImageFormAlgo) != "PFA" or sicd.Grid.Type != "RGAZIM":
         raise ValueError("the left and squint variants move PFA products (RGAZIM grids)")
-    coefs = matrix @ _arp_coefs(sicd)
-    sicd.Position.ARPPoly = XYZPolyType(X=coefs[0], Y=coefs[1], Z=coefs[2])
-    sicd.SCPCOA = None
+    _map_orbit(sicd, matrix)
     sicd.Grid.Row.UVectECF = None
     sicd.Grid.Col.UVectECF = None
     sicd.PFA = None
+    return _derived(sicd)
+
+
+def _map_orbit(sicd: Any, matrix: np.ndarray) -> None:
+    """Position.ARPPoly mapped by `matrix`; SCPCOA cleared, to be derived from it again."""
+    from sarpy.io.complex.sicd_elements.blocks import XYZPolyType
+
+    coefs = matrix @ _arp_coefs(sicd)
+    sicd.Position.ARPPoly = XYZPolyType(X=coefs[0], Y=coefs[1], Z=coefs[2])
+    sicd.SCPCOA = None
+
+
+def _derived(sicd: Any) -> Any:
+    """`sicd` with what sarpy derives from its orbit filled again, corners and the geographic
+    ValidData recomputed."""
     with quiet():
         sicd.derive()
         sicd.define_geo_image_corners(override=True)
@@ -136,13 +147,10 @@ def _mirrored_inca(sicd: Any, mirror: np.ndarray) -> Any:
     points away from the Earth: column c of the new frame is column (frame - 1 - c) of the
     old, and every polynomial of column metres is taken at -y (TimeCA and TimeCOA now fall
     with the column); the column's spatial frequencies change sign."""
-    from sarpy.io.complex.sicd_elements.blocks import XYZPolyType
-
     from sarlo_dask.geometry.chip import sicd_vertex_order
 
     grid, img, inca = sicd.Grid, sicd.ImageData, sicd.RMA.INCA
-    coefs = mirror @ _arp_coefs(sicd)
-    sicd.Position.ARPPoly = XYZPolyType(X=coefs[0], Y=coefs[1], Z=coefs[2])
+    _map_orbit(sicd, mirror)
     grid.Row.UVectECF = mirror @ grid.Row.UVectECF.get_array(dtype="float64")
     grid.Col.UVectECF = -(mirror @ grid.Col.UVectECF.get_array(dtype="float64"))
     grid.TimeCOAPoly = _flipped(grid.TimeCOAPoly)
@@ -170,14 +178,7 @@ def _mirrored_inca(sicd: Any, mirror: np.ndarray) -> Any:
         v = img.ValidData.get_array(dtype="float64")[::-1]
         v[:, 1] = frame - 1 - v[:, 1]
         img.ValidData = [tuple(p) for p in sicd_vertex_order(v).tolist()]
-    sicd.SCPCOA = None
-    with quiet():
-        sicd.derive()
-        sicd.define_geo_image_corners(override=True)
-        if img.ValidData is not None:
-            sicd.GeoData.ValidData = None
-            sicd.define_geo_valid_data()
-    return sicd
+    return _derived(sicd)
 
 
 def squint(sicd: Any) -> Any:

@@ -165,6 +165,7 @@ def make_tile(
     if frac < cfg.min_valid_fraction:
         summary["status"] = f"refused: valid SAR fraction {frac:.3f} < {cfg.min_valid_fraction}"
         return summary
+    power = amplitude.astype("float64") ** 2  # once: quality, preview and sigma0
     ds = ds[[v for v in ds.data_vars if v != "slc"]].load()  # the tie-point variables
     geometry = tile_geometry(w, ds, sicd, src_sicd)
     terrain = tile_terrain(w, ds, sicd)
@@ -180,7 +181,7 @@ def make_tile(
         "source_url": redact(ds.attrs.get("source_url", "")),
         "tile_index": [w.ia, w.ir],
         "valid_fraction": frac,
-        "quality": tile_quality(amplitude, mask),
+        "quality": tile_quality(power, mask),
         **geometry,
         "acquisition": acquisition(sicd, src_sicd, geometry["incidence_angles"]["ellipsoid_deg"]),
         "preview": {
@@ -195,7 +196,6 @@ def make_tile(
         },
     }
     spec = PreviewSpec(cfg.preview_low_percentile, cfg.preview_high_percentile)
-    power = amplitude.astype("float64") ** 2
     s0 = sigma0(power, sicd, w.a0, w.r0) if cfg.preview_scale != "amplitude" else None
     if s0 is not None:
         power = s0
