@@ -54,7 +54,7 @@ def main() -> None:
     from sarlo_dask.config import CaptionConfig, ReleaseConfig, StandardizeConfig, TileConfig
     from sarlo_dask.io.index import index_parquet, index_rows
     from sarlo_dask.pipeline import build_dataset, release_scenes
-    from sarlo_dask.release import publish
+    from sarlo_dask.release import publish, scenes
     from sarlo_dask.store import Store
 
     ap = argparse.ArgumentParser()
@@ -86,7 +86,7 @@ def main() -> None:
         rel = release_scenes(str(work), str(again), rcfg, client, ids)
         t_release = time.perf_counter() - t0
     samples = rel.manifest["samples"]
-    index = {sid: publish.scene_index(Store(str(work)), sid) for sid in ids}
+    index = {sid: scenes.scene_index(Store(str(work)), sid) for sid in ids}
     plan = publish.release_plan(index, rcfg)
     done = [json.loads(p.read_text()) for p in sorted(again.rglob("shard-*.done.json"))]
     markers = {m["shard"]: m for m in done}

@@ -32,6 +32,7 @@ from sarlo_dask.io import generations, writers
 from sarlo_dask.io.index import located_rows
 from sarlo_dask.io.writers import ReleaseView
 from sarlo_dask.release import publish
+from sarlo_dask.release.scenes import scene_index
 from sarlo_dask.stages import resume
 from sarlo_dask.stages.scene_run import SceneRun
 from sarlo_dask.stages.tile_run import TileRun
@@ -127,7 +128,7 @@ def release_scenes(
     indexes = Driver(client)
     for s in sorted(scene_ids):
         key = Key("index", s, (str(captions), work.token))
-        indexes.add(Unit(key, publish.scene_index, (work, s, captions), tag=s))
+        indexes.add(Unit(key, scene_index, (work, s, captions), tag=s))
     indexed, unread = {}, []
     for outcome in indexes:
         if isinstance(outcome, Done):
@@ -147,6 +148,7 @@ def release_scenes(
         needed = {
             s: {"provenance": rp.index[s].provenance, "captions": captions}
             | {"source_url": rp.sources[s]}
+            | {"samples": rp.extras(s, [k for sid, k in spec.keys if sid == s])}
             for s, _ in spec.keys
         }
         args = (spec, work, gen, needed, rp.digest, cfg, cfg.check_committed)
@@ -184,7 +186,8 @@ def release_scenes(
             which = exc.kind if isinstance(exc, writers.WriterFailed) else "writers"
             failed = [Failure.of(exc, which, "file", "release")]
             return publish.unreleased(out, "the sample writers failed", failed)
-    gen.update_json(gen.path(generations.STATS), dataset_stats(rp.stats_rows()))
+    stats = dataset_stats(rp.stats_rows()) | {"ground": rp.ground.report(cfg.strict_splits)}
+    gen.update_json(gen.path(generations.STATS), stats)
     manifest = generations.publish(out, generations.generation_name(rp.digest), manifest)
     stale = generations.prune(out, generations.generation_name(rp.digest))
     return Release(manifest, written, len(markers) - written, [], stale)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from sarlo_dask import lineage
 from sarlo_dask.lineage import execution
@@ -30,6 +30,19 @@ class ReleaseConfig(BaseModel):
     shards_per_chunk: int = Field(100, ge=1)
     include_optical: bool = Field(
         False, description="add <key>.optic.png (most optical sources forbid redistribution)"
+    )
+    optical_licence: str | None = Field(
+        None,
+        description="the optical source's licence (an SPDX id or a URL), in each sample's "
+        "meta.json: shipping optical pixels (include_optical) is refused without one",
+    )
+    optical_attribution: str | None = Field(
+        None, description="the attribution the optical source asks for, in each meta.json"
+    )
+    strict_splits: bool = Field(
+        False,
+        description="keep out of validation and test every sample whose footprint overlaps "
+        "a training sample (listed in stats.json's ground.leakage either way)",
     )
     writers: list[str] = Field(
         default_factory=list,
@@ -66,8 +79,20 @@ class ReleaseConfig(BaseModel):
             raise ValueError(f"a sample writer is named twice in {v}")
         return v
 
+    @model_validator(mode="after")
+    def _licensed(self) -> ReleaseConfig:
+        if self.include_optical and not (self.optical_licence or "").strip():
+            raise ValueError(
+                "include_optical ships the optical source's pixels, but its licence is not "
+                "given: set release.optical_licence (an SPDX id or URL) in the configuration "
+                "or --optical-licence on the command line"
+            )
+        return self
+
     def digest(self) -> str:
-        # no writers: the digest releases made before the seam have (their versions are in
-        # the plan's digest, resolved where the release is planned: release.publish.release_plan)
-        unused = () if self.writers else ("writers",)
+        # no writers, not strict: the digest releases made before them have (the writers'
+        # versions are in the plan's digest: release.publish.release_plan)
+        unused = (() if self.writers else ("writers",)) + (
+            () if self.strict_splits else ("strict_splits",)
+        )
         return lineage.digest(lineage.of_role(self, "shaping", unused))

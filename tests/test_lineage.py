@@ -84,7 +84,7 @@ CONFIGS = {  # a base configuration of each stage, and the settings it leaves un
         CaptionConfig(model="m", backend="openai", servers=("http://127.0.0.1:1/v1",)),
         {"kind", "device", "dtype", "trust_remote_code"},
     ),
-    "release": (ReleaseConfig(), set()),
+    "release": (ReleaseConfig(optical_licence="CC-BY-4.0"), set()),
 }
 
 

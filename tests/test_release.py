@@ -102,7 +102,7 @@ def test_samples_read_back_complete_with_pass_disjoint_splits(release_built):
             assert arr.dtype == np.dtype("<c8") and arr.shape == (128, 128)
             meta = sample["meta.json"]
             assert META_FIELDS <= set(meta), META_FIELDS - set(meta)
-            assert "city_id_satellite_pass" not in meta and meta["schema_version"] == "2.3"
+            assert "city_id_satellite_pass" not in meta and meta["schema_version"] == "2.4"
             # single-look speckle of the simulated clutter: ENL 1 (the moment estimator)
             assert 0.9 < meta["quality"]["enl"] < 1.1, meta["quality"]
             assert meta["acquisition"]["image_formation"] == {

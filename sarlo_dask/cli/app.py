@@ -189,6 +189,18 @@ def build(
     include_optical: bool | None = typer.Option(
         None, "--include-optical", help="ship <key>.optic.png (check the source's licence)"
     ),
+    optical_licence: str | None = typer.Option(
+        None,
+        "--optical-licence",
+        help="the optical source's licence (SPDX id or URL): shipping optical pixels "
+        "(--include-optical) is refused without one (release.optical_licence)",
+    ),
+    strict_splits: bool | None = typer.Option(
+        None,
+        "--strict-splits",
+        help="keep out of validation and test every sample whose footprint overlaps a "
+        "training sample of another pass (stats.json lists them either way)",
+    ),
     caption_model: str | None = typer.Option(
         None, help="caption model (local folder or hub id); none: captions null"
     ),
@@ -214,8 +226,15 @@ def build(
             err=True,
         )
         raise typer.Exit(2)
-    settings = (config, optical, zoom, include_optical, caption_model, caption_server, dry_run)
-    code = cli_run.run_build(inputs, work, out, cluster, workers, *settings, dem, replace)
+    settings = (config, optical, zoom, caption_model, caption_server, dry_run)
+    release = {
+        "include_optical": include_optical,
+        "optical_licence": optical_licence,
+        "strict_splits": strict_splits,
+    }
+    code = cli_run.run_build(
+        inputs, work, out, cluster, workers, *settings, dem, replace, release=release
+    )
     raise typer.Exit(code)
 
 

@@ -25,6 +25,8 @@ SETTINGS = (
     "  splits: {train: 0.34, validation: 0.33, test: 0.33}\n"
     "  # the simulated optical ground is the demo's own: ship each sample's optical view\n"
     "  include_optical: true\n"
+    "  optical_licence: CC0-1.0\n"
+    "  optical_attribution: simulated ground of sarlo-dask's demo\n"
 )
 """the demo's build settings (OUT/demo.yaml: `sarlo build --config` reads the same file)"""
 

@@ -249,12 +249,12 @@ def run_build(
     config: Path | None = None,
     optical: str | None = None,
     zoom: int | None = None,
-    include_optical: bool | None = None,
     caption_model: str | None = None,
     caption_server: list[str] | None = None,
     dry_run: bool = False,
     dem: str | None = None,
     replace: bool = False,
+    release: dict[str, Any] | None = None,
 ) -> int:
     from sarlo_dask.build_config import BuildConfig
     from sarlo_dask.pipeline import build_dataset
@@ -263,7 +263,7 @@ def run_build(
         "standardize": {"dem": dem},
         "tiles": {"optical": optical, "zoom": zoom},
         "captions": {"model": caption_model, **_servers(caption_server)},
-        "release": {"include_optical": include_optical},
+        "release": release or {},
     }
     build: BuildConfig = configure(BuildConfig.load, config, flags)
     scfg, tcfg, ccfg, rcfg = build.stages()

@@ -12,12 +12,14 @@ import numpy as np
 from sarlo_dask.geometry.formation import ProjectionModel, projection_model
 from sarlo_dask.geometry.formation import sicd_field as _get
 
-SCHEMA_VERSION = "2.3"
+SCHEMA_VERSION = "2.4"
 """of meta.json (sarlo_dask/schemas/meta.schema.json); 1.x: before the acquisition block;
 2.1: the `terrain` section of builds with a DEM; 2.2: `source_url` relative to the catalogue
 root for local inputs, no `city_id_satellite_pass` (the same value as `pass_id`); 2.3:
 `acquisition.image_formation` (declared algorithm, projection model, why), `quality` (the
-equivalent number of looks)"""
+equivalent number of looks); 2.4: `grid` (Major TOM cell), `group` (samples of the same
+ground), `quality.saturated_fraction` and `quality.phash`, `acquisition.core_name` and
+`collection_parameters`, `optical.licence` and `attribution`"""
 
 
 def orbit_direction(sicd: Any) -> str | None:
@@ -51,6 +53,13 @@ def _axes(sicd: Any, field: str) -> dict[str, float | None]:
     }
 
 
+def collection_parameters(sicd: Any) -> dict[str, str]:
+    """CollectionInfo's Parameters as the vendor wrote them (Umbra's task_id, Sentinel-1's
+    auxiliary products...): the product's own identifiers beside its CoreName."""
+    params = getattr(getattr(sicd, "CollectionInfo", None), "Parameters", None)
+    return {str(k): str(v) for k, v in sorted((params.to_dict() if params else {}).items())}
+
+
 def acquisition(sicd: Any, source: Any, incidence_deg: float) -> dict[str, Any]:
     """meta.json's `acquisition` block: `sicd` the tile's (resampled) SICD, `source` the
     scene's own, `incidence_deg` the ellipsoid incidence at the tile's centre."""
@@ -60,6 +69,8 @@ def acquisition(sicd: Any, source: Any, incidence_deg: float) -> dict[str, Any]:
         "collector": _get(source, "CollectionInfo.CollectorName"),
         "mode": _get(source, "CollectionInfo.RadarMode.ModeType"),
         "mode_id": _get(source, "CollectionInfo.RadarMode.ModeID"),
+        "core_name": _get(source, "CollectionInfo.CoreName"),
+        "collection_parameters": collection_parameters(source),
         "collect_start": str(np.datetime_as_string(start, unit="us")) + "Z"
         if start is not None
         else None,
@@ -82,6 +93,7 @@ def acquisition(sicd: Any, source: Any, incidence_deg: float) -> dict[str, Any]:
         "collector": "no CollectionInfo.CollectorName in the SICD",
         "mode": "no CollectionInfo.RadarMode in the SICD",
         "mode_id": "no RadarMode.ModeID in the SICD (optional)",
+        "core_name": "no CollectionInfo.CoreName in the SICD",
         "collect_start": "no Timeline.CollectStart in the SICD",
         "polarization": "no ImageFormation.TxRcvPolarizationProc in the SICD",
         "look_side": "no SCPCOA.SideOfTrack in the SICD",

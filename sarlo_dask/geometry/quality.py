@@ -7,6 +7,11 @@ averaged. A tile is rarely homogeneous as a whole, so it is cut into windows, ea
 inside the valid data gives its estimate, and the tile's ENL is their median: texture,
 edges and bright targets lower a window's estimate, and the median keeps them from
 deciding the tile's value while they are fewer than half the windows.
+
+Beside it: the share of valid pixels at the source's full scale (saturation: integer pixel
+types only; float pixels have none) and a perceptual hash of the preview (the DCT hash of
+imagehash's `phash`: 32 x 32 Lanczos thumbnail, the 8 x 8 lowest frequencies against their
+median, 16 hex digits), which the release compares to find near duplicates.
 """
 
 from __future__ import annotations
@@ -45,10 +50,64 @@ def enl(intensity: np.ndarray, valid: np.ndarray | None = None, window: int = EN
     return {"enl": float(np.median(estimates)), "windows": int(len(estimates))}
 
 
-def tile_quality(power: np.ndarray, valid: np.ndarray | None) -> dict[str, Any]:
-    """meta.json's `quality` block of a tile from its intensities |z|^2 and validity mask."""
+FULL_SCALE = {"RE16I_IM16I": 32767.0, "AMP8I_PHS8I": 255.0}
+"""the largest magnitude of one component (RE16I_IM16I) or of the amplitude code
+(AMP8I_PHS8I, before its AmpTable) a pixel type holds"""
+
+
+def full_scale(sicd: Any) -> tuple[float | None, str]:
+    """The amplitude at which the source's pixels saturate (None, with why, for float types)."""
+    kind = str(sicd.ImageData.PixelType)
+    if kind == "RE16I_IM16I":
+        return FULL_SCALE[kind], f"{kind}: a component at +-32767"
+    if kind == "AMP8I_PHS8I":
+        table = sicd.ImageData.AmpTable
+        top = float(np.max(np.asarray(table))) if table is not None else FULL_SCALE[kind]
+        return top, f"{kind}: the amplitude code 255 ({top:g})"
+    return None, f"{kind} pixels have no full scale"
+
+
+def saturated_fraction(
+    patch: np.ndarray, valid: np.ndarray | None, sicd: Any
+) -> tuple[float | None, str]:
+    """The share of valid pixels at or above the source pixel type's full scale (|re| or |im|
+    for RE16I_IM16I, |z| for AMP8I_PHS8I) and what it compared; None for float pixels."""
+    top, why = full_scale(sicd)
+    if top is None:
+        return None, why
+    z = np.asarray(patch)
+    if str(sicd.ImageData.PixelType) == "RE16I_IM16I":
+        at = np.maximum(np.abs(z.real), np.abs(z.imag)) >= top
+    else:
+        at = np.abs(z) >= top
+    keep = np.ones(z.shape, bool) if valid is None else np.asarray(valid, bool)
+    n = int(keep.sum())
+    return (float((at & keep).sum() / n) if n else None), why
+
+
+def phash(image: np.ndarray) -> str:
+    """The 64-bit DCT perceptual hash of a grey image as 16 hex digits (imagehash.phash's)."""
+    from PIL import Image
+    from scipy.fft import dct
+
+    grey = Image.fromarray(np.asarray(image, dtype=np.uint8)).convert("L")
+    pixels = np.asarray(grey.resize((32, 32), Image.Resampling.LANCZOS), dtype=np.float64)
+    low = dct(dct(pixels, axis=0), axis=1)[:8, :8]
+    bits = (low > np.median(low)).flatten()
+    return f"{int(''.join('1' if b else '0' for b in bits), 2):016x}"
+
+
+def tile_quality(
+    power: np.ndarray,
+    valid: np.ndarray | None,
+    saturated: tuple[float | None, str] | None = None,
+) -> dict[str, Any]:
+    """meta.json's `quality` block of a tile from its intensities |z|^2 and validity mask
+    (and its saturated_fraction, when measured)."""
     out = enl(power, valid)
     quality: dict[str, Any] = {"enl": out["enl"], "enl_windows": out["windows"]}
     if out["enl"] is None:
         quality["enl_reason"] = out["reason"]
+    if saturated is not None:
+        quality["saturated_fraction"], quality["saturated_rule"] = saturated
     return quality

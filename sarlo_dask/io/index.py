@@ -1,7 +1,8 @@
 """{out}/index.parquet: one row per released sample, GeoParquet 1.1 (the footprint as WKB).
 
-What users select samples by (split, pass, acquisition fields, label, captions, footprint and
-its bbox) beside where each sample lies: its shard and every member's offset and size in the
+What users select samples by (split, pass, acquisition fields, quality, Major TOM grid cell,
+group of samples of the same ground, label, captions, footprint and its bbox) beside where
+each sample lies: its shard and every member's offset and size in the
 tar. pandas, pyarrow, DuckDB and GeoPandas read it as it is; `dataset.open(url, split,
 where=...)` reads only the shards that hold matches.
 """
@@ -65,6 +66,7 @@ def index_rows(
         lons, lats = [p[0] for p in ring], [p[1] for p in ring]
         shard, offsets = members[r["key"]]
         caption = r["caption"] or {}
+        quality = r.get("quality") or {}  # tiles of schema < 2.3 have none
         out.append(
             {
                 "key": r["key"],
@@ -82,7 +84,11 @@ def index_rows(
                 "resolution_azimuth_m": acq["resolution_m"]["output"]["azimuth"],
                 "spacing_range_m": acq["spacing_m"]["output"]["range"],
                 "spacing_azimuth_m": acq["spacing_m"]["output"]["azimuth"],
-                "enl": (r.get("quality") or {}).get("enl"),
+                "enl": quality.get("enl"),
+                "saturated_fraction": quality.get("saturated_fraction"),
+                "phash": quality.get("phash"),
+                "grid_cell": (r.get("grid") or {}).get("cell"),
+                "group": r.get("group"),
                 "label": r["label"] if r["caption"] else None,
                 "caption_short": caption.get("SHORT"),
                 "caption_mid": caption.get("MID"),
@@ -145,6 +151,10 @@ def index_parquet(records: Sequence[Mapping[str, Any]]) -> bytes:
         ("spacing_range_m", pa.float64()),
         ("spacing_azimuth_m", pa.float64()),
         ("enl", pa.float64()),
+        ("saturated_fraction", pa.float64()),
+        ("phash", pa.string()),
+        ("grid_cell", pa.string()),
+        ("group", pa.string()),
         ("label", pa.string()),
         ("caption_short", pa.string()),
         ("caption_mid", pa.string()),

@@ -69,8 +69,11 @@ def polarizations(pol: str | None) -> list[str]:
     return [f"{tx}{rx}"] if f"{tx}{rx}" in ("HH", "VV", "HV", "VH") else []
 
 
-def _dumps(obj: Any) -> bytes:
-    return (json.dumps(obj, indent=1, sort_keys=True, ensure_ascii=False) + "\n").encode()
+def _dumps(obj: Any, indent: int | None = 1) -> bytes:
+    """JSON text of `obj`; `indent` None: compact, by the C encoder (an Item per sample)."""
+    seps = (",", ":") if indent is None else None
+    text = json.dumps(obj, indent=indent, separators=seps, sort_keys=True, ensure_ascii=False)
+    return (text + "\n").encode()
 
 
 def stac_item(row: Mapping[str, Any], marker: Mapping[str, Any], collection: str) -> dict:
@@ -217,7 +220,7 @@ class StacWriter(SampleWriter):
         collection = f"sarlo-{release.manifest.get('plan', 'release')}"
         rows = sorted(release.rows, key=lambda r: str(r["key"]))
         items = [stac_item(r, release.shards[r["shard"]], collection) for r in rows]
-        out = {f"stac/items/{i['id']}.json": _dumps(i) for i in items}
+        out = {f"stac/items/{i['id']}.json": _dumps(i, None) for i in items}
         out["stac/collection.json"] = _dumps(stac_collection(items, release.manifest, collection))
         out["stac/items.parquet"] = stac_geoparquet(items)
         return out

@@ -17,7 +17,7 @@ import os
 import tempfile
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from sarlo_dask._version import __version__
@@ -26,18 +26,16 @@ from sarlo_dask.dataset import read_manifest, shard_marker
 from sarlo_dask.driver.integrity import (
     Damage,
     DamagedError,
-    sha256,
     tile_damage,
-    unsealed,
     verify_member,
-    verify_meta,
-    verify_store,
 )
 from sarlo_dask.driver.outcomes import Failure, Release
 from sarlo_dask.geometry.acquisition import SCHEMA_VERSION
 from sarlo_dask.io import writers
 from sarlo_dask.io.index import INDEX, index_parquet
 from sarlo_dask.io.shard_tar import Buffer, ShardTar, mapped
+from sarlo_dask.release.overlap import Ground, ground
+from sarlo_dask.release.scenes import SceneIndex, caption_record
 from sarlo_dask.release.splits import (
     SampleRef,
     ShardSpec,
@@ -47,72 +45,8 @@ from sarlo_dask.release.splits import (
     split_report,
 )
 from sarlo_dask.release.verify import read_shard
-from sarlo_dask.stages.caption_stage import NO_MODEL, caption_damage
-from sarlo_dask.stages.tile_stage import tile_lineage
+from sarlo_dask.stages.caption_stage import NO_MODEL
 from sarlo_dask.store import PARTIAL, Store, catalogue_root, is_local, portable_url, staging_file
-
-
-@dataclass
-class SceneIndex:
-    """What the release needs of one scene: its kept tiles and its store's provenance."""
-
-    rows: list[dict[str, Any]]
-    """per kept tile: key, pass id, MID label, captions and the settings it was made under"""
-    provenance: Any
-    damaged: list[Damage] = field(default_factory=list)
-    """its units that do not verify (the release waits for them to be rebuilt)"""
-    source_url: str = ""
-    """its input, as its store records it (canonical; credentials removed)"""
-
-
-def scene_index(work: Store, scene_id: str, captions: str | None = None) -> SceneIndex:
-    """A scene's SceneIndex (a task: the scenes are indexed on the workers in parallel);
-    `captions`: the caption settings' digest (None: no caption model, no captions). What it
-    reads is verified first: the store's metadata, each meta.json against the tiles marker's
-    digest (a kept tile whose meta.json is gone is damage, not a smaller scene), each caption
-    record against its own."""
-    from sarlo_dask.stages.standardize import open_scene_store
-
-    url = work.scene_marker(scene_id)  # gone: the store is taken for damaged (rebuilt)
-    damaged = verify_store(work, scene_id, work.read_json(url) if work.exists(url) else {}, False)
-    marker = work.tiles_marker(scene_id)
-    recorded = work.read_json(marker).get("tiles") if work.exists(marker) else None
-    fs, root = work.filesystem(work.tile_dir(scene_id))
-    fs.invalidate_cache()
-    rows, seen = [], set()
-    for path in sorted(fs.glob(f"{root}/*.meta.json")):
-        data = fs.cat_file(path)
-        key = path.rsplit("/", 1)[-1][: -len(".meta.json")]
-        seen.add(key)
-        if bad := verify_meta(scene_id, key, sha256(data), recorded):
-            damaged += bad
-            continue
-        meta = json.loads(data)
-        if meta.get("optical", {}).get("retry"):
-            continue  # an optical retry is still due: not a finished sample
-        rec, bad = _caption_record(work, scene_id, meta, captions)
-        damaged += bad
-        if rec.get("transient"):
-            continue  # a caption server failed it: a re-run captions and releases it
-        rows.append(
-            {
-                "key": meta["key"],
-                "scene_id": scene_id,
-                "pass_id": meta["pass_id"],
-                "acquisition": meta["acquisition"],
-                "footprint": meta["footprint"],
-                "quality": meta.get("quality"),  # tiles of schema < 2.3 have none
-                "label": rec.get("label") or "none",
-                "caption": rec.get("caption"),
-                "lineage": {**tile_lineage(meta), "caption_config": rec.get("caption_config")},
-            }
-        )
-    gone = {k: v for k, v in (recorded or {}).items() if k not in seen}
-    damaged += [d for k in sorted(gone) for d in verify_meta(scene_id, k, None, gone)]
-    if any(d.kind == "scene" for d in damaged):
-        return SceneIndex(rows, None, damaged)  # its attributes are not to be read
-    attrs = open_scene_store(work.scene_store(scene_id), work.options, chunks=None).attrs
-    return SceneIndex(rows, attrs.get("provenance"), damaged, attrs.get("source_url", ""))
 
 
 def unreleased(out: Store, why: str, errors: Sequence[Failure] = ()) -> Release:
@@ -148,6 +82,12 @@ class ReleasePlan:
     index: Mapping[str, SceneIndex]
     sources: dict[str, str]
     """scene id -> its source_url in meta.json (`store.portable_url`)"""
+    ground: Ground
+    """grid cells, groups, leakage, withheld and duplicate samples (release.overlap)"""
+
+    def extras(self, scene_id: str, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """What the release adds to the meta.json of the scene's samples `keys`."""
+        return {k: found_extras(self.ground, scene_id, k) for k in keys}
 
     def stats_rows(self) -> list[dict[str, Any]]:
         """What stats.json counts: split, label and captions of each released sample."""
@@ -164,6 +104,8 @@ def release_plan(index: Mapping[str, SceneIndex], cfg: ReleaseConfig) -> Release
     rows = [(sid, r) for sid in sorted(index) for r in index[sid].rows]
     samples = [SampleRef(sid, r["key"], r["pass_id"], r["label"]) for sid, r in rows]
     assignment = split_passes(samples, cfg.splits, cfg.balance)
+    found = ground([r for _, r in rows], assignment, cfg.strict_splits)
+    samples = [s for s in samples if (s.scene_id, s.key) not in found.withheld]
     shards = shard_plan(samples, assignment, cfg)
     urls = {sid: index[sid].source_url for sid in sorted(index)}
     root = catalogue_root([u for u in urls.values() if u])
@@ -172,8 +114,17 @@ def release_plan(index: Mapping[str, SceneIndex], cfg: ReleaseConfig) -> Release
     if cfg.writers:  # an upgraded writer: another generation, never new files in this one
         lineage["writers"] = {"versions": writers.versions(cfg.writers)}
     digest = plan_digest(shards, cfg, lineage)
-    released = [{**r, "caption": r["caption"] or {}} for _, r in rows if r["pass_id"] in assignment]
-    return ReleasePlan(samples, assignment, shards, digest, released, index, sources)
+    released = [
+        {**r, "caption": r["caption"] or {}, **found_extras(found, sid, r["key"])}
+        for sid, r in rows
+        if r["pass_id"] in assignment and (sid, r["key"]) not in found.withheld
+    ]
+    return ReleasePlan(samples, assignment, shards, digest, released, index, sources, found)
+
+
+def found_extras(found: Ground, scene_id: str, key: str) -> dict[str, Any]:
+    """A sample's grid cell and group."""
+    return {"grid": found.grid[(scene_id, key)], "group": found.group[(scene_id, key)]}
 
 
 def release_manifest(
@@ -205,22 +156,6 @@ def release_manifest(
     }
 
 
-def _caption_record(
-    work: Store, scene_id: str, meta: dict[str, Any], captions: str | None
-) -> tuple[dict[str, Any], list[Damage]]:
-    """The tile's caption record, if it describes this tile and was made with the caption
-    settings of digest `captions` (None: none is); and its damage, if it does not verify."""
-    url = work.caption(scene_id, meta["key"])
-    if captions is None or not work.exists(url):
-        return {}, []
-    fs, path = work.filesystem(url)
-    rec, why = unsealed(fs.cat_file(path))
-    if rec is None:
-        return {}, [caption_damage(scene_id, meta["key"], why)]
-    same = rec.get("tile") == tile_lineage(meta) and rec.get("caption_config") == captions
-    return (rec if same else {}), []
-
-
 def sample_members(
     work: Store,
     scene_id: str,
@@ -232,7 +167,7 @@ def sample_members(
     """The members of one sample (without the `key.` prefix), meta.json completed with its
     captions, label, split and provenance."""
     meta = work.read_json(work.tile_member(scene_id, key, "meta.json"))
-    rec, damaged = _caption_record(work, scene_id, meta, scene.get("captions"))
+    rec, damaged = caption_record(work, scene_id, meta, scene.get("captions"))
     fs, base = work.filesystem(work.tile_dir(scene_id))
     local = is_local(fs)
 
@@ -261,6 +196,10 @@ def sample_members(
         meta["caption_reason"] = rec.get("reason") or NO_MODEL
         meta["label_reason"] = "no caption to label"
     meta["split"] = split
+    meta.update(scene["samples"][key])  # grid, group: what the release knows of its ground
+    if meta["optical"].get("source") is not None:  # the source's terms travel with the sample
+        meta["optical"]["licence"] = cfg.optical_licence
+        meta["optical"]["attribution"] = cfg.optical_attribution
     meta["schema_version"] = SCHEMA_VERSION  # the released form (its tile may be older)
     meta["source_url"] = scene["source_url"]  # relative to the catalogue root when local
     spacing = meta["acquisition"]["spacing_m"]["output"]

@@ -12,9 +12,10 @@ from typing import Any
 
 from sarlo_dask.config import ReleaseConfig
 
-RELEASE_FORMAT = 3
+RELEASE_FORMAT = 4
 """of shards and their markers (2: markers list each member's offset; 3: and its sha256,
-which index.parquet holds for range reads); in every plan digest,
+which index.parquet holds for range reads; 4: meta.json holds the sample's grid cell and
+group, schema 2.4); in every plan digest,
 so a release of another format is rewritten, never mixed"""
 
 

@@ -26,7 +26,7 @@ from sarlo_dask.errors import redact
 from sarlo_dask.geometry.acquisition import SCHEMA_VERSION, acquisition
 from sarlo_dask.geometry.chip import chip_sicd_xml
 from sarlo_dask.geometry.gpu import gpu_count
-from sarlo_dask.geometry.quality import tile_quality
+from sarlo_dask.geometry.quality import phash, saturated_fraction, tile_quality
 from sarlo_dask.geometry.sicd import sicd_from_xml
 from sarlo_dask.geometry.terrain_tiles import tile_terrain
 from sarlo_dask.geometry.tiles import (
@@ -181,7 +181,7 @@ def make_tile(
         "source_url": redact(ds.attrs.get("source_url", "")),
         "tile_index": [w.ia, w.ir],
         "valid_fraction": frac,
-        "quality": tile_quality(power, mask),
+        "quality": tile_quality(power, mask, saturated_fraction(patch, mask, src_sicd)),
         **geometry,
         "acquisition": acquisition(sicd, src_sicd, geometry["incidence_angles"]["ellipsoid_deg"]),
         "preview": {
@@ -200,6 +200,7 @@ def make_tile(
     if s0 is not None:
         power = s0
     preview, clip_db = db_preview(power, spec)
+    meta["quality"]["phash"] = phash(preview)  # of what a viewer sees: near duplicates
     meta["preview"]["scale"] = "sigma0 dB" if s0 is not None else "20 log10 |z|"
     meta["preview"]["clip_db"] = list(clip_db)
     if cfg.preview_scale == "sigma0" and s0 is None:
