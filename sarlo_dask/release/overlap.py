@@ -4,8 +4,7 @@ shared group ids, and duplicates within a pass (pure functions of the release's 
 A footprint is a tile's ground quadrilateral (GeoJSON, lon/lat). Two are compared in a plane
 tangent to the WGS-84 ellipsoid at their mean latitude (east = N cos(lat0) dlon, north = M
 dlat, N and M the ellipsoid's radii of curvature there): over a tile's few hundred metres the
-plane's distortion is far below 1e-4 of an area. Tiles are convex, so their intersection is
-one convex polygon (Sutherland-Hodgman).
+plane's distortion is far below 1e-4 of an area.
 
 - Leakage: every validation or test sample whose footprint overlaps a training sample (of
   another pass: a pass lies in one split) is named with the overlap's area; `strict` keeps
@@ -25,6 +24,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from sarlo_dask.geometry.grid import GRID_NAME, sample_grid
 
 WGS84_A = 6378137.0
@@ -34,61 +35,37 @@ GROUP_SHARE = 0.5
 NEAR_BITS = 6
 """most differing bits of two 64-bit preview hashes for a near duplicate"""
 
-Point = tuple[float, float]
 
-
-def plane(ring: Sequence[Sequence[float]], lat0: float, lon0: float) -> list[Point]:
-    """A GeoJSON ring (lon, lat; closed or not) in metres east/north of (lat0, lon0)."""
-    pts = ring[:-1] if len(ring) > 1 and list(ring[0]) == list(ring[-1]) else ring
+def plane(ring: Sequence[Sequence[float]], lat0: float, lon0: float) -> np.ndarray:
+    """A GeoJSON ring (lon, lat; closed or not) as (n, 2) metres east/north of (lat0, lon0)."""
+    pts = np.asarray(ring, dtype=np.float64)[:, :2]
+    if len(pts) > 1 and (pts[0] == pts[-1]).all():
+        pts = pts[:-1]
     w = 1.0 - WGS84_E2 * math.sin(math.radians(lat0)) ** 2
     east = WGS84_A / math.sqrt(w) * math.cos(math.radians(lat0)) * math.pi / 180.0
     north = WGS84_A * (1.0 - WGS84_E2) / w**1.5 * math.pi / 180.0
-    return [((((p[0] - lon0 + 180.0) % 360.0) - 180.0) * east, (p[1] - lat0) * north) for p in pts]
+    return np.stack(
+        [((pts[:, 0] - lon0 + 180.0) % 360.0 - 180.0) * east, (pts[:, 1] - lat0) * north], axis=1
+    )
 
 
-def area(poly: Sequence[Point]) -> float:
-    """The area enclosed by a simple polygon (shoelace), m^2."""
-    n = len(poly)
-    s = sum(poly[i][0] * poly[(i + 1) % n][1] - poly[(i + 1) % n][0] * poly[i][1] for i in range(n))
-    return abs(s) / 2.0
-
-
-def _ccw(poly: list[Point]) -> list[Point]:
-    n = len(poly)
-    s = sum(poly[i][0] * poly[(i + 1) % n][1] - poly[(i + 1) % n][0] * poly[i][1] for i in range(n))
-    return poly if s >= 0 else poly[::-1]
-
-
-def _side(e0: Point, e1: Point, p: Point) -> float:
-    """> 0 left of the edge e0 -> e1, 0 on its line."""
-    return (e1[0] - e0[0]) * (p[1] - e0[1]) - (e1[1] - e0[1]) * (p[0] - e0[0])
-
-
-def intersection(a: Sequence[Point], b: Sequence[Point]) -> list[Point]:
-    """The intersection of two convex polygons (Sutherland-Hodgman, `b` clipping `a`)."""
-    out, clip = _ccw(list(a)), _ccw(list(b))
-    for i in range(len(clip)):
-        if not out:
-            break
-        e0, e1 = clip[i], clip[(i + 1) % len(clip)]
-        src, out = out, []
-        for j in range(len(src)):
-            p, q = src[j], src[(j + 1) % len(src)]
-            sp, sq = _side(e0, e1, p), _side(e0, e1, q)
-            if sp >= 0:
-                out.append(p)
-            if (sp >= 0) != (sq >= 0):
-                t = sp / (sp - sq)
-                out.append((p[0] + t * (q[0] - p[0]), p[1] + t * (q[1] - p[1])))
-    return out if len(out) >= 3 else []
+def area(poly: np.ndarray) -> float:
+    """The area enclosed by a simple polygon of (n, 2) vertices (shoelace), m^2."""
+    x, y = poly[:, 0], poly[:, 1]
+    return abs(float(np.dot(x, np.roll(y, -1)) - np.dot(np.roll(x, -1), y))) / 2.0
 
 
 def overlap_area(ring_a: Sequence[Sequence[float]], ring_b: Sequence[Sequence[float]]) -> float:
-    """The ground area two lon/lat footprints share, m^2 (0 when disjoint)."""
+    """The ground area two lon/lat footprints share, m^2 (0 when disjoint): their
+    intersection (GEOS, through shapely: footprints over terrain need not be convex) in the
+    plane tangent at their mean latitude."""
+    from shapely import Polygon, make_valid
+
     pts = [p for r in (ring_a, ring_b) for p in r]
     lat0 = sum(p[1] for p in pts) / len(pts)
     lon0 = pts[0][0]
-    return area(intersection(plane(ring_a, lat0, lon0), plane(ring_b, lat0, lon0)))
+    a, b = (make_valid(Polygon(plane(r, lat0, lon0))) for r in (ring_a, ring_b))
+    return float(a.intersection(b).area)
 
 
 def _box(ring: Sequence[Sequence[float]]) -> tuple[float, float, float, float]:
