@@ -224,6 +224,12 @@ class TileConfig(BaseModel):
         description="decoded XYZ tiles kept per worker process (256 KiB each): neighbouring "
         "windows share most of theirs",
     )
+    landcover: str | None = Field(
+        None,
+        description="a land-cover raster of uint8 class codes (ESA WorldCover, Copernicus: "
+        "GeoTIFF, COG or VRT on any fsspec URL): each tile gets KEY.landcover.png, its codes "
+        "at every pixel (nearest), and their shares in meta.json",
+    )
     max_terrain_shift_px: float | None = Field(
         1.0,
         gt=0,
@@ -268,8 +274,9 @@ class TileConfig(BaseModel):
         """Of the settings that shape the tiles (lineage): how they are fetched (timeouts,
         retries, concurrency, caches) is left out, so changing it rebuilds nothing."""
         shaping = lineage.of_role(self, "shaping")
-        if isinstance(self.optical, str):  # a rotated token in the source's URL rebuilds nothing
-            shaping["optical"] = redact(self.optical)
+        for name in ("optical", "landcover"):  # a rotated token in a URL rebuilds nothing
+            if isinstance(shaping.get(name), str):
+                shaping[name] = redact(shaping[name])
         return lineage.digest(shaping)
 
 

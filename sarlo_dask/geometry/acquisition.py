@@ -19,7 +19,7 @@ root for local inputs, no `city_id_satellite_pass` (the same value as `pass_id`)
 `acquisition.image_formation` (declared algorithm, projection model, why), `quality` (the
 equivalent number of looks); 2.4: `grid` (Major TOM cell), `group` (samples of the same
 ground), `quality.saturated_fraction` and `quality.phash`, `acquisition.core_name` and
-`collection_parameters`, `optical.licence` and `attribution`"""
+`collection_parameters`, `optical.licence` and `attribution`, `landcover`"""
 
 
 def orbit_direction(sicd: Any) -> str | None:

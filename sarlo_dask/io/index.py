@@ -88,6 +88,10 @@ def index_rows(
                 "saturated_fraction": quality.get("saturated_fraction"),
                 "phash": quality.get("phash"),
                 "grid_cell": (r.get("grid") or {}).get("cell"),
+                "landcover": [
+                    {"code": int(code), "fraction": float(share)}
+                    for code, share in ((r.get("landcover") or {}).get("fractions") or {}).items()
+                ],
                 "group": r.get("group"),
                 "label": r["label"] if r["caption"] else None,
                 "caption_short": caption.get("SHORT"),
@@ -154,6 +158,7 @@ def index_parquet(records: Sequence[Mapping[str, Any]]) -> bytes:
         ("saturated_fraction", pa.float64()),
         ("phash", pa.string()),
         ("grid_cell", pa.string()),
+        ("landcover", pa.list_(pa.struct([("code", pa.int32()), ("fraction", pa.float64())]))),
         ("group", pa.string()),
         ("label", pa.string()),
         ("caption_short", pa.string()),

@@ -186,6 +186,8 @@ def sample_members(
     if cfg.include_optical and meta["optical"].get("status") == "ok":
         out["optic.png"] = member("optic.png")
     out["sicd.xml"] = member("sicd.xml")  # the chip's own SICD (sarlo_dask.geometry.chip)
+    if "landcover" in meta:  # tiles.landcover: the class map
+        out["landcover.png"] = member("landcover.png")
     if damaged:
         raise DamagedError(damaged)
     meta.pop("members", None)

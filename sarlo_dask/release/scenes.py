@@ -63,6 +63,7 @@ def scene_index(work: Store, scene_id: str, captions: str | None = None) -> Scen
                 "acquisition": meta["acquisition"],
                 "footprint": meta["footprint"],
                 "quality": meta.get("quality"),  # tiles of schema < 2.3 have none
+                "landcover": meta.get("landcover"),  # tiles.landcover: the class shares
                 "sar_sha256": meta.get("digests", {}).get(f"{meta['key']}.sar.npy"),
                 "label": rec.get("label") or "none",
                 "caption": rec.get("caption"),

@@ -166,6 +166,18 @@ def check_dem(cfg: Any) -> None:
         raise UsageError(str(exc)) from None  # it names the DEM
 
 
+def check_landcover(tiles: Any) -> None:
+    """tiles.landcover, when set, opens as one band of uint8 class codes with a CRS."""
+    from sarlo_dask.geometry.landcover import LandCoverError, probe_landcover
+    from sarlo_dask.storage_config import options_of
+
+    if tiles.landcover:
+        try:
+            probe_landcover(tiles.landcover, options_of(tiles, tiles.landcover))
+        except LandCoverError as exc:
+            raise UsageError(str(exc)) from None
+
+
 def check_caption_image(tiles: Any, captions: Any) -> None:
     """Captions of the optical view need the view: not with tiles.optical_mode metadata."""
     if captions.model and captions.image == "optical" and tiles.optical_mode == "metadata":

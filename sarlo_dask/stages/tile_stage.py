@@ -26,6 +26,7 @@ from sarlo_dask.errors import redact
 from sarlo_dask.geometry.acquisition import SCHEMA_VERSION, acquisition
 from sarlo_dask.geometry.chip import chip_sicd_xml
 from sarlo_dask.geometry.gpu import gpu_count
+from sarlo_dask.geometry.landcover import open_landcover, tile_landcover
 from sarlo_dask.geometry.quality import phash, saturated_fraction, tile_quality
 from sarlo_dask.geometry.sicd import sicd_from_xml
 from sarlo_dask.geometry.terrain_tiles import tile_terrain
@@ -128,6 +129,18 @@ def optical_source(cfg: TileConfig) -> OpticalSource:
         rate=cfg.http_rate,
         cache_options=options_of(cfg, cfg.tile_cache, "tile_cache_options"),
     )
+
+
+def landcover_of(w: Window, ds: Any, cfg: TileConfig) -> tuple[np.ndarray, dict[str, Any]]:
+    """The tile's land-cover class map and meta.json's `landcover` (the raster opened once
+    per worker and URL)."""
+    assert cfg.landcover is not None
+    url, so = cfg.landcover, options_of(cfg, cfg.landcover)
+    src = worker_state().memo("landcover", url, lambda: open_landcover(url, so), size=2)
+    az, rg = np.meshgrid(np.arange(w.size) + w.a0, np.arange(w.size) + w.r0, indexing="ij")
+    llh = tile_llh(ds.lat, ds.lon, ds.hae, az.ravel(), rg.ravel())
+    lat, lon = (llh[:, i].reshape(w.size, w.size) for i in (0, 1))
+    return tile_landcover(src, lat, lon, url)
 
 
 def pair_config(cfg: TileConfig) -> PairConfig:
@@ -262,6 +275,11 @@ def make_tile(
             "zoom": None,
             "status": NO_OPTICAL_SOURCE,
         }
+    if cfg.landcover:
+        codes, meta["landcover"] = landcover_of(w, ds, cfg)
+        members[f"{w.key}.landcover.png"] = encode_image(
+            codes, "png", compress_level=cfg.png_compress_level
+        )
     meta["members"] = sorted([*members, f"{w.key}.meta.json"])
     meta["digests"] = {name: sha256(data) for name, data in sorted(members.items())}
     root = work.tile_dir(w.scene_id)
