@@ -31,6 +31,7 @@ MEMBERS = {
     "meta.json": "geometry, acquisition, optical, captions, label, provenance "
     "(JSON Schema: sarlo_dask/schemas/meta.schema.json)",
     "optic.png": "the optical image warped into the tile's pixel grid",
+    "landcover.png": "the land-cover class code at each pixel (8 bits, the raster's codes)",
 }
 
 
