@@ -5,6 +5,7 @@ Part of the build configuration (`sarlo_dask.config`, the `release:` section of 
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -38,6 +39,11 @@ class ReleaseConfig(BaseModel):
     )
     optical_attribution: str | None = Field(
         None, description="the attribution the optical source asks for, in each meta.json"
+    )
+    optical_date: date | None = Field(
+        None,
+        description="when the optical source's imagery was acquired (ISO date), if its "
+        "provider says: each meta.json records it and its gap to the SAR collect, in days",
     )
     strict_splits: bool = Field(
         False,

@@ -274,8 +274,11 @@ def test_the_release_reports_leakage_and_strict_splits_keeps_it_out(
     import shutil
     import subprocess
     import sys
+    from datetime import date
 
     from pyproj import Geod
+
+    from sarlo_dask.captions.stats import words
 
     from .helpers import tree
 
@@ -302,9 +305,15 @@ def test_the_release_reports_leakage_and_strict_splits_keeps_it_out(
         assert r["grid_cell"] == ref.cell(lat, lon) and r["group"]
     assert stats["ground"]["groups_of_several"] > 0  # the same ground seen by several passes
 
+    import yaml
+
     root, urls, config = release_setup
     work = tmp_path / "work"
     shutil.copytree(root / "work", work)
+    settings = yaml.safe_load(config.read_text())
+    settings["release"] |= {"optical_date": "2025-05-01", "optical_attribution": "sim"}
+    config = tmp_path / "build.yaml"
+    config.write_text(yaml.safe_dump(settings))
     sarlo = [sys.executable, "-m", "sarlo_dask.cli", "build", *urls, "--work", str(work)]
     opts = ["--config", str(config), "--workers", "2", "--strict-splits", "--include-optical"]
     refused = subprocess.run(
@@ -341,6 +350,24 @@ def test_the_release_reports_leakage_and_strict_splits_keeps_it_out(
         for sample in wds.WebDataset(str(shard), shardshuffle=False):
             meta = json.loads(sample["meta.json"])
             assert meta["optical"]["licence"] == "CC-BY-4.0"
+            assert meta["optical"]["attribution"] == "sim"
+            sar_day = date.fromisoformat(meta["acquisition"]["collect_start"][:10])
+            gap = (sar_day - date(2025, 5, 1)).days
+            assert (
+                meta["optical"]["date"] == "2025-05-01" and meta["optical"]["date_gap_days"] == gap
+            )
+            row = next(
+                r for r in rows1 if r["key"] == meta["key"] and r["scene_id"] == meta["scene_id"]
+            )
+            assert row["optical_gap_days"] == gap
+            signals = meta["caption_signals"]
+            if meta["caption"]:
+                assert {k: v["words"] for k, v in signals.items()} == {
+                    k: len(words(t)) for k, t in meta["caption"].items()
+                }
+                assert row["caption_hedges"] == sum(v["hedges"] for v in signals.values())
+            else:
+                assert signals is None
             assert meta["grid"]["cell"] == next(
                 r["grid_cell"]
                 for r in rows1
@@ -348,3 +375,18 @@ def test_the_release_reports_leakage_and_strict_splits_keeps_it_out(
             )
             optic += "optic.png" in sample
     assert optic > 0
+
+
+def test_caption_signals_count_words_and_the_hedges_the_model_wrote():
+    from sarlo_dask.captions.clean import clean, hedges
+    from sarlo_dask.captions.stats import caption_signals
+
+    raw = "A road crosses fields. It may be a river, possibly a canal. Houses appear to line it."
+    assert hedges(raw) == 3  # may, possibly, appear
+    caption = {"MID": clean(raw)}
+    assert caption["MID"] == "A road crosses fields."
+    assert caption_signals(caption, {"MID": raw}) == {
+        "MID": {"words": 4, "raw_words": 17, "hedges": 3}
+    }
+    assert caption_signals(caption, None) == {"MID": {"words": 4}}  # a record of an older build
+    assert caption_signals(None, {"MID": raw}) is None

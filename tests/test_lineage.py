@@ -21,6 +21,7 @@ from .helpers import build_configs, tree
 
 OTHER: dict[str, Any] = {  # another valid value, where a generic one would not validate
     "polarizations": ("H:V",),
+    "optical_date": "2024-05-01",
     "select_by": "spacing",
     "writers": ["lineage-test"],
     "preview_format": "jpg",

@@ -282,6 +282,13 @@ _TIDY: list[tuple[str, str]] = [
 ]
 
 
+def hedges(text: str) -> int:
+    """How many hedge words (modals, seem-verbs, hedge adverbs: what `clean` removes claims
+    for) a text holds."""
+    w = text.split()
+    return sum(1 for i in range(len(w)) if _kind(w, i))
+
+
 def _sentences(text: str) -> list[str]:
     return [s.strip(" .!?,;:") for s in re.split(r"(?<=[.!?])\s+", text)]
 

@@ -49,6 +49,25 @@ def length_stats(texts: Iterable[str]) -> dict[str, float | int]:
     }
 
 
+def caption_signals(
+    caption: Mapping[str, str] | None, raw: Mapping[str, str] | None
+) -> dict[str, dict[str, int]] | None:
+    """meta.json's `caption_signals`: per caption kind, its words, the model's words before
+    cleanup, and the hedge words the model wrote (their claims are not in the caption);
+    None without a caption."""
+    from sarlo_dask.captions.clean import hedges
+
+    if not caption:
+        return None
+    out = {}
+    for kind, text in caption.items():
+        said = (raw or {}).get(kind)
+        out[kind] = {"words": len(words(text))}
+        if said is not None:  # records of older builds keep no raw text
+            out[kind] |= {"raw_words": len(words(said)), "hedges": hedges(said)}
+    return out
+
+
 def label_distribution(labels: Iterable[str]) -> dict[str, dict[str, float | int]]:
     """Count and share of each label, labels sorted by name."""
     c = Counter(labels)

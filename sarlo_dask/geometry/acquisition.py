@@ -5,6 +5,7 @@ A value the SICD does not carry is null, and `unknown` says why, field by field.
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
 
 import numpy as np
@@ -102,6 +103,14 @@ def acquisition(sicd: Any, source: Any, incidence_deg: float) -> dict[str, Any]:
     }
     out["unknown"] = {k: why for k, why in reasons.items() if out[k] is None}
     return out
+
+
+def date_gap_days(collect_start: str | None, optical: date | None) -> int | None:
+    """Whole days from the optical image's acquisition to the SAR collect (positive: the SAR
+    is later), UTC dates; None when either is unknown."""
+    if collect_start is None or optical is None:
+        return None
+    return (date.fromisoformat(collect_start[:10]) - optical).days
 
 
 def footprint(llh: np.ndarray) -> dict[str, Any]:

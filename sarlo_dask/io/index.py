@@ -67,6 +67,7 @@ def index_rows(
         shard, offsets = members[r["key"]]
         caption = r["caption"] or {}
         quality = r.get("quality") or {}  # tiles of schema < 2.3 have none
+        signals = r.get("caption_signals") or {}
         out.append(
             {
                 "key": r["key"],
@@ -88,6 +89,10 @@ def index_rows(
                 "saturated_fraction": quality.get("saturated_fraction"),
                 "phash": quality.get("phash"),
                 "grid_cell": (r.get("grid") or {}).get("cell"),
+                "optical_gap_days": r.get("optical_gap_days"),
+                "caption_hedges": sum(v.get("hedges", 0) for v in signals.values())
+                if signals
+                else None,
                 "landcover": [
                     {"code": int(code), "fraction": float(share)}
                     for code, share in ((r.get("landcover") or {}).get("fractions") or {}).items()
@@ -158,6 +163,8 @@ def index_parquet(records: Sequence[Mapping[str, Any]]) -> bytes:
         ("saturated_fraction", pa.float64()),
         ("phash", pa.string()),
         ("grid_cell", pa.string()),
+        ("optical_gap_days", pa.int32()),
+        ("caption_hedges", pa.int32()),
         ("landcover", pa.list_(pa.struct([("code", pa.int32()), ("fraction", pa.float64())]))),
         ("group", pa.string()),
         ("label", pa.string()),

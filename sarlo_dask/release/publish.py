@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from sarlo_dask._version import __version__
+from sarlo_dask.captions.stats import caption_signals
 from sarlo_dask.config import ReleaseConfig
 from sarlo_dask.dataset import read_manifest, shard_marker
 from sarlo_dask.driver.integrity import (
@@ -30,7 +31,7 @@ from sarlo_dask.driver.integrity import (
     verify_member,
 )
 from sarlo_dask.driver.outcomes import Failure, Release
-from sarlo_dask.geometry.acquisition import SCHEMA_VERSION
+from sarlo_dask.geometry.acquisition import SCHEMA_VERSION, date_gap_days
 from sarlo_dask.io import writers
 from sarlo_dask.io.index import INDEX, index_parquet
 from sarlo_dask.io.shard_tar import Buffer, ShardTar, mapped
@@ -115,11 +116,21 @@ def release_plan(index: Mapping[str, SceneIndex], cfg: ReleaseConfig) -> Release
         lineage["writers"] = {"versions": writers.versions(cfg.writers)}
     digest = plan_digest(shards, cfg, lineage)
     released = [
-        {**r, "caption": r["caption"] or {}, **found_extras(found, sid, r["key"])}
+        {
+            **r,
+            "caption": r["caption"] or {},
+            **found_extras(found, sid, r["key"]),
+            "optical_gap_days": sample_gap(r, cfg) if r.get("optical_source") else None,
+        }
         for sid, r in rows
         if r["pass_id"] in assignment and (sid, r["key"]) not in found.withheld
     ]
     return ReleasePlan(samples, assignment, shards, digest, released, index, sources, found)
+
+
+def sample_gap(row: Mapping[str, Any], cfg: ReleaseConfig) -> int | None:
+    """Days from the optical imagery (release.optical_date) to the sample's SAR collect."""
+    return date_gap_days(row["acquisition"].get("collect_start"), cfg.optical_date)
 
 
 def found_extras(found: Ground, scene_id: str, key: str) -> dict[str, Any]:
@@ -193,6 +204,7 @@ def sample_members(
     meta.pop("members", None)
     meta.pop("digests", None)
     meta["caption"] = rec.get("caption")
+    meta["caption_signals"] = caption_signals(meta["caption"], rec.get("caption_raw"))
     meta["label"] = rec.get("label")
     if meta["caption"] is None:
         meta["caption_reason"] = rec.get("reason") or NO_MODEL
@@ -202,6 +214,8 @@ def sample_members(
     if meta["optical"].get("source") is not None:  # the source's terms travel with the sample
         meta["optical"]["licence"] = cfg.optical_licence
         meta["optical"]["attribution"] = cfg.optical_attribution
+        meta["optical"]["date"] = cfg.optical_date.isoformat() if cfg.optical_date else None
+        meta["optical"]["date_gap_days"] = sample_gap(meta, cfg)
     meta["schema_version"] = SCHEMA_VERSION  # the released form (its tile may be older)
     meta["source_url"] = scene["source_url"]  # relative to the catalogue root when local
     spacing = meta["acquisition"]["spacing_m"]["output"]

@@ -7,6 +7,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from sarlo_dask.captions.stats import caption_signals
 from sarlo_dask.driver.integrity import Damage, sha256, unsealed, verify_meta, verify_store
 from sarlo_dask.stages.caption_stage import caption_damage
 from sarlo_dask.stages.tile_stage import tile_lineage
@@ -67,6 +68,8 @@ def scene_index(work: Store, scene_id: str, captions: str | None = None) -> Scen
                 "sar_sha256": meta.get("digests", {}).get(f"{meta['key']}.sar.npy"),
                 "label": rec.get("label") or "none",
                 "caption": rec.get("caption"),
+                "caption_signals": caption_signals(rec.get("caption"), rec.get("caption_raw")),
+                "optical_source": meta.get("optical", {}).get("source"),
                 "lineage": {**tile_lineage(meta), "caption_config": rec.get("caption_config")},
             }
         )
