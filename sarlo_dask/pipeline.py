@@ -180,7 +180,8 @@ def release_scenes(
     manifest["index"] = publish.write_index(gen, rows)
     if cfg.writers:  # the files of the sample writers the release names, beside its index
         try:
-            view = ReleaseView(rows, markers, copy.deepcopy(manifest))
+            read = writers.member_reader(gen, markers)
+            view = ReleaseView(rows, markers, copy.deepcopy(manifest), read)
             manifest["files"] = writers.write_files(gen, cfg.writers, view)
         except Exception as exc:  # a writer's fault: the current release stays as it is
             which = exc.kind if isinstance(exc, writers.WriterFailed) else "writers"

@@ -32,6 +32,11 @@ class ReleaseConfig(BaseModel):
     include_optical: bool = Field(
         False, description="add <key>.optic.png (most optical sources forbid redistribution)"
     )
+    licence: str | None = Field(
+        None,
+        description="the dataset's licence (an SPDX id, e.g. CC-BY-4.0) when its inputs' terms "
+        "allow one: the dataset card and croissant.json state it; None: 'other' (the inputs')",
+    )
     optical_licence: str | None = Field(
         None,
         description="the optical source's licence (an SPDX id or a URL), in each sample's "

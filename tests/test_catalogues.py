@@ -35,7 +35,17 @@ def stac_release(release_setup, release_built, client, tmp_path_factory):
     shutil.copytree(release_built[0], out)
     scfg, tcfg, ccfg, rcfg = build_configs(config).stages()
     build = BuildConfig.of(
-        scfg, tcfg, ccfg, rcfg.model_copy(update={"writers": ["stac", "croissant", "card"]})
+        scfg,
+        tcfg,
+        ccfg,
+        rcfg.model_copy(
+            update={
+                "writers": ["stac", "croissant", "card"],
+                "licence": "CC-BY-4.0",
+                "include_optical": True,
+                "optical_licence": "CC0-1.0",
+            }
+        ),
     )
     result = build_dataset(urls, str(work), str(out), build, client)
     assert result.exit_code() == 0, result.release
@@ -208,3 +218,52 @@ def test_datasets_reads_every_sample_through_the_cards_configs(stac_release):
             assert sample["meta.json"]["key"] == key
         seen += len(got)
     assert seen == manifest["samples"]
+
+
+def test_the_card_states_the_licences_and_shows_samples(stac_release):
+    """The card's header and croissant.json carry the release's licence; the card names the
+    optical source's; its figure is the first two samples of each split by key, each panel
+    their shipped preview (and optical view) as PIL resizes them, and the card shows it."""
+    import io
+
+    import numpy as np
+    import yaml
+    from PIL import Image
+
+    from sarlo_dask import dataset
+    from sarlo_dask.io.card import PANEL
+
+    gen, manifest = stac_release
+    text = (gen / "README.md").read_text()
+    assert yaml.safe_load(text.split("---\n")[1])["license"] == "cc-by-4.0"
+    assert "licensed CC-BY-4.0" in text and "optical source's licence: CC0-1.0" in text
+    croissant = json.loads((gen / "croissant.json").read_text())
+    assert croissant["license"] == "https://spdx.org/licenses/CC-BY-4.0.html"
+    assert "![" in text and "(figures/samples.png)" in text
+    figure = np.asarray(Image.open(gen / "figures" / "samples.png"))
+    i = 0
+    for split in ("train", "validation", "test"):
+        samples = sorted(dataset.open(str(gen.parent), split), key=lambda s: s["__key__"])
+        for sample in samples[:2]:
+            for j, name in enumerate(("sar.png", "optic.png")):
+                raw = dataset_bytes(gen, sample["__key__"], name)
+                want = (
+                    Image.open(io.BytesIO(raw))
+                    .convert("RGB")
+                    .resize((PANEL, PANEL), Image.Resampling.LANCZOS)
+                )
+                y, x = 8 + j * (PANEL + 8), 8 + i * (PANEL + 8)
+                assert np.array_equal(figure[y : y + PANEL, x : x + PANEL], np.asarray(want))
+            i += 1
+    assert i == 6 and figure.shape == (2 * (PANEL + 8) + 8, 6 * (PANEL + 8) + 8, 3)
+
+
+def dataset_bytes(gen, key: str, name: str) -> bytes:
+    """One member's bytes, read from its shard with webdataset (not through the writers)."""
+    import webdataset as wds
+
+    for shard in sorted(gen.rglob("*.tar")):
+        for sample in wds.WebDataset(str(shard), shardshuffle=False):
+            if sample["__key__"] == key:
+                return sample[name]
+    raise KeyError(key)

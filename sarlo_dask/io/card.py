@@ -43,14 +43,21 @@ def size_category(n: int) -> str:
     return "1M<n<10M"
 
 
-def card_header(rows: Sequence[Mapping[str, Any]], splits: Sequence[str]) -> dict[str, Any]:
-    """The card's YAML header: the config reads each split's shards with their features."""
+def card_header(
+    rows: Sequence[Mapping[str, Any]], splits: Sequence[str], licence: str | None = None
+) -> dict[str, Any]:
+    """The card's YAML header: the config reads each split's shards with their features;
+    `licence` the release's SPDX id (None: 'other', the inputs' own)."""
     names = sorted({str(m["name"]) for r in rows for m in r["members"]})
     features = [{"name": n, "dtype": hf_dtype(n)} for n in names]
     features += [{"name": "__key__", "dtype": "string"}, {"name": "__url__", "dtype": "string"}]
+    terms = (
+        {"license": licence.lower()}
+        if licence
+        else {"license": "other", "license_name": "the-inputs-licences"}
+    )
     return {
-        "license": "other",
-        "license_name": "the-inputs-licences",
+        **terms,
         "pretty_name": "SAR samples in native slant-range geometry (sarlo-dask)",
         "task_categories": ["image-to-text", "zero-shot-image-classification"],
         "tags": ["sar", "synthetic-aperture-radar", "remote-sensing", "sicd", "webdataset"],
@@ -65,8 +72,53 @@ def card_header(rows: Sequence[Mapping[str, Any]], splits: Sequence[str]) -> dic
     }
 
 
-def dataset_card(release: ReleaseView) -> str:
-    """The card's text: its YAML header and what a reader needs to use and cite it."""
+FIGURE = "figures/samples.png"
+FIGURE_ABOUT = (
+    "Samples of each split, by key: the amplitude preview above, the optical view below "
+    "where the release ships one"
+)
+PANEL = 192
+"""pixels a side of one image in the figure"""
+
+
+def sample_figure(release: ReleaseView, per_split: int = 2) -> bytes | None:
+    """A PNG of the first `per_split` samples of each split (by key): each sample's preview,
+    and below it its optical view when shipped; None when the writer is shown no pixels."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    if release.read is None or not release.rows:
+        return None
+    read = release.read
+    chosen = [
+        r
+        for split in SPLITS
+        for r in sorted((r for r in release.rows if r["split"] == split), key=lambda r: r["key"])[
+            :per_split
+        ]
+    ]
+    has = [{str(m["name"]) for m in r["members"]} for r in chosen]
+    rows = 2 if any("optic.png" in h for h in has) else 1
+    canvas = np.full((rows * (PANEL + 8) + 8, len(chosen) * (PANEL + 8) + 8, 3), 255, np.uint8)
+    for i, (r, names) in enumerate(zip(chosen, has, strict=True)):
+        preview = next(n for n in ("sar.png", "sar.jpg") if n in names)
+        for j, name in enumerate((preview, "optic.png")[:rows]):
+            if name not in names:
+                continue  # no optical view shipped: the panel stays empty
+            image = Image.open(io.BytesIO(read(str(r["key"]), name))).convert("RGB")
+            small = np.asarray(image.resize((PANEL, PANEL), Image.Resampling.LANCZOS))
+            y, x = 8 + j * (PANEL + 8), 8 + i * (PANEL + 8)
+            canvas[y : y + PANEL, x : x + PANEL] = small
+    buf = io.BytesIO()
+    Image.fromarray(canvas).save(buf, format="PNG", optimize=False, compress_level=6)
+    return buf.getvalue()
+
+
+def dataset_card(release: ReleaseView, figures: Sequence[str] = ()) -> str:
+    """The card's text: its YAML header and what a reader needs to use and cite it
+    (`figures`: the figure files written beside it)."""
     rows, manifest = release.rows, release.manifest
     counts: dict[str, int] = {}
     passes: dict[str, set[str]] = {}
@@ -74,7 +126,9 @@ def dataset_card(release: ReleaseView) -> str:
         counts[r["split"]] = counts.get(r["split"], 0) + 1
         passes.setdefault(r["split"], set()).add(str(r["pass_id"]))
     splits = [s for s in SPLITS if s in counts]
-    header = yaml.safe_dump(card_header(rows, splits), sort_keys=False, allow_unicode=True)
+    terms = manifest.get("terms") or {}
+    header = card_header(rows, splits, terms.get("licence"))
+    header = yaml.safe_dump(header, sort_keys=False, allow_unicode=True)
     names = sorted({str(m["name"]) for r in rows for m in r["members"]})
     lines = [
         "---",
@@ -96,6 +150,11 @@ def dataset_card(release: ReleaseView) -> str:
         "",
         "## A sample",
         "",
+        *(
+            [f"![{FIGURE_ABOUT}]({FIGURE})", "", f"{FIGURE_ABOUT}.", ""]
+            if FIGURE in figures
+            else []
+        ),
         *(f"- `KEY.{n}`: {MEMBERS.get(n, 'a file of a sample writer')}" for n in names),
         "",
         "## Reading it",
@@ -119,6 +178,25 @@ def dataset_card(release: ReleaseView) -> str:
         "",
         "## Licences",
         "",
+        *(
+            [f"The release is licensed {terms['licence']}, as its builder stated.", ""]
+            if terms.get("licence")
+            else []
+        ),
+        *(
+            [
+                f"The optical source's licence: {terms['optical_licence']}"
+                + (
+                    f"; attribution: {terms['optical_attribution']}"
+                    if terms.get("optical_attribution")
+                    else ""
+                )
+                + " (each `meta.json`'s `optical.licence`).",
+                "",
+            ]
+            if terms.get("optical_licence")
+            else []
+        ),
         "The licences of the SAR inputs apply to the samples made from them (each "
         "`meta.json` names its input; Umbra's open data, for one, is CC BY 4.0). Optical "
         "pixels are shipped only when the build was asked to (`optic.png`); each "
@@ -141,4 +219,6 @@ class CardWriter(SampleWriter):
     kind = "card"
 
     def files(self, release: ReleaseView) -> dict[str, bytes]:
-        return {CARD: dataset_card(release).encode()}
+        figure = sample_figure(release)
+        out = {FIGURE: figure} if figure is not None else {}
+        return {CARD: dataset_card(release, list(out)).encode(), **out}

@@ -106,6 +106,11 @@ def _field(name: str, kind: str, about: str, column: str, parent: str = "samples
     }
 
 
+def spdx_url(licence: str) -> str:
+    """A licence as a URL: an SPDX id's page (a URL stays as it is)."""
+    return licence if "://" in licence else f"https://spdx.org/licenses/{licence}.html"
+
+
 def croissant(release: ReleaseView, index_sha256: str) -> dict[str, Any]:
     """The Croissant description of `release`, whose index.parquet has `index_sha256`."""
     manifest = release.manifest
@@ -156,7 +161,10 @@ def croissant(release: ReleaseView, index_sha256: str) -> dict[str, Any]:
     ]
     for sub, (name, _, _) in zip(members["subField"], MEMBER_FIELDS, strict=True):
         sub["source"]["transform"] = {"jsonPath": name}
+    terms = manifest.get("terms") or {}
+    licence = {"license": spdx_url(terms["licence"])} if terms.get("licence") else {}
     return {
+        **licence,
         "@context": CONTEXT,
         "@type": "sc:Dataset",
         "name": str(manifest.get("dataset", "sarlo-dask release")),

@@ -15,7 +15,7 @@ import functools
 import hashlib
 import posixpath
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -41,6 +41,9 @@ class ReleaseView:
     """shard path (relative to the generation) -> its commit marker (sha256, bytes, keys)"""
     manifest: Mapping[str, Any]
     """the release's manifest as far as it is known (counts, splits, settings digests)"""
+    read: Callable[[str, str], bytes] | None = None
+    """the bytes of one member of a sample: (key, member name after `KEY.`), checked against
+    its sha256 in its shard's marker (None: the writer is shown no pixels)"""
 
 
 class SampleWriter(ABC):
@@ -165,3 +168,22 @@ def write_files(out: Store, names: Sequence[str], view: ReleaseView) -> list[dic
         out.update_bytes(out.path(path), data)
         written.append(entry(path, kind, data))
     return written
+
+
+def member_reader(
+    out: Store, shards: Mapping[str, Mapping[str, Any]]
+) -> Callable[[str, str], bytes]:
+    """`ReleaseView.read` over the committed shards of the generation `out`: a range read of
+    the member where its shard's marker puts it, its sha256 checked (a ValueError if not)."""
+    where = {key: (shard, at) for shard, m in shards.items() for key, at in m["members"].items()}
+
+    def read(key: str, name: str) -> bytes:
+        shard, at = where[key]
+        offset, size, digest = at[name]
+        fs, path = out.filesystem(out.path(shard))
+        data = bytes(fs.cat_file(path, start=int(offset), end=int(offset) + int(size)))
+        if hashlib.sha256(data).hexdigest() != digest:
+            raise ValueError(f"{shard}: {key}.{name} is not the bytes its marker lists")
+        return data
+
+    return read

@@ -164,6 +164,11 @@ def release_manifest(
             if s.path in markers
         ],
         "catalogue": catalogue,
+        "terms": {
+            "licence": cfg.licence,
+            "optical_licence": cfg.optical_licence,
+            "optical_attribution": cfg.optical_attribution,
+        },
     }
 
 
