@@ -56,9 +56,10 @@ class ReleaseConfig(BaseModel):
         "a training sample (listed in stats.json's ground.leakage either way)",
     )
     writers: list[str] = Field(
-        default_factory=list,
+        default_factory=lambda: ["stac", "croissant", "card"],
         description="sample writers whose files the release holds beside its shards and "
-        "index (sarlo_dask.io.writers: kinds registered or installed by entry point)",
+        "index (sarlo_dask.io.writers: kinds registered or installed by entry point); by "
+        "default the STAC catalogue, croissant.json and the dataset card; [] for none",
     )
     check_committed: Literal["sha256", "size"] = execution(
         "sha256",
