@@ -273,7 +273,7 @@ class TileConfig(BaseModel):
     def digest(self) -> str:
         """Of the settings that shape the tiles (lineage): how they are fetched (timeouts,
         retries, concurrency, caches) is left out, so changing it rebuilds nothing."""
-        shaping = lineage.of_role(self, "shaping")
+        shaping = lineage.of_role(self, "shaping", () if self.landcover else ("landcover",))
         for name in ("optical", "landcover"):  # a rotated token in a URL rebuilds nothing
             if isinstance(shaping.get(name), str):
                 shaping[name] = redact(shaping[name])

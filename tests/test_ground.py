@@ -63,6 +63,7 @@ def test_grid_cells_are_major_toms():
     assert cell_id(*cell_of(*snowbird)) == "451U_946L" == ref.cell(*snowbird)
     lat0, lon0 = cell_corner(451, -946)
     assert cell_of(lat0 + 1e-6, lon0 + 1e-6) == (451, -946)
+    assert cell_of(-84.99, 10.0) is None  # below Major TOM's last row line (-85 deg)
     ring = [[2.2, 89.0], [2.3, 89.0], [2.3, 89.1], [2.2, 89.0]]
     far = sample_grid({"type": "Polygon", "coordinates": [ring]})
     assert far["cell"] is None and "85" in far["reason"]
@@ -390,3 +391,29 @@ def test_caption_signals_count_words_and_the_hedges_the_model_wrote():
     }
     assert caption_signals(caption, None) == {"MID": {"words": 4}}  # a record of an older build
     assert caption_signals(None, {"MID": raw}) is None
+
+
+def test_overlaps_across_the_antimeridian_and_groups_of_released_samples_only():
+    """Two passes' tiles straddling 180 degrees, each ring starting on its own side, are found
+    overlapping with overlap_area's area; under strict splits the withheld sample is no group's
+    name and no duplicate's."""
+    from sarlo_dask.release.overlap import ground
+
+    a = quad(179.999, -17.0, 820, 0)
+    b = [[p[0] - 360.0 if p[0] > 180 else p[0], p[1]] for p in quad(180.002, -17.0, 820, 0)]
+    b = b[1:4] + b[0:2]  # the same ring, starting at a vertex west of 180 deg, closed
+    assert a[0][0] > 0 > b[0][0]
+    rows = [
+        {"scene_id": "A", "key": "t0", "pass_id": "pa", "footprint": {"coordinates": [a]}},
+        {"scene_id": "B", "key": "t0", "pass_id": "pb", "footprint": {"coordinates": [b]}},
+    ]
+    pairs = cross_pass_overlaps(rows)
+    assert len(pairs) == 1 and pairs[0][2] == pytest.approx(overlap_area(a, b))
+    assert pairs[0][2] > 1e5
+    found = ground(rows, {"pa": "test", "pb": "train"}, strict=True)
+    assert found.withheld == {("A", "t0")}
+    assert found.group == {("B", "t0"): "B/t0"}
+    assert ground(rows, {"pa": "test", "pb": "train"}, strict=False).group == {
+        ("A", "t0"): "A/t0",
+        ("B", "t0"): "A/t0",
+    }

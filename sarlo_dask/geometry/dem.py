@@ -152,7 +152,8 @@ def dem_versions(url: str, storage_options: dict[str, Any] | None = None) -> dic
     return {redact(f): version_of(info) for f, info in _listing(url, storage_options).items()}
 
 
-def _open(url: str, storage_options: dict[str, Any] | None) -> Any:
+def open_raster(url: str, storage_options: dict[str, Any] | None) -> Any:
+    """A raster opened by rasterio: a local path as it is, any other URL through fsspec."""
     import rasterio
 
     from sarlo_dask.store import filesystem, is_local
@@ -172,7 +173,7 @@ def probe_dem(
 
     first = dem_files(url, storage_options)[0]
     try:
-        with _open(first, storage_options) as src:
+        with open_raster(first, storage_options) as src:
             crs = src.crs
     except Exception as exc:  # rasterio's errors: not a raster, unreadable
         raise DemError(f"DEM {redact(first)}: not readable as a raster ({exc})") from None
@@ -204,7 +205,7 @@ def open_dem(
         sets = []
         for f in dem_files(url, storage_options):
             try:
-                sets.append(stack.enter_context(_open(f, storage_options)))
+                sets.append(stack.enter_context(open_raster(f, storage_options)))
             except Exception as exc:  # rasterio's errors: not a raster, unreadable
                 raise DemError(f"DEM {redact(f)}: not readable as a raster ({exc})") from None
         first = sets[0]

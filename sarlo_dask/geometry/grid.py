@@ -40,6 +40,8 @@ def cell_of(lat: float, lon: float, cell_km: float = CELL_KM) -> tuple[int, int]
     if not (-MAX_LATITUDE <= lat <= MAX_LATITUDE) or not math.isfinite(lon):
         return None
     row = math.ceil(lat / row_step(cell_km)) - 1
+    if row * row_step(cell_km) < -MAX_LATITUDE:  # Major TOM keeps no row below -85 deg
+        return None
     lon = (lon + 180.0) % 360.0 - 180.0
     step = col_step(row, cell_km)
     col = math.ceil(lon / step) - 1
@@ -69,8 +71,9 @@ def ring_centre(ring: Sequence[Sequence[float]]) -> tuple[float, float]:
 
 
 def sample_grid(footprint: Mapping[str, Any]) -> dict[str, Any]:
-    """meta.json's `grid` of a sample from its GeoJSON footprint: the Major TOM cell of its
-    centre ({name, cell, row, col}; cell None with a reason outside the grid)."""
+    """meta.json's `grid` of a sample from its GeoJSON footprint: the Major TOM cell of the
+    mean of its vertices, a point inside the tile ({name, cell, row, col}; cell None with a
+    reason outside the grid)."""
     lat, lon = ring_centre(footprint["coordinates"][0])
     found = cell_of(lat, lon)
     if found is None:

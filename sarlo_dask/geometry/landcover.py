@@ -29,13 +29,10 @@ class LandCoverError(ValueError):
 def open_landcover(url: str, storage_options: dict[str, Any] | None = None) -> Any:
     """The raster, open (rasterio), checked: one band of uint8 codes with a CRS; else
     LandCoverError naming it."""
-    import rasterio
+    from sarlo_dask.geometry.dem import open_raster
 
-    from sarlo_dask.store import filesystem, is_local
-
-    fs, path = filesystem(url, storage_options)
     try:
-        src = rasterio.open(path) if is_local(fs) else rasterio.open(path, opener=fs)
+        src = open_raster(url, storage_options)
     except Exception as exc:  # rasterio's errors: missing, not a raster
         raise LandCoverError(
             f"land cover {redact(url)}: not readable as a raster ({exc})"
@@ -47,12 +44,39 @@ def open_landcover(url: str, storage_options: dict[str, Any] | None = None) -> A
         if src.dtypes[0] not in LANDCOVER_DTYPES
         else "no CRS"
         if src.crs is None
+        else f"nodata {src.nodata} (not a code 0-255)"
+        if src.nodata is not None and not (0 <= src.nodata <= 255 and src.nodata == int(src.nodata))
         else ""
     )
     if why:
         src.close()
         raise LandCoverError(f"land cover {redact(url)}: {why}")
     return src
+
+
+class HeldLandCover:
+    """A land-cover raster a worker holds open between its tiles: one reader at a time (GDAL
+    handles are not thread-safe), closed when the worker's table drops it."""
+
+    def __init__(self, url: str, storage_options: dict[str, Any] | None) -> None:
+        import threading
+
+        self.lock = threading.Lock()
+        self.src = open_landcover(url, storage_options)
+
+    def codes(self, lat: np.ndarray, lon: np.ndarray) -> tuple[np.ndarray, int]:
+        """`sample_codes` under the lock, and the raster's nodata code."""
+        with self.lock:
+            return sample_codes(self.src, lat, lon), nodata_code(self.src)
+
+    def close(self) -> None:
+        with self.lock:
+            self.src.close()
+
+
+def nodata_code(src: Any) -> int:
+    """The raster's nodata code: its own, else 0."""
+    return int(src.nodata) if src.nodata is not None else 0
 
 
 def probe_landcover(url: str, storage_options: dict[str, Any] | None = None) -> None:
@@ -70,8 +94,7 @@ def sample_codes(src: Any, lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
     x, y = to_crs.transform(np.asarray(lon, "float64"), np.asarray(lat, "float64"))
     col, row = ~src.transform @ (x, y)
     col, row = np.floor(col).astype(np.int64), np.floor(row).astype(np.int64)
-    nodata = int(src.nodata) if src.nodata is not None else 0
-    out = np.full(np.shape(lat), nodata, dtype=np.uint8)
+    out = np.full(np.shape(lat), nodata_code(src), dtype=np.uint8)
     inside = (row >= 0) & (row < src.height) & (col >= 0) & (col < src.width)
     if inside.any():
         r0, r1 = int(row[inside].min()), int(row[inside].max()) + 1
@@ -91,10 +114,9 @@ def class_shares(codes: np.ndarray, nodata: int) -> dict[str, Any]:
 
 
 def tile_landcover(
-    src: Any, lat: np.ndarray, lon: np.ndarray, name: str
-) -> tuple[np.ndarray, dict]:
+    held: HeldLandCover, lat: np.ndarray, lon: np.ndarray, name: str
+) -> tuple[np.ndarray, dict[str, Any]]:
     """A tile's class map from its pixels' (lat, lon) grids, and meta.json's `landcover`."""
-    codes = sample_codes(src, lat, lon)
-    nodata = int(src.nodata) if src.nodata is not None else 0
+    codes, nodata = held.codes(lat, lon)
     meta = {"source": redact(name), "nodata_code": nodata, **class_shares(codes, nodata)}
     return codes, meta

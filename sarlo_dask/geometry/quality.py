@@ -8,8 +8,11 @@ inside the valid data gives its estimate, and the tile's ENL is their median: te
 edges and bright targets lower a window's estimate, and the median keeps them from
 deciding the tile's value while they are fewer than half the windows.
 
-Beside it: the share of valid pixels at the source's full scale (saturation: integer pixel
-types only; float pixels have none) and a perceptual hash of the preview (the DCT hash of
+Beside it: the share of valid pixels whose amplitude reaches the source pixel type's full
+scale (integer pixel types only; float pixels have none). It is measured on the resampled
+tile: a saturated area of the source keeps its amplitude at full scale through resampling
+and deskew (which rotate the phase, so a component test would not do), a lone clipped pixel
+is smeared below it and a perceptual hash of the preview (the DCT hash of
 imagehash's `phash`: 32 x 32 Lanczos thumbnail, the 8 x 8 lowest frequencies against their
 median, 16 hex digits), which the release compares to find near duplicates.
 """
@@ -59,7 +62,7 @@ def full_scale(sicd: Any) -> tuple[float | None, str]:
     """The amplitude at which the source's pixels saturate (None, with why, for float types)."""
     kind = str(sicd.ImageData.PixelType)
     if kind == "RE16I_IM16I":
-        return FULL_SCALE[kind], f"{kind}: a component at +-32767"
+        return FULL_SCALE[kind], f"{kind}: |z| at or above a component's full scale, 32767"
     if kind == "AMP8I_PHS8I":
         table = sicd.ImageData.AmpTable
         top = float(np.max(np.asarray(table))) if table is not None else FULL_SCALE[kind]
@@ -70,17 +73,13 @@ def full_scale(sicd: Any) -> tuple[float | None, str]:
 def saturated_fraction(
     patch: np.ndarray, valid: np.ndarray | None, sicd: Any
 ) -> tuple[float | None, str]:
-    """The share of valid pixels at or above the source pixel type's full scale (|re| or |im|
-    for RE16I_IM16I, |z| for AMP8I_PHS8I) and what it compared; None for float pixels."""
+    """The share of valid pixels of the (resampled) tile whose amplitude |z| is at or above
+    the source pixel type's full scale, and what it compared; None for float pixels."""
     top, why = full_scale(sicd)
     if top is None:
         return None, why
-    z = np.asarray(patch)
-    if str(sicd.ImageData.PixelType) == "RE16I_IM16I":
-        at = np.maximum(np.abs(z.real), np.abs(z.imag)) >= top
-    else:
-        at = np.abs(z) >= top
-    keep = np.ones(z.shape, bool) if valid is None else np.asarray(valid, bool)
+    at = np.abs(np.asarray(patch)) >= top
+    keep = np.ones(at.shape, bool) if valid is None else np.asarray(valid, bool)
     n = int(keep.sum())
     return (float((at & keep).sum() / n) if n else None), why
 

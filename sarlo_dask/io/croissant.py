@@ -82,6 +82,8 @@ FIELDS = (  # index.parquet's columns a record holds, with their schema.org type
     ("phash", "sc:Text", "64-bit DCT hash of the preview (imagehash's phash), hex"),
     ("grid_cell", "sc:Text", "Major TOM 10 km grid cell of the tile's centre (e.g. 451U_946L)"),
     ("group", "sc:Text", "first scene_id/key of the samples of any pass showing this ground"),
+    ("optical_gap_days", "sc:Integer", "days from the optical acquisition to the SAR collect"),
+    ("caption_hedges", "sc:Integer", "hedge words the caption model wrote (removed claims)"),
     ("label", "sc:Text", "scene category from the MID caption (null without captions)"),
     ("caption_short", "sc:Text", "the SHORT caption"),
     ("caption_mid", "sc:Text", "the MID caption"),

@@ -52,6 +52,14 @@ def wkb_polygon(data: bytes) -> list[list[tuple[float, float]]]:
     return rings
 
 
+def landcover_list(landcover: Mapping[str, Any] | None) -> list[dict[str, Any]] | None:
+    """meta.json's land-cover shares as the index's list of (code, fraction), by code."""
+    if not landcover:
+        return None
+    shares = sorted((int(code), float(f)) for code, f in landcover["fractions"].items())
+    return [{"code": code, "fraction": f} for code, f in shares]
+
+
 def index_rows(
     rows: Sequence[Mapping[str, Any]],
     assignment: Mapping[str, str],
@@ -90,13 +98,10 @@ def index_rows(
                 "phash": quality.get("phash"),
                 "grid_cell": (r.get("grid") or {}).get("cell"),
                 "optical_gap_days": r.get("optical_gap_days"),
-                "caption_hedges": sum(v.get("hedges", 0) for v in signals.values())
-                if signals
+                "caption_hedges": sum(v["hedges"] for v in signals.values())
+                if signals and all("hedges" in v for v in signals.values())
                 else None,
-                "landcover": [
-                    {"code": int(code), "fraction": float(share)}
-                    for code, share in ((r.get("landcover") or {}).get("fractions") or {}).items()
-                ],
+                "landcover": landcover_list(r.get("landcover")),
                 "group": r.get("group"),
                 "label": r["label"] if r["caption"] else None,
                 "caption_short": caption.get("SHORT"),

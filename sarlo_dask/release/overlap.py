@@ -57,8 +57,7 @@ def area(poly: np.ndarray) -> float:
 
 def overlap_area(ring_a: Sequence[Sequence[float]], ring_b: Sequence[Sequence[float]]) -> float:
     """The ground area two lon/lat footprints share, m^2 (0 when disjoint): their
-    intersection (GEOS, through shapely: footprints over terrain need not be convex) in the
-    plane tangent at their mean latitude."""
+    intersection (GEOS, through shapely) in the plane tangent at their mean latitude."""
     from shapely import Polygon, make_valid
 
     pts = [p for r in (ring_a, ring_b) for p in r]
@@ -78,25 +77,33 @@ def _box(ring: Sequence[Sequence[float]]) -> tuple[float, float, float, float]:
 def cross_pass_overlaps(rows: Sequence[Mapping[str, Any]]) -> list[tuple[int, int, float]]:
     """(i, j, area m^2), i < j, of every two rows of different passes whose footprints
     overlap; rows carry `pass_id` and `footprint`. Candidates by a sweep over the bounding
-    boxes' west edges (footprints across the antimeridian are compared by their own box)."""
+    boxes' west edges; a box reaching past 180 degrees east is entered once more, 360
+    degrees west, so that footprints across the antimeridian meet)."""
     rings = [r["footprint"]["coordinates"][0] for r in rows]
-    boxes = [_box(ring) for ring in rings]
-    order = sorted(range(len(rows)), key=lambda i: boxes[i][0])
-    active: list[int] = []
-    out = []
-    for i in order:
-        west = boxes[i][0]
-        active = [j for j in active if boxes[j][2] >= west]
-        for j in active:
-            if rows[i]["pass_id"] == rows[j]["pass_id"]:
+    entries = []
+    for i, ring in enumerate(rings):
+        west, south, east, north = _box(ring)
+        turn = 360.0 * ((west + 180.0) // 360.0)  # west into [-180, 180)
+        west, east = west - turn, east - turn
+        entries.append((west, south, east, north, i))
+        if east > 180.0:
+            entries.append((west - 360.0, south, east - 360.0, north, i))
+    entries.sort()
+    active: list[tuple[float, float, float, float, int]] = []
+    found: dict[tuple[int, int], float] = {}
+    for box in entries:
+        active = [b for b in active if b[2] >= box[0]]
+        i = box[4]
+        for other in active:
+            j = other[4]
+            pair = (min(i, j), max(i, j))
+            if j == i or rows[i]["pass_id"] == rows[j]["pass_id"] or pair in found:
                 continue
-            if boxes[j][1] > boxes[i][3] or boxes[i][1] > boxes[j][3]:
+            if other[1] > box[3] or box[1] > other[3]:
                 continue
-            a = overlap_area(rings[i], rings[j])
-            if a > 0:
-                out.append((min(i, j), max(i, j), a))
-        active.append(i)
-    return sorted(out)
+            found[pair] = overlap_area(rings[i], rings[j])
+        active.append(box)
+    return sorted((i, j, a) for (i, j), a in found.items() if a > 0)
 
 
 def footprint_area(ring: Sequence[Sequence[float]]) -> float:
@@ -235,11 +242,16 @@ def ground(
     keys = [(r["scene_id"], r["key"]) for r in rows]
     pairs = cross_pass_overlaps(rows)
     leaks = leakage(rows, assignment, pairs)
-    dup_rows = [{**r, "phash": (r.get("quality") or {}).get("phash")} for r in rows]
+    withheld = frozenset((x["scene_id"], x["key"]) for x in leaks) if strict else frozenset()
+    kept = [i for i, k in enumerate(keys) if k not in withheld]  # groups name released ones
+    at = {i: n for n, i in enumerate(kept)}
+    kept_pairs = [(at[i], at[j], a) for i, j, a in pairs if i in at and j in at]
+    kept_rows = [rows[i] for i in kept]
+    dup_rows = [{**r, "phash": (r.get("quality") or {}).get("phash")} for r in kept_rows]
     return Ground(
         grid={k: sample_grid(r["footprint"]) for k, r in zip(keys, rows, strict=True)},
-        group=dict(zip(keys, groups(rows, pairs), strict=True)),
+        group=dict(zip([keys[i] for i in kept], groups(kept_rows, kept_pairs), strict=True)),
         leakage=leaks,
-        withheld=frozenset((x["scene_id"], x["key"]) for x in leaks) if strict else frozenset(),
+        withheld=withheld,
         duplicates=duplicates(dup_rows),
     )

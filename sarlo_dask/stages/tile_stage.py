@@ -26,7 +26,7 @@ from sarlo_dask.errors import redact
 from sarlo_dask.geometry.acquisition import SCHEMA_VERSION, acquisition
 from sarlo_dask.geometry.chip import chip_sicd_xml
 from sarlo_dask.geometry.gpu import gpu_count
-from sarlo_dask.geometry.landcover import open_landcover, tile_landcover
+from sarlo_dask.geometry.landcover import HeldLandCover, tile_landcover
 from sarlo_dask.geometry.quality import phash, saturated_fraction, tile_quality
 from sarlo_dask.geometry.sicd import sicd_from_xml
 from sarlo_dask.geometry.terrain_tiles import tile_terrain
@@ -136,11 +136,12 @@ def landcover_of(w: Window, ds: Any, cfg: TileConfig) -> tuple[np.ndarray, dict[
     per worker and URL)."""
     assert cfg.landcover is not None
     url, so = cfg.landcover, options_of(cfg, cfg.landcover)
-    src = worker_state().memo("landcover", url, lambda: open_landcover(url, so), size=2)
+    make = lambda: HeldLandCover(url, so)  # noqa: E731
+    held = worker_state().memo("landcover", url, make, size=2, close=True)
     az, rg = np.meshgrid(np.arange(w.size) + w.a0, np.arange(w.size) + w.r0, indexing="ij")
     llh = tile_llh(ds.lat, ds.lon, ds.hae, az.ravel(), rg.ravel())
     lat, lon = (llh[:, i].reshape(w.size, w.size) for i in (0, 1))
-    return tile_landcover(src, lat, lon, url)
+    return tile_landcover(held, lat, lon, url)
 
 
 def pair_config(cfg: TileConfig) -> PairConfig:
