@@ -233,7 +233,7 @@ def open(  # noqa: A001 - the dataset's entry point, as webdataset / xarray name
             if r["shard"] in committed
         ]
         source = [functools.partial(iter, items)]  # a callable: a list would be taken as stages
-        expand = [functools.partial(_sample_ranges, storage_options=storage_options, verify=verify)]
+        expand = [functools.partial(sample_ranges, storage_options=storage_options, verify=verify)]
     stages = [*source, wds.split_by_node, wds.split_by_worker, *expand]
     if decode:
         stages.append(wds.decode())
@@ -242,7 +242,7 @@ def open(  # noqa: A001 - the dataset's entry point, as webdataset / xarray name
     return wds.DataPipeline(*stages)
 
 
-def _sample_ranges(
+def sample_ranges(
     src: Iterator[dict[str, Any]], storage_options: dict[str, Any] | None, verify: bool = True
 ) -> Iterator[dict[str, Any]]:
     """Samples read by byte range: for each item (a shard URL, a key and its members'

@@ -17,6 +17,8 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
+
 RADIUS_KM = 6378.137
 CELL_KM = 10.0
 GRID_NAME = "Major TOM 10 km"
@@ -42,7 +44,7 @@ def cell_of(lat: float, lon: float, cell_km: float = CELL_KM) -> tuple[int, int]
     row = math.ceil(lat / row_step(cell_km)) - 1
     if row * row_step(cell_km) < -MAX_LATITUDE:  # Major TOM keeps no row below -85 deg
         return None
-    lon = (lon + 180.0) % 360.0 - 180.0
+    lon = float(lon_offset(lon, 0.0))
     step = col_step(row, cell_km)
     col = math.ceil(lon / step) - 1
     if col < math.ceil(-180.0 / step - 1e-9):  # west of the first line: the last column
@@ -61,13 +63,26 @@ def cell_corner(row: int, col: int, cell_km: float = CELL_KM) -> tuple[float, fl
     return row * row_step(cell_km), col * col_step(row, cell_km)
 
 
+def lon_offset(lon: Any, lon0: float) -> Any:
+    """Degrees east of `lon0`, in [-180, 180): longitudes compared across the antimeridian."""
+    return (np.asarray(lon, dtype=np.float64) - lon0 + 180.0) % 360.0 - 180.0
+
+
+def ring_points(ring: Sequence[Sequence[float]]) -> np.ndarray:
+    """A GeoJSON ring's distinct vertices (lon, lat) as (n, 2), longitudes continuous from the
+    first one (a ring across 180 degrees is not split)."""
+    pts = np.asarray(ring, dtype=np.float64)[:, :2].copy()
+    if len(pts) > 1 and (pts[0] == pts[-1]).all():
+        pts = pts[:-1]
+    pts[:, 0] = pts[0, 0] + lon_offset(pts[:, 0], pts[0, 0])
+    return pts
+
+
 def ring_centre(ring: Sequence[Sequence[float]]) -> tuple[float, float]:
     """(lat, lon) of the mean of a closed GeoJSON ring's distinct vertices (a tile's footprint
     is a few hundred metres: its vertices' mean lies inside it)."""
-    pts = ring[:-1] if len(ring) > 1 and list(ring[0]) == list(ring[-1]) else ring
-    lon0 = pts[0][0]
-    lons = [((p[0] - lon0 + 180.0) % 360.0) - 180.0 + lon0 for p in pts]  # across 180 deg
-    return sum(p[1] for p in pts) / len(pts), sum(lons) / len(lons)
+    pts = ring_points(ring)
+    return float(pts[:, 1].mean()), float(pts[:, 0].mean())
 
 
 def sample_grid(footprint: Mapping[str, Any]) -> dict[str, Any]:

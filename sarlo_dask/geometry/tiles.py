@@ -224,11 +224,16 @@ def tile_llh(
     grid_lat: Any, grid_lon: Any, grid_hae: Any, az: np.ndarray, rg: np.ndarray
 ) -> np.ndarray:
     """(N, 3) lat, lon, hae at pixel pairs (az[i], rg[i]), bilinear in the tie points."""
+    return tie_point_fields((grid_lat, grid_lon, grid_hae), az, rg)
+
+
+def tie_point_fields(grids: Sequence[Any], az: np.ndarray, rg: np.ndarray) -> np.ndarray:
+    """(N, len(grids)): each tie-point grid at pixel pairs (az[i], rg[i]), bilinear."""
     from scipy.interpolate import RegularGridInterpolator
 
     pts = np.column_stack([az, rg]).astype("float64")
     out = []
-    for g in (grid_lat, grid_lon, grid_hae):
+    for g in grids:
         f = RegularGridInterpolator(
             (g.tp_azimuth.values.astype("float64"), g.tp_range.values.astype("float64")), g.values
         )

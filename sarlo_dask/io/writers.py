@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from sarlo_dask.dataset import MANIFEST, SPLITS, shard_marker
+from sarlo_dask.dataset import MANIFEST, SPLITS, sample_ranges, shard_marker
 from sarlo_dask.io.generations import STATS
 from sarlo_dask.io.index import INDEX
 from sarlo_dask.registry import Registry
@@ -173,17 +173,16 @@ def write_files(out: Store, names: Sequence[str], view: ReleaseView) -> list[dic
 def member_reader(
     out: Store, shards: Mapping[str, Mapping[str, Any]]
 ) -> Callable[[str, str], bytes]:
-    """`ReleaseView.read` over the committed shards of the generation `out`: a range read of
-    the member where its shard's marker puts it, its sha256 checked (a ValueError if not)."""
+    """`ReleaseView.read` over the committed shards of the generation `out`: the member read
+    by its byte range where its shard's marker puts it, its sha256 checked (dataset's range
+    reader: a ShardError if it is not those bytes)."""
     where = {key: (shard, at) for shard, m in shards.items() for key, at in m["members"].items()}
 
     def read(key: str, name: str) -> bytes:
         shard, at = where[key]
         offset, size, digest = at[name]
-        fs, path = out.filesystem(out.path(shard))
-        data = bytes(fs.cat_file(path, start=int(offset), end=int(offset) + int(size)))
-        if hashlib.sha256(data).hexdigest() != digest:
-            raise ValueError(f"{shard}: {key}.{name} is not the bytes its marker lists")
-        return data
+        member = {"name": name, "offset": int(offset), "size": int(size), "sha256": digest}
+        item = {"url": out.path(shard), "key": key, "members": [member]}
+        return bytes(next(sample_ranges(iter([item]), out.options))[name])
 
     return read

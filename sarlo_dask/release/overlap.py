@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from sarlo_dask.geometry.grid import GRID_NAME, sample_grid
+from sarlo_dask.geometry.grid import GRID_NAME, lon_offset, ring_points, sample_grid
 
 WGS84_A = 6378137.0
 WGS84_E2 = 6.69437999014e-3
@@ -38,15 +38,11 @@ NEAR_BITS = 6
 
 def plane(ring: Sequence[Sequence[float]], lat0: float, lon0: float) -> np.ndarray:
     """A GeoJSON ring (lon, lat; closed or not) as (n, 2) metres east/north of (lat0, lon0)."""
-    pts = np.asarray(ring, dtype=np.float64)[:, :2]
-    if len(pts) > 1 and (pts[0] == pts[-1]).all():
-        pts = pts[:-1]
+    pts = ring_points(ring)
     w = 1.0 - WGS84_E2 * math.sin(math.radians(lat0)) ** 2
     east = WGS84_A / math.sqrt(w) * math.cos(math.radians(lat0)) * math.pi / 180.0
     north = WGS84_A * (1.0 - WGS84_E2) / w**1.5 * math.pi / 180.0
-    return np.stack(
-        [((pts[:, 0] - lon0 + 180.0) % 360.0 - 180.0) * east, (pts[:, 1] - lat0) * north], axis=1
-    )
+    return np.stack([lon_offset(pts[:, 0], lon0) * east, (pts[:, 1] - lat0) * north], axis=1)
 
 
 def area(poly: np.ndarray) -> float:
@@ -68,10 +64,9 @@ def overlap_area(ring_a: Sequence[Sequence[float]], ring_b: Sequence[Sequence[fl
 
 
 def _box(ring: Sequence[Sequence[float]]) -> tuple[float, float, float, float]:
-    lon0 = ring[0][0]
-    lons = [((p[0] - lon0 + 180.0) % 360.0) - 180.0 + lon0 for p in ring]
-    lats = [p[1] for p in ring]
-    return min(lons), min(lats), max(lons), max(lats)
+    pts = ring_points(ring)
+    (west, south), (east, north) = pts.min(axis=0), pts.max(axis=0)
+    return float(west), float(south), float(east), float(north)
 
 
 def cross_pass_overlaps(rows: Sequence[Mapping[str, Any]]) -> list[tuple[int, int, float]]:

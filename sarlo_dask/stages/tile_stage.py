@@ -38,6 +38,7 @@ from sarlo_dask.geometry.tiles import (
     polygon_mask,
     refined_lee,
     sigma0,
+    tie_point_fields,
     tile_geometry,
     tile_llh,
     valid_fraction,
@@ -139,8 +140,8 @@ def landcover_of(w: Window, ds: Any, cfg: TileConfig) -> tuple[np.ndarray, dict[
     make = lambda: HeldLandCover(url, so)  # noqa: E731
     held = worker_state().memo("landcover", url, make, size=2, close=True)
     az, rg = np.meshgrid(np.arange(w.size) + w.a0, np.arange(w.size) + w.r0, indexing="ij")
-    llh = tile_llh(ds.lat, ds.lon, ds.hae, az.ravel(), rg.ravel())
-    lat, lon = (llh[:, i].reshape(w.size, w.size) for i in (0, 1))
+    ll = tie_point_fields((ds.lat, ds.lon), az.ravel(), rg.ravel())  # no height needed
+    lat, lon = (ll[:, i].reshape(w.size, w.size) for i in (0, 1))
     return tile_landcover(held, lat, lon, url)
 
 
